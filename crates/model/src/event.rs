@@ -1,0 +1,669 @@
+//! Canonical events: the CloudEvents 1.0 envelope on the wire and the typed event inside the hub.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{ChannelId, ItemId, LocationId, Lot, SourceId, validate_id};
+use crate::time::Timestamp;
+
+/// The source name the hub itself uses for commands it logs (reservations, timers, imports).
+pub const HUB_SOURCE: &str = "crossdock";
+
+/// Largest quantity accepted in one event line: far above any real movement, far below overflow.
+pub const QTY_MAX: i64 = 1_000_000_000_000;
+
+/// Lines in one shipment or reservation.
+pub const LINES_MAX: usize = 1_000;
+
+/// The CloudEvents 1.0 envelope in JSON structured mode, as it arrives.
+/// Unknown extension attributes are accepted and ignored, as CloudEvents requires.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Envelope {
+    /// Always `"1.0"`.
+    pub specversion: String,
+    /// Idempotency key, unique per source.
+    pub id: String,
+    /// The system that produced the event; must match the caller's `ingest:<source>` scope.
+    pub source: String,
+    /// Versioned event type, for example `inventory.received.v1`.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// When it happened, by the source's clock.
+    pub time: Timestamp,
+    /// CloudEvents sequence extension: the source's monotonic stream position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<Sequence>,
+    /// Carried end to end; generated at the edge when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlationid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causationid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacontenttype: Option<String>,
+    pub data: Value,
+}
+
+/// The sequence extension is a string in CloudEvents; integers are accepted as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SequenceRepr", into = "String")]
+pub struct Sequence(pub u64);
+
+impl JsonSchema for Sequence {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Sequence".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [{ "type": "string", "pattern": "^[0-9]+$" }, { "type": "integer", "minimum": 0 }]
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SequenceRepr {
+    Int(u64),
+    Str(String),
+}
+
+impl TryFrom<SequenceRepr> for Sequence {
+    type Error = String;
+    fn try_from(r: SequenceRepr) -> Result<Self, String> {
+        match r {
+            SequenceRepr::Int(n) => Ok(Sequence(n)),
+            SequenceRepr::Str(s) => s
+                .parse::<u64>()
+                .map(Sequence)
+                .map_err(|_| format!("sequence {s:?} is not a non-negative integer")),
+        }
+    }
+}
+
+impl From<Sequence> for String {
+    fn from(s: Sequence) -> String {
+        s.0.to_string()
+    }
+}
+
+/// Stock status a quantity can move between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StockStatus {
+    Sellable,
+    Quarantined,
+    Damaged,
+}
+
+/// What inspection decided for a returned unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    Restock,
+    Damaged,
+    Scrap,
+}
+
+/// `inventory.received.v1`: +on_hand; closes open supply when `reference` names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Received {
+    pub item: ItemId,
+    pub location: LocationId,
+    pub qty: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot: Option<Lot>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// `inventory.adjusted.v1`: ±on_hand with a reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Adjusted {
+    pub item: ItemId,
+    pub location: LocationId,
+    pub delta: i64,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot: Option<Lot>,
+}
+
+/// `inventory.counted.v1`: absolute on_hand as of the event's `time`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Counted {
+    pub item: ItemId,
+    pub location: LocationId,
+    pub qty: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot: Option<Lot>,
+}
+
+/// `inventory.status_changed.v1`: moves quantity between sellable, quarantined and damaged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChanged {
+    pub item: ItemId,
+    pub location: LocationId,
+    pub qty: i64,
+    pub from: StockStatus,
+    pub to: StockStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot: Option<Lot>,
+}
+
+/// `inventory.picked.v1`: allocated → picked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Picked {
+    pub order: String,
+    pub item: ItemId,
+    pub location: LocationId,
+    pub qty: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipLine {
+    pub item: ItemId,
+    pub location: LocationId,
+    pub qty: i64,
+}
+
+/// `inventory.shipped.v1`: −picked, −on_hand per line; partial shipments allowed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Shipped {
+    pub order: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipment: Option<String>,
+    pub lines: Vec<ShipLine>,
+}
+
+/// `transfer.shipped.v1`: −on_hand at `from`, +in_transit at `to`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferShipped {
+    pub transfer: String,
+    pub item: ItemId,
+    pub from: LocationId,
+    pub to: LocationId,
+    pub qty: i64,
+}
+
+/// `transfer.received.v1`: −in_transit, +on_hand at `location`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferReceived {
+    pub transfer: String,
+    pub item: ItemId,
+    pub location: LocationId,
+    pub qty: i64,
+}
+
+/// `return.received.v1`: +on_hand, +returns_pending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnReceived {
+    pub rma: String,
+    pub item: ItemId,
+    pub location: LocationId,
+    pub qty: i64,
+}
+
+/// `return.inspected.v1`: −returns_pending; restock, move to damaged, or scrap (−on_hand).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnInspected {
+    pub rma: String,
+    pub item: ItemId,
+    pub location: LocationId,
+    pub qty: i64,
+    pub disposition: Disposition,
+}
+
+/// `supply.expected.v1`: open PO/ASN supply, +incoming at the destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SupplyExpected {
+    pub reference: String,
+    pub item: ItemId,
+    pub location: LocationId,
+    pub qty: i64,
+    pub expected_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveLine {
+    pub item: ItemId,
+    pub qty: i64,
+}
+
+/// `reservation.requested.v1` (hub command): hold `lines` for `channel` until `ttl_s` passes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationRequested {
+    pub reservation: String,
+    pub channel: ChannelId,
+    pub lines: Vec<ReserveLine>,
+    pub ttl_s: u64,
+}
+
+/// `reservation.released.v1`, `reservation.committed.v1`, `reservation.expired.v1` (hub commands).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationRef {
+    pub reservation: String,
+}
+
+/// `sequence.gap_timeout.v1` (hub timer): stop waiting for `expected` from `source`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GapTimeout {
+    pub source: SourceId,
+    pub expected: u64,
+}
+
+macro_rules! event_types {
+    ($( $variant:ident($data:ty) = $name:literal, public: $public:literal; )*) => {
+        /// The typed `data` of every event kind, selected by the envelope's `type`.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum EventData {
+            $( $variant($data), )*
+        }
+
+        impl EventData {
+            /// Every known type name and whether clients may submit it.
+            pub const TYPES: &'static [(&'static str, bool)] = &[ $( ($name, $public), )* ];
+
+            pub fn type_name(&self) -> &'static str {
+                match self { $( EventData::$variant(_) => $name, )* }
+            }
+
+            /// Parses `data` for `ty`, naming the offending field on error.
+            pub fn parse(ty: &str, data: &Value) -> Result<Self, EventError> {
+                match ty {
+                    $( $name => parse_data(data).map(EventData::$variant), )*
+                    other => Err(EventError::UnknownType(other.to_string())),
+                }
+            }
+
+            pub fn to_json(&self) -> Value {
+                match self { $( EventData::$variant(d) => serde_json::to_value(d), )* }
+                    .expect("event data always serializes")
+            }
+
+            /// JSON Schema of the `data` of every type, keyed by type name.
+            pub fn schemas() -> serde_json::Map<String, Value> {
+                let mut out = serde_json::Map::new();
+                $( out.insert($name.to_string(), serde_json::to_value(schemars::schema_for!($data)).expect("schema serializes")); )*
+                out
+            }
+        }
+    };
+}
+
+event_types! {
+    Received(Received) = "inventory.received.v1", public: true;
+    Adjusted(Adjusted) = "inventory.adjusted.v1", public: true;
+    Counted(Counted) = "inventory.counted.v1", public: true;
+    StatusChanged(StatusChanged) = "inventory.status_changed.v1", public: true;
+    Picked(Picked) = "inventory.picked.v1", public: true;
+    Shipped(Shipped) = "inventory.shipped.v1", public: true;
+    TransferShipped(TransferShipped) = "transfer.shipped.v1", public: true;
+    TransferReceived(TransferReceived) = "transfer.received.v1", public: true;
+    ReturnReceived(ReturnReceived) = "return.received.v1", public: true;
+    ReturnInspected(ReturnInspected) = "return.inspected.v1", public: true;
+    SupplyExpected(SupplyExpected) = "supply.expected.v1", public: true;
+    ReservationRequested(ReservationRequested) = "reservation.requested.v1", public: false;
+    ReservationReleased(ReservationRef) = "reservation.released.v1", public: false;
+    ReservationCommitted(ReservationRef) = "reservation.committed.v1", public: false;
+    ReservationExpired(ReservationRef) = "reservation.expired.v1", public: false;
+    GapTimeout(GapTimeout) = "sequence.gap_timeout.v1", public: false;
+}
+
+fn parse_data<T: serde::de::DeserializeOwned>(data: &Value) -> Result<T, EventError> {
+    serde_path_to_error::deserialize(data).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "data".to_string() } else { format!("data.{path}") };
+        EventError::Field { field, problem: e.into_inner().to_string() }
+    })
+}
+
+/// Why an envelope or its data was refused. Each names the field a person has to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("{field}: {problem}")]
+    Field { field: String, problem: String },
+}
+
+impl EventError {
+    pub fn field(&self) -> &str {
+        match self {
+            EventError::UnknownType(_) => "type",
+            EventError::Field { field, .. } => field,
+        }
+    }
+    fn at(field: &str, problem: impl Into<String>) -> Self {
+        EventError::Field { field: field.to_string(), problem: problem.into() }
+    }
+}
+
+/// A canonical event as the hub records and applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub source: SourceId,
+    pub time: Timestamp,
+    pub sequence: Option<u64>,
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub data: EventData,
+    /// The hub's clock when the event was accepted.
+    pub received_at: Timestamp,
+}
+
+impl Event {
+    /// Validates an envelope into an event. `correlation_id` is used when the envelope has none.
+    pub fn from_envelope(
+        env: &Envelope,
+        received_at: Timestamp,
+        fallback_correlation: impl FnOnce() -> String,
+    ) -> Result<Self, EventError> {
+        if env.specversion != "1.0" {
+            return Err(EventError::at("specversion", format!("must be \"1.0\", got {:?}", env.specversion)));
+        }
+        validate_id(&env.id).map_err(|e| EventError::at("id", e.to_string()))?;
+        let source = SourceId::new(&env.source).map_err(|e| EventError::at("source", e.to_string()))?;
+        if let Some(ct) = &env.datacontenttype
+            && !ct.starts_with("application/json")
+        {
+            return Err(EventError::at("datacontenttype", format!("only application/json data is accepted, got {ct:?}")));
+        }
+        let data = EventData::parse(&env.ty, &env.data)?;
+        data.validate()?;
+        let correlation_id = match &env.correlationid {
+            Some(c) => {
+                validate_id(c).map_err(|e| EventError::at("correlationid", e.to_string()))?;
+                c.clone()
+            }
+            None => fallback_correlation(),
+        };
+        Ok(Event {
+            id: env.id.clone(),
+            source,
+            time: env.time,
+            sequence: env.sequence.map(|s| s.0),
+            correlation_id,
+            causation_id: env.causationid.clone(),
+            data,
+            received_at,
+        })
+    }
+
+    /// The envelope as stored in the event log (with the generated correlation id filled in).
+    pub fn to_envelope(&self) -> Envelope {
+        Envelope {
+            specversion: "1.0".into(),
+            id: self.id.clone(),
+            source: self.source.to_string(),
+            ty: self.data.type_name().into(),
+            time: self.time,
+            sequence: self.sequence.map(Sequence),
+            correlationid: Some(self.correlation_id.clone()),
+            causationid: self.causation_id.clone(),
+            datacontenttype: None,
+            data: self.data.to_json(),
+        }
+    }
+
+    /// Fingerprint of what the event says (type, time, sequence, data), to tell a true repeat
+    /// from a different payload reusing an id. Stable across releases of the same type version.
+    pub fn payload_hash(&self) -> u64 {
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(self.data.type_name().as_bytes());
+        buf.push(0);
+        buf.extend_from_slice(&self.time.as_micros().to_le_bytes());
+        buf.extend_from_slice(&self.sequence.unwrap_or(u64::MAX).to_le_bytes());
+        serde_json::to_writer(&mut buf, &self.data.to_json()).expect("json to vec");
+        xxhash_rust::xxh3::xxh3_64(&buf)
+    }
+
+    /// Fingerprint of the idempotency key `(source, id)`.
+    pub fn key_hash(&self) -> u64 {
+        key_hash(self.source.as_str(), &self.id)
+    }
+}
+
+pub fn key_hash(source: &str, id: &str) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(source.as_bytes());
+    h.update(&[0]);
+    h.update(id.as_bytes());
+    h.digest()
+}
+
+fn positive(field: &str, qty: i64) -> Result<(), EventError> {
+    if qty <= 0 {
+        return Err(EventError::at(field, format!("must be a positive whole number of base units, got {qty}")));
+    }
+    if qty > QTY_MAX {
+        return Err(EventError::at(field, format!("must be at most {QTY_MAX}, got {qty}")));
+    }
+    Ok(())
+}
+
+fn not_negative(field: &str, qty: i64) -> Result<(), EventError> {
+    if qty < 0 {
+        return Err(EventError::at(field, format!("must not be negative, got {qty}")));
+    }
+    if qty > QTY_MAX {
+        return Err(EventError::at(field, format!("must be at most {QTY_MAX}, got {qty}")));
+    }
+    Ok(())
+}
+
+fn reference(field: &str, raw: &str) -> Result<(), EventError> {
+    validate_id(raw).map_err(|e| EventError::at(field, e.to_string()))
+}
+
+impl EventData {
+    /// Checks what the types alone cannot: positive quantities, sane line counts, distinct statuses.
+    pub fn validate(&self) -> Result<(), EventError> {
+        match self {
+            EventData::Received(d) => positive("data.qty", d.qty),
+            EventData::Adjusted(d) => {
+                if d.delta == 0 {
+                    return Err(EventError::at("data.delta", "must not be zero"));
+                }
+                if d.delta.abs() > QTY_MAX {
+                    return Err(EventError::at("data.delta", format!("must be within ±{QTY_MAX}")));
+                }
+                if d.reason.trim().is_empty() {
+                    return Err(EventError::at("data.reason", "must say why the stock was adjusted"));
+                }
+                Ok(())
+            }
+            EventData::Counted(d) => not_negative("data.qty", d.qty),
+            EventData::StatusChanged(d) => {
+                positive("data.qty", d.qty)?;
+                if d.from == d.to {
+                    return Err(EventError::at("data.to", "must differ from data.from"));
+                }
+                Ok(())
+            }
+            EventData::Picked(d) => {
+                reference("data.order", &d.order)?;
+                positive("data.qty", d.qty)
+            }
+            EventData::Shipped(d) => {
+                reference("data.order", &d.order)?;
+                if d.lines.is_empty() {
+                    return Err(EventError::at("data.lines", "must have at least one line"));
+                }
+                if d.lines.len() > LINES_MAX {
+                    return Err(EventError::at("data.lines", format!("at most {LINES_MAX} lines")));
+                }
+                for (i, l) in d.lines.iter().enumerate() {
+                    positive(&format!("data.lines[{i}].qty"), l.qty)?;
+                }
+                Ok(())
+            }
+            EventData::TransferShipped(d) => {
+                reference("data.transfer", &d.transfer)?;
+                if d.from == d.to {
+                    return Err(EventError::at("data.to", "must differ from data.from"));
+                }
+                positive("data.qty", d.qty)
+            }
+            EventData::TransferReceived(d) => {
+                reference("data.transfer", &d.transfer)?;
+                positive("data.qty", d.qty)
+            }
+            EventData::ReturnReceived(d) => {
+                reference("data.rma", &d.rma)?;
+                positive("data.qty", d.qty)
+            }
+            EventData::ReturnInspected(d) => {
+                reference("data.rma", &d.rma)?;
+                positive("data.qty", d.qty)
+            }
+            EventData::SupplyExpected(d) => {
+                reference("data.reference", &d.reference)?;
+                positive("data.qty", d.qty)
+            }
+            EventData::ReservationRequested(d) => {
+                reference("id", &d.reservation)?;
+                if d.lines.is_empty() {
+                    return Err(EventError::at("lines", "must have at least one line"));
+                }
+                if d.lines.len() > LINES_MAX {
+                    return Err(EventError::at("lines", format!("at most {LINES_MAX} lines")));
+                }
+                for (i, l) in d.lines.iter().enumerate() {
+                    positive(&format!("lines[{i}].qty"), l.qty)?;
+                    if d.lines[..i].iter().any(|o| o.item == l.item) {
+                        return Err(EventError::at(&format!("lines[{i}].item"), "appears twice; merge the lines"));
+                    }
+                }
+                if d.ttl_s == 0 || d.ttl_s > 30 * 24 * 3600 {
+                    return Err(EventError::at("ttl_s", "must be between 1 and 2592000 seconds"));
+                }
+                Ok(())
+            }
+            EventData::ReservationReleased(d)
+            | EventData::ReservationCommitted(d)
+            | EventData::ReservationExpired(d) => reference("reservation", &d.reservation),
+            EventData::GapTimeout(_) => Ok(()),
+        }
+    }
+
+    /// Whether clients may submit this type on `POST /v1/events`.
+    pub fn is_public(&self) -> bool {
+        Self::TYPES.iter().any(|(name, public)| *public && *name == self.type_name())
+    }
+
+    /// The items the event touches, in order, without repeats.
+    pub fn items(&self) -> Vec<&ItemId> {
+        let mut out: Vec<&ItemId> = Vec::with_capacity(1);
+        match self {
+            EventData::Received(d) => out.push(&d.item),
+            EventData::Adjusted(d) => out.push(&d.item),
+            EventData::Counted(d) => out.push(&d.item),
+            EventData::StatusChanged(d) => out.push(&d.item),
+            EventData::Picked(d) => out.push(&d.item),
+            EventData::Shipped(d) => {
+                for l in &d.lines {
+                    if !out.contains(&&l.item) {
+                        out.push(&l.item);
+                    }
+                }
+            }
+            EventData::TransferShipped(d) => out.push(&d.item),
+            EventData::TransferReceived(d) => out.push(&d.item),
+            EventData::ReturnReceived(d) => out.push(&d.item),
+            EventData::ReturnInspected(d) => out.push(&d.item),
+            EventData::SupplyExpected(d) => out.push(&d.item),
+            EventData::ReservationRequested(d) => out.extend(d.lines.iter().map(|l| &l.item)),
+            EventData::ReservationReleased(_)
+            | EventData::ReservationCommitted(_)
+            | EventData::ReservationExpired(_)
+            | EventData::GapTimeout(_) => {}
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn envelope(ty: &str, data: Value) -> Envelope {
+        serde_json::from_value(json!({
+            "specversion": "1.0", "id": "e-1", "source": "wms-east", "type": ty,
+            "time": "2026-11-23T10:00:00Z", "data": data,
+        }))
+        .unwrap()
+    }
+
+    fn parse(ty: &str, data: Value) -> Result<Event, EventError> {
+        Event::from_envelope(&envelope(ty, data), Timestamp::from_micros(0), || "corr".into())
+    }
+
+    #[test]
+    fn parses_received_and_fills_correlation() {
+        let ev = parse("inventory.received.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 5})).unwrap();
+        assert_eq!(ev.correlation_id, "corr");
+        assert_eq!(ev.data.type_name(), "inventory.received.v1");
+        assert_eq!(ev.data.items().len(), 1);
+        let back = ev.to_envelope();
+        assert_eq!(back.correlationid.as_deref(), Some("corr"));
+    }
+
+    #[test]
+    fn bad_data_names_the_field() {
+        let cases = [
+            (json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1.5}), "data.qty"),
+            (json!({"item": "SKU-1", "location": "DC-EAST", "qty": -3}), "data.qty"),
+            (json!({"item": "SKU-1", "location": "DC-EAST"}), "data"),
+            (json!({"item": "", "location": "DC-EAST", "qty": 1}), "data.item"),
+            (json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1, "colour": "red"}), "data.colour"),
+        ];
+        for (data, field) in cases {
+            let err = parse("inventory.received.v1", data.clone()).unwrap_err();
+            assert_eq!(err.field(), field, "{data}: {err}");
+        }
+        let err = parse("inventory.teleported.v1", json!({})).unwrap_err();
+        assert_eq!(err, EventError::UnknownType("inventory.teleported.v1".into()));
+    }
+
+    #[test]
+    fn payload_hash_separates_payloads_not_formatting() {
+        let a = parse("inventory.received.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 5})).unwrap();
+        let b = parse("inventory.received.v1", json!({"qty": 5, "location": "DC-EAST", "item": "SKU-1"})).unwrap();
+        let c = parse("inventory.received.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 6})).unwrap();
+        assert_eq!(a.payload_hash(), b.payload_hash());
+        assert_ne!(a.payload_hash(), c.payload_hash());
+    }
+
+    #[test]
+    fn sequence_accepts_string_or_integer() {
+        let s: Sequence = serde_json::from_value(json!("42")).unwrap();
+        assert_eq!(s, Sequence(42));
+        let s: Sequence = serde_json::from_value(json!(7)).unwrap();
+        assert_eq!(s, Sequence(7));
+        assert!(serde_json::from_value::<Sequence>(json!("x")).is_err());
+    }
+
+    #[test]
+    fn schemas_cover_every_type() {
+        let schemas = EventData::schemas();
+        assert_eq!(schemas.len(), EventData::TYPES.len());
+        assert!(schemas["inventory.shipped.v1"].to_string().contains("lines"));
+    }
+}
