@@ -1,1 +1,259 @@
+//! Durable storage for the engine: one relational schema, two implementations.
+//!
+//! * [`sqlite::SqliteStore`]: the embedded default. One file, WAL, `synchronous=FULL`.
+//! * [`postgres::PgStore`]: scale-out. Same tables, same semantics.
+//!
+//! The engine talks to a [`Store`] only through plain row types defined here, so the store knows
+//! nothing about ledger rules. Architecture invariant: [`Store::commit`] is all-or-nothing and
+//! durable when it returns `Ok` (fsync / COMMIT); nothing else writes ledger state.
 
+pub mod postgres;
+pub mod sqlite;
+
+use crossdock_model::{ExceptionKind, ExceptionRecord, ExceptionStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The data directory was created with another partition count.
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Outcome of an event as recorded in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    Applied,
+    Quarantined,
+    /// Held by the resequencer, waiting for a missing sequence number.
+    Held,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Applied => "applied",
+            EventStatus::Quarantined => "quarantined",
+            EventStatus::Held => "held",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "applied" => Some(EventStatus::Applied),
+            "quarantined" => Some(EventStatus::Quarantined),
+            "held" => Some(EventStatus::Held),
+            _ => None,
+        }
+    }
+}
+
+/// One row of the event log. `(partition, seq)` is the log position; `(source, id)` is unique
+/// and is the idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub partition: u32,
+    pub seq: u64,
+    pub source: String,
+    pub id: String,
+    pub ty: String,
+    pub time_us: i64,
+    pub received_at_us: i64,
+    pub correlation_id: String,
+    pub payload_hash: u64,
+    pub status: EventStatus,
+    /// The whole CloudEvents envelope as JSON, enough to replay the event.
+    pub envelope: String,
+}
+
+/// A position: one (item, location, lot). `lot` is `""` when the stock has no lot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionRow {
+    pub partition: u32,
+    pub item: String,
+    pub location: String,
+    pub lot: String,
+    pub on_hand: i64,
+    pub quarantined: i64,
+    pub damaged: i64,
+    pub returns_pending: i64,
+    pub picked: i64,
+    pub allocated: i64,
+    pub reserved: i64,
+    pub in_transit: i64,
+    pub incoming: i64,
+    pub safety_stock: i64,
+    /// Ledger bookkeeping that is not a bucket (latest count mark, deltas since it), as JSON.
+    pub extra: String,
+    /// Ledger sequence of the last change.
+    pub updated_seq: u64,
+}
+
+/// A reservation (soft hold) and, once committed, the allocation it became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationRow {
+    pub partition: u32,
+    pub id: String,
+    pub channel: String,
+    /// `held`, `committed`, `released` or `expired`.
+    pub status: String,
+    /// JSON array of `{item, location, qty}`.
+    pub lines: String,
+    /// Hash of the request, so a repeat with other lines is a conflict.
+    pub request_hash: u64,
+    pub expires_at_us: i64,
+    pub created_seq: u64,
+    pub updated_seq: u64,
+}
+
+/// Per-item ledger state that is not a position: last published ATS per channel, open supply,
+/// the oversell hold. JSON, owned by the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemStateRow {
+    pub partition: u32,
+    pub item: String,
+    pub state: String,
+}
+
+/// Per-source resequencer state (next expected sequence number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSeqRow {
+    pub partition: u32,
+    pub source: String,
+    pub next_expected: u64,
+}
+
+/// A message for a delivery lane. `key` groups "latest value" messages (for channel availability:
+/// the item), and `ledger_seq` orders them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub partition: u32,
+    pub endpoint: String,
+    pub key: String,
+    pub ledger_seq: u64,
+    /// 0: crosses zero; 1: at or below the low-stock level; 2: the rest.
+    pub priority: u8,
+    pub payload: String,
+    pub created_at_us: i64,
+}
+
+/// An outbox row as read back, with its store-assigned id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOutbox {
+    pub id: i64,
+    pub row: OutboxRow,
+}
+
+/// A durable timer. `id` is unique and derived from what it is for, so setting it twice is harmless.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerRow {
+    pub partition: u32,
+    pub id: String,
+    pub due_at_us: i64,
+    /// The hub command to submit when it fires, as a CloudEvents envelope JSON.
+    pub command: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionStatusChange {
+    pub id: String,
+    pub status: ExceptionStatus,
+    pub at_us: i64,
+    pub actor: String,
+    pub note: String,
+}
+
+/// Everything one group commit writes, in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct CommitBatch {
+    pub partition: u32,
+    pub events: Vec<EventRow>,
+    /// Held events released by the resequencer: `(partition, seq, new status)`.
+    pub event_status: Vec<(u32, u64, EventStatus)>,
+    pub positions: Vec<PositionRow>,
+    pub items: Vec<ItemStateRow>,
+    pub reservations: Vec<ReservationRow>,
+    pub source_seqs: Vec<SourceSeqRow>,
+    pub outbox: Vec<OutboxRow>,
+    /// Inserted if their id is new; an existing record is left as it is.
+    pub exceptions: Vec<ExceptionRecord>,
+    /// Status changes the ledger makes itself (an oversell hold that cleared resolves its record).
+    pub exception_status: Vec<ExceptionStatusChange>,
+    pub timers_set: Vec<TimerRow>,
+    pub timers_done: Vec<String>,
+    /// The partition's ledger sequence after this batch.
+    pub last_seq: u64,
+}
+
+impl CommitBatch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.event_status.is_empty()
+            && self.positions.is_empty()
+            && self.items.is_empty()
+            && self.reservations.is_empty()
+            && self.source_seqs.is_empty()
+            && self.outbox.is_empty()
+            && self.exceptions.is_empty()
+            && self.exception_status.is_empty()
+            && self.timers_set.is_empty()
+            && self.timers_done.is_empty()
+    }
+}
+
+/// What a partition's writer needs to start: its state as of its last commit.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionSnapshot {
+    pub last_seq: u64,
+    pub positions: Vec<PositionRow>,
+    pub items: Vec<ItemStateRow>,
+    /// Only reservations in status `held` or `committed`.
+    pub reservations: Vec<ReservationRow>,
+    pub source_seqs: Vec<SourceSeqRow>,
+    /// Events still in status `held`, in log order.
+    pub held_events: Vec<EventRow>,
+    pub timers: Vec<TimerRow>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExceptionFilter {
+    pub kind: Option<ExceptionKind>,
+    pub status: Option<ExceptionStatus>,
+    pub limit: u32,
+}
+
+/// Storage for the engine. One instance per writer thread (plus one for reads); implementations
+/// are synchronous because writers are dedicated threads.
+pub trait Store: Send {
+    /// Creates or upgrades the schema and checks the partition count the data was written with.
+    fn migrate(&mut self, partitions: u32) -> Result<()>;
+    fn load_partition(&mut self, partition: u32) -> Result<PartitionSnapshot>;
+    /// Writes the whole batch in one transaction, durably, or nothing.
+    fn commit(&mut self, batch: &CommitBatch) -> Result<()>;
+    /// The idempotency key lookup.
+    fn find_event(&mut self, source: &str, id: &str) -> Result<Option<EventRow>>;
+    /// Fingerprints `key_hash(source, id)` of every logged event of a partition.
+    fn key_hashes(&mut self, partition: u32) -> Result<Vec<u64>>;
+    /// The log of a partition after `after_seq`, in order, at most `limit` rows.
+    fn read_events(&mut self, partition: u32, after_seq: u64, limit: u32) -> Result<Vec<EventRow>>;
+    fn find_reservation(&mut self, id: &str) -> Result<Option<ReservationRow>>;
+    fn list_exceptions(&mut self, filter: &ExceptionFilter) -> Result<Vec<ExceptionRecord>>;
+    /// Open (status `open` or `acknowledged`) exceptions by kind.
+    fn exception_counts(&mut self) -> Result<Vec<(ExceptionKind, u64)>>;
+    /// Pending outbox rows, oldest first.
+    fn outbox(&mut self, endpoint: Option<&str>, limit: u32) -> Result<Vec<StoredOutbox>>;
+}
+
+pub fn parse_exception_kind(raw: &str) -> Result<ExceptionKind> {
+    ExceptionKind::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("unknown exception kind {raw:?}")))
+}
+
+pub fn parse_exception_status(raw: &str) -> Result<ExceptionStatus> {
+    ExceptionStatus::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("unknown exception status {raw:?}")))
+}
