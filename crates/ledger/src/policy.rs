@@ -1,0 +1,161 @@
+//! The rules the ledger applies: master data, channel policies, ownership. Built once from the
+//! config file; the ledger only reads it.
+
+use std::collections::{HashMap, HashSet};
+
+use crossdock_model::{ChannelId, ItemId, LocationId, SourceId};
+
+/// Index of a location in [`Policy::locations`]; positions store this instead of the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocIdx(pub u16);
+
+/// Index of a channel in [`Policy::channels`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChanIdx(pub u16);
+
+/// A buffer kept back from a channel's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buffer {
+    Units(i64),
+    /// Whole percent of the pool, 0..=100; the kept-back amount rounds up (never oversells).
+    Percent(u8),
+}
+
+/// How one channel's availability (ATS) is computed from the positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelPolicy {
+    pub id: ChannelId,
+    /// Eligible locations in sourcing priority order.
+    pub locations: Vec<LocIdx>,
+    pub buffer: Buffer,
+    /// Percent of the pool this channel may show, 0..=100 (rounds down).
+    pub share_pct: u8,
+    pub max: Option<i64>,
+    /// Below this, publish 0 (out-of-stock threshold).
+    pub min_publish: i64,
+    /// Whether soft reservations (checkout holds) reduce what this channel shows.
+    pub counts_soft_reservations: bool,
+    /// Backorder/preorder channels add open supply expected within this horizon.
+    pub incoming_horizon_s: Option<u64>,
+    /// ATS at or below this is "low stock" for delivery priority.
+    pub low_stock: i64,
+}
+
+impl ChannelPolicy {
+    /// A channel that shows everything at the given locations, with no buffer.
+    pub fn plain(id: ChannelId, locations: Vec<LocIdx>) -> Self {
+        ChannelPolicy {
+            id,
+            locations,
+            buffer: Buffer::Units(0),
+            share_pct: 100,
+            max: None,
+            min_publish: 0,
+            counts_soft_reservations: true,
+            incoming_horizon_s: None,
+            low_stock: 0,
+        }
+    }
+}
+
+/// Which event types a source may emit, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnershipRule {
+    /// Exact type names (`inventory.received.v1`) or prefixes ending in `*` (`inventory.*`).
+    pub types: Vec<String>,
+    /// `None` means every location.
+    pub locations: Option<Vec<LocIdx>>,
+}
+
+impl OwnershipRule {
+    fn allows(&self, ty: &str, loc: LocIdx) -> bool {
+        let type_ok = self.types.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => ty.starts_with(prefix),
+            None => p == ty,
+        });
+        type_ok && self.locations.as_ref().is_none_or(|ls| ls.contains(&loc))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourcePolicy {
+    pub rules: Vec<OwnershipRule>,
+    /// Whether the source's `sequence` is checked for gaps (resequenced with a bounded wait).
+    pub sequenced: bool,
+}
+
+/// Source name of imports and reconciliation corrections; may emit inventory types anywhere.
+pub const IMPORT_SOURCE: &str = "crossdock.import";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// `None`: any item id is accepted (no item master loaded).
+    pub items: Option<HashSet<ItemId>>,
+    pub locations: Vec<LocationId>,
+    location_index: HashMap<LocationId, LocIdx>,
+    pub channels: Vec<ChannelPolicy>,
+    channel_index: HashMap<ChannelId, ChanIdx>,
+    pub sources: HashMap<SourceId, SourcePolicy>,
+    /// How long the resequencer waits for a missing sequence number.
+    pub gap_wait_s: u64,
+    /// Most events held per source while waiting; past it the gap is given up at once.
+    pub held_max: usize,
+}
+
+impl Policy {
+    pub fn new(
+        items: Option<HashSet<ItemId>>,
+        locations: Vec<LocationId>,
+        channels: Vec<ChannelPolicy>,
+        sources: HashMap<SourceId, SourcePolicy>,
+    ) -> Self {
+        assert!(locations.len() < u16::MAX as usize, "too many locations");
+        assert!(channels.len() < u16::MAX as usize, "too many channels");
+        let location_index =
+            locations.iter().enumerate().map(|(i, l)| (l.clone(), LocIdx(i as u16))).collect();
+        let channel_index =
+            channels.iter().enumerate().map(|(i, c)| (c.id.clone(), ChanIdx(i as u16))).collect();
+        Policy {
+            items,
+            locations,
+            location_index,
+            channels,
+            channel_index,
+            sources,
+            gap_wait_s: 30,
+            held_max: 10_000,
+        }
+    }
+
+    pub fn location(&self, id: &LocationId) -> Option<LocIdx> {
+        self.location_index.get(id).copied()
+    }
+
+    pub fn location_name(&self, idx: LocIdx) -> &LocationId {
+        &self.locations[idx.0 as usize]
+    }
+
+    pub fn channel(&self, id: &ChannelId) -> Option<ChanIdx> {
+        self.channel_index.get(id).copied()
+    }
+
+    pub fn channel_policy(&self, idx: ChanIdx) -> &ChannelPolicy {
+        &self.channels[idx.0 as usize]
+    }
+
+    pub fn knows_item(&self, item: &ItemId) -> bool {
+        self.items.as_ref().is_none_or(|set| set.contains(item))
+    }
+
+    /// Whether `source` may emit `ty` touching `loc`. The import source may emit inventory types.
+    pub fn owns(&self, source: &SourceId, ty: &str, loc: LocIdx) -> bool {
+        if source.as_str() == IMPORT_SOURCE {
+            return ty.starts_with("inventory.") || ty.starts_with("supply.");
+        }
+        self.sources.get(source).is_some_and(|s| s.rules.iter().any(|r| r.allows(ty, loc)))
+    }
+
+    pub fn is_sequenced(&self, source: &SourceId) -> bool {
+        self.sources.get(source).is_some_and(|s| s.sequenced)
+    }
+}

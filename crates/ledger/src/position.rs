@@ -1,0 +1,187 @@
+//! A position: the buckets of one (item, location, lot), the formulas of DESIGN section 3, and the
+//! event-time rule that lets counts and late deltas converge.
+
+use crossdock_model::{Lot, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::LocIdx;
+
+/// Deltas remembered per position after its latest count, so that a count arriving late can be
+/// placed exactly. Older deltas are folded away; a count older than the fold is refused loudly.
+pub const RECENT_DELTAS_MAX: usize = 32;
+
+/// Every bucket of a position, in base units. `on_hand` includes the unsellable buckets and
+/// `picked`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Buckets {
+    pub on_hand: i64,
+    pub quarantined: i64,
+    pub damaged: i64,
+    pub returns_pending: i64,
+    pub picked: i64,
+    pub allocated: i64,
+    pub reserved: i64,
+    pub in_transit: i64,
+    pub incoming: i64,
+    pub safety_stock: i64,
+}
+
+impl Buckets {
+    pub fn committed(&self) -> i64 {
+        self.allocated + self.picked
+    }
+    pub fn unsellable(&self) -> i64 {
+        self.quarantined + self.damaged + self.returns_pending
+    }
+    /// `on_hand - unsellable - committed - reserved - safety_stock`; negative is a signal.
+    pub fn available(&self) -> i64 {
+        self.on_hand - self.unsellable() - self.committed() - self.reserved - self.safety_stock
+    }
+}
+
+/// The latest count applied to a position: `on_hand` was `qty` as of `time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountMark {
+    pub time: Timestamp,
+    /// Orders two counts with the same time, so every arrival order picks the same one.
+    pub tiebreak: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    pub time: Timestamp,
+    pub qty: i64,
+}
+
+/// Bookkeeping beside the buckets, persisted with the position.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<CountMark>,
+    /// on_hand deltas applied after `count` (or ever, with no count), newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<Delta>,
+    /// Deltas at or before this time were folded out of `recent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folded_to: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub location: LocIdx,
+    pub lot: Option<Lot>,
+    pub b: Buckets,
+    pub rule: TimeRule,
+}
+
+/// What the event-time rule did with an on_hand delta or a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeEffect {
+    Applied,
+    /// At or before the latest count: the count already includes it.
+    AbsorbedByCount,
+    /// A count older than the latest count: superseded.
+    Superseded,
+    /// A count older than the remembered delta window: cannot be placed exactly.
+    BeyondWindow,
+}
+
+impl Position {
+    pub fn new(location: LocIdx, lot: Option<Lot>) -> Self {
+        Position { location, lot, b: Buckets::default(), rule: TimeRule::default() }
+    }
+
+    /// Applies an on_hand delta that happened at `time`, unless the latest count includes it.
+    pub fn on_hand_delta(&mut self, time: Timestamp, qty: i64) -> TimeEffect {
+        if let Some(c) = self.rule.count
+            && time <= c.time
+        {
+            return TimeEffect::AbsorbedByCount;
+        }
+        self.b.on_hand += qty;
+        let recent = &mut self.rule.recent;
+        let at = recent.partition_point(|d| d.time <= time);
+        recent.insert(at, Delta { time, qty });
+        if recent.len() > RECENT_DELTAS_MAX {
+            let dropped = recent.remove(0);
+            self.rule.folded_to = Some(self.rule.folded_to.map_or(dropped.time, |f| f.max(dropped.time)));
+        }
+        TimeEffect::Applied
+    }
+
+    /// Sets on_hand to `qty` as of `mark.time`, re-adding the deltas that happened after it.
+    pub fn count(&mut self, mark: CountMark, qty: i64) -> TimeEffect {
+        if let Some(c) = self.rule.count
+            && (mark.time, mark.tiebreak) <= (c.time, c.tiebreak)
+        {
+            return TimeEffect::Superseded;
+        }
+        if let Some(folded) = self.rule.folded_to
+            && mark.time < folded
+        {
+            return TimeEffect::BeyondWindow;
+        }
+        let later: i64 = self.rule.recent.iter().filter(|d| d.time > mark.time).map(|d| d.qty).sum();
+        self.rule.recent.retain(|d| d.time > mark.time);
+        self.rule.count = Some(mark);
+        self.rule.folded_to = None;
+        self.b.on_hand = qty + later;
+        TimeEffect::Applied
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_micros(s * 1_000_000)
+    }
+
+    #[test]
+    fn available_follows_the_formula() {
+        let b = Buckets {
+            on_hand: 100,
+            quarantined: 5,
+            damaged: 3,
+            returns_pending: 2,
+            picked: 10,
+            allocated: 20,
+            reserved: 7,
+            in_transit: 50,
+            incoming: 40,
+            safety_stock: 4,
+        };
+        assert_eq!(b.unsellable(), 10);
+        assert_eq!(b.committed(), 30);
+        assert_eq!(b.available(), 100 - 10 - 30 - 7 - 4);
+    }
+
+    #[test]
+    fn late_delta_is_absorbed_by_count_and_late_count_keeps_later_deltas() {
+        let mut p = Position::new(LocIdx(0), None);
+        assert_eq!(p.on_hand_delta(t(10), 5), TimeEffect::Applied);
+        assert_eq!(p.count(CountMark { time: t(20), tiebreak: 1 }, 100), TimeEffect::Applied);
+        assert_eq!(p.b.on_hand, 100);
+        assert_eq!(p.on_hand_delta(t(15), 7), TimeEffect::AbsorbedByCount);
+        assert_eq!(p.on_hand_delta(t(20), 7), TimeEffect::AbsorbedByCount);
+        assert_eq!(p.on_hand_delta(t(30), -4), TimeEffect::Applied);
+        assert_eq!(p.b.on_hand, 96);
+        // A count between the first count and the later delta: the later delta stays on top.
+        assert_eq!(p.count(CountMark { time: t(25), tiebreak: 1 }, 50), TimeEffect::Applied);
+        assert_eq!(p.b.on_hand, 46);
+        assert_eq!(p.count(CountMark { time: t(22), tiebreak: 1 }, 999), TimeEffect::Superseded);
+        assert_eq!(p.b.on_hand, 46);
+    }
+
+    #[test]
+    fn count_older_than_the_window_is_refused() {
+        let mut p = Position::new(LocIdx(0), None);
+        for i in 0..(RECENT_DELTAS_MAX as i64 + 5) {
+            p.on_hand_delta(t(100 + i), 1);
+        }
+        assert_eq!(p.count(CountMark { time: t(101), tiebreak: 0 }, 10), TimeEffect::BeyondWindow);
+        assert_eq!(p.count(CountMark { time: t(1000), tiebreak: 0 }, 10), TimeEffect::Applied);
+        assert_eq!(p.b.on_hand, 10);
+    }
+}

@@ -1,0 +1,775 @@
+//! The ledger state of one partition and the pure `apply` that changes it.
+//!
+//! Architecture invariant: nothing here does I/O, reads a clock or draws randomness. Time and ids
+//! come in on the event; everything with side effects leaves as [`Effects`] data.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use crossdock_model::event::{
+    Adjusted, Counted, Disposition, Event, EventData, GapTimeout, Picked, ReservationRef, ReservationRequested,
+    ReturnInspected, ReturnReceived, Shipped, StatusChanged, StockStatus, SupplyExpected, TransferReceived,
+    TransferShipped,
+};
+use crossdock_model::{ChannelId, ExceptionKind, ExceptionRecord, HUB_SOURCE, ItemId, LocationId, Lot, SourceId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::ats::{channel_ats, priority};
+use crate::policy::{ChanIdx, LocIdx, Policy};
+use crate::position::{CountMark, Position, TimeEffect};
+use crate::reservation::{ResStatus, Reservation, Shortfall, plan_reservation, request_hash};
+
+/// Last value published to one channel for one item, and the ledger sequence it was computed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub ats: i64,
+    pub seq: u64,
+}
+
+/// An open line of expected supply (PO/ASN) at a location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupplyLine {
+    pub reference: String,
+    pub location: LocIdx,
+    pub open: i64,
+    pub expected_at: Timestamp,
+}
+
+/// A transfer in transit to `to`, with what is still expected there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferLine {
+    pub transfer: String,
+    pub to: LocIdx,
+    pub open: i64,
+}
+
+/// Everything the ledger knows about one item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemState {
+    pub positions: Vec<Position>,
+    /// Indexed by channel; `None` until first published.
+    pub published: Vec<Option<Published>>,
+    pub supply: Vec<SupplyLine>,
+    pub transfers: Vec<TransferLine>,
+    /// The open `oversell_risk` exception while some position is below zero.
+    pub oversell_hold: Option<String>,
+    /// Ledger sequence of the last change.
+    pub last_seq: u64,
+}
+
+impl ItemState {
+    pub fn position(&self, loc: LocIdx, lot: Option<&Lot>) -> Option<&Position> {
+        self.positions.iter().find(|p| p.location == loc && p.lot.as_ref() == lot)
+    }
+
+    pub fn position_mut(&mut self, loc: LocIdx, lot: Option<&Lot>) -> &mut Position {
+        match self.positions.iter().position(|p| p.location == loc && p.lot.as_ref() == lot) {
+            Some(i) => &mut self.positions[i],
+            None => {
+                self.positions.push(Position::new(loc, lot.cloned()));
+                self.positions.sort_by(|a, b| (a.location, &a.lot).cmp(&(b.location, &b.lot)));
+                let i = self
+                    .positions
+                    .iter()
+                    .position(|p| p.location == loc && p.lot.as_ref() == lot)
+                    .expect("just inserted");
+                &mut self.positions[i]
+            }
+        }
+    }
+
+    fn any_negative(&self) -> bool {
+        self.positions.iter().any(|p| p.b.available() < 0)
+    }
+}
+
+/// A changed availability for a delivery lane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtsChange {
+    pub channel: ChanIdx,
+    pub item: ItemId,
+    pub ats: i64,
+    pub previous: Option<i64>,
+    pub seq: u64,
+    pub priority: u8,
+}
+
+/// A durable timer to set: when due, the engine submits `command`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerSet {
+    pub id: String,
+    pub due_at: Timestamp,
+    pub command: Event,
+}
+
+/// Side effects of a batch, as data. The engine persists them in the batch's commit.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub touched_items: Vec<ItemId>,
+    touched_item_set: HashSet<ItemId>,
+    pub touched_reservations: Vec<String>,
+    pub touched_sources: Vec<SourceId>,
+    pub ats_changes: Vec<AtsChange>,
+    pub exceptions: Vec<ExceptionRecord>,
+    /// Exception ids the ledger resolved itself, with when and why.
+    pub exceptions_resolved: Vec<(String, Timestamp, String)>,
+    pub timers_set: Vec<TimerSet>,
+    pub timers_done: Vec<String>,
+    /// Held events that were released: their log sequence and whether they applied.
+    pub released: Vec<(u64, bool)>,
+    /// Latest hub clock seen in the batch; the "now" of the incoming horizon.
+    pub now: Timestamp,
+}
+
+impl Effects {
+    fn touch(&mut self, item: &ItemId) {
+        if self.touched_item_set.insert(item.clone()) {
+            self.touched_items.push(item.clone());
+        }
+    }
+    fn touch_reservation(&mut self, id: &str) {
+        if !self.touched_reservations.iter().any(|r| r == id) {
+            self.touched_reservations.push(id.to_string());
+        }
+    }
+    fn exception(&mut self, ev: &Event, kind: ExceptionKind, entity: String, reason: String) {
+        let cause = format!("event:{}/{}", ev.source, ev.id);
+        let raw = serde_json::to_string(&ev.to_envelope()).ok();
+        self.exceptions.push(ExceptionRecord::open(
+            kind,
+            &cause,
+            entity,
+            Some(ev.correlation_id.clone()),
+            reason,
+            raw,
+            ev.received_at,
+        ));
+    }
+}
+
+/// What the ledger did with one input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Changed state (or was recorded as already included); logged.
+    Applied,
+    /// Recorded but not applied; an exception was opened. Logged.
+    Quarantined { kind: ExceptionKind, reason: String },
+    /// Waiting for a missing sequence number; logged, applied when released.
+    Held,
+    /// A reservation was created (logged) or an identical request repeated (not logged).
+    Reservation { view: Reservation, repeat: bool },
+    /// Not enough stock for at least one line; nothing changed, not logged.
+    Insufficient(Vec<Shortfall>),
+    /// Refused; nothing changed, not logged.
+    Rejected(Rejection),
+    /// Nothing to do (a timer for something already settled); not logged.
+    Noop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    NotFound(String),
+    /// Same reservation id with a different request.
+    Conflict(String),
+    InvalidState(String),
+    Invalid { field: String, reason: String },
+}
+
+impl Outcome {
+    /// Whether the input goes into the event log.
+    pub fn is_logged(&self) -> bool {
+        match self {
+            Outcome::Applied | Outcome::Quarantined { .. } | Outcome::Held => true,
+            Outcome::Reservation { repeat, .. } => !repeat,
+            Outcome::Insufficient(_) | Outcome::Rejected(_) | Outcome::Noop => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HeldEvent {
+    pub log_seq: u64,
+    pub event: Event,
+}
+
+/// Resequencer state of one source.
+#[derive(Debug, Clone, Default)]
+pub struct SourceSeq {
+    pub next: u64,
+    pub held: BTreeMap<u64, HeldEvent>,
+}
+
+/// The state of one partition.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    /// Sequence of the last logged input.
+    pub seq: u64,
+    items: HashMap<ItemId, Arc<ItemState>>,
+    reservations: HashMap<String, Reservation>,
+    sources: HashMap<SourceId, SourceSeq>,
+}
+
+impl Ledger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn item(&self, id: &ItemId) -> Option<&Arc<ItemState>> {
+        self.items.get(id)
+    }
+
+    pub fn items(&self) -> impl Iterator<Item = (&ItemId, &Arc<ItemState>)> {
+        self.items.iter()
+    }
+
+    pub fn item_count(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn insert_item(&mut self, id: ItemId, state: ItemState) {
+        self.items.insert(id, Arc::new(state));
+    }
+
+    pub fn reservation(&self, id: &str) -> Option<&Reservation> {
+        self.reservations.get(id)
+    }
+
+    pub fn insert_reservation(&mut self, r: Reservation) {
+        self.reservations.insert(r.id.clone(), r);
+    }
+
+    pub fn source_seq(&self, source: &SourceId) -> Option<&SourceSeq> {
+        self.sources.get(source)
+    }
+
+    pub fn restore_source(&mut self, source: SourceId, next: u64) {
+        self.sources.entry(source).or_default().next = next;
+    }
+
+    /// Puts a held event back after a restart.
+    pub fn restore_held(&mut self, log_seq: u64, event: Event) {
+        let Some(seq) = event.sequence else { return };
+        self.sources
+            .entry(event.source.clone())
+            .or_default()
+            .held
+            .insert(seq, HeldEvent { log_seq, event });
+    }
+
+    fn item_mut(&mut self, id: &ItemId, fx: &mut Effects) -> &mut ItemState {
+        fx.touch(id);
+        Arc::make_mut(self.items.entry(id.clone()).or_default())
+    }
+
+    /// Applies one input. The caller logs it at `self.seq` when `is_logged()`.
+    pub fn apply(&mut self, policy: &Policy, ev: &Event, fx: &mut Effects) -> Outcome {
+        fx.now = fx.now.max(ev.received_at);
+        let seq = self.seq + 1;
+        if let (Some(n), true) = (ev.sequence, policy.is_sequenced(&ev.source)) {
+            let state = self.sources.entry(ev.source.clone()).or_insert_with(|| SourceSeq { next: n, ..Default::default() });
+            if n > state.next {
+                if state.held.contains_key(&n) {
+                    return Outcome::Rejected(Rejection::Conflict(format!(
+                        "sequence {n} of source {} is already held under another id",
+                        ev.source
+                    )));
+                }
+                state.held.insert(n, HeldEvent { log_seq: seq, event: ev.clone() });
+                let expected = state.next;
+                let over = state.held.len() > policy.held_max;
+                self.seq = seq;
+                if !fx.touched_sources.contains(&ev.source) {
+                    fx.touched_sources.push(ev.source.clone());
+                }
+                if over {
+                    self.give_up_gap(policy, &ev.source, expected, ev, fx);
+                } else {
+                    fx.timers_set.push(gap_timer(&ev.source, expected, ev.received_at.plus_secs(policy.gap_wait_s)));
+                }
+                return Outcome::Held;
+            }
+        }
+        let outcome = self.apply_in_order(policy, ev, seq, fx);
+        if outcome.is_logged() {
+            self.seq = seq;
+        }
+        if let (Some(n), true) = (ev.sequence, policy.is_sequenced(&ev.source)) {
+            let state = self.sources.get_mut(&ev.source).expect("created above");
+            if n == state.next {
+                state.next = n + 1;
+                fx.timers_done.push(gap_timer_id(&ev.source, n));
+                if !fx.touched_sources.contains(&ev.source) {
+                    fx.touched_sources.push(ev.source.clone());
+                }
+                self.release_ready(policy, &ev.source, fx);
+            }
+        }
+        outcome
+    }
+
+    /// Applies held events of `source` that are now next in line.
+    fn release_ready(&mut self, policy: &Policy, source: &SourceId, fx: &mut Effects) {
+        loop {
+            let state = self.sources.get_mut(source).expect("source state exists");
+            let next = state.next;
+            let Some(held) = state.held.remove(&next) else { break };
+            state.next = next + 1;
+            let outcome = self.apply_in_order(policy, &held.event, self.seq, fx);
+            fx.released.push((held.log_seq, outcome == Outcome::Applied));
+        }
+    }
+
+    fn give_up_gap(&mut self, policy: &Policy, source: &SourceId, expected: u64, cause: &Event, fx: &mut Effects) {
+        let Some(state) = self.sources.get_mut(source) else { return };
+        if state.next != expected {
+            return;
+        }
+        let Some((&first_held, _)) = state.held.first_key_value() else { return };
+        state.next = first_held;
+        fx.timers_done.push(gap_timer_id(source, expected));
+        let reason = format!(
+            "source {source} skipped sequence {expected}..={}; {} held event(s) released after the wait",
+            first_held - 1,
+            state.held.len()
+        );
+        fx.exceptions.push(ExceptionRecord::open(
+            ExceptionKind::SequenceGap,
+            &format!("gap:{source}:{expected}"),
+            format!("source:{source}"),
+            Some(cause.correlation_id.clone()),
+            reason,
+            None,
+            cause.received_at,
+        ));
+        self.release_ready(policy, source, fx);
+    }
+
+    fn apply_in_order(&mut self, policy: &Policy, ev: &Event, seq: u64, fx: &mut Effects) -> Outcome {
+        let hub = ev.source.as_str() == HUB_SOURCE;
+        if hub == ev.data.is_public() {
+            let reason = if hub {
+                format!("source {HUB_SOURCE} is the hub's own; it does not emit {}", ev.data.type_name())
+            } else {
+                format!("{} is a hub command, not accepted from source {}", ev.data.type_name(), ev.source)
+            };
+            fx.exception(ev, ExceptionKind::OwnershipViolation, format!("source:{}", ev.source), reason.clone());
+            return Outcome::Quarantined { kind: ExceptionKind::OwnershipViolation, reason };
+        }
+        match &ev.data {
+            EventData::ReservationRequested(r) => return self.reserve(policy, ev, r, seq, fx),
+            EventData::ReservationReleased(r) => return self.settle(policy, r, ResStatus::Released, seq, fx),
+            EventData::ReservationCommitted(r) => return self.settle(policy, r, ResStatus::Committed, seq, fx),
+            EventData::ReservationExpired(r) => return self.settle(policy, r, ResStatus::Expired, seq, fx),
+            EventData::GapTimeout(GapTimeout { source, expected }) => {
+                let waiting = self.sources.get(source).is_some_and(|s| s.next == *expected && !s.held.is_empty());
+                if !waiting {
+                    fx.timers_done.push(gap_timer_id(source, *expected));
+                    return Outcome::Noop;
+                }
+                self.give_up_gap(policy, source, *expected, ev, fx);
+                if !fx.touched_sources.contains(source) {
+                    fx.touched_sources.push(source.clone());
+                }
+                return Outcome::Applied;
+            }
+            _ => {}
+        }
+        if let Err((kind, entity, reason)) = check_master_data(policy, ev) {
+            fx.exception(ev, kind, entity, reason.clone());
+            return Outcome::Quarantined { kind, reason };
+        }
+        let item_ids: Vec<ItemId> = ev.data.items().into_iter().cloned().collect();
+        self.apply_physical(policy, ev, fx);
+        for id in &item_ids {
+            let item = self.item_mut(id, fx);
+            item.last_seq = seq;
+            check_oversell(id, item, ev, seq, fx);
+        }
+        Outcome::Applied
+    }
+
+    fn apply_physical(&mut self, policy: &Policy, ev: &Event, fx: &mut Effects) {
+        let loc = |l: &LocationId| policy.location(l).expect("checked by check_master_data");
+        let t = ev.time;
+        match &ev.data {
+            EventData::Received(d) => {
+                let item = self.item_mut(&d.item, fx);
+                let l = loc(&d.location);
+                item.position_mut(l, d.lot.as_ref()).on_hand_delta(t, d.qty);
+                if let Some(reference) = &d.reference
+                    && let Some(line) = item.supply.iter_mut().find(|s| &s.reference == reference && s.location == l)
+                {
+                    let closes = line.open.min(d.qty);
+                    line.open -= closes;
+                    item.position_mut(l, None).b.incoming -= closes;
+                    item.supply.retain(|s| s.open > 0);
+                }
+            }
+            EventData::Adjusted(Adjusted { item, location, delta, lot, .. }) => {
+                self.item_mut(item, fx).position_mut(loc(location), lot.as_ref()).on_hand_delta(t, *delta);
+            }
+            EventData::Counted(Counted { item, location, qty, lot }) => {
+                let mark = CountMark { time: t, tiebreak: ev.payload_hash() };
+                let effect = self.item_mut(item, fx).position_mut(loc(location), lot.as_ref()).count(mark, *qty);
+                if effect == TimeEffect::BeyondWindow {
+                    fx.exception(
+                        ev,
+                        ExceptionKind::InventoryMismatch,
+                        format!("item:{item}"),
+                        format!(
+                            "count of {qty} at {location} as of {t} is older than the deltas the ledger remembers; \
+                             not applied, send a current count"
+                        ),
+                    );
+                }
+            }
+            EventData::StatusChanged(StatusChanged { item, location, qty, from, to, lot }) => {
+                let p = self.item_mut(item, fx).position_mut(loc(location), lot.as_ref());
+                if let Some(b) = status_bucket(&mut p.b, *from) {
+                    *b -= qty;
+                }
+                if let Some(b) = status_bucket(&mut p.b, *to) {
+                    *b += qty;
+                }
+            }
+            EventData::Picked(Picked { item, location, qty, .. }) => {
+                let p = self.item_mut(item, fx).position_mut(loc(location), None);
+                p.b.allocated -= qty;
+                p.b.picked += qty;
+            }
+            EventData::Shipped(Shipped { lines, .. }) => {
+                for line in lines {
+                    let p = self.item_mut(&line.item, fx).position_mut(loc(&line.location), None);
+                    p.b.picked -= line.qty;
+                    p.on_hand_delta(t, -line.qty);
+                }
+            }
+            EventData::TransferShipped(TransferShipped { transfer, item, from, to, qty }) => {
+                let state = self.item_mut(item, fx);
+                state.position_mut(loc(from), None).on_hand_delta(t, -qty);
+                state.position_mut(loc(to), None).b.in_transit += qty;
+                state.transfers.push(TransferLine { transfer: transfer.clone(), to: loc(to), open: *qty });
+            }
+            EventData::TransferReceived(TransferReceived { transfer, item, location, qty }) => {
+                let l = loc(location);
+                let state = self.item_mut(item, fx);
+                let open = state.transfers.iter().find(|x| &x.transfer == transfer && x.to == l).map(|x| x.open);
+                let closes = open.unwrap_or(0).min(*qty);
+                if let Some(line) = state.transfers.iter_mut().find(|x| &x.transfer == transfer && x.to == l) {
+                    line.open -= closes;
+                }
+                state.transfers.retain(|x| x.open > 0);
+                let p = state.position_mut(l, None);
+                p.b.in_transit -= closes;
+                p.on_hand_delta(t, *qty);
+                let variance = match open {
+                    None => Some(format!("transfer {transfer} received {qty} at {location} but no shipment is known")),
+                    Some(o) if *qty > o => Some(format!("transfer {transfer} received {qty} at {location}, {o} in transit")),
+                    _ => None,
+                };
+                if let Some(reason) = variance {
+                    fx.exception(ev, ExceptionKind::TransferVariance, format!("item:{item}"), reason);
+                }
+            }
+            EventData::ReturnReceived(ReturnReceived { item, location, qty, .. }) => {
+                let p = self.item_mut(item, fx).position_mut(loc(location), None);
+                p.on_hand_delta(t, *qty);
+                p.b.returns_pending += qty;
+            }
+            EventData::ReturnInspected(ReturnInspected { item, location, qty, disposition, .. }) => {
+                let p = self.item_mut(item, fx).position_mut(loc(location), None);
+                p.b.returns_pending -= qty;
+                match disposition {
+                    Disposition::Restock => {}
+                    Disposition::Damaged => p.b.damaged += qty,
+                    Disposition::Scrap => {
+                        p.on_hand_delta(t, -qty);
+                    }
+                }
+            }
+            EventData::SupplyExpected(SupplyExpected { reference, item, location, qty, expected_at }) => {
+                let l = loc(location);
+                let state = self.item_mut(item, fx);
+                state.position_mut(l, None).b.incoming += qty;
+                match state.supply.iter_mut().find(|s| &s.reference == reference && s.location == l) {
+                    Some(line) => {
+                        line.open += qty;
+                        line.expected_at = *expected_at;
+                    }
+                    None => state.supply.push(SupplyLine {
+                        reference: reference.clone(),
+                        location: l,
+                        open: *qty,
+                        expected_at: *expected_at,
+                    }),
+                }
+            }
+            EventData::ReservationRequested(_)
+            | EventData::ReservationReleased(_)
+            | EventData::ReservationCommitted(_)
+            | EventData::ReservationExpired(_)
+            | EventData::GapTimeout(_) => unreachable!("hub commands are handled before physical events"),
+        }
+    }
+
+    fn reserve(&mut self, policy: &Policy, ev: &Event, r: &ReservationRequested, seq: u64, fx: &mut Effects) -> Outcome {
+        let request_hash = request_hash(r);
+        if let Some(existing) = self.reservations.get(&r.reservation) {
+            if existing.request_hash == request_hash {
+                return Outcome::Reservation { view: existing.clone(), repeat: true };
+            }
+            return Outcome::Rejected(Rejection::Conflict(format!(
+                "reservation {} already exists with other lines or channel",
+                r.reservation
+            )));
+        }
+        let Some(chan) = policy.channel(&r.channel) else {
+            return Outcome::Rejected(Rejection::Invalid {
+                field: "channel".into(),
+                reason: format!("unknown channel {:?}", r.channel.as_str()),
+            });
+        };
+        for (i, line) in r.lines.iter().enumerate() {
+            if !policy.knows_item(&line.item) {
+                return Outcome::Rejected(Rejection::Invalid {
+                    field: format!("lines[{i}].item"),
+                    reason: format!("unknown item {:?}", line.item.as_str()),
+                });
+            }
+        }
+        let channel = policy.channel_policy(chan);
+        let plan = plan_reservation(policy, &r.lines, channel, |id| self.items.get(id).map(|a| &**a));
+        let lines = match plan {
+            Ok(lines) => lines,
+            Err(shortfalls) => return Outcome::Insufficient(shortfalls),
+        };
+        for line in &lines {
+            let l = policy.location(&line.location).expect("planned from policy");
+            let item = self.item_mut(&line.item, fx);
+            item.last_seq = seq;
+            let p = item.position_mut(l, line.lot.as_ref());
+            p.b.reserved += line.qty;
+            debug_assert!(p.b.available() >= 0, "a reservation never drives available below zero");
+        }
+        let expires_at = ev.time.plus_secs(r.ttl_s);
+        let res = Reservation {
+            id: r.reservation.clone(),
+            channel: r.channel.clone(),
+            status: ResStatus::Held,
+            lines,
+            request_hash,
+            expires_at,
+            created_seq: seq,
+            updated_seq: seq,
+        };
+        fx.timers_set.push(TimerSet {
+            id: reservation_timer_id(&res.id),
+            due_at: expires_at,
+            command: hub_command(
+                format!("expire:{}", res.id),
+                expires_at,
+                ev.correlation_id.clone(),
+                EventData::ReservationExpired(ReservationRef { reservation: res.id.clone() }),
+            ),
+        });
+        fx.touch_reservation(&res.id);
+        self.reservations.insert(res.id.clone(), res.clone());
+        Outcome::Reservation { view: res, repeat: false }
+    }
+
+    fn settle(&mut self, policy: &Policy, r: &ReservationRef, to: ResStatus, seq: u64, fx: &mut Effects) -> Outcome {
+        let Some(res) = self.reservations.get(&r.reservation) else {
+            if to == ResStatus::Expired {
+                fx.timers_done.push(reservation_timer_id(&r.reservation));
+                return Outcome::Noop;
+            }
+            return Outcome::Rejected(Rejection::NotFound(format!("no reservation {}", r.reservation)));
+        };
+        match (res.status, to) {
+            (ResStatus::Held, _) => {}
+            (from, to) if from == to => return Outcome::Reservation { view: res.clone(), repeat: true },
+            (_, ResStatus::Expired) => {
+                fx.timers_done.push(reservation_timer_id(&r.reservation));
+                return Outcome::Noop;
+            }
+            (from, to) => {
+                return Outcome::Rejected(Rejection::InvalidState(format!(
+                    "reservation {} is {}, it cannot become {}",
+                    r.reservation,
+                    from.as_str(),
+                    to.as_str()
+                )));
+            }
+        }
+        let lines = res.lines.clone();
+        for line in &lines {
+            let item = self.item_mut(&line.item, fx);
+            item.last_seq = seq;
+            let loc = policy.location(&line.location).expect("reserved at a configured location");
+            let p = item.position_mut(loc, line.lot.as_ref());
+            assert!(p.b.reserved >= line.qty, "a held reservation's quantity is in its position's reserved bucket");
+            p.b.reserved -= line.qty;
+            if to == ResStatus::Committed {
+                p.b.allocated += line.qty;
+            }
+        }
+        let res = self.reservations.get_mut(&r.reservation).expect("found above");
+        res.status = to;
+        res.updated_seq = seq;
+        let view = res.clone();
+        if to != ResStatus::Committed {
+            self.reservations.remove(&r.reservation);
+        }
+        fx.touch_reservation(&r.reservation);
+        fx.timers_done.push(reservation_timer_id(&r.reservation));
+        Outcome::Reservation { view, repeat: false }
+    }
+
+    /// Recomputes channel availability of the items the batch touched; records what changed.
+    pub fn finish_batch(&mut self, policy: &Policy, fx: &mut Effects) {
+        let now = fx.now;
+        let touched = fx.touched_items.clone();
+        for id in &touched {
+            let Some(arc) = self.items.get_mut(id) else { continue };
+            let item = Arc::make_mut(arc);
+            item.published.resize(policy.channels.len(), None);
+            for (i, channel) in policy.channels.iter().enumerate() {
+                let ats = channel_ats(item, channel, now);
+                let previous = item.published[i].map(|p| p.ats);
+                if previous == Some(ats) {
+                    continue;
+                }
+                item.published[i] = Some(Published { ats, seq: item.last_seq });
+                fx.ats_changes.push(AtsChange {
+                    channel: ChanIdx(i as u16),
+                    item: id.clone(),
+                    ats,
+                    previous,
+                    seq: item.last_seq,
+                    priority: priority(previous.unwrap_or(0), ats, channel.low_stock),
+                });
+            }
+        }
+    }
+}
+
+/// The bucket holding stock of a status; sellable stock is on_hand that is in no other bucket.
+fn status_bucket(b: &mut crate::position::Buckets, s: StockStatus) -> Option<&mut i64> {
+    match s {
+        StockStatus::Sellable => None,
+        StockStatus::Quarantined => Some(&mut b.quarantined),
+        StockStatus::Damaged => Some(&mut b.damaged),
+    }
+}
+
+fn check_oversell(id: &ItemId, item: &mut ItemState, ev: &Event, seq: u64, fx: &mut Effects) {
+    match (&item.oversell_hold, item.any_negative()) {
+        (None, true) => {
+            let record = ExceptionRecord::open(
+                ExceptionKind::OversellRisk,
+                &format!("oversell:{id}:{seq}"),
+                format!("item:{id}"),
+                Some(ev.correlation_id.clone()),
+                format!(
+                    "{} drove available below zero for {id}; positive availability is withheld from every channel \
+                     until the stock is corrected",
+                    ev.data.type_name()
+                ),
+                serde_json::to_string(&ev.to_envelope()).ok(),
+                ev.received_at,
+            );
+            item.oversell_hold = Some(record.id.clone());
+            fx.exceptions.push(record);
+        }
+        (Some(ex), false) => {
+            fx.exceptions_resolved.push((
+                ex.clone(),
+                ev.received_at,
+                format!("available is back at or above zero after {} {}", ev.source, ev.id),
+            ));
+            item.oversell_hold = None;
+        }
+        _ => {}
+    }
+}
+
+/// Checks items, locations and ownership. `Err((kind, entity, reason))` quarantines the event.
+fn check_master_data(policy: &Policy, ev: &Event) -> Result<(), (ExceptionKind, String, String)> {
+    let ty = ev.data.type_name();
+    for item in ev.data.items() {
+        if !policy.knows_item(item) {
+            return Err((ExceptionKind::UnknownItem, format!("item:{item}"), format!("unknown item {:?}", item.as_str())));
+        }
+    }
+    let check_loc = |l: &LocationId, owner_check: bool| -> Result<(), (ExceptionKind, String, String)> {
+        let Some(idx) = policy.location(l) else {
+            return Err((
+                ExceptionKind::UnknownLocation,
+                format!("location:{l}"),
+                format!("unknown location {:?}", l.as_str()),
+            ));
+        };
+        if owner_check && !policy.owns(&ev.source, ty, idx) {
+            return Err((
+                ExceptionKind::OwnershipViolation,
+                format!("source:{}", ev.source),
+                format!("source {} does not own {ty} at {l}", ev.source),
+            ));
+        }
+        Ok(())
+    };
+    match &ev.data {
+        EventData::Received(d) => check_loc(&d.location, true),
+        EventData::Adjusted(d) => check_loc(&d.location, true),
+        EventData::Counted(d) => check_loc(&d.location, true),
+        EventData::StatusChanged(d) => check_loc(&d.location, true),
+        EventData::Picked(d) => check_loc(&d.location, true),
+        EventData::Shipped(d) => d.lines.iter().try_for_each(|l| check_loc(&l.location, true)),
+        EventData::TransferShipped(d) => check_loc(&d.from, true).and_then(|()| check_loc(&d.to, false)),
+        EventData::TransferReceived(d) => check_loc(&d.location, true),
+        EventData::ReturnReceived(d) => check_loc(&d.location, true),
+        EventData::ReturnInspected(d) => check_loc(&d.location, true),
+        EventData::SupplyExpected(d) => check_loc(&d.location, true),
+        _ => Ok(()),
+    }
+}
+
+pub fn reservation_timer_id(reservation: &str) -> String {
+    format!("res:{reservation}")
+}
+
+pub fn gap_timer_id(source: &SourceId, expected: u64) -> String {
+    format!("gap:{source}:{expected}")
+}
+
+fn gap_timer(source: &SourceId, expected: u64, due_at: Timestamp) -> TimerSet {
+    TimerSet {
+        id: gap_timer_id(source, expected),
+        due_at,
+        command: hub_command(
+            format!("gap-timeout:{source}:{expected}"),
+            due_at,
+            format!("gap:{source}:{expected}"),
+            EventData::GapTimeout(GapTimeout { source: source.clone(), expected }),
+        ),
+    }
+}
+
+/// A command the hub issues to itself (timers, reservations). `received_at` is filled on submit.
+pub fn hub_command(id: String, time: Timestamp, correlation_id: String, data: EventData) -> Event {
+    Event {
+        id,
+        source: SourceId::new(HUB_SOURCE).expect("valid"),
+        time,
+        sequence: None,
+        correlation_id,
+        causation_id: None,
+        data,
+        received_at: time,
+    }
+}
+
+/// Shorthand used by the engine and tests.
+pub fn channel_name(policy: &Policy, c: ChanIdx) -> &ChannelId {
+    &policy.channel_policy(c).id
+}
