@@ -1,1 +1,133 @@
-fn main() {}
+//! `crossdock`: the one binary. Serve the hub, check a config, import opening stock, benchmark.
+
+mod bench;
+mod import;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "crossdock", version, about = "Inventory and order sync hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Serve {
+        #[arg(long, default_value = "crossdock.toml")]
+        config: PathBuf,
+        /// Address to listen on; overrides server.listen.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Data directory; overrides server.data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Check a config file and print every problem in it.
+    CheckConfig { file: PathBuf },
+    /// Load data into a running hub.
+    Import {
+        #[command(subcommand)]
+        what: import::ImportWhat,
+    },
+    /// Measure throughput and latency against a hub started for the purpose.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchWhat,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen, data_dir } => serve(config, listen, data_dir),
+        Command::CheckConfig { file } => match crossdock_server::config::load(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} locations, {} channels, {} sources, {} tokens, {} items)",
+                    file.display(),
+                    c.policy.locations.len(),
+                    c.policy.channels.len(),
+                    c.policy.sources.len(),
+                    c.tokens.len(),
+                    c.policy.items.as_ref().map_or("any".to_string(), |i| i.len().to_string())
+                );
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{}: {p}", file.display());
+                }
+                eprintln!("{} problem(s)", problems.len());
+                ExitCode::from(2)
+            }
+        },
+        Command::Import { what } => import::run(what),
+        Command::Bench { what } => bench::run(what),
+    }
+}
+
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CROSSDOCK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>) -> ExitCode {
+    init_logs();
+    let mut config = match crossdock_server::config::load(&config_path) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{}: {p}", config_path.display());
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    if let Some(d) = data_dir {
+        config.data_dir = d;
+    }
+    let started = std::time::Instant::now();
+    let engine = match crossdock_server::start_engine(&config) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let config = Arc::new(config);
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+        tracing::info!(
+            listen = %listener.local_addr()?,
+            ready_ms = started.elapsed().as_millis() as u64,
+            ledger_seq = ?engine.ledger_seqs(),
+            "crossdock ready"
+        );
+        let shutdown = async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            tracing::info!("shutting down");
+        };
+        crossdock_server::serve(listener, engine.clone(), config.clone(), shutdown).await
+    });
+    engine.shutdown();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,334 @@
+//! The engine: one writer thread per partition applies commands with the pure ledger, commits each
+//! batch in one storage transaction (group commit), then answers every caller and publishes a read
+//! view. Queries read the view, never uncommitted state.
+//!
+//! Architecture invariants:
+//! * a caller is answered only after its input is durable (or with an error if the commit failed);
+//! * all changes to one item pass through one writer (partition = hash of the item);
+//! * every queue is bounded: a full queue is [`EngineError::Overloaded`], never growth.
 
+mod persist;
+mod timers;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crossdock_ledger::state::hub_command;
+use crossdock_ledger::{ItemState, Policy, Rejection, Reservation, Shortfall};
+use crossdock_model::event::{ReservationRef, ReservationRequested};
+use crossdock_model::{ChannelId, Event, EventData, ExceptionKind, ExceptionRecord, ItemId, Timestamp};
+use crossdock_store::{ExceptionFilter, Store, StoreError, StoredOutbox};
+use tokio::sync::oneshot;
+
+pub use crossdock_store::EventStatus;
+pub use persist::{event_from_row, event_row};
+
+/// Where the engine keeps its state.
+#[derive(Debug, Clone)]
+pub enum StoreSpec {
+    Sqlite(PathBuf),
+    Postgres { url: String, schema: Option<String> },
+}
+
+impl StoreSpec {
+    pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
+        Ok(match self {
+            StoreSpec::Sqlite(path) => Box::new(crossdock_store::sqlite::SqliteStore::open(path)?),
+            StoreSpec::Postgres { url, schema } => {
+                Box::new(crossdock_store::postgres::PgStore::connect(url, schema.as_deref())?)
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub store: StoreSpec,
+    pub partitions: u32,
+    /// Commands waiting per partition before callers are told to back off.
+    pub queue_max: usize,
+    /// Commands applied and committed together at most.
+    pub batch_max: usize,
+}
+
+impl EngineConfig {
+    pub fn new(store: StoreSpec) -> Self {
+        EngineConfig { store, partitions: 1, queue_max: 100_000, batch_max: 10_000 }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("the engine is overloaded; retry after a short wait")]
+    Overloaded,
+    #[error("the store failed to commit: {0}")]
+    Store(String),
+    #[error("the engine is shutting down")]
+    Stopped,
+}
+
+/// How an event submission ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventReply {
+    /// Newly recorded with this status at this ledger sequence.
+    Recorded { status: EventStatus, seq: u64, exception: Option<(ExceptionKind, String)> },
+    /// The same `(source, id)` with the same payload was recorded before.
+    Duplicate { status: EventStatus, seq: u64 },
+    /// The same `(source, id)` was recorded before with a different payload.
+    Conflict { seq: u64, exception_id: String },
+    /// Refused without being logged (a hub command with nothing to do, a conflicting sequence).
+    Rejected(String),
+}
+
+/// How a reservation command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReservationReply {
+    Done { reservation: Reservation, repeat: bool },
+    Insufficient(Vec<Shortfall>),
+    Rejected(Rejection),
+}
+
+/// What a writer thread receives.
+pub(crate) enum Command {
+    Event { event: Event, reply: oneshot::Sender<Result<EventReply, EngineError>> },
+    Reservation { event: Event, reply: oneshot::Sender<Result<ReservationReply, EngineError>> },
+    /// Record an exception about input that never became an event (bad JSON, wrong token).
+    Exception { record: ExceptionRecord, reply: oneshot::Sender<Result<(), EngineError>> },
+    /// A durable timer fired.
+    Timer { event: Event },
+    /// Finish what is queued before this, then stop.
+    Stop,
+}
+
+/// Committed state of one partition, as queries see it.
+#[derive(Default)]
+pub(crate) struct View {
+    pub items: HashMap<ItemId, Arc<ItemState>>,
+    pub seq: u64,
+}
+
+pub struct Engine {
+    policy: Arc<Policy>,
+    partitions: Vec<SyncSender<Command>>,
+    views: Vec<Arc<RwLock<View>>>,
+    reader: Mutex<Box<dyn Store>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    timers: timers::TimerHandle,
+}
+
+/// Partition of an item: a stable hash, so it never changes between runs.
+pub fn partition_of(item: &ItemId, partitions: u32) -> u32 {
+    if partitions <= 1 {
+        return 0;
+    }
+    (xxhash_rust::xxh3::xxh3_64(item.as_str().as_bytes()) % u64::from(partitions)) as u32
+}
+
+impl Engine {
+    /// Opens the store, loads every partition and starts the writers and the timer wheel.
+    pub fn start(config: EngineConfig, policy: Arc<Policy>) -> Result<Arc<Engine>, StoreError> {
+        assert!(config.partitions >= 1 && config.batch_max >= 1 && config.queue_max >= 1);
+        let mut reader = config.store.open()?;
+        reader.migrate(config.partitions)?;
+        let timers = timers::TimerHandle::new();
+        let mut senders = Vec::new();
+        let mut views = Vec::new();
+        let mut threads = Vec::new();
+        let mut writers = Vec::new();
+        for p in 0..config.partitions {
+            let store = config.store.open()?;
+            let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_max);
+            let view = Arc::new(RwLock::new(View::default()));
+            let writer = writer::Writer::load(p, store, policy.clone(), view.clone(), timers.clone(), config.batch_max)?;
+            writers.push((writer, rx));
+            senders.push(tx);
+            views.push(view);
+        }
+        for (p, (writer, rx)) in writers.into_iter().enumerate() {
+            let handle = std::thread::Builder::new()
+                .name(format!("writer-{p}"))
+                .spawn(move || writer.run(rx))
+                .expect("spawn writer thread");
+            threads.push(handle);
+        }
+        let engine = Arc::new(Engine {
+            policy,
+            partitions: senders,
+            views,
+            reader: Mutex::new(reader),
+            threads: Mutex::new(threads),
+            timers: timers.clone(),
+        });
+        let weak = Arc::downgrade(&engine);
+        timers.start(move |event| match weak.upgrade() {
+            Some(engine) => engine.fire_timer(event),
+            None => false,
+        });
+        Ok(engine)
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+
+    fn send(&self, partition: u32, cmd: Command) -> Result<(), EngineError> {
+        match self.partitions[partition as usize].try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(EngineError::Stopped),
+        }
+    }
+
+    fn route(&self, data: &EventData) -> u32 {
+        data.items().first().map_or(0, |i| partition_of(i, self.partitions()))
+    }
+
+    /// Submits an event; resolves once it is durable.
+    pub async fn submit(&self, event: Event) -> Result<EventReply, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(self.route(&event.data), Command::Event { event, reply: tx })?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Submits many events; each answer comes once its batch is durable. Order is kept per partition.
+    pub async fn submit_many(&self, events: Vec<Event>) -> Vec<Result<EventReply, EngineError>> {
+        let mut waiting = Vec::with_capacity(events.len());
+        for event in events {
+            let (tx, rx) = oneshot::channel();
+            match self.send(self.route(&event.data), Command::Event { event, reply: tx }) {
+                Ok(()) => waiting.push(Ok(rx)),
+                Err(e) => waiting.push(Err(e)),
+            }
+        }
+        let mut out = Vec::with_capacity(waiting.len());
+        for w in waiting {
+            out.push(match w {
+                Ok(rx) => rx.await.unwrap_or(Err(EngineError::Stopped)),
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    pub async fn record_exception(&self, record: ExceptionRecord) -> Result<(), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(0, Command::Exception { record, reply: tx })?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Holds stock for a channel. All lines come from one partition's writer so the hold is atomic.
+    pub async fn reserve(
+        &self,
+        id: String,
+        channel: ChannelId,
+        lines: Vec<crossdock_model::event::ReserveLine>,
+        ttl_s: u64,
+        correlation_id: String,
+    ) -> Result<ReservationReply, EngineError> {
+        let partition = lines.first().map_or(0, |l| partition_of(&l.item, self.partitions()));
+        if lines.iter().any(|l| partition_of(&l.item, self.partitions()) != partition) {
+            return Ok(ReservationReply::Rejected(Rejection::Invalid {
+                field: "lines".into(),
+                reason: "with more than one partition configured, one reservation's items must share a partition; \
+                         split the reservation or set engine.partitions = 1"
+                    .into(),
+            }));
+        }
+        let now = Timestamp::now();
+        let data = EventData::ReservationRequested(ReservationRequested { reservation: id.clone(), channel, lines, ttl_s });
+        self.reservation_command(partition, hub_command(format!("reserve:{id}"), now, correlation_id, data)).await
+    }
+
+    /// Releases (`commit = false`) or commits a held reservation into an allocation.
+    pub async fn settle(&self, id: String, commit: bool, correlation_id: String) -> Result<ReservationReply, EngineError> {
+        let r = ReservationRef { reservation: id.clone() };
+        let (name, data) = if commit {
+            ("commit", EventData::ReservationCommitted(r))
+        } else {
+            ("release", EventData::ReservationReleased(r))
+        };
+        let partition = self.reservation_partition(&id)?;
+        self.reservation_command(partition, hub_command(format!("{name}:{id}"), Timestamp::now(), correlation_id, data))
+            .await
+    }
+
+    fn reservation_partition(&self, id: &str) -> Result<u32, EngineError> {
+        if self.partitions() == 1 {
+            return Ok(0);
+        }
+        let row = self.reader.lock().expect("reader lock").find_reservation(id).map_err(|e| EngineError::Store(e.to_string()))?;
+        Ok(row.map_or(0, |r| r.partition))
+    }
+
+    async fn reservation_command(&self, partition: u32, mut event: Event) -> Result<ReservationReply, EngineError> {
+        event.received_at = Timestamp::now();
+        let (tx, rx) = oneshot::channel();
+        self.send(partition, Command::Reservation { event, reply: tx })?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    fn fire_timer(&self, mut event: Event) -> bool {
+        event.received_at = Timestamp::now();
+        let partition = match &event.data {
+            EventData::ReservationExpired(r) => self.reservation_partition(&r.reservation).unwrap_or(0),
+            _ => 0,
+        };
+        self.send(partition, Command::Timer { event }).is_ok()
+    }
+
+    /// The committed state of an item.
+    pub fn item(&self, item: &ItemId) -> Option<(Arc<ItemState>, u64)> {
+        let view = self.views[partition_of(item, self.partitions()) as usize].read().expect("view lock");
+        view.items.get(item).map(|s| (s.clone(), view.seq))
+    }
+
+    /// Channel availability as last computed, and the ledger sequence it was computed at.
+    pub fn availability(&self, item: &ItemId, channel: crossdock_ledger::ChanIdx) -> (i64, u64) {
+        let view = self.views[partition_of(item, self.partitions()) as usize].read().expect("view lock");
+        match view.items.get(item).and_then(|s| s.published.get(channel.0 as usize).copied().flatten()) {
+            Some(p) => (p.ats, p.seq),
+            None => (0, view.seq),
+        }
+    }
+
+    /// Sequence of the last commit of each partition.
+    pub fn ledger_seqs(&self) -> Vec<u64> {
+        self.views.iter().map(|v| v.read().expect("view lock").seq).collect()
+    }
+
+    pub fn exceptions(&self, filter: &ExceptionFilter) -> Result<Vec<ExceptionRecord>, StoreError> {
+        self.reader.lock().expect("reader lock").list_exceptions(filter)
+    }
+
+    pub fn exception_counts(&self) -> Result<Vec<(ExceptionKind, u64)>, StoreError> {
+        self.reader.lock().expect("reader lock").exception_counts()
+    }
+
+    pub fn outbox(&self, endpoint: Option<&str>, limit: u32) -> Result<Vec<StoredOutbox>, StoreError> {
+        self.reader.lock().expect("reader lock").outbox(endpoint, limit)
+    }
+
+    /// Number of timers waiting.
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Stops the writers after they finish what is queued.
+    pub fn shutdown(&self) {
+        self.timers.stop();
+        for tx in &self.partitions {
+            let _ = tx.send(Command::Stop);
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}

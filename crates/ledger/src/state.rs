@@ -107,7 +107,8 @@ pub struct TimerSet {
 pub struct Effects {
     pub touched_items: Vec<ItemId>,
     touched_item_set: HashSet<ItemId>,
-    pub touched_reservations: Vec<String>,
+    /// Latest state of every reservation the batch changed (settled ones leave the ledger).
+    pub reservations: Vec<Reservation>,
     pub touched_sources: Vec<SourceId>,
     pub ats_changes: Vec<AtsChange>,
     pub exceptions: Vec<ExceptionRecord>,
@@ -127,9 +128,10 @@ impl Effects {
             self.touched_items.push(item.clone());
         }
     }
-    fn touch_reservation(&mut self, id: &str) {
-        if !self.touched_reservations.iter().any(|r| r == id) {
-            self.touched_reservations.push(id.to_string());
+    fn touch_reservation(&mut self, r: &Reservation) {
+        match self.reservations.iter_mut().find(|x| x.id == r.id) {
+            Some(x) => *x = r.clone(),
+            None => self.reservations.push(r.clone()),
         }
     }
     fn exception(&mut self, ev: &Event, kind: ExceptionKind, entity: String, reason: String) {
@@ -572,7 +574,7 @@ impl Ledger {
                 EventData::ReservationExpired(ReservationRef { reservation: res.id.clone() }),
             ),
         });
-        fx.touch_reservation(&res.id);
+        fx.touch_reservation(&res);
         self.reservations.insert(res.id.clone(), res.clone());
         Outcome::Reservation { view: res, repeat: false }
     }
@@ -620,7 +622,7 @@ impl Ledger {
         if to != ResStatus::Committed {
             self.reservations.remove(&r.reservation);
         }
-        fx.touch_reservation(&r.reservation);
+        fx.touch_reservation(&view);
         fx.timers_done.push(reservation_timer_id(&r.reservation));
         Outcome::Reservation { view, repeat: false }
     }

@@ -1,0 +1,3 @@
+//! Pieces of the `crossdock` binary that its tests and benchmarks share.
+
+pub mod client;

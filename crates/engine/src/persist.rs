@@ -1,0 +1,234 @@
+//! Conversion between ledger state and store rows. Locations and channels are stored by name, so
+//! reordering the config never scrambles stored state.
+
+use std::collections::BTreeMap;
+
+use crossdock_ledger::position::TimeRule;
+use crossdock_ledger::state::{Published, SupplyLine, TransferLine};
+use crossdock_ledger::{ItemState, Ledger, Policy, Position, ResStatus, Reservation};
+use crossdock_model::{ChannelId, Envelope, Event, ItemId, LocationId, Lot, Timestamp};
+use crossdock_store::{
+    EventRow, EventStatus, ItemStateRow, PartitionSnapshot, PositionRow, ReservationRow, StoreError,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Default)]
+struct ItemExtra {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    published: BTreeMap<String, Published>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    supply: Vec<SupplyJson>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    transfers: Vec<TransferJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oversell_hold: Option<String>,
+    last_seq: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SupplyJson {
+    reference: String,
+    location: String,
+    open: i64,
+    expected_at: Timestamp,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TransferJson {
+    transfer: String,
+    to: String,
+    open: i64,
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+pub fn item_rows(policy: &Policy, partition: u32, id: &ItemId, item: &ItemState) -> (Vec<PositionRow>, ItemStateRow) {
+    let positions = item
+        .positions
+        .iter()
+        .map(|p| PositionRow {
+            partition,
+            item: id.to_string(),
+            location: policy.location_name(p.location).to_string(),
+            lot: p.lot.as_ref().map(|l| l.to_string()).unwrap_or_default(),
+            on_hand: p.b.on_hand,
+            quarantined: p.b.quarantined,
+            damaged: p.b.damaged,
+            returns_pending: p.b.returns_pending,
+            picked: p.b.picked,
+            allocated: p.b.allocated,
+            reserved: p.b.reserved,
+            in_transit: p.b.in_transit,
+            incoming: p.b.incoming,
+            safety_stock: p.b.safety_stock,
+            extra: if p.rule == TimeRule::default() {
+                String::new()
+            } else {
+                serde_json::to_string(&p.rule).expect("time rule serializes")
+            },
+            updated_seq: item.last_seq,
+        })
+        .collect();
+    let extra = ItemExtra {
+        published: item
+            .published
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.map(|p| (policy.channels[i].id.to_string(), p)))
+            .collect(),
+        supply: item
+            .supply
+            .iter()
+            .map(|s| SupplyJson {
+                reference: s.reference.clone(),
+                location: policy.location_name(s.location).to_string(),
+                open: s.open,
+                expected_at: s.expected_at,
+            })
+            .collect(),
+        transfers: item
+            .transfers
+            .iter()
+            .map(|t| TransferJson {
+                transfer: t.transfer.clone(),
+                to: policy.location_name(t.to).to_string(),
+                open: t.open,
+            })
+            .collect(),
+        oversell_hold: item.oversell_hold.clone(),
+        last_seq: item.last_seq,
+    };
+    let row = ItemStateRow {
+        partition,
+        item: id.to_string(),
+        state: serde_json::to_string(&extra).expect("item state serializes"),
+    };
+    (positions, row)
+}
+
+pub fn reservation_row(partition: u32, r: &Reservation) -> ReservationRow {
+    ReservationRow {
+        partition,
+        id: r.id.clone(),
+        channel: r.channel.to_string(),
+        status: r.status.as_str().to_string(),
+        lines: serde_json::to_string(&r.lines).expect("lines serialize"),
+        request_hash: r.request_hash,
+        expires_at_us: r.expires_at.as_micros(),
+        created_seq: r.created_seq,
+        updated_seq: r.updated_seq,
+    }
+}
+
+pub fn reservation_from_row(row: &ReservationRow) -> Result<Reservation, StoreError> {
+    Ok(Reservation {
+        id: row.id.clone(),
+        channel: ChannelId::new(&row.channel).map_err(corrupt)?,
+        status: ResStatus::parse(&row.status).ok_or_else(|| corrupt(format!("reservation status {:?}", row.status)))?,
+        lines: serde_json::from_str(&row.lines).map_err(corrupt)?,
+        request_hash: row.request_hash,
+        expires_at: Timestamp::from_micros(row.expires_at_us),
+        created_seq: row.created_seq,
+        updated_seq: row.updated_seq,
+    })
+}
+
+pub fn event_row(partition: u32, seq: u64, ev: &Event, status: EventStatus) -> EventRow {
+    EventRow {
+        partition,
+        seq,
+        source: ev.source.to_string(),
+        id: ev.id.clone(),
+        ty: ev.data.type_name().to_string(),
+        time_us: ev.time.as_micros(),
+        received_at_us: ev.received_at.as_micros(),
+        correlation_id: ev.correlation_id.clone(),
+        payload_hash: ev.payload_hash(),
+        status,
+        envelope: serde_json::to_string(&ev.to_envelope()).expect("envelope serializes"),
+    }
+}
+
+pub fn event_from_row(row: &EventRow) -> Result<Event, StoreError> {
+    let env: Envelope = serde_json::from_str(&row.envelope).map_err(corrupt)?;
+    Event::from_envelope(&env, Timestamp::from_micros(row.received_at_us), || row.correlation_id.clone())
+        .map_err(|e| corrupt(format!("logged event {}/{}: {e}", row.source, row.id)))
+}
+
+/// Rebuilds a partition's ledger from its snapshot.
+pub fn ledger_from_snapshot(policy: &Policy, snap: &PartitionSnapshot) -> Result<Ledger, StoreError> {
+    let mut items: std::collections::HashMap<ItemId, ItemState> = std::collections::HashMap::new();
+    for row in &snap.positions {
+        let id = ItemId::new(&row.item).map_err(corrupt)?;
+        let location = LocationId::new(&row.location).map_err(corrupt)?;
+        let Some(loc) = policy.location(&location) else {
+            return Err(StoreError::Config(format!(
+                "stored stock at location {location} which the config no longer has; add it back to [[locations]]"
+            )));
+        };
+        let lot = if row.lot.is_empty() { None } else { Some(Lot::new(&row.lot).map_err(corrupt)?) };
+        let mut p = Position::new(loc, lot);
+        p.b.on_hand = row.on_hand;
+        p.b.quarantined = row.quarantined;
+        p.b.damaged = row.damaged;
+        p.b.returns_pending = row.returns_pending;
+        p.b.picked = row.picked;
+        p.b.allocated = row.allocated;
+        p.b.reserved = row.reserved;
+        p.b.in_transit = row.in_transit;
+        p.b.incoming = row.incoming;
+        p.b.safety_stock = row.safety_stock;
+        if !row.extra.is_empty() {
+            p.rule = serde_json::from_str(&row.extra).map_err(corrupt)?;
+        }
+        items.entry(id).or_default().positions.push(p);
+    }
+    for row in &snap.items {
+        let id = ItemId::new(&row.item).map_err(corrupt)?;
+        let extra: ItemExtra = serde_json::from_str(&row.state).map_err(corrupt)?;
+        let item = items.entry(id).or_default();
+        item.published = vec![None; policy.channels.len()];
+        for (name, p) in extra.published {
+            // A channel removed from the config simply stops being tracked.
+            if let Some(c) = ChannelId::new(&name).ok().and_then(|c| policy.channel(&c)) {
+                item.published[c.0 as usize] = Some(p);
+            }
+        }
+        let loc = |name: &str| {
+            LocationId::new(name).ok().and_then(|l| policy.location(&l)).ok_or_else(|| {
+                StoreError::Config(format!("stored state names location {name} which the config no longer has"))
+            })
+        };
+        for s in extra.supply {
+            item.supply.push(SupplyLine {
+                reference: s.reference,
+                location: loc(&s.location)?,
+                open: s.open,
+                expected_at: s.expected_at,
+            });
+        }
+        for t in extra.transfers {
+            item.transfers.push(TransferLine { transfer: t.transfer, to: loc(&t.to)?, open: t.open });
+        }
+        item.oversell_hold = extra.oversell_hold;
+        item.last_seq = extra.last_seq;
+    }
+    let mut ledger = Ledger::new();
+    ledger.seq = snap.last_seq;
+    for (id, mut item) in items {
+        item.positions.sort_by(|a, b| (a.location, &a.lot).cmp(&(b.location, &b.lot)));
+        ledger.insert_item(id, item);
+    }
+    for row in &snap.reservations {
+        ledger.insert_reservation(reservation_from_row(row)?);
+    }
+    for row in &snap.source_seqs {
+        ledger.restore_source(crossdock_model::SourceId::new(&row.source).map_err(corrupt)?, row.next_expected);
+    }
+    for row in &snap.held_events {
+        ledger.restore_held(row.seq, event_from_row(row)?);
+    }
+    Ok(ledger)
+}

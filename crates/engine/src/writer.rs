@@ -1,0 +1,400 @@
+//! The writer of one partition: drain the queue, apply, group-commit, answer, publish.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, RwLock};
+
+use crossdock_ledger::reservation::request_hash;
+use crossdock_ledger::state::channel_name;
+use crossdock_ledger::{Effects, Ledger, Outcome, Policy, Rejection};
+use crossdock_model::{EventData, ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
+use crossdock_model::{Envelope, Event};
+use crossdock_store::{
+    CommitBatch, EventStatus, ExceptionStatusChange, OutboxRow, SourceSeqRow, Store, StoreError, TimerRow,
+};
+use tokio::sync::oneshot;
+use tracing::{error, warn};
+
+use crate::persist::{event_row, item_rows, ledger_from_snapshot, reservation_from_row, reservation_row};
+use crate::timers::TimerHandle;
+use crate::{Command, EngineError, EventReply, ReservationReply, View};
+
+pub(crate) struct Writer {
+    partition: u32,
+    store: Box<dyn Store>,
+    policy: Arc<Policy>,
+    ledger: Ledger,
+    /// Fingerprints of every logged `(source, id)`; a hit is confirmed against the store.
+    keys: HashSet<u64>,
+    view: Arc<RwLock<View>>,
+    timers: TimerHandle,
+    batch_max: usize,
+}
+
+enum Pending {
+    Event(oneshot::Sender<Result<EventReply, EngineError>>, EventReply),
+    Reservation(oneshot::Sender<Result<ReservationReply, EngineError>>, ReservationReply),
+    Unit(oneshot::Sender<Result<(), EngineError>>),
+    None,
+}
+
+/// What the batch logged so far under each key, to answer repeats inside one batch.
+type BatchKeys = HashMap<(String, String), usize>;
+
+impl Writer {
+    pub fn load(
+        partition: u32,
+        mut store: Box<dyn Store>,
+        policy: Arc<Policy>,
+        view: Arc<RwLock<View>>,
+        timers: TimerHandle,
+        batch_max: usize,
+    ) -> Result<Self, StoreError> {
+        let snapshot = store.load_partition(partition)?;
+        let ledger = ledger_from_snapshot(&policy, &snapshot)?;
+        let keys: HashSet<u64> = store.key_hashes(partition)?.into_iter().collect();
+        for t in &snapshot.timers {
+            let env: Envelope = serde_json::from_str(&t.command)
+                .map_err(|e| StoreError::Corrupt(format!("timer {}: {e}", t.id)))?;
+            let command = Event::from_envelope(&env, Timestamp::from_micros(t.due_at_us), || t.id.clone())
+                .map_err(|e| StoreError::Corrupt(format!("timer {}: {e}", t.id)))?;
+            timers.set(t.id.clone(), Timestamp::from_micros(t.due_at_us), command);
+        }
+        let mut writer = Writer { partition, store, policy, ledger, keys, view, timers, batch_max };
+        writer.publish_all();
+        Ok(writer)
+    }
+
+    fn publish_all(&mut self) {
+        let mut view = self.view.write().expect("view lock");
+        view.items = self.ledger.items().map(|(id, s)| (id.clone(), s.clone())).collect();
+        view.seq = self.ledger.seq;
+    }
+
+    pub fn run(mut self, rx: Receiver<Command>) {
+        let mut cmds = Vec::with_capacity(self.batch_max);
+        loop {
+            match rx.recv() {
+                Ok(c) => cmds.push(c),
+                Err(_) => return,
+            }
+            while cmds.len() < self.batch_max {
+                match rx.try_recv() {
+                    Ok(c) => cmds.push(c),
+                    Err(_) => break,
+                }
+            }
+            let stop = cmds.iter().any(|c| matches!(c, Command::Stop));
+            self.process(std::mem::take(&mut cmds));
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn process(&mut self, cmds: Vec<Command>) {
+        let mut fx = Effects::default();
+        let mut batch = CommitBatch { partition: self.partition, ..Default::default() };
+        let mut batch_keys = BatchKeys::new();
+        let mut pending = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            let p = match cmd {
+                Command::Event { event, reply } => {
+                    Pending::Event(reply, self.apply_event(&event, &mut fx, &mut batch, &mut batch_keys))
+                }
+                Command::Timer { event } => {
+                    self.apply_event(&event, &mut fx, &mut batch, &mut batch_keys);
+                    Pending::None
+                }
+                Command::Reservation { event, reply } => {
+                    Pending::Reservation(reply, self.apply_reservation(&event, &mut fx, &mut batch, &mut batch_keys))
+                }
+                Command::Exception { record, reply } => {
+                    batch.exceptions.push(record);
+                    Pending::Unit(reply)
+                }
+                Command::Stop => Pending::None,
+            };
+            pending.push(p);
+        }
+        self.ledger.finish_batch(&self.policy, &mut fx);
+        self.collect(&fx, &mut batch);
+        if !batch.is_empty()
+            && let Err(e) = self.store.commit(&batch)
+        {
+            error!(partition = self.partition, error = %e, "commit failed; answering the batch with errors and reloading");
+            let err = EngineError::Store(e.to_string());
+            for p in pending {
+                match p {
+                    Pending::Event(tx, _) => drop(tx.send(Err(err.clone()))),
+                    Pending::Reservation(tx, _) => drop(tx.send(Err(err.clone()))),
+                    Pending::Unit(tx) => drop(tx.send(Err(err.clone()))),
+                    Pending::None => {}
+                }
+            }
+            self.reload();
+            return;
+        }
+        for row in &batch.events {
+            self.keys.insert(crossdock_model::event::key_hash(&row.source, &row.id));
+        }
+        {
+            let mut view = self.view.write().expect("view lock");
+            for id in &fx.touched_items {
+                if let Some(state) = self.ledger.item(id) {
+                    view.items.insert(id.clone(), state.clone());
+                }
+            }
+            view.seq = self.ledger.seq;
+        }
+        for t in &fx.timers_done {
+            self.timers.cancel(t);
+        }
+        for t in fx.timers_set {
+            if !fx.timers_done.contains(&t.id) {
+                self.timers.set(t.id, t.due_at, t.command);
+            }
+        }
+        for p in pending {
+            match p {
+                Pending::Event(tx, r) => drop(tx.send(Ok(r))),
+                Pending::Reservation(tx, r) => drop(tx.send(Ok(r))),
+                Pending::Unit(tx) => drop(tx.send(Ok(()))),
+                Pending::None => {}
+            }
+        }
+    }
+
+    /// Rebuilds the partition from the store after a failed commit: memory may hold changes the
+    /// store refused.
+    fn reload(&mut self) {
+        loop {
+            match self
+                .store
+                .load_partition(self.partition)
+                .and_then(|snap| ledger_from_snapshot(&self.policy, &snap))
+            {
+                Ok(ledger) => {
+                    self.ledger = ledger;
+                    self.publish_all();
+                    return;
+                }
+                Err(e) => {
+                    error!(partition = self.partition, error = %e, "reload failed; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    /// The idempotency check: `Some(reply)` when `(source, id)` was seen before.
+    fn seen(&mut self, event: &Event, batch: &mut CommitBatch, batch_keys: &BatchKeys) -> Option<EventReply> {
+        let key = (event.source.to_string(), event.id.clone());
+        let earlier: Option<(EventStatus, u64, u64)> = match batch_keys.get(&key) {
+            Some(&i) => {
+                let row = &batch.events[i];
+                Some((row.status, row.seq, row.payload_hash))
+            }
+            None if self.keys.contains(&event.key_hash()) => match self.store.find_event(&key.0, &key.1) {
+                Ok(found) => found.map(|row| (row.status, row.seq, row.payload_hash)),
+                Err(e) => {
+                    warn!(error = %e, "idempotency lookup failed");
+                    return Some(EventReply::Rejected(format!("idempotency lookup failed: {e}")));
+                }
+            },
+            None => None,
+        };
+        let (status, seq, hash) = earlier?;
+        if hash == event.payload_hash() {
+            return Some(EventReply::Duplicate { status, seq });
+        }
+        let record = ExceptionRecord::open(
+            ExceptionKind::DuplicateConflict,
+            &format!("conflict:{}/{}:{:x}", event.source, event.id, event.payload_hash()),
+            format!("event:{}/{}", event.source, event.id),
+            Some(event.correlation_id.clone()),
+            format!(
+                "event id {} from {} was already recorded at ledger sequence {seq} with a different payload; \
+                 the new payload was not applied",
+                event.id, event.source
+            ),
+            serde_json::to_string(&event.to_envelope()).ok(),
+            event.received_at,
+        );
+        let exception_id = record.id.clone();
+        batch.exceptions.push(record);
+        Some(EventReply::Conflict { seq, exception_id })
+    }
+
+    fn log(&self, event: &Event, status: EventStatus, batch: &mut CommitBatch, batch_keys: &mut BatchKeys) {
+        batch_keys.insert((event.source.to_string(), event.id.clone()), batch.events.len());
+        batch.events.push(event_row(self.partition, self.ledger.seq, event, status));
+    }
+
+    fn apply_event(
+        &mut self,
+        event: &Event,
+        fx: &mut Effects,
+        batch: &mut CommitBatch,
+        batch_keys: &mut BatchKeys,
+    ) -> EventReply {
+        if let Some(reply) = self.seen(event, batch, batch_keys) {
+            return reply;
+        }
+        match self.ledger.apply(&self.policy, event, fx) {
+            Outcome::Applied => {
+                self.log(event, EventStatus::Applied, batch, batch_keys);
+                EventReply::Recorded { status: EventStatus::Applied, seq: self.ledger.seq, exception: None }
+            }
+            Outcome::Quarantined { kind, reason } => {
+                self.log(event, EventStatus::Quarantined, batch, batch_keys);
+                EventReply::Recorded {
+                    status: EventStatus::Quarantined,
+                    seq: self.ledger.seq,
+                    exception: Some((kind, reason)),
+                }
+            }
+            Outcome::Held => {
+                self.log(event, EventStatus::Held, batch, batch_keys);
+                EventReply::Recorded { status: EventStatus::Held, seq: self.ledger.seq, exception: None }
+            }
+            // A timer's expiry settles a reservation like any hub command.
+            Outcome::Reservation { repeat: false, .. } => {
+                self.log(event, EventStatus::Applied, batch, batch_keys);
+                EventReply::Recorded { status: EventStatus::Applied, seq: self.ledger.seq, exception: None }
+            }
+            Outcome::Reservation { repeat: true, .. } => EventReply::Rejected("already settled".into()),
+            Outcome::Insufficient(_) => EventReply::Rejected("insufficient stock".into()),
+            Outcome::Rejected(r) => EventReply::Rejected(rejection_text(&r)),
+            Outcome::Noop => EventReply::Rejected("nothing to do".into()),
+        }
+    }
+
+    fn apply_reservation(
+        &mut self,
+        event: &Event,
+        fx: &mut Effects,
+        batch: &mut CommitBatch,
+        batch_keys: &mut BatchKeys,
+    ) -> ReservationReply {
+        if let Some(reply) = self.settled_reservation(event) {
+            return reply;
+        }
+        let outcome = self.ledger.apply(&self.policy, event, fx);
+        if outcome.is_logged() {
+            self.log(event, EventStatus::Applied, batch, batch_keys);
+        }
+        match outcome {
+            Outcome::Reservation { view, repeat } => ReservationReply::Done { reservation: view, repeat },
+            Outcome::Insufficient(s) => ReservationReply::Insufficient(s),
+            Outcome::Rejected(r) => ReservationReply::Rejected(r),
+            Outcome::Quarantined { reason, .. } => ReservationReply::Rejected(Rejection::Invalid { field: "id".into(), reason }),
+            other => ReservationReply::Rejected(Rejection::InvalidState(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    /// Answers commands about reservations that have left memory (released, expired) from the store.
+    fn settled_reservation(&mut self, event: &Event) -> Option<ReservationReply> {
+        let (id, target) = match &event.data {
+            EventData::ReservationRequested(r) => (&r.reservation, None),
+            EventData::ReservationReleased(r) => (&r.reservation, Some("released")),
+            EventData::ReservationCommitted(r) => (&r.reservation, Some("committed")),
+            _ => return None,
+        };
+        if self.ledger.reservation(id).is_some() {
+            return None;
+        }
+        let row = match self.store.find_reservation(id) {
+            Ok(Some(row)) => row,
+            Ok(None) => return None,
+            Err(e) => return Some(ReservationReply::Rejected(Rejection::InvalidState(format!("lookup failed: {e}")))),
+        };
+        let stored = match reservation_from_row(&row) {
+            Ok(r) => r,
+            Err(e) => return Some(ReservationReply::Rejected(Rejection::InvalidState(e.to_string()))),
+        };
+        Some(match (&event.data, target) {
+            (EventData::ReservationRequested(r), _) if request_hash(r) == stored.request_hash => {
+                ReservationReply::Done { reservation: stored, repeat: true }
+            }
+            (EventData::ReservationRequested(_), _) => ReservationReply::Rejected(Rejection::Conflict(format!(
+                "reservation {id} already exists with other lines or channel"
+            ))),
+            (_, Some(t)) if t == row.status => ReservationReply::Done { reservation: stored, repeat: true },
+            (_, Some(t)) => ReservationReply::Rejected(Rejection::InvalidState(format!(
+                "reservation {id} is {}, it cannot become {t}",
+                row.status
+            ))),
+            _ => return None,
+        })
+    }
+
+    /// Turns the batch's effects into rows.
+    fn collect(&self, fx: &Effects, batch: &mut CommitBatch) {
+        let p = self.partition;
+        for id in &fx.touched_items {
+            if let Some(state) = self.ledger.item(id) {
+                let (positions, item) = item_rows(&self.policy, p, id, state);
+                batch.positions.extend(positions);
+                batch.items.push(item);
+            }
+        }
+        batch.reservations.extend(fx.reservations.iter().map(|r| reservation_row(p, r)));
+        for s in &fx.touched_sources {
+            if let Some(state) = self.ledger.source_seq(s) {
+                batch.source_seqs.push(SourceSeqRow { partition: p, source: s.to_string(), next_expected: state.next });
+            }
+        }
+        let now = fx.now.max(Timestamp::now()).as_micros();
+        for c in &fx.ats_changes {
+            let channel = channel_name(&self.policy, c.channel);
+            let payload = serde_json::json!({
+                "item": c.item,
+                "channel": channel,
+                "available": c.ats,
+                "previous": c.previous,
+                "ledger_seq": c.seq,
+            });
+            batch.outbox.push(OutboxRow {
+                partition: p,
+                endpoint: channel.to_string(),
+                key: c.item.to_string(),
+                ledger_seq: c.seq,
+                priority: c.priority,
+                payload: payload.to_string(),
+                created_at_us: now,
+            });
+        }
+        batch.exceptions.extend(fx.exceptions.iter().cloned());
+        batch.exception_status.extend(fx.exceptions_resolved.iter().map(|(id, at, note)| ExceptionStatusChange {
+            id: id.clone(),
+            status: ExceptionStatus::Resolved,
+            at_us: at.as_micros(),
+            actor: "ledger".into(),
+            note: note.clone(),
+        }));
+        for t in &fx.timers_set {
+            if fx.timers_done.contains(&t.id) {
+                continue;
+            }
+            batch.timers_set.push(TimerRow {
+                partition: p,
+                id: t.id.clone(),
+                due_at_us: t.due_at.as_micros(),
+                command: serde_json::to_string(&t.command.to_envelope()).expect("envelope serializes"),
+            });
+        }
+        batch.timers_done.extend(fx.timers_done.iter().cloned());
+        batch.event_status.extend(fx.released.iter().map(|&(seq, applied)| {
+            (p, seq, if applied { EventStatus::Applied } else { EventStatus::Quarantined })
+        }));
+        batch.last_seq = self.ledger.seq;
+    }
+}
+
+fn rejection_text(r: &Rejection) -> String {
+    match r {
+        Rejection::NotFound(s) | Rejection::Conflict(s) | Rejection::InvalidState(s) => s.clone(),
+        Rejection::Invalid { field, reason } => format!("{field}: {reason}"),
+    }
+}

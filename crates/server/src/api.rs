@@ -1,0 +1,659 @@
+//! The HTTP API (`/v1`). Handlers translate between the wire and the engine; they hold no state.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use crossdock_engine::{Engine, EngineError, EventReply, EventStatus, ReservationReply};
+use crossdock_ledger::{ChanIdx, Rejection, Reservation};
+use crossdock_model::event::ReserveLine;
+use crossdock_model::{
+    ChannelId, Envelope, Event, EventError, ExceptionKind, ExceptionRecord, ExceptionStatus, ItemId, Timestamp,
+};
+use crossdock_store::ExceptionFilter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, Needed, authenticate};
+use crate::config::Config;
+use crate::problem::Problem;
+
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub config: Arc<Config>,
+}
+
+type AppResult = Result<Response, Problem>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/v1/schema", get(schema))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/events", post(post_events))
+        .route("/v1/availability", get(get_availability))
+        .route("/v1/availability/query", post(query_availability))
+        .route("/v1/items/{item}/positions", get(get_positions))
+        .route("/v1/reservations", post(post_reservation))
+        .route("/v1/reservations/{id}/release", post(release_reservation))
+        .route("/v1/reservations/{id}/commit", post(commit_reservation))
+        .route("/v1/exceptions", get(get_exceptions))
+        .route("/v1/outbox", get(get_outbox))
+        .fallback(|| async {
+            Problem::not_found("no-such-route", "no such route; see GET /v1/openapi.json")
+        })
+        .with_state(state)
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    Json(json!({"status": "ready", "ledger_seq": st.engine.ledger_seqs()})).into_response()
+}
+
+async fn schema() -> Response {
+    Json(crate::openapi::event_schemas()).into_response()
+}
+
+async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+fn engine_problem(e: EngineError) -> Problem {
+    match e {
+        EngineError::Overloaded => Problem::unavailable("the engine's queue is full; retry after the Retry-After delay"),
+        EngineError::Store(detail) => {
+            Problem::unavailable(format!("the store did not commit ({detail}); nothing was applied, retry"))
+        }
+        EngineError::Stopped => Problem::unavailable("the engine is shutting down"),
+    }
+}
+
+fn correlation() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Parses one envelope from JSON text. The problem names the field; `true` means the JSON itself
+/// was malformed (nothing identifiable to record).
+fn parse_event(text: &[u8], received_at: Timestamp) -> Result<Event, (Problem, bool)> {
+    let value: Value = serde_json::from_slice(text).map_err(|e| {
+        (
+            Problem::bad_request(
+                "malformed-json",
+                format!("the body is not valid JSON: {e} (line {}, column {})", e.line(), e.column()),
+            ),
+            true,
+        )
+    })?;
+    let env: Envelope = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { "(envelope)".to_string() } else { field };
+        (
+            Problem::unprocessable("invalid-envelope", format!("{field}: {}", e.inner()))
+                .field(field),
+            false,
+        )
+    })?;
+    Event::from_envelope(&env, received_at, correlation).map_err(|e| {
+        let slug = match &e {
+            EventError::UnknownType(_) => "unknown-event-type",
+            EventError::Field { .. } => "invalid-event-data",
+        };
+        let mut p = Problem::unprocessable(slug, e.to_string()).field(e.field());
+        if let EventError::UnknownType(_) = e {
+            let known: Vec<&str> =
+                crossdock_model::EventData::TYPES.iter().filter(|t| t.1).map(|t| t.0).collect();
+            p = p.with("known_types", known);
+        }
+        (p, false)
+    })
+}
+
+/// An exception for input that never became an event, keeping the raw input.
+fn rejected_input(kind: ExceptionKind, problem: &Problem, raw: &[u8], caller: &Caller) -> ExceptionRecord {
+    let raw_text = String::from_utf8_lossy(&raw[..raw.len().min(64 * 1024)]).into_owned();
+    let digest = crossdock_model::event::key_hash(&caller.name, &raw_text);
+    let cause = format!("{}:{}:{digest:016x}", caller.name, problem.slug);
+    ExceptionRecord::open(
+        kind,
+        &cause,
+        format!("token:{}", caller.name),
+        None,
+        problem.detail.clone(),
+        Some(raw_text),
+        Timestamp::now(),
+    )
+}
+
+async fn post_events(State(st): State<Arc<AppState>>, req: Request) -> AppResult {
+    let caller = authenticate(&st.config.tokens, req.headers())?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    let body = match read_body(req.into_body(), st.config.body_max_bytes).await {
+        Ok(b) => b,
+        Err(problem) => {
+            record(&st, rejected_input(ExceptionKind::SchemaViolation, &problem, b"", &caller)).await?;
+            return Err(problem);
+        }
+    };
+    let received_at = Timestamp::now();
+    if content_type.starts_with("application/x-ndjson") {
+        return post_batch(&st, &caller, &body, received_at).await;
+    }
+    if !(content_type.starts_with("application/json") || content_type.starts_with("application/cloudevents+json")) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!(
+                "Content-Type {content_type:?} is not accepted; use application/cloudevents+json, application/json \
+                 or application/x-ndjson"
+            ),
+        ));
+    }
+    let event = match parse_event(&body, received_at) {
+        Ok(ev) => ev,
+        Err((problem, _)) => {
+            record(&st, rejected_input(ExceptionKind::SchemaViolation, &problem, &body, &caller)).await?;
+            return Err(problem);
+        }
+    };
+    check_source(&st, &caller, &event, &body).await?;
+    let reply = st.engine.submit(event.clone()).await.map_err(engine_problem)?;
+    let (status, outcome) = outcome_json(&event, &reply);
+    match outcome {
+        Ok(body) => Ok((status, Json(body)).into_response()),
+        Err(problem) => Err(problem),
+    }
+}
+
+async fn record(st: &AppState, record: ExceptionRecord) -> Result<(), Problem> {
+    st.engine.record_exception(record).await.map_err(engine_problem)
+}
+
+async fn check_source(st: &AppState, caller: &Caller, event: &Event, raw: &[u8]) -> Result<(), Problem> {
+    if !event.data.is_public() {
+        let p = Problem::unprocessable(
+            "hub-command",
+            format!("{} is issued by the hub itself and cannot be submitted", event.data.type_name()),
+        )
+        .field("type");
+        record(st, rejected_input(ExceptionKind::SchemaViolation, &p, raw, caller)).await?;
+        return Err(p);
+    }
+    if !caller.may_ingest(event.source.as_str()) {
+        let p = Problem::new(
+            StatusCode::FORBIDDEN,
+            "source-not-allowed",
+            "Forbidden",
+            format!(
+                "token {:?} may not submit events as source {:?}; it needs the ingest:{} scope",
+                caller.name, event.source.as_str(), event.source
+            ),
+        )
+        .field("source");
+        record(st, rejected_input(ExceptionKind::AuthRejected, &p, raw, caller)).await?;
+        return Err(p);
+    }
+    Ok(())
+}
+
+/// The per-event answer: status code and body, or the problem for a single-event request.
+fn outcome_json(event: &Event, reply: &EventReply) -> (StatusCode, Result<Value, Problem>) {
+    match reply {
+        EventReply::Recorded { status: EventStatus::Quarantined, seq, exception } => {
+            let (kind, reason) = exception.clone().unwrap_or((ExceptionKind::SchemaViolation, String::new()));
+            let slug = match kind {
+                ExceptionKind::UnknownItem => "unknown-item",
+                ExceptionKind::UnknownLocation => "unknown-location",
+                ExceptionKind::OwnershipViolation => "ownership-violation",
+                _ => "quarantined",
+            };
+            let field = match kind {
+                ExceptionKind::UnknownItem => Some("data.item"),
+                ExceptionKind::UnknownLocation => Some("data.location"),
+                ExceptionKind::OwnershipViolation => Some("source"),
+                _ => None,
+            };
+            let mut p = Problem::unprocessable(slug, format!("{reason}; the event was recorded as quarantined and an exception opened"))
+                .with("id", event.id.clone())
+                .with("status", "quarantined")
+                .with("ledger_seq", *seq)
+                .with("exception_kind", kind.as_str());
+            if let Some(f) = field {
+                p = p.field(f);
+            }
+            (StatusCode::UNPROCESSABLE_ENTITY, Err(p))
+        }
+        EventReply::Recorded { status, seq, .. } => {
+            let code = if *status == EventStatus::Held { StatusCode::ACCEPTED } else { StatusCode::OK };
+            (code, Ok(json!({"id": event.id, "status": status.as_str(), "ledger_seq": seq})))
+        }
+        EventReply::Duplicate { status, seq } => (
+            StatusCode::OK,
+            Ok(json!({"id": event.id, "status": "duplicate", "original_status": status.as_str(), "ledger_seq": seq})),
+        ),
+        EventReply::Conflict { seq, exception_id } => (
+            StatusCode::CONFLICT,
+            Err(Problem::new(
+                StatusCode::CONFLICT,
+                "duplicate-conflict",
+                "Conflict",
+                format!(
+                    "event id {:?} from {} was recorded before with a different payload (ledger_seq {seq}); \
+                     send a new id for a new event",
+                    event.id, event.source
+                ),
+            )
+            .field("id")
+            .with("id", event.id.clone())
+            .with("ledger_seq", *seq)
+            .with("exception_id", exception_id.clone())),
+        ),
+        EventReply::Rejected(reason) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Err(Problem::unprocessable("rejected", reason.clone())))
+        }
+    }
+}
+
+async fn post_batch(st: &AppState, caller: &Caller, body: &Bytes, received_at: Timestamp) -> AppResult {
+    let lines: Vec<&[u8]> = body
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    if lines.len() > st.config.batch_lines_max {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-many-lines",
+            "Batch too large",
+            format!("a batch holds at most {} lines, this one has {}; split it", st.config.batch_lines_max, lines.len()),
+        ));
+    }
+    if lines.is_empty() {
+        return Err(Problem::unprocessable("empty-batch", "the batch has no lines"));
+    }
+    let mut results: Vec<Option<Value>> = vec![None; lines.len()];
+    let mut events = Vec::with_capacity(lines.len());
+    let mut slots = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        let parsed = parse_event(line, received_at).and_then(|ev| {
+            if !ev.data.is_public() {
+                Err((Problem::unprocessable("hub-command", "hub commands cannot be submitted").field("type"), false))
+            } else if !caller.may_ingest(ev.source.as_str()) {
+                let p = Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "source-not-allowed",
+                    "Forbidden",
+                    format!("token {:?} may not submit events as source {:?}", caller.name, ev.source.as_str()),
+                )
+                .field("source");
+                Err((p, false))
+            } else {
+                Ok(ev)
+            }
+        });
+        match parsed {
+            Ok(ev) => {
+                events.push(ev);
+                slots.push(i);
+            }
+            Err((problem, _)) => {
+                let kind = if problem.slug == "source-not-allowed" {
+                    ExceptionKind::AuthRejected
+                } else {
+                    ExceptionKind::SchemaViolation
+                };
+                record(st, rejected_input(kind, &problem, line, caller)).await?;
+                results[i] = Some(json!({"line": i + 1, "status": "rejected", "problem": problem.to_json()}));
+            }
+        }
+    }
+    let replies = st.engine.submit_many(events.clone()).await;
+    for ((slot, event), reply) in slots.into_iter().zip(events.iter()).zip(replies) {
+        let value = match reply {
+            Ok(r) => match outcome_json(event, &r) {
+                (_, Ok(mut v)) => {
+                    v["line"] = json!(slot + 1);
+                    v
+                }
+                (_, Err(p)) => {
+                    let status = p.extra.get("status").cloned().unwrap_or_else(|| json!("rejected"));
+                    json!({"line": slot + 1, "id": event.id, "status": status,
+                           "ledger_seq": p.extra.get("ledger_seq"), "problem": p.to_json()})
+                }
+            },
+            Err(e) => json!({"line": slot + 1, "id": event.id, "status": "error", "problem": engine_problem(e).to_json()}),
+        };
+        results[slot] = Some(value);
+    }
+    let mut out = Vec::with_capacity(results.len() * 64);
+    for r in results {
+        serde_json::to_writer(&mut out, &r.expect("every line answered")).expect("json");
+        out.push(b'\n');
+    }
+    let mut resp = (StatusCode::OK, out).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    Ok(resp)
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Payload too large",
+            format!("the body exceeds {limit} bytes; send a smaller batch"),
+        )
+    })
+}
+
+fn channel(st: &AppState, raw: Option<&str>) -> Result<(ChannelId, ChanIdx), Problem> {
+    let raw = raw.ok_or_else(|| Problem::bad_request("missing-parameter", "the channel parameter is required").field("channel"))?;
+    let id = ChannelId::new(raw).map_err(|e| Problem::bad_request("invalid-parameter", format!("channel {e}")).field("channel"))?;
+    let idx = st.engine.policy().channel(&id).ok_or_else(|| {
+        Problem::not_found("unknown-channel", format!("no channel {raw:?} is configured")).field("channel")
+    })?;
+    Ok((id, idx))
+}
+
+fn item(st: &AppState, raw: Option<&str>, field: &str) -> Result<ItemId, Problem> {
+    let raw = raw.ok_or_else(|| Problem::bad_request("missing-parameter", format!("{field} is required")).field(field))?;
+    let id = ItemId::new(raw).map_err(|e| Problem::bad_request("invalid-parameter", format!("{field} {e}")).field(field))?;
+    if !st.engine.policy().knows_item(&id) {
+        return Err(Problem::not_found("unknown-item", format!("no item {raw:?} in the item master")).field(field));
+    }
+    Ok(id)
+}
+
+#[derive(Deserialize)]
+struct AvailabilityParams {
+    item: Option<String>,
+    channel: Option<String>,
+}
+
+async fn get_availability(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<AvailabilityParams>,
+) -> AppResult {
+    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
+    let (chan_id, chan) = channel(&st, q.channel.as_deref())?;
+    let item = item(&st, q.item.as_deref(), "item")?;
+    let (available, seq) = st.engine.availability(&item, chan);
+    Ok(Json(json!({"item": item, "channel": chan_id, "available": available, "ledger_seq": seq})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AvailabilityQuery {
+    channel: String,
+    items: Vec<String>,
+}
+
+pub const QUERY_ITEMS_MAX: usize = 10_000;
+
+async fn query_availability(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> AppResult {
+    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
+    let q: AvailabilityQuery = json_body(&body)?;
+    let (chan_id, chan) = channel(&st, Some(&q.channel))?;
+    if q.items.len() > QUERY_ITEMS_MAX {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-many-items",
+            "Query too large",
+            format!("at most {QUERY_ITEMS_MAX} items per query, got {}", q.items.len()),
+        )
+        .field("items"));
+    }
+    let mut results = Vec::with_capacity(q.items.len());
+    for (i, raw) in q.items.iter().enumerate() {
+        match item(&st, Some(raw), &format!("items[{i}]")) {
+            Ok(id) => {
+                let (available, seq) = st.engine.availability(&id, chan);
+                results.push(json!({"item": id, "available": available, "ledger_seq": seq}));
+            }
+            Err(p) => results.push(json!({"item": raw, "problem": p.to_json()})),
+        }
+    }
+    Ok(Json(json!({"channel": chan_id, "results": results})).into_response())
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        Problem::bad_request("malformed-json", format!("the body is not valid JSON: {e}"))
+    })?;
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let field = e.path().to_string();
+        Problem::unprocessable("invalid-body", format!("{field}: {}", e.inner())).field(field)
+    })
+}
+
+async fn get_positions(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(raw): Path<String>) -> AppResult {
+    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
+    let id = item(&st, Some(&raw), "item")?;
+    let policy = st.engine.policy();
+    let seqs = st.engine.ledger_seqs();
+    let Some((state, seq)) = st.engine.item(&id) else {
+        return Ok(Json(json!({"item": id, "ledger_seq": seqs.iter().max(), "positions": [], "channels": []})).into_response());
+    };
+    let positions: Vec<Value> = state
+        .positions
+        .iter()
+        .map(|p| {
+            json!({
+                "location": policy.location_name(p.location),
+                "lot": p.lot,
+                "on_hand": p.b.on_hand,
+                "quarantined": p.b.quarantined,
+                "damaged": p.b.damaged,
+                "returns_pending": p.b.returns_pending,
+                "picked": p.b.picked,
+                "allocated": p.b.allocated,
+                "reserved": p.b.reserved,
+                "in_transit": p.b.in_transit,
+                "incoming": p.b.incoming,
+                "safety_stock": p.b.safety_stock,
+                "committed": p.b.committed(),
+                "unsellable": p.b.unsellable(),
+                "available": p.b.available(),
+            })
+        })
+        .collect();
+    let channels: Vec<Value> = policy
+        .channels
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let published = state.published.get(i).copied().flatten();
+            json!({"channel": c.id, "available": published.map_or(0, |p| p.ats), "ledger_seq": published.map(|p| p.seq)})
+        })
+        .collect();
+    Ok(Json(json!({
+        "item": id,
+        "ledger_seq": seq,
+        "item_seq": state.last_seq,
+        "oversell_hold": state.oversell_hold,
+        "positions": positions,
+        "channels": channels,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReservationBody {
+    id: String,
+    channel: String,
+    lines: Vec<ReserveLine>,
+    ttl_s: u64,
+}
+
+fn reservation_json(r: &Reservation) -> Value {
+    json!({
+        "id": r.id,
+        "status": r.status.as_str(),
+        "channel": r.channel,
+        "lines": r.lines,
+        "expires_at": r.expires_at,
+    })
+}
+
+fn reservation_reply(reply: ReservationReply, created: bool) -> AppResult {
+    match reply {
+        ReservationReply::Done { reservation, repeat } => {
+            let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+            let mut resp = (code, Json(reservation_json(&reservation))).into_response();
+            if repeat {
+                resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            Ok(resp)
+        }
+        ReservationReply::Insufficient(short) => {
+            let detail = short
+                .iter()
+                .map(|s| format!("{}: asked {}, {} available", s.item, s.requested, s.available))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Err(Problem::new(
+                StatusCode::CONFLICT,
+                "insufficient-stock",
+                "Insufficient stock",
+                format!("not enough stock for every line, nothing was held ({detail})"),
+            )
+            .field("lines")
+            .with("shortfall", serde_json::to_value(&short).expect("json")))
+        }
+        ReservationReply::Rejected(r) => Err(match r {
+            Rejection::NotFound(d) => Problem::not_found("unknown-reservation", d),
+            Rejection::Conflict(d) => {
+                Problem::new(StatusCode::CONFLICT, "reservation-conflict", "Conflict", d).field("id")
+            }
+            Rejection::InvalidState(d) => Problem::new(StatusCode::CONFLICT, "invalid-state", "Conflict", d),
+            Rejection::Invalid { field, reason } => Problem::unprocessable("invalid-reservation", reason).field(field),
+        }),
+    }
+}
+
+fn correlation_from(headers: &HeaderMap) -> String {
+    headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| crossdock_model::ids::validate_id(v).is_ok())
+        .map(str::to_string)
+        .unwrap_or_else(correlation)
+}
+
+async fn post_reservation(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> AppResult {
+    let caller = authenticate(&st.config.tokens, &headers)?;
+    caller.require(Needed::Reserve)?;
+    let b: ReservationBody = match json_body(&body) {
+        Ok(b) => b,
+        Err(p) => {
+            record(&st, rejected_input(ExceptionKind::SchemaViolation, &p, &body, &caller)).await?;
+            return Err(p);
+        }
+    };
+    let channel = ChannelId::new(&b.channel)
+        .map_err(|e| Problem::unprocessable("invalid-reservation", format!("channel {e}")).field("channel"))?;
+    let data = crossdock_model::event::ReservationRequested {
+        reservation: b.id.clone(),
+        channel: channel.clone(),
+        lines: b.lines.clone(),
+        ttl_s: b.ttl_s,
+    };
+    if let Err(e) = crossdock_model::EventData::ReservationRequested(data).validate() {
+        let p = Problem::unprocessable("invalid-reservation", e.to_string()).field(e.field());
+        record(&st, rejected_input(ExceptionKind::SchemaViolation, &p, &body, &caller)).await?;
+        return Err(p);
+    }
+    let reply = st
+        .engine
+        .reserve(b.id, channel, b.lines, b.ttl_s, correlation_from(&headers))
+        .await
+        .map_err(engine_problem)?;
+    reservation_reply(reply, true)
+}
+
+async fn release_reservation(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> AppResult {
+    authenticate(&st.config.tokens, &headers)?.require(Needed::Reserve)?;
+    let reply = st.engine.settle(id, false, correlation_from(&headers)).await.map_err(engine_problem)?;
+    reservation_reply(reply, false)
+}
+
+async fn commit_reservation(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> AppResult {
+    authenticate(&st.config.tokens, &headers)?.require(Needed::Reserve)?;
+    let reply = st.engine.settle(id, true, correlation_from(&headers)).await.map_err(engine_problem)?;
+    reservation_reply(reply, false)
+}
+
+#[derive(Deserialize)]
+struct ExceptionParams {
+    kind: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn get_exceptions(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<ExceptionParams>,
+) -> AppResult {
+    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some(k) => Some(ExceptionKind::parse(k).ok_or_else(|| {
+            Problem::bad_request("invalid-parameter", format!("unknown exception kind {k:?}")).field("kind")
+        })?),
+    };
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(ExceptionStatus::parse(s).ok_or_else(|| {
+            Problem::bad_request("invalid-parameter", format!("unknown status {s:?}")).field("status")
+        })?),
+    };
+    let filter = ExceptionFilter { kind, status, limit: q.limit.unwrap_or(100).min(1000) };
+    let engine = st.engine.clone();
+    let (list, counts) = tokio::task::spawn_blocking(move || Ok::<_, crossdock_store::StoreError>((engine.exceptions(&filter)?, engine.exception_counts()?)))
+        .await
+        .expect("exceptions query task")
+        .map_err(|e| Problem::unavailable(format!("cannot read exceptions: {e}")))?;
+    let counts: serde_json::Map<String, Value> = counts.into_iter().map(|(k, n)| (k.as_str().to_string(), json!(n))).collect();
+    Ok(Json(json!({"exceptions": list, "open_by_kind": counts})).into_response())
+}
+
+#[derive(Deserialize)]
+struct OutboxParams {
+    endpoint: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn get_outbox(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<OutboxParams>) -> AppResult {
+    authenticate(&st.config.tokens, &headers)?.require(Needed::Admin)?;
+    let engine = st.engine.clone();
+    let rows = tokio::task::spawn_blocking(move || engine.outbox(q.endpoint.as_deref(), q.limit.unwrap_or(100).min(10_000)))
+        .await
+        .expect("outbox query task")
+        .map_err(|e| Problem::unavailable(format!("cannot read the outbox: {e}")))?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "endpoint": r.row.endpoint,
+                "key": r.row.key,
+                "ledger_seq": r.row.ledger_seq,
+                "priority": r.row.priority,
+                "payload": serde_json::from_str::<Value>(&r.row.payload).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"messages": rows})).into_response())
+}

@@ -1,0 +1,650 @@
+//! The config file: one TOML document, checked strictly. Every problem names its key and line,
+//! and [`load`] reports all of them at once.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crossdock_ledger::{Buffer, ChannelPolicy, OwnershipRule, Policy, SourcePolicy};
+use crossdock_model::{ChannelId, EventData, ItemId, LocationId, SourceId};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct ServerSection {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub body_max_bytes: Option<usize>,
+    pub batch_lines_max: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct EngineSection {
+    pub partitions: Option<u32>,
+    pub queue_max: Option<usize>,
+    pub batch_max: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct StoreSection {
+    /// `sqlite` (default) or `postgres`.
+    pub kind: Option<String>,
+    /// SQLite file, relative to the data directory.
+    pub path: Option<PathBuf>,
+    /// PostgreSQL connection string, or the env var holding it.
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub schema: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct MasterSection {
+    /// CSV with a header row and an `item` column; relative to the config file.
+    pub items_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LocationEntry {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BufferValue {
+    Units(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChannelEntry {
+    pub id: String,
+    pub locations: Vec<String>,
+    #[serde(default)]
+    pub buffer: Option<BufferValue>,
+    #[serde(default)]
+    pub share_pct: Option<i64>,
+    #[serde(default)]
+    pub max: Option<i64>,
+    #[serde(default)]
+    pub min_publish: Option<i64>,
+    #[serde(default)]
+    pub counts_soft_reservations: Option<bool>,
+    #[serde(default)]
+    pub incoming_horizon_s: Option<u64>,
+    #[serde(default)]
+    pub low_stock: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OwnsEntry {
+    pub types: Vec<String>,
+    #[serde(default)]
+    pub locations: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SourceEntry {
+    pub id: String,
+    #[serde(default)]
+    pub sequenced: bool,
+    #[serde(default)]
+    pub owns: Vec<OwnsEntry>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct ResequencerSection {
+    pub gap_wait_s: Option<u64>,
+    pub held_max: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenEntry {
+    pub name: String,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    pub scopes: Vec<String>,
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawConfig {
+    pub server: ServerSection,
+    pub engine: EngineSection,
+    pub store: StoreSection,
+    pub master: MasterSection,
+    pub locations: Vec<LocationEntry>,
+    pub channels: Vec<ChannelEntry>,
+    pub sources: Vec<SourceEntry>,
+    pub resequencer: ResequencerSection,
+    pub tokens: Vec<TokenEntry>,
+}
+
+/// One problem in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    Sqlite(PathBuf),
+    Postgres { url: String, schema: Option<String> },
+}
+
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Ingest(SourceId),
+    Query,
+    Reserve,
+    Admin,
+}
+
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub name: String,
+    pub secret: String,
+    pub scopes: Vec<Scope>,
+}
+
+/// The checked config, ready to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub body_max_bytes: usize,
+    pub batch_lines_max: usize,
+    pub partitions: u32,
+    pub queue_max: usize,
+    pub batch_max: usize,
+    pub store: StoreChoice,
+    pub policy: Policy,
+    pub tokens: Vec<Token>,
+}
+
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:8080";
+pub const BODY_MAX_DEFAULT: usize = 16 * 1024 * 1024;
+pub const BATCH_LINES_MAX_DEFAULT: usize = 10_000;
+
+/// Reads and checks a config file; relative paths in it are relative to its folder.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigProblem>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigProblem { key: path.display().to_string(), line: None, message: format!("cannot read: {e}") }]
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &base)
+}
+
+/// Checks config text; `base` resolves relative paths.
+pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
+    let lines = LineIndex::new(text);
+    let doc = toml_edit::Document::parse(text.to_string()).map_err(|e| {
+        vec![ConfigProblem {
+            key: "(syntax)".into(),
+            line: e.span().map(|s| lines.line(s.start)),
+            message: e.message().to_string(),
+        }]
+    })?;
+    let mut problems = Vec::new();
+    let mut unknown = Vec::new();
+    let de = toml_edit::de::Deserializer::from(doc.clone());
+    let raw: RawConfig = match serde_ignored::deserialize(de, |p| unknown.push(p.to_string())) {
+        Ok(raw) => raw,
+        Err(e) => {
+            return Err(vec![ConfigProblem {
+                key: "(value)".into(),
+                line: e.span().map(|s| lines.line(s.start)),
+                message: e.message().to_string(),
+            }]);
+        }
+    };
+    for key in unknown {
+        problems.push(ConfigProblem {
+            line: key_line(&doc, &key, &lines),
+            message: "unknown key (check the spelling; see examples/quickstart/crossdock.toml)".into(),
+            key,
+        });
+    }
+    let mut check = Checker { doc: &doc, lines: &lines, problems };
+    let config = check.build(raw, base);
+    if check.problems.is_empty() { Ok(config.expect("no problems means a config")) } else { Err(check.problems) }
+}
+
+struct Checker<'a> {
+    doc: &'a toml_edit::Document<String>,
+    lines: &'a LineIndex,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        let key = key.into();
+        let line = key_line(self.doc, &key, self.lines);
+        self.problems.push(ConfigProblem { key, line, message: message.into() });
+    }
+
+    fn build(&mut self, raw: RawConfig, base: &Path) -> Option<Config> {
+        let mut locations = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, l) in raw.locations.iter().enumerate() {
+            match LocationId::new(&l.id) {
+                Ok(id) if seen.insert(id.clone()) => locations.push(id),
+                Ok(id) => self.problem(format!("locations.{i}.id"), format!("location {id} is listed twice")),
+                Err(e) => self.problem(format!("locations.{i}.id"), e.to_string()),
+            }
+        }
+        if locations.is_empty() {
+            self.problem("locations", "at least one [[locations]] entry is needed");
+        }
+        let loc_index: HashMap<&str, usize> = locations.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+        let loc_list = |c: &mut Self, key: String, names: &[String]| -> Vec<crossdock_ledger::LocIdx> {
+            let mut out = Vec::new();
+            for (j, n) in names.iter().enumerate() {
+                match loc_index.get(n.as_str()) {
+                    Some(&i) => out.push(crossdock_ledger::LocIdx(i as u16)),
+                    None => c.problem(format!("{key}.{j}"), format!("unknown location {n:?}; add it to [[locations]]")),
+                }
+            }
+            out
+        };
+
+        let mut channels = Vec::new();
+        let mut channel_ids = HashSet::new();
+        for (i, c) in raw.channels.iter().enumerate() {
+            let key = format!("channels.{i}");
+            let id = match ChannelId::new(&c.id) {
+                Ok(id) => id,
+                Err(e) => {
+                    self.problem(format!("{key}.id"), e.to_string());
+                    continue;
+                }
+            };
+            if !channel_ids.insert(id.clone()) {
+                self.problem(format!("{key}.id"), format!("channel {id} is listed twice"));
+            }
+            let locs = loc_list(self, format!("{key}.locations"), &c.locations);
+            if c.locations.is_empty() {
+                self.problem(format!("{key}.locations"), "a channel needs at least one eligible location");
+            }
+            let buffer = match &c.buffer {
+                None => Buffer::Units(0),
+                Some(BufferValue::Units(u)) if *u >= 0 => Buffer::Units(*u),
+                Some(BufferValue::Units(u)) => {
+                    self.problem(format!("{key}.buffer"), format!("must not be negative, got {u}"));
+                    Buffer::Units(0)
+                }
+                Some(BufferValue::Text(t)) => match t.strip_suffix('%').map(|n| n.trim().parse::<u8>()) {
+                    Some(Ok(p)) if p <= 100 => Buffer::Percent(p),
+                    _ => {
+                        self.problem(format!("{key}.buffer"), format!("must be units (10) or a whole percent (\"10%\"), got {t:?}"));
+                        Buffer::Units(0)
+                    }
+                },
+            };
+            let share_pct = match c.share_pct {
+                None => 100,
+                Some(p @ 0..=100) => p as u8,
+                Some(p) => {
+                    self.problem(format!("{key}.share_pct"), format!("must be 0..=100, got {p}"));
+                    100
+                }
+            };
+            for (field, v) in [("max", c.max), ("min_publish", c.min_publish), ("low_stock", c.low_stock)] {
+                if let Some(v) = v
+                    && v < 0
+                {
+                    self.problem(format!("{key}.{field}"), format!("must not be negative, got {v}"));
+                }
+            }
+            channels.push(ChannelPolicy {
+                id,
+                locations: locs,
+                buffer,
+                share_pct,
+                max: c.max,
+                min_publish: c.min_publish.unwrap_or(0),
+                counts_soft_reservations: c.counts_soft_reservations.unwrap_or(true),
+                incoming_horizon_s: c.incoming_horizon_s,
+                low_stock: c.low_stock.unwrap_or(0),
+            });
+        }
+
+        let mut sources = HashMap::new();
+        for (i, s) in raw.sources.iter().enumerate() {
+            let key = format!("sources.{i}");
+            let id = match SourceId::new(&s.id) {
+                Ok(id) if id.as_str().starts_with("crossdock") => {
+                    self.problem(format!("{key}.id"), "source names starting with \"crossdock\" are the hub's own");
+                    continue;
+                }
+                Ok(id) => id,
+                Err(e) => {
+                    self.problem(format!("{key}.id"), e.to_string());
+                    continue;
+                }
+            };
+            let mut rules = Vec::new();
+            for (j, o) in s.owns.iter().enumerate() {
+                for (k, t) in o.types.iter().enumerate() {
+                    let known = match t.strip_suffix('*') {
+                        Some(prefix) => EventData::TYPES.iter().any(|(n, public)| *public && n.starts_with(prefix)),
+                        None => EventData::TYPES.iter().any(|(n, public)| *public && n == t),
+                    };
+                    if !known {
+                        self.problem(format!("{key}.owns.{j}.types.{k}"), format!("{t:?} matches no event type"));
+                    }
+                }
+                let locations = o.locations.as_ref().map(|ls| loc_list(self, format!("{key}.owns.{j}.locations"), ls));
+                rules.push(OwnershipRule { types: o.types.clone(), locations });
+            }
+            if sources.insert(id.clone(), SourcePolicy { rules, sequenced: s.sequenced }).is_some() {
+                self.problem(format!("{key}.id"), format!("source {id} is listed twice"));
+            }
+        }
+
+        let partitions = raw.engine.partitions.unwrap_or(1);
+        if !(1..=256).contains(&partitions) {
+            self.problem("engine.partitions", "must be between 1 and 256");
+        }
+        if partitions > 1
+            && let Some((i, _)) = raw.sources.iter().enumerate().find(|(_, s)| s.sequenced)
+        {
+            self.problem(
+                format!("sources.{i}.sequenced"),
+                "sequence checking needs engine.partitions = 1 (a source's stream is resequenced by one writer)",
+            );
+        }
+
+        let items = raw.master.items_file.as_ref().and_then(|f| {
+            let path = base.join(f);
+            match read_items(&path) {
+                Ok(items) => Some(items),
+                Err(e) => {
+                    self.problem("master.items_file", format!("{}: {e}", path.display()));
+                    None
+                }
+            }
+        });
+
+        let data_dir = raw.server.data_dir.clone().map(|d| base.join(d)).unwrap_or_else(|| base.join("data"));
+        let store = match raw.store.kind.as_deref().unwrap_or("sqlite") {
+            "sqlite" => StoreChoice::Sqlite(raw.store.path.clone().unwrap_or_else(|| PathBuf::from("crossdock.db"))),
+            "postgres" => {
+                let url = match (&raw.store.url, &raw.store.url_env) {
+                    (Some(u), None) => Some(u.clone()),
+                    (None, Some(var)) => match std::env::var(var) {
+                        Ok(u) => Some(u),
+                        Err(_) => {
+                            self.problem("store.url_env", format!("environment variable {var} is not set"));
+                            None
+                        }
+                    },
+                    _ => {
+                        self.problem("store", "postgres needs exactly one of url or url_env");
+                        None
+                    }
+                };
+                StoreChoice::Postgres { url: url.unwrap_or_default(), schema: raw.store.schema.clone() }
+            }
+            other => {
+                self.problem("store.kind", format!("must be \"sqlite\" or \"postgres\", got {other:?}"));
+                StoreChoice::Sqlite(PathBuf::new())
+            }
+        };
+
+        let mut tokens = Vec::new();
+        for (i, t) in raw.tokens.iter().enumerate() {
+            let key = format!("tokens.{i}");
+            let secret = match (&t.secret_env, &t.secret_file) {
+                (Some(var), None) => match std::env::var(var) {
+                    Ok(s) if s.len() >= 16 => Some(s),
+                    Ok(_) => {
+                        self.problem(format!("{key}.secret_env"), format!("{var} must hold at least 16 characters"));
+                        None
+                    }
+                    Err(_) => {
+                        self.problem(format!("{key}.secret_env"), format!("environment variable {var} is not set"));
+                        None
+                    }
+                },
+                (None, Some(file)) => match std::fs::read_to_string(base.join(file)) {
+                    Ok(s) if s.trim().len() >= 16 => Some(s.trim().to_string()),
+                    Ok(_) => {
+                        self.problem(format!("{key}.secret_file"), "the file must hold at least 16 characters");
+                        None
+                    }
+                    Err(e) => {
+                        self.problem(format!("{key}.secret_file"), format!("cannot read: {e}"));
+                        None
+                    }
+                },
+                _ => {
+                    self.problem(key.clone(), "needs exactly one of secret_env or secret_file (secrets never sit in the config)");
+                    None
+                }
+            };
+            let mut scopes = Vec::new();
+            for (j, s) in t.scopes.iter().enumerate() {
+                let scope = match s.as_str() {
+                    "query" => Some(Scope::Query),
+                    "reserve" => Some(Scope::Reserve),
+                    "admin" => Some(Scope::Admin),
+                    other => other.strip_prefix("ingest:").and_then(|src| SourceId::new(src).ok()).map(Scope::Ingest),
+                };
+                match scope {
+                    Some(Scope::Ingest(src)) if !sources.contains_key(&src) => self.problem(
+                        format!("{key}.scopes.{j}"),
+                        format!("source {src} is not configured in [[sources]]"),
+                    ),
+                    Some(scope) => scopes.push(scope),
+                    None => self.problem(
+                        format!("{key}.scopes.{j}"),
+                        format!("unknown scope {s:?}; use ingest:<source>, query, reserve or admin"),
+                    ),
+                }
+            }
+            if let Some(secret) = secret {
+                tokens.push(Token { name: t.name.clone(), secret, scopes });
+            }
+        }
+
+        if !self.problems.is_empty() {
+            return None;
+        }
+        let mut policy = Policy::new(items, locations, channels, sources);
+        if let Some(w) = raw.resequencer.gap_wait_s {
+            policy.gap_wait_s = w;
+        }
+        if let Some(h) = raw.resequencer.held_max {
+            policy.held_max = h.max(1);
+        }
+        Some(Config {
+            listen: raw.server.listen.unwrap_or_else(|| LISTEN_DEFAULT.into()),
+            data_dir,
+            body_max_bytes: raw.server.body_max_bytes.unwrap_or(BODY_MAX_DEFAULT),
+            batch_lines_max: raw.server.batch_lines_max.unwrap_or(BATCH_LINES_MAX_DEFAULT),
+            partitions,
+            queue_max: raw.engine.queue_max.unwrap_or(100_000).max(1),
+            batch_max: raw.engine.batch_max.unwrap_or(10_000).max(1),
+            store,
+            policy,
+            tokens,
+        })
+    }
+}
+
+/// Reads the `item` column of an items CSV (header row required; other columns are kept for
+/// later master-data work and ignored here).
+pub fn read_items(path: &Path) -> Result<HashSet<ItemId>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut lines = text.lines();
+    let header = lines.next().ok_or("empty file; a header row with an `item` column is needed")?;
+    let col = header
+        .split(',')
+        .position(|h| h.trim() == "item")
+        .ok_or("the header row has no `item` column")?;
+    let mut items = HashSet::new();
+    for (n, line) in lines.enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let raw = line.split(',').nth(col).map(str::trim).unwrap_or("");
+        let id = ItemId::new(raw).map_err(|e| format!("row {}: item {e}", n + 2))?;
+        items.insert(id);
+    }
+    Ok(items)
+}
+
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+    /// 1-based line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset)
+    }
+}
+
+/// Line of a dotted key path (`channels.1.buffer`), or of its nearest existing parent.
+fn key_line(doc: &toml_edit::Document<String>, path: &str, lines: &LineIndex) -> Option<usize> {
+    enum Node<'a> {
+        Table(&'a dyn toml_edit::TableLike),
+        Tables(&'a toml_edit::ArrayOfTables),
+        Array(&'a toml_edit::Array),
+        Leaf,
+    }
+    fn node_of(item: &toml_edit::Item) -> Node<'_> {
+        match item {
+            toml_edit::Item::Table(t) => Node::Table(t),
+            toml_edit::Item::ArrayOfTables(a) => Node::Tables(a),
+            toml_edit::Item::Value(v) => value_node(v),
+            toml_edit::Item::None => Node::Leaf,
+        }
+    }
+    fn value_node(v: &toml_edit::Value) -> Node<'_> {
+        match v {
+            toml_edit::Value::InlineTable(t) => Node::Table(t),
+            toml_edit::Value::Array(a) => Node::Array(a),
+            _ => Node::Leaf,
+        }
+    }
+    let mut node = Node::Table(doc.as_table());
+    let mut span = None;
+    for seg in path.split('.') {
+        let index = seg.parse::<usize>().ok();
+        node = match node {
+            Node::Table(t) => {
+                if let Some(k) = t.key(seg) {
+                    span = k.span().or(span);
+                }
+                match t.get(seg) {
+                    Some(item) => node_of(item),
+                    None => break,
+                }
+            }
+            Node::Tables(a) => match index.and_then(|i| a.get(i)) {
+                Some(t) => {
+                    span = t.span().or(span);
+                    Node::Table(t)
+                }
+                None => break,
+            },
+            Node::Array(a) => match index.and_then(|i| a.get(i)) {
+                Some(v) => {
+                    span = v.span().or(span);
+                    value_node(v)
+                }
+                None => break,
+            },
+            Node::Leaf => break,
+        };
+    }
+    span.map(|s| lines.line(s.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+[[locations]]
+id = "DC-EAST"
+
+[[locations]]
+id = "DC-WEST"
+
+[[channels]]
+id = "shopify"
+locations = ["DC-EAST", "DC-WEST"]
+
+[[channels]]
+id = "b2b"
+locations = ["DC-EAST"]
+buffer = "10%"
+
+[[sources]]
+id = "wms-east"
+[[sources.owns]]
+types = ["inventory.*"]
+locations = ["DC-EAST"]
+"#;
+
+    #[test]
+    fn a_good_config_builds_a_policy() {
+        let c = parse(OK, Path::new(".")).unwrap();
+        assert_eq!(c.policy.locations.len(), 2);
+        assert_eq!(c.policy.channels[1].buffer, Buffer::Percent(10));
+        assert_eq!(c.partitions, 1);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_key_and_line() {
+        let bad = OK.replace("buffer = \"10%\"", "bufer = 3\nbuffer = \"ten\"").replace(
+            "locations = [\"DC-EAST\", \"DC-WEST\"]",
+            "locations = [\"DC-EAST\", \"DC-NORTH\"]",
+        );
+        let problems = parse(&bad, Path::new(".")).unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 3, "{text:#?}");
+        assert!(text.iter().any(|t| t.contains("channels.1.bufer") && t.contains("unknown key")), "{text:#?}");
+        assert!(text.iter().any(|t| t.contains("channels.1.buffer") && t.contains("whole percent")), "{text:#?}");
+        assert!(text.iter().any(|t| t.contains("DC-NORTH")), "{text:#?}");
+        let north = problems.iter().find(|p| p.message.contains("DC-NORTH")).unwrap();
+        assert_eq!(north.line, Some(10), "{north}");
+        let bufer = problems.iter().find(|p| p.key.ends_with("bufer")).unwrap();
+        assert_eq!(bufer.line, Some(15), "{bufer}");
+    }
+
+    #[test]
+    fn syntax_and_type_errors_name_the_line() {
+        let p = parse("[[locations]\nid = 1", Path::new(".")).unwrap_err();
+        assert_eq!(p[0].line, Some(1), "{:?}", p);
+        let p = parse("[engine]\npartitions = \"two\"", Path::new(".")).unwrap_err();
+        assert_eq!(p[0].line, Some(2), "{:?}", p);
+    }
+}

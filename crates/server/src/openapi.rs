@@ -1,0 +1,157 @@
+//! The published contracts: JSON Schema of every event type and the OpenAPI document.
+
+use crossdock_model::{Envelope, EventData};
+use serde_json::{Value, json};
+
+/// `GET /v1/schema`: the envelope and the `data` schema of every public event type.
+pub fn event_schemas() -> Value {
+    let mut types = EventData::schemas();
+    types.retain(|name, _| EventData::TYPES.iter().any(|(n, public)| *public && n == name));
+    json!({
+        "envelope": schemars::schema_for!(Envelope),
+        "types": types,
+    })
+}
+
+fn problem_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    })
+}
+
+/// `GET /v1/openapi.json`.
+pub fn document() -> Value {
+    let bearer = json!([{"bearer": []}]);
+    let outcome = json!({
+        "type": "object",
+        "required": ["id", "status", "ledger_seq"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string", "enum": ["applied", "duplicate", "quarantined", "held"]},
+            "ledger_seq": {"type": "integer"},
+            "line": {"type": "integer", "description": "1-based line of an NDJSON batch"}
+        }
+    });
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Crossdock", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Inventory and order sync hub. Errors are RFC 7807 problem+json with a stable type."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Envelope": schemars::schema_for!(Envelope),
+                "EventOutcome": outcome,
+                "Problem": {
+                    "type": "object",
+                    "required": ["type", "title", "status", "detail"],
+                    "properties": {
+                        "type": {"type": "string", "description": "urn:crossdock:problem:<slug>"},
+                        "title": {"type": "string"}, "status": {"type": "integer"},
+                        "detail": {"type": "string"}, "field": {"type": "string"}
+                    }
+                },
+                "ReservationRequest": {
+                    "type": "object", "required": ["id", "channel", "lines", "ttl_s"],
+                    "properties": {
+                        "id": {"type": "string"}, "channel": {"type": "string"}, "ttl_s": {"type": "integer", "minimum": 1},
+                        "lines": {"type": "array", "items": {"type": "object", "required": ["item", "qty"],
+                            "properties": {"item": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}}}}
+                    }
+                },
+                "Reservation": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"}, "status": {"type": "string", "enum": ["held", "committed", "released", "expired"]},
+                        "channel": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"},
+                        "lines": {"type": "array", "items": {"type": "object", "properties": {
+                            "item": {"type": "string"}, "location": {"type": "string"}, "lot": {"type": "string"}, "qty": {"type": "integer"}}}}
+                    }
+                }
+            }
+        },
+        "paths": {
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {"get": {"summary": "Readiness, with each partition's ledger sequence", "responses": {"200": {"description": "ready"}}}},
+            "/v1/schema": {"get": {"summary": "JSON Schema of the envelope and every event type", "responses": {"200": {"description": "schemas"}}}},
+            "/v1/events": {"post": {
+                "summary": "Submit one CloudEvent or an NDJSON batch (up to 10,000 lines); answered after commit",
+                "security": bearer,
+                "requestBody": {"required": true, "content": {
+                    "application/cloudevents+json": {"schema": {"$ref": "#/components/schemas/Envelope"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}},
+                    "application/x-ndjson": {"schema": {"type": "string", "description": "one envelope per line"}}
+                }},
+                "responses": {
+                    "200": {"description": "applied or duplicate; for a batch, one NDJSON outcome per line in order",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventOutcome"}}}},
+                    "202": {"description": "held by the resequencer until a missing sequence number arrives"},
+                    "400": problem_response("malformed JSON"),
+                    "401": problem_response("no or bad token"),
+                    "403": problem_response("the token may not submit as this source"),
+                    "409": problem_response("same id and source with a different payload"),
+                    "413": problem_response("body or batch too large"),
+                    "415": problem_response("unsupported content type"),
+                    "422": problem_response("invalid envelope or data, unknown type, unknown item or location (quarantined)"),
+                    "503": problem_response("overloaded or store unavailable; retry after Retry-After")
+                }
+            }},
+            "/v1/availability": {"get": {
+                "summary": "Channel availability (ATS) of one item", "security": bearer,
+                "parameters": [
+                    {"name": "item", "in": "query", "required": true, "schema": {"type": "string"}},
+                    {"name": "channel", "in": "query", "required": true, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": {"description": "{item, channel, available, ledger_seq}"},
+                              "404": problem_response("unknown item or channel")}
+            }},
+            "/v1/availability/query": {"post": {
+                "summary": "Channel availability of up to 10,000 items", "security": bearer,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
+                    "required": ["channel", "items"], "properties": {"channel": {"type": "string"},
+                    "items": {"type": "array", "maxItems": 10000, "items": {"type": "string"}}}}}}},
+                "responses": {"200": {"description": "{channel, results: [{item, available, ledger_seq}]}"},
+                              "413": problem_response("too many items")}
+            }},
+            "/v1/items/{item}/positions": {"get": {
+                "summary": "Every position of an item with every bucket and available", "security": bearer,
+                "parameters": [{"name": "item", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "positions and channel availability"}, "404": problem_response("unknown item")}
+            }},
+            "/v1/reservations": {"post": {
+                "summary": "Hold stock for a channel, all lines or none", "security": bearer,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReservationRequest"}}}},
+                "responses": {
+                    "201": {"description": "held (or the same answer again for a repeated request)",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reservation"}}}},
+                    "409": problem_response("insufficient-stock (with shortfall per line) or reservation-conflict"),
+                    "422": problem_response("invalid request")
+                }
+            }},
+            "/v1/reservations/{id}/release": {"post": {
+                "summary": "Release a held reservation", "security": bearer,
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "released"}, "404": problem_response("unknown reservation"), "409": problem_response("not held")}
+            }},
+            "/v1/reservations/{id}/commit": {"post": {
+                "summary": "Turn a held reservation into an allocation", "security": bearer,
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "committed"}, "404": problem_response("unknown reservation"), "409": problem_response("not held")}
+            }},
+            "/v1/exceptions": {"get": {
+                "summary": "Exception records, newest first, with open counts by kind", "security": bearer,
+                "parameters": [
+                    {"name": "kind", "in": "query", "schema": {"type": "string"}},
+                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["open", "acknowledged", "resolved", "replayed", "discarded"]}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}}
+                ],
+                "responses": {"200": {"description": "{exceptions, open_by_kind}"}}
+            }},
+            "/v1/outbox": {"get": {
+                "summary": "Pending outbox messages (admin)", "security": bearer,
+                "parameters": [{"name": "endpoint", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "{messages}"}}
+            }}
+        }
+    })
+}
