@@ -39,6 +39,9 @@ pub enum BenchWhat {
         events: usize,
         #[arg(long, default_value_t = 10_000)]
         batch: usize,
+        /// Distinct items the events spread over (each batch touches min(batch, items) items).
+        #[arg(long, default_value_t = 100_000)]
+        items: usize,
         #[command(flatten)]
         common: Common,
     },
@@ -87,15 +90,27 @@ pub enum BenchWhat {
 }
 
 pub fn run(what: BenchWhat) -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let result = runtime.block_on(async {
         match what {
-            BenchWhat::Ingest { events, batch, common } => ingest(events, batch, &common).await,
+            BenchWhat::Ingest {
+                events,
+                batch,
+                items,
+                common,
+            } => ingest(events, batch, items, &common).await,
             BenchWhat::Http { requests, common } => http(requests, &common).await,
             BenchWhat::Atp { requests, common } => atp(requests, &common).await,
-            BenchWhat::Reserve { items, requests, pgbench_s, pg, common } => {
-                reserve(items, requests, pgbench_s, &pg, &common).await
-            }
+            BenchWhat::Reserve {
+                items,
+                requests,
+                pgbench_s,
+                pg,
+                common,
+            } => reserve(items, requests, pgbench_s, &pg, &common).await,
             BenchWhat::Memory { positions, common } => memory(positions, &common).await,
             BenchWhat::Restart { events, common } => restart(events, &common).await,
         }
@@ -118,7 +133,11 @@ struct Hub {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn write_config(dir: &Path) -> Result<PathBuf> {
@@ -165,8 +184,12 @@ impl Hub {
             .arg(&config)
             .args(["--listen", &addr])
             .env(TOKEN_VAR, TOKEN)
-            .env("CROSSDOCK_LOG", "warn")
+            .env(
+                "CROSSDOCK_LOG",
+                std::env::var("CROSSDOCK_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("cannot start the hub: {e}"))?;
         let mut hub = Hub { child, addr };
@@ -193,7 +216,8 @@ impl Hub {
     }
 
     fn rss_mib(&self) -> Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).map_err(|e| e.to_string())?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .map_err(|e| e.to_string())?;
         let kb: f64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -203,13 +227,18 @@ impl Hub {
     }
 
     fn stop(mut self) {
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
 
 fn run_dir(common: &Common, name: &str, run: usize) -> PathBuf {
-    let base = common.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("crossdock-bench-{}", std::process::id())));
+    let base = common.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("crossdock-bench-{}", std::process::id()))
+    });
     let dir = base.join(format!("{name}-{run}"));
     let _ = std::fs::remove_dir_all(&dir);
     dir
@@ -251,7 +280,13 @@ fn ndjson_batches(prefix: &str, events: usize, batch: usize, items: usize, ty: &
             let mut body = String::with_capacity(chunk.len() * 200);
             for &k in chunk {
                 let loc = if k % 2 == 0 { "DC-EAST" } else { "DC-WEST" };
-                body.push_str(&event_line(&format!("{prefix}-{k}"), k % items, loc, 1 + (k % 7) as i64, ty));
+                body.push_str(&event_line(
+                    &format!("{prefix}-{k}"),
+                    k % items,
+                    loc,
+                    1 + (k % 7) as i64,
+                    ty,
+                ));
                 body.push('\n');
             }
             Bytes::from(body)
@@ -267,19 +302,36 @@ async fn send_batches(addr: &str, bodies: Vec<Bytes>, connections: usize) -> Res
     for _ in 0..connections {
         let (bodies, next, addr) = (bodies.clone(), next.clone(), addr.to_string());
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&addr, TOKEN).await.map_err(|e| e.to_string())?;
+            let mut c = Client::connect(&addr, TOKEN)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut applied = 0usize;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(i) else { return Ok::<usize, String>(applied) };
+                let Some(body) = bodies.get(i) else {
+                    return Ok::<usize, String>(applied);
+                };
                 let r = c
-                    .send(Method::POST, "/v1/events", "application/x-ndjson", body.clone())
+                    .send(
+                        Method::POST,
+                        "/v1/events",
+                        "application/x-ndjson",
+                        body.clone(),
+                    )
                     .await
                     .map_err(|e| e.to_string())?;
                 if r.status != 200 {
-                    return Err(format!("batch answered {}: {}", r.status, String::from_utf8_lossy(&r.body)));
+                    return Err(format!(
+                        "batch answered {}: {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                    ));
                 }
-                applied += r.body.split(|b| *b == b'\n').filter(|l| l.windows(9).any(|w| w == b"\"applied\"")).count();
+                applied += r
+                    .body
+                    .split(|b| *b == b'\n')
+                    .filter(|l| l.windows(9).any(|w| w == b"\"applied\""))
+                    .count();
             }
         }));
     }
@@ -290,13 +342,19 @@ async fn send_batches(addr: &str, bodies: Vec<Bytes>, connections: usize) -> Res
     Ok(total)
 }
 
-async fn ingest(events: usize, batch: usize, common: &Common) -> Result<()> {
+async fn ingest(events: usize, batch: usize, items: usize, common: &Common) -> Result<()> {
     let connections = common.connections.unwrap_or(2);
     let mut rates = Vec::new();
     for run in 0..common.runs {
         let dir = run_dir(common, "ingest", run);
         let (hub, _) = Hub::start(&dir).await?;
-        let bodies = ndjson_batches(&format!("r{run}"), events, batch, 100_000, "inventory.received.v1");
+        let bodies = ndjson_batches(
+            &format!("r{run}"),
+            events,
+            batch,
+            items,
+            "inventory.received.v1",
+        );
         let started = Instant::now();
         let applied = send_batches(&hub.addr, bodies, connections).await?;
         let secs = started.elapsed().as_secs_f64();
@@ -304,7 +362,10 @@ async fn ingest(events: usize, batch: usize, common: &Common) -> Result<()> {
             return Err(format!("{applied} of {events} events applied"));
         }
         let rate = events as f64 / secs;
-        println!("run {run}: {events} events in {secs:.2} s = {rate:.0} events/s (batches of {batch}, {connections} connections)");
+        println!(
+            "run {run}: {events} events over {items} items in {secs:.2} s = {rate:.0} events/s \
+             (batches of {batch}, {connections} connections)"
+        );
         rates.push(rate);
         hub.stop();
         cleanup(common, &dir);
@@ -314,7 +375,12 @@ async fn ingest(events: usize, batch: usize, common: &Common) -> Result<()> {
 }
 
 /// Runs `requests` requests made by `make` over `connections` connections; returns (rate, sorted latencies).
-async fn load<F>(addr: &str, requests: usize, connections: usize, make: F) -> Result<(f64, Vec<u32>)>
+async fn load<F>(
+    addr: &str,
+    requests: usize,
+    connections: usize,
+    make: F,
+) -> Result<(f64, Vec<u32>)>
 where
     F: Fn(usize) -> (Method, String, Bytes, u16) + Send + Sync + 'static,
 {
@@ -325,7 +391,9 @@ where
     for _ in 0..connections {
         let (make, next, addr) = (make.clone(), next.clone(), addr.to_string());
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&addr, TOKEN).await.map_err(|e| e.to_string())?;
+            let mut c = Client::connect(&addr, TOKEN)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut lat = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -334,10 +402,17 @@ where
                 }
                 let (method, path, body, expect) = make(i);
                 let t = Instant::now();
-                let r = c.send(method, &path, "application/json", body).await.map_err(|e| e.to_string())?;
+                let r = c
+                    .send(method, &path, "application/json", body)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 if r.status != expect && !(expect == 201 && r.status == 409) {
-                    return Err(format!("{path} answered {}: {}", r.status, String::from_utf8_lossy(&r.body)));
+                    return Err(format!(
+                        "{path} answered {}: {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                    ));
                 }
             }
         }));
@@ -368,7 +443,13 @@ async fn http(requests: usize, common: &Common) -> Result<()> {
             (0..requests)
                 .map(|k| {
                     let loc = if k % 2 == 0 { "DC-EAST" } else { "DC-WEST" };
-                    Bytes::from(event_line(&format!("h{run}-{k}"), k % 10_000, loc, 1, "inventory.received.v1"))
+                    Bytes::from(event_line(
+                        &format!("h{run}-{k}"),
+                        k % 10_000,
+                        loc,
+                        1,
+                        "inventory.received.v1",
+                    ))
                 })
                 .collect(),
         );
@@ -377,7 +458,9 @@ async fn http(requests: usize, common: &Common) -> Result<()> {
         })
         .await?;
         let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
-        println!("run {run}: {rate:.0} events/s, p50 {p50:.2} ms, p99 {p99:.2} ms ({connections} connections)");
+        println!(
+            "run {run}: {rate:.0} events/s, p50 {p50:.2} ms, p99 {p99:.2} ms ({connections} connections)"
+        );
         runs.push((rate, p50, p99));
         hub.stop();
         cleanup(common, &dir);
@@ -393,14 +476,26 @@ async fn atp(requests: usize, common: &Common) -> Result<()> {
     for run in 0..common.runs {
         let dir = run_dir(common, "atp", run);
         let (hub, _) = Hub::start(&dir).await?;
-        send_batches(&hub.addr, ndjson_batches("seed", items * 2, 10_000, items, "inventory.counted.v1"), 2).await?;
+        send_batches(
+            &hub.addr,
+            ndjson_batches("seed", items * 2, 10_000, items, "inventory.counted.v1"),
+            2,
+        )
+        .await?;
         let (rate, lat) = load(&hub.addr, requests, connections, move |i| {
             let channel = if i % 2 == 0 { "shopify" } else { "b2b" };
-            (Method::GET, format!("/v1/availability?item=B-{}&channel={channel}", i % items), Bytes::new(), 200)
+            (
+                Method::GET,
+                format!("/v1/availability?item=B-{}&channel={channel}", i % items),
+                Bytes::new(),
+                200,
+            )
         })
         .await?;
         let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
-        println!("run {run}: {rate:.0} queries/s, p50 {p50:.2} ms, p99 {p99:.2} ms ({connections} connections)");
+        println!(
+            "run {run}: {rate:.0} queries/s, p50 {p50:.2} ms, p99 {p99:.2} ms ({connections} connections)"
+        );
         runs.push((rate, p50, p99));
         hub.stop();
         cleanup(common, &dir);
@@ -409,7 +504,13 @@ async fn atp(requests: usize, common: &Common) -> Result<()> {
     Ok(())
 }
 
-async fn reserve(items: usize, requests: usize, pgbench_s: u64, pg: &str, common: &Common) -> Result<()> {
+async fn reserve(
+    items: usize,
+    requests: usize,
+    pgbench_s: u64,
+    pg: &str,
+    common: &Common,
+) -> Result<()> {
     let connections = common.connections.unwrap_or(64);
     // Enough stock that most requests succeed, little enough that the hottest items run out.
     let stock_per_item = (requests / items) as i64;
@@ -437,11 +538,17 @@ async fn reserve(items: usize, requests: usize, pgbench_s: u64, pg: &str, common
         })
         .await?;
         // Zero oversell: every item's reserved equals what was granted and available never < 0.
-        let mut c = Client::connect(&hub.addr, TOKEN).await.map_err(|e| e.to_string())?;
+        let mut c = Client::connect(&hub.addr, TOKEN)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut reserved_total = 0;
         for i in 0..items {
-            let r = c.get(&format!("/v1/items/B-{i}/positions")).await.map_err(|e| e.to_string())?;
-            let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+            let r = c
+                .get(&format!("/v1/items/B-{i}/positions"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
             for p in v["positions"].as_array().ok_or("no positions")? {
                 let available = p["available"].as_i64().ok_or("no available")?;
                 if available < 0 {
@@ -464,7 +571,10 @@ async fn reserve(items: usize, requests: usize, pgbench_s: u64, pg: &str, common
     report("reservations", runs.clone());
     let ours = median(runs.iter().map(|r| r.0).collect());
     let base = median(baselines);
-    println!("pgbench baseline median: {base:.0} tps; crossdock / pgbench = {:.2}x", ours / base);
+    println!(
+        "pgbench baseline median: {base:.0} tps; crossdock / pgbench = {:.2}x",
+        ours / base
+    );
     Ok(())
 }
 
@@ -475,7 +585,11 @@ fn pgbench(items: usize, stock: i64, connections: usize, secs: u64, pg: &str) ->
             .args(["-v", "ON_ERROR_STOP=1", "-q", "-d", pg, "-c", sql])
             .output()
             .map_err(|e| format!("psql: {e}"))?;
-        if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     };
     psql("DROP TABLE IF EXISTS bench_stock")?;
     psql(&format!(
@@ -495,7 +609,16 @@ fn pgbench(items: usize, stock: i64, connections: usize, secs: u64, pg: &str) ->
     )
     .map_err(|e| e.to_string())?;
     let out = std::process::Command::new("pgbench")
-        .args(["-n", "-c", &connections.to_string(), "-j", "2", "-T", &secs.to_string(), "-f"])
+        .args([
+            "-n",
+            "-c",
+            &connections.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &secs.to_string(),
+            "-f",
+        ])
         .arg(&script)
         .arg(pg_dbname(pg))
         .args(pg_args(pg))
@@ -505,8 +628,19 @@ fn pgbench(items: usize, stock: i64, connections: usize, secs: u64, pg: &str) ->
     let tps = text
         .lines()
         .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next()?.parse::<f64>().ok())
-        .ok_or_else(|| format!("no tps in pgbench output: {text} {}", String::from_utf8_lossy(&out.stderr)))?;
+        .and_then(|l| {
+            l.trim_start_matches("tps = ")
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .ok_or_else(|| {
+            format!(
+                "no tps in pgbench output: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
     println!("pgbench: {tps:.0} tps ({connections} clients, {items} items, {secs} s)");
     let _ = std::fs::remove_file(&script);
     psql("DROP TABLE bench_stock")?;
@@ -514,7 +648,8 @@ fn pgbench(items: usize, stock: i64, connections: usize, secs: u64, pg: &str) ->
 }
 
 fn pg_field<'a>(pg: &'a str, key: &str) -> Option<&'a str> {
-    pg.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    pg.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 fn pg_dbname(pg: &str) -> String {
@@ -539,15 +674,26 @@ async fn memory(positions: usize, common: &Common) -> Result<()> {
         let (hub, _) = Hub::start(&dir).await?;
         let before = hub.rss_mib()?;
         // Two locations per item: positions / 2 items.
-        let bodies = ndjson_batches("pos", positions, 10_000, positions / 2, "inventory.counted.v1");
+        let bodies = ndjson_batches(
+            "pos",
+            positions,
+            10_000,
+            positions / 2,
+            "inventory.counted.v1",
+        );
         send_batches(&hub.addr, bodies, 2).await?;
         let after = hub.rss_mib()?;
-        println!("run {run}: {positions} positions, RSS {after:.0} MiB (empty hub {before:.0} MiB)");
+        println!(
+            "run {run}: {positions} positions, RSS {after:.0} MiB (empty hub {before:.0} MiB)"
+        );
         rss.push(after);
         hub.stop();
         cleanup(common, &dir);
     }
-    println!("memory median: {:.0} MiB RSS with {positions} positions", median(rss));
+    println!(
+        "memory median: {:.0} MiB RSS with {positions} positions",
+        median(rss)
+    );
     Ok(())
 }
 
@@ -558,7 +704,13 @@ async fn restart(events: usize, common: &Common) -> Result<()> {
     let mut sent = 0;
     while sent < events {
         let n = chunk.min(events - sent);
-        let bodies = ndjson_batches(&format!("e{sent}"), n, 10_000, 100_000, "inventory.received.v1");
+        let bodies = ndjson_batches(
+            &format!("e{sent}"),
+            n,
+            10_000,
+            100_000,
+            "inventory.received.v1",
+        );
         send_batches(&hub.addr, bodies, 2).await?;
         sent += n;
         println!("loaded {sent} events");
@@ -567,11 +719,17 @@ async fn restart(events: usize, common: &Common) -> Result<()> {
     let mut times = Vec::new();
     for run in 0..common.runs {
         let (hub, ready) = Hub::start(&dir).await?;
-        println!("run {run}: ready in {:.2} s with {events} events in the log", ready.as_secs_f64());
+        println!(
+            "run {run}: ready in {:.2} s with {events} events in the log",
+            ready.as_secs_f64()
+        );
         times.push(ready.as_secs_f64());
         hub.stop();
     }
-    println!("restart median: {:.2} s to ready with {events} events", median(times));
+    println!(
+        "restart median: {:.2} s to ready with {events} events",
+        median(times)
+    );
     print_store_size(&dir);
     cleanup(common, &dir);
     Ok(())

@@ -27,10 +27,20 @@ impl Client {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Client { sender, host: addr.to_string(), token: token.to_string() })
+        Ok(Client {
+            sender,
+            host: addr.to_string(),
+            token: token.to_string(),
+        })
     }
 
-    pub async fn send(&mut self, method: Method, path: &str, content_type: &str, body: Bytes) -> std::io::Result<Reply> {
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> std::io::Result<Reply> {
         let req = Request::builder()
             .method(method)
             .uri(path)
@@ -40,22 +50,35 @@ impl Client {
             .body(Full::new(body))
             .map_err(std::io::Error::other)?;
         self.sender.ready().await.map_err(std::io::Error::other)?;
-        let resp = self.sender.send_request(req).await.map_err(std::io::Error::other)?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(std::io::Error::other)?;
         let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.map_err(std::io::Error::other)?.to_bytes();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(std::io::Error::other)?
+            .to_bytes();
         Ok(Reply { status, body })
     }
 
     pub async fn get(&mut self, path: &str) -> std::io::Result<Reply> {
-        self.send(Method::GET, path, "application/json", Bytes::new()).await
+        self.send(Method::GET, path, "application/json", Bytes::new())
+            .await
     }
 
     pub async fn post_json(&mut self, path: &str, body: Vec<u8>) -> std::io::Result<Reply> {
-        self.send(Method::POST, path, "application/json", Bytes::from(body)).await
+        self.send(Method::POST, path, "application/json", Bytes::from(body))
+            .await
     }
 }
 
 /// `http://host:port` or `host:port` to `host:port`.
 pub fn addr_of(url: &str) -> String {
-    url.trim_start_matches("http://").trim_end_matches('/').to_string()
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
 }

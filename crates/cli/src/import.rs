@@ -29,18 +29,38 @@ pub enum ImportWhat {
 }
 
 pub fn run(what: ImportWhat) -> ExitCode {
-    let ImportWhat::Positions { file, url, token, batch } = what;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    match runtime.block_on(import_positions(file, &addr_of(&url), &token, batch.clamp(1, 10_000))) {
+    let ImportWhat::Positions {
+        file,
+        url,
+        token,
+        batch,
+    } = what;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match runtime.block_on(import_positions(
+        file,
+        &addr_of(&url),
+        &token,
+        batch.clamp(1, 10_000),
+    )) {
         Ok(report) => {
             println!(
                 "imported {} rows: {} applied, {} duplicate, {} rejected",
-                report.rows, report.applied, report.duplicate, report.rejected.len()
+                report.rows,
+                report.applied,
+                report.duplicate,
+                report.rejected.len()
             );
             for r in report.rejected.iter().take(50) {
                 eprintln!("{r}");
             }
-            if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if report.rejected.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(e) => {
             eprintln!("import failed: {e}");
@@ -57,7 +77,12 @@ struct Report {
     rejected: Vec<String>,
 }
 
-async fn import_positions(file: PathBuf, addr: &str, token: &str, batch: usize) -> Result<Report, String> {
+async fn import_positions(
+    file: PathBuf,
+    addr: &str,
+    token: &str,
+    batch: usize,
+) -> Result<Report, String> {
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     let digest = crossdock_model::event::key_hash("import", &text);
     let mut lines = text.lines().enumerate();
@@ -71,11 +96,17 @@ async fn import_positions(file: PathBuf, addr: &str, token: &str, batch: usize) 
     let rows: Vec<(usize, &str)> = lines.filter(|(_, l)| !l.trim().is_empty()).collect();
     let bar = ProgressBar::new(rows.len() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} eta {eta}").expect("progress template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} eta {eta}")
+            .expect("progress template"),
     );
     let now = crossdock_model::Timestamp::now();
-    let mut client = Client::connect(addr, token).await.map_err(|e| format!("cannot reach {addr}: {e}"))?;
-    let mut report = Report { rows: rows.len(), ..Default::default() };
+    let mut client = Client::connect(addr, token)
+        .await
+        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    let mut report = Report {
+        rows: rows.len(),
+        ..Default::default()
+    };
     for chunk in rows.chunks(batch) {
         let mut body = Vec::with_capacity(chunk.len() * 200);
         let mut sent_rows = Vec::with_capacity(chunk.len());
@@ -85,7 +116,11 @@ async fn import_positions(file: PathBuf, addr: &str, token: &str, batch: usize) 
             let qty = match get(cq).parse::<i64>() {
                 Ok(q) => q,
                 Err(_) => {
-                    report.rejected.push(format!("row {}: qty {:?} is not a whole number", n + 1, get(cq)));
+                    report.rejected.push(format!(
+                        "row {}: qty {:?} is not a whole number",
+                        n + 1,
+                        get(cq)
+                    ));
                     continue;
                 }
             };
@@ -111,18 +146,36 @@ async fn import_positions(file: PathBuf, addr: &str, token: &str, batch: usize) 
             continue;
         }
         let reply = client
-            .send(Method::POST, "/v1/events", "application/x-ndjson", Bytes::from(body))
+            .send(
+                Method::POST,
+                "/v1/events",
+                "application/x-ndjson",
+                Bytes::from(body),
+            )
             .await
             .map_err(|e| format!("request failed: {e}"))?;
         if reply.status != 200 {
-            return Err(format!("hub answered {}: {}", reply.status, String::from_utf8_lossy(&reply.body)));
+            return Err(format!(
+                "hub answered {}: {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            ));
         }
-        for (line, row) in reply.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).zip(&sent_rows) {
-            let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| format!("bad answer: {e}"))?;
+        for (line, row) in reply
+            .body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .zip(&sent_rows)
+        {
+            let v: serde_json::Value =
+                serde_json::from_slice(line).map_err(|e| format!("bad answer: {e}"))?;
             match v["status"].as_str() {
                 Some("applied") => report.applied += 1,
                 Some("duplicate") => report.duplicate += 1,
-                _ => report.rejected.push(format!("row {row}: {}", v["problem"]["detail"].as_str().unwrap_or("rejected"))),
+                _ => report.rejected.push(format!(
+                    "row {row}: {}",
+                    v["problem"]["detail"].as_str().unwrap_or("rejected")
+                )),
             }
         }
         bar.inc(chunk.len() as u64);

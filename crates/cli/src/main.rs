@@ -46,7 +46,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen, data_dir } => serve(config, listen, data_dir),
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => serve(config, listen, data_dir),
         Command::CheckConfig { file } => match crossdock_server::config::load(&file) {
             Ok(c) => {
                 println!(
@@ -56,7 +60,10 @@ fn main() -> ExitCode {
                     c.policy.channels.len(),
                     c.policy.sources.len(),
                     c.tokens.len(),
-                    c.policy.items.as_ref().map_or("any".to_string(), |i| i.len().to_string())
+                    c.policy
+                        .items
+                        .as_ref()
+                        .map_or("any".to_string(), |i| i.len().to_string())
                 );
                 ExitCode::SUCCESS
             }
@@ -75,8 +82,13 @@ fn main() -> ExitCode {
 
 fn init_logs() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CROSSDOCK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        EnvFilter::try_from_env("CROSSDOCK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>) -> ExitCode {
@@ -104,7 +116,10 @@ fn serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>
             return ExitCode::FAILURE;
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let config = Arc::new(config);
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&config.listen).await?;
@@ -116,7 +131,9 @@ fn serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>
         );
         let shutdown = async {
             let ctrl_c = tokio::signal::ctrl_c();
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("signal");
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
             tracing::info!("shutting down");
         };

@@ -8,19 +8,34 @@ use common::*;
 use serde_json::json;
 
 fn received(id: &str, source: &str, item: &str, location: &str, qty: i64) -> serde_json::Value {
-    event(id, source, "inventory.received.v1", json!({"item": item, "location": location, "qty": qty}))
+    event(
+        id,
+        source,
+        "inventory.received.v1",
+        json!({"item": item, "location": location, "qty": qty}),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_move_positions_and_channel_availability() {
     let hub = Hub::start("flow", "").await;
     let mut east = hub.client(EAST).await;
-    let (s, v) = post(&mut east, "/v1/events", &received("e1", "wms-east", "SKU-1", "DC-EAST", 100)).await;
+    let (s, v) = post(
+        &mut east,
+        "/v1/events",
+        &received("e1", "wms-east", "SKU-1", "DC-EAST", 100),
+    )
+    .await;
     assert_eq!((s, v["status"].as_str()), (200, Some("applied")), "{v}");
     let seq = v["ledger_seq"].as_i64().unwrap();
 
     let mut admin = hub.client(ADMIN).await;
-    let (s, v) = post(&mut admin, "/v1/events", &received("w1", "wms-west", "SKU-1", "DC-WEST", 50)).await;
+    let (s, v) = post(
+        &mut admin,
+        "/v1/events",
+        &received("w1", "wms-west", "SKU-1", "DC-WEST", 50),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     let (s, v) = post(
         &mut east,
@@ -37,30 +52,61 @@ async fn events_move_positions_and_channel_availability() {
     assert_eq!(v["available"], 145, "95 sellable east + 50 west: {v}");
     assert!(v["ledger_seq"].as_i64().unwrap() > seq);
     let (_, v) = get(&mut q, "/v1/availability?item=SKU-1&channel=b2b").await;
-    assert_eq!(v["available"], 85, "east only, 10% of 95 kept back (rounded up): {v}");
+    assert_eq!(
+        v["available"], 85,
+        "east only, 10% of 95 kept back (rounded up): {v}"
+    );
 
-    let (s, v) = post(&mut q, "/v1/availability/query", &json!({"channel": "shopify", "items": ["SKU-1", "SKU-2", "NOPE"]})).await;
+    let (s, v) = post(
+        &mut q,
+        "/v1/availability/query",
+        &json!({"channel": "shopify", "items": ["SKU-1", "SKU-2", "NOPE"]}),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["results"][0]["available"], 145);
     assert_eq!(v["results"][1]["available"], 0);
-    assert!(v["results"][2]["problem"]["type"].as_str().unwrap().ends_with("unknown-item"));
+    assert!(
+        v["results"][2]["problem"]["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("unknown-item")
+    );
 
     let (s, v) = get(&mut q, "/v1/items/SKU-1/positions").await;
     assert_eq!(s, 200);
     let east_pos = &v["positions"][0];
-    assert_eq!((east_pos["location"].as_str(), east_pos["on_hand"].as_i64(), east_pos["damaged"].as_i64(), east_pos["available"].as_i64()),
-        (Some("DC-EAST"), Some(100), Some(5), Some(95)), "{v}");
+    assert_eq!(
+        (
+            east_pos["location"].as_str(),
+            east_pos["on_hand"].as_i64(),
+            east_pos["damaged"].as_i64(),
+            east_pos["available"].as_i64()
+        ),
+        (Some("DC-EAST"), Some(100), Some(5), Some(95)),
+        "{v}"
+    );
 
     // Every change left an outbox message for the delivery lanes, newest value last.
     let (_, v) = get(&mut admin, "/v1/outbox?endpoint=shopify").await;
-    let last = v["messages"].as_array().unwrap().iter().rev().find(|m| m["key"] == "SKU-1").unwrap().clone();
+    let last = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["key"] == "SKU-1")
+        .unwrap()
+        .clone();
     assert_eq!(last["payload"]["available"], 145, "{v}");
 
     let (s, v) = get(&mut q, "/v1/openapi.json").await;
     assert_eq!(s, 200);
     assert!(v["paths"]["/v1/reservations"]["post"].is_object());
     let (_, v) = get(&mut q, "/v1/schema").await;
-    assert!(v["types"]["inventory.shipped.v1"]["properties"]["lines"].is_object(), "{v}");
+    assert!(
+        v["types"]["inventory.shipped.v1"]["properties"]["lines"].is_object(),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,7 +124,10 @@ async fn duplicates_answer_the_original_outcome_and_conflicts_are_409() {
     let changed = received("dup-1", "wms-east", "SKU-2", "DC-EAST", 11);
     let (s, p) = post(&mut east, "/v1/events", &changed).await;
     assert_eq!(s, 409, "{p}");
-    assert!(p["type"].as_str().unwrap().ends_with("duplicate-conflict"), "{p}");
+    assert!(
+        p["type"].as_str().unwrap().ends_with("duplicate-conflict"),
+        "{p}"
+    );
     assert_eq!(p["field"], "id");
 
     let mut q = hub.client(QUERY).await;
@@ -86,8 +135,14 @@ async fn duplicates_answer_the_original_outcome_and_conflicts_are_409() {
     let (_, v) = get(&mut q, "/v1/exceptions?kind=duplicate_conflict").await;
     let ex = &v["exceptions"][0];
     assert_eq!(ex["entity"], "event:wms-east/dup-1");
-    assert!(ex["raw"].as_str().unwrap().contains("11"), "the rejected payload is kept: {ex}");
-    assert_eq!(sqlite_count(&hub.db(), "SELECT count(*) FROM events WHERE id = 'dup-1'"), 1);
+    assert!(
+        ex["raw"].as_str().unwrap().contains("11"),
+        "the rejected payload is kept: {ex}"
+    );
+    assert_eq!(
+        sqlite_count(&hub.db(), "SELECT count(*) FROM events WHERE id = 'dup-1'"),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -157,11 +212,20 @@ async fn bad_input_gets_a_specific_problem_and_an_exception() {
         ("oversize body", vec![b' '; 2 * 1024 * 1024], 413, "body-too-large", None),
     ];
     for (name, body, status, slug, field) in &cases {
-        let (s, p) = post_raw(&mut east, "/v1/events", "application/cloudevents+json", body.clone()).await;
+        let (s, p) = post_raw(
+            &mut east,
+            "/v1/events",
+            "application/cloudevents+json",
+            body.clone(),
+        )
+        .await;
         assert_eq!(s, *status, "{name}: {p}");
         let ty = p["type"].as_str().unwrap_or_default();
         assert!(ty.ends_with(slug), "{name}: type {ty}");
-        assert!(!p["detail"].as_str().unwrap_or_default().is_empty(), "{name}: detail");
+        assert!(
+            !p["detail"].as_str().unwrap_or_default().is_empty(),
+            "{name}: detail"
+        );
         if let Some(f) = field {
             assert_eq!(p["field"].as_str(), Some(*f), "{name}: {p}");
         }
@@ -169,18 +233,43 @@ async fn bad_input_gets_a_specific_problem_and_an_exception() {
     let mut q = hub.client(QUERY).await;
     let (_, v) = get(&mut q, "/v1/exceptions?limit=100").await;
     let counts = &v["open_by_kind"];
-    assert_eq!(counts["schema_violation"], 6, "malformed, unknown type, negative, fractional, missing time, oversize: {v}");
+    assert_eq!(
+        counts["schema_violation"], 6,
+        "malformed, unknown type, negative, fractional, missing time, oversize: {v}"
+    );
     assert_eq!(counts["auth_rejected"], 1, "{v}");
     assert_eq!(counts["unknown_item"], 1);
     assert_eq!(counts["unknown_location"], 1);
     assert_eq!(counts["ownership_violation"], 1);
-    let unknown = v["exceptions"].as_array().unwrap().iter().find(|e| e["kind"] == "unknown_item").unwrap();
-    assert!(unknown["raw"].as_str().unwrap().contains("SKU-999999"), "raw input kept: {unknown}");
+    let unknown = v["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "unknown_item")
+        .unwrap();
+    assert!(
+        unknown["raw"].as_str().unwrap().contains("SKU-999999"),
+        "raw input kept: {unknown}"
+    );
     // Quarantined events are in the log, not applied.
-    assert_eq!(sqlite_count(&hub.db(), "SELECT count(*) FROM events WHERE status = 'quarantined'"), 3);
-    assert!(positions(&mut q, "SKU-1").await.is_empty(), "nothing applied");
+    assert_eq!(
+        sqlite_count(
+            &hub.db(),
+            "SELECT count(*) FROM events WHERE status = 'quarantined'"
+        ),
+        3
+    );
+    assert!(
+        positions(&mut q, "SKU-1").await.is_empty(),
+        "nothing applied"
+    );
     // A token without ingest rights and no token at all.
-    let (s, _) = post(&mut q, "/v1/events", &received("b9", "wms-east", "SKU-1", "DC-EAST", 1)).await;
+    let (s, _) = post(
+        &mut q,
+        "/v1/events",
+        &received("b9", "wms-east", "SKU-1", "DC-EAST", 1),
+    )
+    .await;
     assert_eq!(s, 403);
     let mut anon = hub.client("not-a-token").await;
     let (s, p) = get(&mut anon, "/v1/availability?item=SKU-1&channel=shopify").await;
@@ -201,14 +290,34 @@ async fn ndjson_batch_answers_each_line_in_order() {
     ];
     let body = lines.join("\n").into_bytes();
     let r = east
-        .send(hyper::Method::POST, "/v1/events", "application/x-ndjson", hyper::body::Bytes::from(body))
+        .send(
+            hyper::Method::POST,
+            "/v1/events",
+            "application/x-ndjson",
+            hyper::body::Bytes::from(body),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200);
-    let out: Vec<serde_json::Value> =
-        r.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    let out: Vec<serde_json::Value> = r
+        .body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
     let statuses: Vec<&str> = out.iter().map(|v| v["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["applied", "rejected", "rejected", "quarantined", "duplicate", "applied"], "{out:#?}");
+    assert_eq!(
+        statuses,
+        [
+            "applied",
+            "rejected",
+            "rejected",
+            "quarantined",
+            "duplicate",
+            "applied"
+        ],
+        "{out:#?}"
+    );
     for (i, v) in out.iter().enumerate() {
         assert_eq!(v["line"], i + 1);
     }
@@ -218,7 +327,12 @@ async fn ndjson_batch_answers_each_line_in_order() {
 
     let too_many: String = (0..10_001).map(|i| format!("{{\"n\":{i}}}\n")).collect();
     let r = east
-        .send(hyper::Method::POST, "/v1/events", "application/x-ndjson", hyper::body::Bytes::from(too_many))
+        .send(
+            hyper::Method::POST,
+            "/v1/events",
+            "application/x-ndjson",
+            hyper::body::Bytes::from(too_many),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 413);
@@ -228,27 +342,52 @@ async fn ndjson_batch_answers_each_line_in_order() {
 async fn reservations_hold_release_commit_and_expire() {
     let mut hub = Hub::start("res", "").await;
     let mut east = hub.client(EAST).await;
-    post(&mut east, "/v1/events", &received("r-stock-1", "wms-east", "SKU-4", "DC-EAST", 10)).await;
-    post(&mut east, "/v1/events", &received("r-stock-2", "wms-east", "SKU-5", "DC-EAST", 2)).await;
+    post(
+        &mut east,
+        "/v1/events",
+        &received("r-stock-1", "wms-east", "SKU-4", "DC-EAST", 10),
+    )
+    .await;
+    post(
+        &mut east,
+        "/v1/events",
+        &received("r-stock-2", "wms-east", "SKU-5", "DC-EAST", 2),
+    )
+    .await;
     let mut shop = hub.client(RESERVE).await;
     let req = json!({"id": "cart-1", "channel": "shopify", "lines": [{"item": "SKU-4", "qty": 6}, {"item": "SKU-5", "qty": 2}], "ttl_s": 600});
     let (s, first) = post(&mut shop, "/v1/reservations", &req).await;
     assert_eq!(s, 201, "{first}");
     assert_eq!(first["status"], "held");
-    assert_eq!(first["lines"], json!([{"item": "SKU-4", "location": "DC-EAST", "qty": 6}, {"item": "SKU-5", "location": "DC-EAST", "qty": 2}]));
+    assert_eq!(
+        first["lines"],
+        json!([{"item": "SKU-4", "location": "DC-EAST", "qty": 6}, {"item": "SKU-5", "location": "DC-EAST", "qty": 2}])
+    );
     let (s, again) = post(&mut shop, "/v1/reservations", &req).await;
     assert_eq!((s, &again), (201, &first), "a repeat gets the same answer");
     let other = json!({"id": "cart-1", "channel": "shopify", "lines": [{"item": "SKU-4", "qty": 1}], "ttl_s": 600});
     let (s, p) = post(&mut shop, "/v1/reservations", &other).await;
     assert_eq!(s, 409);
-    assert!(p["type"].as_str().unwrap().ends_with("reservation-conflict"));
+    assert!(
+        p["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("reservation-conflict")
+    );
 
     let short = json!({"id": "cart-2", "channel": "shopify", "lines": [{"item": "SKU-4", "qty": 3}, {"item": "SKU-5", "qty": 1}], "ttl_s": 600});
     let (s, p) = post(&mut shop, "/v1/reservations", &short).await;
     assert_eq!(s, 409, "{p}");
     assert!(p["type"].as_str().unwrap().ends_with("insufficient-stock"));
-    assert_eq!(p["shortfall"], json!([{"item": "SKU-5", "requested": 1, "available": 0, "short": 1}]));
-    assert_eq!(positions(&mut shop, "SKU-4").await[0].2, 6, "all or nothing: SKU-4 not held for cart-2");
+    assert_eq!(
+        p["shortfall"],
+        json!([{"item": "SKU-5", "requested": 1, "available": 0, "short": 1}])
+    );
+    assert_eq!(
+        positions(&mut shop, "SKU-4").await[0].2,
+        6,
+        "all or nothing: SKU-4 not held for cart-2"
+    );
 
     let (s, v) = get(&mut shop, "/v1/availability?item=SKU-4&channel=shopify").await;
     assert_eq!((s, v["available"].as_i64()), (200, Some(4)));
@@ -272,7 +411,11 @@ async fn reservations_hold_release_commit_and_expire() {
     let (s, v) = post(&mut shop, "/v1/reservations/cart-4/release", &json!({})).await;
     assert_eq!((s, v["status"].as_str()), (200, Some("released")));
     let (s, v) = post(&mut shop, "/v1/reservations/cart-4/release", &json!({})).await;
-    assert_eq!((s, v["status"].as_str()), (200, Some("released")), "releasing twice is a repeat");
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (200, Some("released")),
+        "releasing twice is a repeat"
+    );
     hub.kill();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     hub.restart().await;
@@ -286,9 +429,21 @@ async fn reservations_hold_release_commit_and_expire() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(reserved, 0, "cart-3 expired after the restart");
-    assert_eq!(sqlite_count(&hub.db(), "SELECT count(*) FROM events WHERE type = 'reservation.expired.v1'"), 1);
+    assert_eq!(
+        sqlite_count(
+            &hub.db(),
+            "SELECT count(*) FROM events WHERE type = 'reservation.expired.v1'"
+        ),
+        1
+    );
     assert_eq!(sqlite_count(&hub.db(), "SELECT count(*) FROM timers"), 0);
-    assert_eq!(sqlite_count(&hub.db(), "SELECT count(*) FROM reservations WHERE id = 'cart-3' AND status = 'expired'"), 1);
+    assert_eq!(
+        sqlite_count(
+            &hub.db(),
+            "SELECT count(*) FROM reservations WHERE id = 'cart-3' AND status = 'expired'"
+        ),
+        1
+    );
     let (_, v) = get(&mut q, "/v1/availability?item=SKU-4&channel=shopify").await;
     assert_eq!(v["available"], 4, "10 on hand - 6 allocated");
 }
@@ -297,7 +452,12 @@ async fn reservations_hold_release_commit_and_expire() {
 async fn oversell_risk_is_raised_and_withholds_availability() {
     let hub = Hub::start("oversell", "").await;
     let mut east = hub.client(EAST).await;
-    post(&mut east, "/v1/events", &received("o1", "wms-east", "SKU-6", "DC-EAST", 5)).await;
+    post(
+        &mut east,
+        "/v1/events",
+        &received("o1", "wms-east", "SKU-6", "DC-EAST", 5),
+    )
+    .await;
     let mut shop = hub.client(RESERVE).await;
     let (s, _) = post(&mut shop, "/v1/reservations",
         &json!({"id": "o-cart", "channel": "shopify", "lines": [{"item": "SKU-6", "qty": 4}], "ttl_s": 600})).await;
@@ -310,9 +470,22 @@ async fn oversell_risk_is_raised_and_withholds_availability() {
     assert_eq!(v["exceptions"].as_array().unwrap().len(), 1, "{v}");
     let (_, v) = get(&mut shop, "/v1/availability?item=SKU-6&channel=shopify").await;
     assert_eq!(v["available"], 0);
-    post(&mut east, "/v1/events", &received("o3", "wms-east", "SKU-6", "DC-EAST", 3)).await;
-    let (_, v) = get(&mut shop, "/v1/exceptions?kind=oversell_risk&status=resolved").await;
-    assert_eq!(v["exceptions"].as_array().unwrap().len(), 1, "cleared once stock is back: {v}");
+    post(
+        &mut east,
+        "/v1/events",
+        &received("o3", "wms-east", "SKU-6", "DC-EAST", 3),
+    )
+    .await;
+    let (_, v) = get(
+        &mut shop,
+        "/v1/exceptions?kind=oversell_risk&status=resolved",
+    )
+    .await;
+    assert_eq!(
+        v["exceptions"].as_array().unwrap().len(),
+        1,
+        "cleared once stock is back: {v}"
+    );
     let (_, v) = get(&mut shop, "/v1/availability?item=SKU-6&channel=shopify").await;
     assert_eq!(v["available"], 2);
 }
@@ -326,22 +499,56 @@ async fn counts_and_late_deltas_converge_over_http() {
         e["time"] = json!(time);
         e
     };
-    post(&mut east, "/v1/events", &at("c1", "inventory.counted.v1", "2026-11-23T10:00:00Z",
-        json!({"item": "SKU-7", "location": "DC-EAST", "qty": 40}))).await;
+    post(
+        &mut east,
+        "/v1/events",
+        &at(
+            "c1",
+            "inventory.counted.v1",
+            "2026-11-23T10:00:00Z",
+            json!({"item": "SKU-7", "location": "DC-EAST", "qty": 40}),
+        ),
+    )
+    .await;
     // Late: happened before the count, already in it.
-    let (s, v) = post(&mut east, "/v1/events", &at("c2", "inventory.received.v1", "2026-11-23T09:00:00Z",
-        json!({"item": "SKU-7", "location": "DC-EAST", "qty": 10}))).await;
-    assert_eq!((s, v["status"].as_str()), (200, Some("applied")), "recorded: {v}");
-    post(&mut east, "/v1/events", &at("c3", "inventory.received.v1", "2026-11-23T11:00:00Z",
-        json!({"item": "SKU-7", "location": "DC-EAST", "qty": 5}))).await;
+    let (s, v) = post(
+        &mut east,
+        "/v1/events",
+        &at(
+            "c2",
+            "inventory.received.v1",
+            "2026-11-23T09:00:00Z",
+            json!({"item": "SKU-7", "location": "DC-EAST", "qty": 10}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (200, Some("applied")),
+        "recorded: {v}"
+    );
+    post(
+        &mut east,
+        "/v1/events",
+        &at(
+            "c3",
+            "inventory.received.v1",
+            "2026-11-23T11:00:00Z",
+            json!({"item": "SKU-7", "location": "DC-EAST", "qty": 5}),
+        ),
+    )
+    .await;
     let mut q = hub.client(QUERY).await;
     assert_eq!(positions(&mut q, "SKU-7").await[0].1, 45);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sequence_gap_holds_then_releases_with_an_exception() {
-    let text = config("[resequencer]\ngap_wait_s = 1\n")
-        .replacen("id = \"wms-east\"\n", "id = \"wms-east\"\nsequenced = true\n", 1);
+    let text = config("[resequencer]\ngap_wait_s = 1\n").replacen(
+        "id = \"wms-east\"\n",
+        "id = \"wms-east\"\nsequenced = true\n",
+        1,
+    );
     let hub = Hub::start_with("gap", &text).await;
     let mut east = hub.client(EAST).await;
     let seq = |id: &str, n: u64, qty: i64| {
@@ -354,7 +561,11 @@ async fn a_sequence_gap_holds_then_releases_with_an_exception() {
     let (s, v) = post(&mut east, "/v1/events", &seq("s3", 3, 100)).await;
     assert_eq!((s, v["status"].as_str()), (202, Some("held")), "{v}");
     let mut q = hub.client(QUERY).await;
-    assert_eq!(positions(&mut q, "SKU-8").await[0].1, 1, "held, not applied");
+    assert_eq!(
+        positions(&mut q, "SKU-8").await[0].1,
+        1,
+        "held, not applied"
+    );
     let mut on_hand = 0;
     for _ in 0..60 {
         on_hand = positions(&mut q, "SKU-8").await[0].1;

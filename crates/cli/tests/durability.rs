@@ -21,8 +21,12 @@ fn item_of(k: u64) -> String {
 }
 
 fn received(k: u64) -> serde_json::Value {
-    event(&format!("crash-{k}"), "wms-east", "inventory.received.v1",
-        json!({"item": item_of(k), "location": "DC-EAST", "qty": qty_of(k)}))
+    event(
+        &format!("crash-{k}"),
+        "wms-east",
+        "inventory.received.v1",
+        json!({"item": item_of(k), "location": "DC-EAST", "qty": qty_of(k)}),
+    )
 }
 
 #[derive(Default)]
@@ -35,7 +39,10 @@ struct Ledgerbook {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_applies_once() {
-    let cycles: usize = std::env::var("CROSSDOCK_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let cycles: usize = std::env::var("CROSSDOCK_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let mut hub = Hub::start("crash", "").await;
     let book = Arc::new(Mutex::new(Ledgerbook::default()));
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -49,7 +56,10 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_applies_once()
         for k in retry {
             let (s, v) = post(&mut c, "/v1/events", &received(k)).await;
             assert_eq!(s, 200, "retry of {k}: {v}");
-            assert!(matches!(v["status"].as_str(), Some("applied") | Some("duplicate")), "{v}");
+            assert!(
+                matches!(v["status"].as_str(), Some("applied") | Some("duplicate")),
+                "{v}"
+            );
             let mut b = book.lock().unwrap();
             b.in_doubt.remove(&k);
             b.acked.insert(k);
@@ -58,11 +68,15 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_applies_once()
         for w in 0..6 {
             let (book, next, addr) = (book.clone(), next.clone(), hub.addr.clone());
             tasks.push(tokio::spawn(async move {
-                let Ok(mut c) = crossdock_cli::client::Client::connect(&addr, EAST).await else { return };
+                let Ok(mut c) = crossdock_cli::client::Client::connect(&addr, EAST).await else {
+                    return;
+                };
                 loop {
                     // Half the writers send small NDJSON batches, half single events.
                     let n = if w % 2 == 0 { 1 } else { 8 };
-                    let ks: Vec<u64> = (0..n).map(|_| next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)).collect();
+                    let ks: Vec<u64> = (0..n)
+                        .map(|_| next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                        .collect();
                     book.lock().unwrap().in_doubt.extend(&ks);
                     let body: Vec<u8> = ks
                         .iter()
@@ -72,8 +86,20 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_applies_once()
                             line
                         })
                         .collect();
-                    let ct = if n == 1 { "application/json" } else { "application/x-ndjson" };
-                    let Ok(r) = c.send(hyper::Method::POST, "/v1/events", ct, hyper::body::Bytes::from(body)).await else {
+                    let ct = if n == 1 {
+                        "application/json"
+                    } else {
+                        "application/x-ndjson"
+                    };
+                    let Ok(r) = c
+                        .send(
+                            hyper::Method::POST,
+                            "/v1/events",
+                            ct,
+                            hyper::body::Bytes::from(body),
+                        )
+                        .await
+                    else {
                         return;
                     };
                     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -96,22 +122,36 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_applies_once()
     }
     hub.restart().await;
     let b = book.lock().unwrap();
-    assert!(b.acked.len() > cycles * 10, "the test did real work: {} acked", b.acked.len());
+    assert!(
+        b.acked.len() > cycles * 10,
+        "the test did real work: {} acked",
+        b.acked.len()
+    );
     let db = hub.db();
     // Every acknowledged event is in the log exactly once; nothing else is but what was in doubt.
     let logged: HashSet<u64> = {
-        let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-        let mut stmt = conn.prepare("SELECT id FROM events WHERE source = 'wms-east' AND status = 'applied'").unwrap();
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        let mut stmt = conn
+            .prepare("SELECT id FROM events WHERE source = 'wms-east' AND status = 'applied'")
+            .unwrap();
         stmt.query_map([], |r| r.get::<_, String>(0))
             .unwrap()
             .map(|id| id.unwrap().trim_start_matches("crash-").parse().unwrap())
             .collect()
     };
     for k in &b.acked {
-        assert!(logged.contains(k), "acknowledged event crash-{k} is missing after the crashes");
+        assert!(
+            logged.contains(k),
+            "acknowledged event crash-{k} is missing after the crashes"
+        );
     }
     for k in &logged {
-        assert!(b.acked.contains(k) || b.in_doubt.contains(k), "crash-{k} is logged but was never sent");
+        assert!(
+            b.acked.contains(k) || b.in_doubt.contains(k),
+            "crash-{k} is logged but was never sent"
+        );
     }
     // State equals the replay of the log: on_hand per item is the sum of its logged receipts.
     let mut expected: HashMap<String, i64> = HashMap::new();
@@ -121,7 +161,10 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_applies_once()
     let mut q = hub.client(QUERY).await;
     for (item, qty) in expected {
         let pos = positions(&mut q, &item).await;
-        assert_eq!(pos[0].1, qty, "{item}: on_hand must equal the replay of its logged events");
+        assert_eq!(
+            pos[0].1, qty,
+            "{item}: on_hand must equal the replay of its logged events"
+        );
     }
 }
 
@@ -130,8 +173,17 @@ async fn two_hundred_fifty_six_clients_race_for_one_item_without_oversell() {
     const STOCK: i64 = 100;
     let hub = Hub::start("contention", "").await;
     let mut east = hub.client(EAST).await;
-    let (s, _) = post(&mut east, "/v1/events", &event("stock", "wms-east", "inventory.received.v1",
-        json!({"item": "SKU-9", "location": "DC-EAST", "qty": STOCK}))).await;
+    let (s, _) = post(
+        &mut east,
+        "/v1/events",
+        &event(
+            "stock",
+            "wms-east",
+            "inventory.received.v1",
+            json!({"item": "SKU-9", "location": "DC-EAST", "qty": STOCK}),
+        ),
+    )
+    .await;
     assert_eq!(s, 200);
     let mut tasks = Vec::new();
     for i in 0..256 {
@@ -147,15 +199,28 @@ async fn two_hundred_fifty_six_clients_race_for_one_item_without_oversell() {
     for t in tasks {
         let (s, v) = t.await.unwrap();
         match s {
-            201 => granted += v["lines"].as_array().unwrap().iter().map(|l| l["qty"].as_i64().unwrap()).sum::<i64>(),
+            201 => {
+                granted += v["lines"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l["qty"].as_i64().unwrap())
+                    .sum::<i64>()
+            }
             409 => {
-                assert!(v["type"].as_str().unwrap().ends_with("insufficient-stock"), "{v}");
+                assert!(
+                    v["type"].as_str().unwrap().ends_with("insufficient-stock"),
+                    "{v}"
+                );
                 refused += 1;
             }
             other => panic!("unexpected {other}: {v}"),
         }
     }
-    assert_eq!(granted, STOCK, "the sum of granted quantities equals the stock exactly");
+    assert_eq!(
+        granted, STOCK,
+        "the sum of granted quantities equals the stock exactly"
+    );
     assert_eq!(refused, 256 - STOCK);
     let mut q = hub.client(QUERY).await;
     let p = &positions(&mut q, "SKU-9").await[0];

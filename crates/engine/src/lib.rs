@@ -7,7 +7,9 @@
 //! * all changes to one item pass through one writer (partition = hash of the item);
 //! * every queue is bounded: a full queue is [`EngineError::Overloaded`], never growth.
 
+mod committer;
 mod persist;
+mod reader;
 mod timers;
 mod writer;
 
@@ -19,7 +21,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use crossdock_ledger::state::hub_command;
 use crossdock_ledger::{ItemState, Policy, Rejection, Reservation, Shortfall};
 use crossdock_model::event::{ReservationRef, ReservationRequested};
-use crossdock_model::{ChannelId, Event, EventData, ExceptionKind, ExceptionRecord, ItemId, Timestamp};
+use crossdock_model::{
+    ChannelId, Event, EventData, ExceptionKind, ExceptionRecord, ItemId, Timestamp,
+};
 use crossdock_store::{ExceptionFilter, Store, StoreError, StoredOutbox};
 use tokio::sync::oneshot;
 
@@ -37,9 +41,9 @@ impl StoreSpec {
     pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
         Ok(match self {
             StoreSpec::Sqlite(path) => Box::new(crossdock_store::sqlite::SqliteStore::open(path)?),
-            StoreSpec::Postgres { url, schema } => {
-                Box::new(crossdock_store::postgres::PgStore::connect(url, schema.as_deref())?)
-            }
+            StoreSpec::Postgres { url, schema } => Box::new(
+                crossdock_store::postgres::PgStore::connect(url, schema.as_deref())?,
+            ),
         })
     }
 }
@@ -56,7 +60,12 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     pub fn new(store: StoreSpec) -> Self {
-        EngineConfig { store, partitions: 1, queue_max: 100_000, batch_max: 10_000 }
+        EngineConfig {
+            store,
+            partitions: 1,
+            queue_max: 100_000,
+            batch_max: 10_000,
+        }
     }
 }
 
@@ -74,7 +83,11 @@ pub enum EngineError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventReply {
     /// Newly recorded with this status at this ledger sequence.
-    Recorded { status: EventStatus, seq: u64, exception: Option<(ExceptionKind, String)> },
+    Recorded {
+        status: EventStatus,
+        seq: u64,
+        exception: Option<(ExceptionKind, String)>,
+    },
     /// The same `(source, id)` with the same payload was recorded before.
     Duplicate { status: EventStatus, seq: u64 },
     /// The same `(source, id)` was recorded before with a different payload.
@@ -86,17 +99,29 @@ pub enum EventReply {
 /// How a reservation command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReservationReply {
-    Done { reservation: Reservation, repeat: bool },
+    Done {
+        reservation: Reservation,
+        repeat: bool,
+    },
     Insufficient(Vec<Shortfall>),
     Rejected(Rejection),
 }
 
 /// What a writer thread receives.
 pub(crate) enum Command {
-    Event { event: Event, reply: oneshot::Sender<Result<EventReply, EngineError>> },
-    Reservation { event: Event, reply: oneshot::Sender<Result<ReservationReply, EngineError>> },
+    Event {
+        event: Event,
+        reply: oneshot::Sender<Result<EventReply, EngineError>>,
+    },
+    Reservation {
+        event: Event,
+        reply: oneshot::Sender<Result<ReservationReply, EngineError>>,
+    },
     /// Record an exception about input that never became an event (bad JSON, wrong token).
-    Exception { record: ExceptionRecord, reply: oneshot::Sender<Result<(), EngineError>> },
+    Exception {
+        record: ExceptionRecord,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     /// A durable timer fired.
     Timer { event: Event },
     /// Finish what is queued before this, then stop.
@@ -114,7 +139,7 @@ pub struct Engine {
     policy: Arc<Policy>,
     partitions: Vec<SyncSender<Command>>,
     views: Vec<Arc<RwLock<View>>>,
-    reader: Mutex<Box<dyn Store>>,
+    reader: reader::Reader,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     timers: timers::TimerHandle,
 }
@@ -142,15 +167,22 @@ impl Engine {
             let store = config.store.open()?;
             let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_max);
             let view = Arc::new(RwLock::new(View::default()));
-            let writer = writer::Writer::load(p, store, policy.clone(), view.clone(), timers.clone(), config.batch_max)?;
-            writers.push((writer, rx));
+            let writer = writer::Writer::load(
+                p,
+                store,
+                policy.clone(),
+                view.clone(),
+                timers.clone(),
+                config.batch_max,
+            )?;
+            writers.push((writer, rx, config.store.open()?));
             senders.push(tx);
             views.push(view);
         }
-        for (p, (writer, rx)) in writers.into_iter().enumerate() {
+        for (p, (writer, rx, committer_store)) in writers.into_iter().enumerate() {
             let handle = std::thread::Builder::new()
                 .name(format!("writer-{p}"))
-                .spawn(move || writer.run(rx))
+                .spawn(move || writer.run(rx, committer_store))
                 .expect("spawn writer thread");
             threads.push(handle);
         }
@@ -158,7 +190,7 @@ impl Engine {
             policy,
             partitions: senders,
             views,
-            reader: Mutex::new(reader),
+            reader: reader::Reader::spawn(reader),
             threads: Mutex::new(threads),
             timers: timers.clone(),
         });
@@ -187,7 +219,9 @@ impl Engine {
     }
 
     fn route(&self, data: &EventData) -> u32 {
-        data.items().first().map_or(0, |i| partition_of(i, self.partitions()))
+        data.items()
+            .first()
+            .map_or(0, |i| partition_of(i, self.partitions()))
     }
 
     /// Submits an event; resolves once it is durable.
@@ -232,8 +266,13 @@ impl Engine {
         ttl_s: u64,
         correlation_id: String,
     ) -> Result<ReservationReply, EngineError> {
-        let partition = lines.first().map_or(0, |l| partition_of(&l.item, self.partitions()));
-        if lines.iter().any(|l| partition_of(&l.item, self.partitions()) != partition) {
+        let partition = lines
+            .first()
+            .map_or(0, |l| partition_of(&l.item, self.partitions()));
+        if lines
+            .iter()
+            .any(|l| partition_of(&l.item, self.partitions()) != partition)
+        {
             return Ok(ReservationReply::Rejected(Rejection::Invalid {
                 field: "lines".into(),
                 reason: "with more than one partition configured, one reservation's items must share a partition; \
@@ -242,32 +281,63 @@ impl Engine {
             }));
         }
         let now = Timestamp::now();
-        let data = EventData::ReservationRequested(ReservationRequested { reservation: id.clone(), channel, lines, ttl_s });
-        self.reservation_command(partition, hub_command(format!("reserve:{id}"), now, correlation_id, data)).await
+        let data = EventData::ReservationRequested(ReservationRequested {
+            reservation: id.clone(),
+            channel,
+            lines,
+            ttl_s,
+        });
+        self.reservation_command(
+            partition,
+            hub_command(format!("reserve:{id}"), now, correlation_id, data),
+        )
+        .await
     }
 
     /// Releases (`commit = false`) or commits a held reservation into an allocation.
-    pub async fn settle(&self, id: String, commit: bool, correlation_id: String) -> Result<ReservationReply, EngineError> {
-        let r = ReservationRef { reservation: id.clone() };
+    pub async fn settle(
+        &self,
+        id: String,
+        commit: bool,
+        correlation_id: String,
+    ) -> Result<ReservationReply, EngineError> {
+        let r = ReservationRef {
+            reservation: id.clone(),
+        };
         let (name, data) = if commit {
             ("commit", EventData::ReservationCommitted(r))
         } else {
             ("release", EventData::ReservationReleased(r))
         };
-        let partition = self.reservation_partition(&id)?;
-        self.reservation_command(partition, hub_command(format!("{name}:{id}"), Timestamp::now(), correlation_id, data))
-            .await
+        let partition = self.reservation_partition(&id).await?;
+        self.reservation_command(
+            partition,
+            hub_command(
+                format!("{name}:{id}"),
+                Timestamp::now(),
+                correlation_id,
+                data,
+            ),
+        )
+        .await
     }
 
-    fn reservation_partition(&self, id: &str) -> Result<u32, EngineError> {
+    async fn reservation_partition(&self, id: &str) -> Result<u32, EngineError> {
         if self.partitions() == 1 {
             return Ok(0);
         }
-        let row = self.reader.lock().expect("reader lock").find_reservation(id).map_err(|e| EngineError::Store(e.to_string()))?;
-        Ok(row.map_or(0, |r| r.partition))
+        let id = id.to_string();
+        let row = self.reader.call(move |s| s.find_reservation(&id)).await?;
+        Ok(row
+            .map_err(|e| EngineError::Store(e.to_string()))?
+            .map_or(0, |r| r.partition))
     }
 
-    async fn reservation_command(&self, partition: u32, mut event: Event) -> Result<ReservationReply, EngineError> {
+    async fn reservation_command(
+        &self,
+        partition: u32,
+        mut event: Event,
+    ) -> Result<ReservationReply, EngineError> {
         event.received_at = Timestamp::now();
         let (tx, rx) = oneshot::channel();
         self.send(partition, Command::Reservation { event, reply: tx })?;
@@ -277,7 +347,13 @@ impl Engine {
     fn fire_timer(&self, mut event: Event) -> bool {
         event.received_at = Timestamp::now();
         let partition = match &event.data {
-            EventData::ReservationExpired(r) => self.reservation_partition(&r.reservation).unwrap_or(0),
+            EventData::ReservationExpired(r) if self.partitions() > 1 => {
+                let id = r.reservation.clone();
+                match self.reader.call_blocking(move |s| s.find_reservation(&id)) {
+                    Ok(Ok(row)) => row.map_or(0, |r| r.partition),
+                    _ => return false,
+                }
+            }
             _ => 0,
         };
         self.send(partition, Command::Timer { event }).is_ok()
@@ -285,14 +361,22 @@ impl Engine {
 
     /// The committed state of an item.
     pub fn item(&self, item: &ItemId) -> Option<(Arc<ItemState>, u64)> {
-        let view = self.views[partition_of(item, self.partitions()) as usize].read().expect("view lock");
+        let view = self.views[partition_of(item, self.partitions()) as usize]
+            .read()
+            .expect("view lock");
         view.items.get(item).map(|s| (s.clone(), view.seq))
     }
 
     /// Channel availability as last computed, and the ledger sequence it was computed at.
     pub fn availability(&self, item: &ItemId, channel: crossdock_ledger::ChanIdx) -> (i64, u64) {
-        let view = self.views[partition_of(item, self.partitions()) as usize].read().expect("view lock");
-        match view.items.get(item).and_then(|s| s.published.get(channel.0 as usize).copied().flatten()) {
+        let view = self.views[partition_of(item, self.partitions()) as usize]
+            .read()
+            .expect("view lock");
+        match view
+            .items
+            .get(item)
+            .and_then(|s| s.published.get(channel.0 as usize).copied().flatten())
+        {
             Some(p) => (p.ats, p.seq),
             None => (0, view.seq),
         }
@@ -300,19 +384,34 @@ impl Engine {
 
     /// Sequence of the last commit of each partition.
     pub fn ledger_seqs(&self) -> Vec<u64> {
-        self.views.iter().map(|v| v.read().expect("view lock").seq).collect()
+        self.views
+            .iter()
+            .map(|v| v.read().expect("view lock").seq)
+            .collect()
     }
 
-    pub fn exceptions(&self, filter: &ExceptionFilter) -> Result<Vec<ExceptionRecord>, StoreError> {
-        self.reader.lock().expect("reader lock").list_exceptions(filter)
+    /// Exception records matching `filter`, and open counts by kind.
+    pub async fn exceptions(
+        &self,
+        filter: ExceptionFilter,
+    ) -> Result<(Vec<ExceptionRecord>, Vec<(ExceptionKind, u64)>), EngineError> {
+        self.reader
+            .call(move |s| {
+                Ok::<_, StoreError>((s.list_exceptions(&filter)?, s.exception_counts()?))
+            })
+            .await?
+            .map_err(|e| EngineError::Store(e.to_string()))
     }
 
-    pub fn exception_counts(&self) -> Result<Vec<(ExceptionKind, u64)>, StoreError> {
-        self.reader.lock().expect("reader lock").exception_counts()
-    }
-
-    pub fn outbox(&self, endpoint: Option<&str>, limit: u32) -> Result<Vec<StoredOutbox>, StoreError> {
-        self.reader.lock().expect("reader lock").outbox(endpoint, limit)
+    pub async fn outbox(
+        &self,
+        endpoint: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<StoredOutbox>, EngineError> {
+        self.reader
+            .call(move |s| s.outbox(endpoint.as_deref(), limit))
+            .await?
+            .map_err(|e| EngineError::Store(e.to_string()))
     }
 
     /// Number of timers waiting.

@@ -1,9 +1,7 @@
 //! Conversion between ledger state and store rows. Locations and channels are stored by name, so
 //! reordering the config never scrambles stored state.
 
-use std::collections::BTreeMap;
-
-use crossdock_ledger::position::TimeRule;
+use crossdock_ledger::position::{CountMark, Delta, TimeRule};
 use crossdock_ledger::state::{Published, SupplyLine, TransferLine};
 use crossdock_ledger::{ItemState, Ledger, Policy, Position, ResStatus, Reservation};
 use crossdock_model::{ChannelId, Envelope, Event, ItemId, LocationId, Lot, Timestamp};
@@ -12,10 +10,58 @@ use crossdock_store::{
 };
 use serde::{Deserialize, Serialize};
 
+/// A position's event-time bookkeeping, compact: it is rewritten on every change.
+#[derive(Serialize, Deserialize, Default)]
+struct RuleRow {
+    /// Latest count: (time µs, tiebreak).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    c: Option<(i64, u64)>,
+    /// Deltas after it: (time µs, qty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    r: Vec<(i64, i64)>,
+    /// Folded up to (time µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    f: Option<i64>,
+}
+
+impl From<&TimeRule> for RuleRow {
+    fn from(t: &TimeRule) -> Self {
+        RuleRow {
+            c: t.count.map(|c| (c.time.as_micros(), c.tiebreak)),
+            r: t.recent
+                .iter()
+                .map(|d| (d.time.as_micros(), d.qty))
+                .collect(),
+            f: t.folded_to.map(Timestamp::as_micros),
+        }
+    }
+}
+
+impl From<RuleRow> for TimeRule {
+    fn from(r: RuleRow) -> Self {
+        TimeRule {
+            count: r.c.map(|(t, tiebreak)| CountMark {
+                time: Timestamp::from_micros(t),
+                tiebreak,
+            }),
+            recent: r
+                .r
+                .into_iter()
+                .map(|(t, qty)| Delta {
+                    time: Timestamp::from_micros(t),
+                    qty,
+                })
+                .collect(),
+            folded_to: r.f.map(Timestamp::from_micros),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Default)]
 struct ItemExtra {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    published: BTreeMap<String, Published>,
+    /// Last published ATS per channel: (channel, ats, ledger seq).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    published: Vec<(String, i64, u64)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     supply: Vec<SupplyJson>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -44,7 +90,12 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-pub fn item_rows(policy: &Policy, partition: u32, id: &ItemId, item: &ItemState) -> (Vec<PositionRow>, ItemStateRow) {
+pub fn item_rows(
+    policy: &Policy,
+    partition: u32,
+    id: &ItemId,
+    item: &ItemState,
+) -> (Vec<PositionRow>, ItemStateRow) {
     let positions = item
         .positions
         .iter()
@@ -66,7 +117,7 @@ pub fn item_rows(policy: &Policy, partition: u32, id: &ItemId, item: &ItemState)
             extra: if p.rule == TimeRule::default() {
                 String::new()
             } else {
-                serde_json::to_string(&p.rule).expect("time rule serializes")
+                serde_json::to_string(&RuleRow::from(&p.rule)).expect("time rule serializes")
             },
             updated_seq: item.last_seq,
         })
@@ -76,7 +127,7 @@ pub fn item_rows(policy: &Policy, partition: u32, id: &ItemId, item: &ItemState)
             .published
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.map(|p| (policy.channels[i].id.to_string(), p)))
+            .filter_map(|(i, p)| p.map(|p| (policy.channels[i].id.to_string(), p.ats, p.seq)))
             .collect(),
         supply: item
             .supply
@@ -126,7 +177,8 @@ pub fn reservation_from_row(row: &ReservationRow) -> Result<Reservation, StoreEr
     Ok(Reservation {
         id: row.id.clone(),
         channel: ChannelId::new(&row.channel).map_err(corrupt)?,
-        status: ResStatus::parse(&row.status).ok_or_else(|| corrupt(format!("reservation status {:?}", row.status)))?,
+        status: ResStatus::parse(&row.status)
+            .ok_or_else(|| corrupt(format!("reservation status {:?}", row.status)))?,
         lines: serde_json::from_str(&row.lines).map_err(corrupt)?,
         request_hash: row.request_hash,
         expires_at: Timestamp::from_micros(row.expires_at_us),
@@ -147,18 +199,23 @@ pub fn event_row(partition: u32, seq: u64, ev: &Event, status: EventStatus) -> E
         correlation_id: ev.correlation_id.clone(),
         payload_hash: ev.payload_hash(),
         status,
-        envelope: serde_json::to_string(&ev.to_envelope()).expect("envelope serializes"),
+        envelope: ev.envelope_json(),
     }
 }
 
 pub fn event_from_row(row: &EventRow) -> Result<Event, StoreError> {
     let env: Envelope = serde_json::from_str(&row.envelope).map_err(corrupt)?;
-    Event::from_envelope(&env, Timestamp::from_micros(row.received_at_us), || row.correlation_id.clone())
-        .map_err(|e| corrupt(format!("logged event {}/{}: {e}", row.source, row.id)))
+    Event::from_envelope(&env, Timestamp::from_micros(row.received_at_us), || {
+        row.correlation_id.clone()
+    })
+    .map_err(|e| corrupt(format!("logged event {}/{}: {e}", row.source, row.id)))
 }
 
 /// Rebuilds a partition's ledger from its snapshot.
-pub fn ledger_from_snapshot(policy: &Policy, snap: &PartitionSnapshot) -> Result<Ledger, StoreError> {
+pub fn ledger_from_snapshot(
+    policy: &Policy,
+    snap: &PartitionSnapshot,
+) -> Result<Ledger, StoreError> {
     let mut items: std::collections::HashMap<ItemId, ItemState> = std::collections::HashMap::new();
     for row in &snap.positions {
         let id = ItemId::new(&row.item).map_err(corrupt)?;
@@ -168,7 +225,11 @@ pub fn ledger_from_snapshot(policy: &Policy, snap: &PartitionSnapshot) -> Result
                 "stored stock at location {location} which the config no longer has; add it back to [[locations]]"
             )));
         };
-        let lot = if row.lot.is_empty() { None } else { Some(Lot::new(&row.lot).map_err(corrupt)?) };
+        let lot = if row.lot.is_empty() {
+            None
+        } else {
+            Some(Lot::new(&row.lot).map_err(corrupt)?)
+        };
         let mut p = Position::new(loc, lot);
         p.b.on_hand = row.on_hand;
         p.b.quarantined = row.quarantined;
@@ -181,7 +242,9 @@ pub fn ledger_from_snapshot(policy: &Policy, snap: &PartitionSnapshot) -> Result
         p.b.incoming = row.incoming;
         p.b.safety_stock = row.safety_stock;
         if !row.extra.is_empty() {
-            p.rule = serde_json::from_str(&row.extra).map_err(corrupt)?;
+            p.rule = serde_json::from_str::<RuleRow>(&row.extra)
+                .map_err(corrupt)?
+                .into();
         }
         items.entry(id).or_default().positions.push(p);
     }
@@ -190,16 +253,21 @@ pub fn ledger_from_snapshot(policy: &Policy, snap: &PartitionSnapshot) -> Result
         let extra: ItemExtra = serde_json::from_str(&row.state).map_err(corrupt)?;
         let item = items.entry(id).or_default();
         item.published = vec![None; policy.channels.len()];
-        for (name, p) in extra.published {
+        for (name, ats, seq) in extra.published {
             // A channel removed from the config simply stops being tracked.
             if let Some(c) = ChannelId::new(&name).ok().and_then(|c| policy.channel(&c)) {
-                item.published[c.0 as usize] = Some(p);
+                item.published[c.0 as usize] = Some(Published { ats, seq });
             }
         }
         let loc = |name: &str| {
-            LocationId::new(name).ok().and_then(|l| policy.location(&l)).ok_or_else(|| {
-                StoreError::Config(format!("stored state names location {name} which the config no longer has"))
-            })
+            LocationId::new(name)
+                .ok()
+                .and_then(|l| policy.location(&l))
+                .ok_or_else(|| {
+                    StoreError::Config(format!(
+                        "stored state names location {name} which the config no longer has"
+                    ))
+                })
         };
         for s in extra.supply {
             item.supply.push(SupplyLine {
@@ -210,7 +278,11 @@ pub fn ledger_from_snapshot(policy: &Policy, snap: &PartitionSnapshot) -> Result
             });
         }
         for t in extra.transfers {
-            item.transfers.push(TransferLine { transfer: t.transfer, to: loc(&t.to)?, open: t.open });
+            item.transfers.push(TransferLine {
+                transfer: t.transfer,
+                to: loc(&t.to)?,
+                open: t.open,
+            });
         }
         item.oversell_hold = extra.oversell_hold;
         item.last_seq = extra.last_seq;
@@ -218,14 +290,18 @@ pub fn ledger_from_snapshot(policy: &Policy, snap: &PartitionSnapshot) -> Result
     let mut ledger = Ledger::new();
     ledger.seq = snap.last_seq;
     for (id, mut item) in items {
-        item.positions.sort_by(|a, b| (a.location, &a.lot).cmp(&(b.location, &b.lot)));
+        item.positions
+            .sort_by(|a, b| (a.location, &a.lot).cmp(&(b.location, &b.lot)));
         ledger.insert_item(id, item);
     }
     for row in &snap.reservations {
         ledger.insert_reservation(reservation_from_row(row)?);
     }
     for row in &snap.source_seqs {
-        ledger.restore_source(crossdock_model::SourceId::new(&row.source).map_err(corrupt)?, row.next_expected);
+        ledger.restore_source(
+            crossdock_model::SourceId::new(&row.source).map_err(corrupt)?,
+            row.next_expected,
+        );
     }
     for row in &snap.held_events {
         ledger.restore_held(row.seq, event_from_row(row)?);

@@ -70,13 +70,18 @@ impl TimerHandle {
                         w = cv.wait(w).expect("timer lock");
                         continue;
                     };
-                    let live = w.live.get(&id).filter(|(d, _)| *d == due).map(|(_, e)| e.clone());
+                    let live = w
+                        .live
+                        .get(&id)
+                        .filter(|(d, _)| *d == due)
+                        .map(|(_, e)| e.clone());
                     let Some(command) = live else {
                         w.heap.pop();
                         continue;
                     };
                     if due > now {
-                        let wait = Duration::from_micros((due.as_micros() - now.as_micros()) as u64);
+                        let wait =
+                            Duration::from_micros((due.as_micros() - now.as_micros()) as u64);
                         w = cv.wait_timeout(w, wait).expect("timer lock").0;
                         continue;
                     }
@@ -86,13 +91,16 @@ impl TimerHandle {
                     w = lock.lock().expect("timer lock");
                     if queued {
                         // Stays live until its commit cancels it; re-armed in case the commit fails.
-                        let retry = Timestamp::from_micros(Timestamp::now().as_micros() + 5_000_000);
+                        let retry =
+                            Timestamp::from_micros(Timestamp::now().as_micros() + 5_000_000);
                         if w.live.contains_key(&id) {
                             w.live.insert(id.clone(), (retry, command));
                             w.heap.push(Reverse((retry, id)));
                         }
                     } else {
-                        let retry = Timestamp::from_micros(now.as_micros() + RETRY_AFTER.as_micros() as i64);
+                        let retry = Timestamp::from_micros(
+                            now.as_micros() + RETRY_AFTER.as_micros() as i64,
+                        );
                         w.heap.push(Reverse((retry, id.clone())));
                         w.live.insert(id, (retry, command));
                     }

@@ -1,23 +1,29 @@
 //! The writer of one partition: drain the queue, apply, group-commit, answer, publish.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::mpsc::Receiver;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use crossdock_ledger::reservation::request_hash;
 use crossdock_ledger::state::channel_name;
 use crossdock_ledger::{Effects, Ledger, Outcome, Policy, Rejection};
-use crossdock_model::{EventData, ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
 use crossdock_model::{Envelope, Event};
+use crossdock_model::{EventData, ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
 use crossdock_store::{
-    CommitBatch, EventStatus, ExceptionStatusChange, OutboxRow, SourceSeqRow, Store, StoreError, TimerRow,
+    CommitBatch, EventRow, EventStatus, ExceptionStatusChange, OutboxRow, ReservationRow,
+    SourceSeqRow, Store, StoreError, TimerRow,
 };
-use tokio::sync::oneshot;
 use tracing::{error, warn};
 
-use crate::persist::{event_row, item_rows, ledger_from_snapshot, reservation_from_row, reservation_row};
+use crate::committer::{Committer, Pending, ToCommitter, Work};
+
+use crate::persist::{
+    event_row, item_rows, ledger_from_snapshot, reservation_from_row, reservation_row,
+};
 use crate::timers::TimerHandle;
-use crate::{Command, EngineError, EventReply, ReservationReply, View};
+use crate::{Command, EventReply, ReservationReply, View};
 
 pub(crate) struct Writer {
     partition: u32,
@@ -29,17 +35,23 @@ pub(crate) struct Writer {
     view: Arc<RwLock<View>>,
     timers: TimerHandle,
     batch_max: usize,
+    /// Batches handed to the committer that may not be durable yet, newest last: what they
+    /// logged and which reservations they settled, so repeats are recognised before the store has them.
+    recent: VecDeque<Recent>,
+    poisoned: Arc<AtomicBool>,
 }
 
-enum Pending {
-    Event(oneshot::Sender<Result<EventReply, EngineError>>, EventReply),
-    Reservation(oneshot::Sender<Result<ReservationReply, EngineError>>, ReservationReply),
-    Unit(oneshot::Sender<Result<(), EngineError>>),
-    None,
+/// Most batches that can be in the pipeline behind the one being applied: one committing, one queued.
+const IN_FLIGHT_MAX: usize = 2;
+
+#[derive(Default)]
+struct Recent {
+    events: HashMap<u64, Vec<EventRow>>,
+    reservations: HashMap<String, ReservationRow>,
 }
 
-/// What the batch logged so far under each key, to answer repeats inside one batch.
-type BatchKeys = HashMap<(String, String), usize>;
+/// Events the batch logged so far by key fingerprint, to answer repeats inside one batch.
+type BatchKeys = HashMap<u64, Vec<usize>>;
 
 impl Writer {
     pub fn load(
@@ -56,27 +68,72 @@ impl Writer {
         for t in &snapshot.timers {
             let env: Envelope = serde_json::from_str(&t.command)
                 .map_err(|e| StoreError::Corrupt(format!("timer {}: {e}", t.id)))?;
-            let command = Event::from_envelope(&env, Timestamp::from_micros(t.due_at_us), || t.id.clone())
-                .map_err(|e| StoreError::Corrupt(format!("timer {}: {e}", t.id)))?;
+            let command =
+                Event::from_envelope(&env, Timestamp::from_micros(t.due_at_us), || t.id.clone())
+                    .map_err(|e| StoreError::Corrupt(format!("timer {}: {e}", t.id)))?;
             timers.set(t.id.clone(), Timestamp::from_micros(t.due_at_us), command);
         }
-        let mut writer = Writer { partition, store, policy, ledger, keys, view, timers, batch_max };
+        let mut writer = Writer {
+            partition,
+            store,
+            policy,
+            ledger,
+            keys,
+            view,
+            timers,
+            batch_max,
+            recent: VecDeque::new(),
+            poisoned: Arc::new(AtomicBool::new(false)),
+        };
         writer.publish_all();
         Ok(writer)
     }
 
     fn publish_all(&mut self) {
         let mut view = self.view.write().expect("view lock");
-        view.items = self.ledger.items().map(|(id, s)| (id.clone(), s.clone())).collect();
+        view.items = self
+            .ledger
+            .items()
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect();
         view.seq = self.ledger.seq;
     }
 
-    pub fn run(mut self, rx: Receiver<Command>) {
+    /// Runs the writer and its committer (on a second thread with its own store connection).
+    pub fn run(mut self, rx: Receiver<Command>, committer_store: Box<dyn Store>) {
+        let (to_committer, committer_rx) = std::sync::mpsc::sync_channel(IN_FLIGHT_MAX - 1);
+        let committer = Committer {
+            partition: self.partition,
+            store: committer_store,
+            view: self.view.clone(),
+            timers: self.timers.clone(),
+            poisoned: self.poisoned.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("committer-{}", self.partition))
+            .spawn(move || committer.run(committer_rx))
+            .expect("spawn committer thread");
+        self.pipeline(rx, &to_committer);
+        drop(to_committer);
+        let _ = handle.join();
+    }
+
+    fn pipeline(&mut self, rx: Receiver<Command>, to_committer: &SyncSender<ToCommitter>) {
         let mut cmds = Vec::with_capacity(self.batch_max);
         loop {
             match rx.recv() {
                 Ok(c) => cmds.push(c),
                 Err(_) => return,
+            }
+            if self.poisoned.load(Ordering::Acquire) {
+                // Drain the pipeline, then start again from what the store has.
+                let (done, wait) = std::sync::mpsc::channel();
+                if to_committer.send(ToCommitter::Barrier(done)).is_err() || wait.recv().is_err() {
+                    return;
+                }
+                self.reload();
+                self.recent.clear();
+                self.poisoned.store(false, Ordering::Release);
             }
             while cmds.len() < self.batch_max {
                 match rx.try_recv() {
@@ -85,30 +142,43 @@ impl Writer {
                 }
             }
             let stop = cmds.iter().any(|c| matches!(c, Command::Stop));
-            self.process(std::mem::take(&mut cmds));
+            let work = self.process(std::mem::take(&mut cmds));
+            if to_committer
+                .send(ToCommitter::Work(Box::new(work)))
+                .is_err()
+            {
+                return;
+            }
             if stop {
                 return;
             }
         }
     }
 
-    fn process(&mut self, cmds: Vec<Command>) {
+    /// Applies a batch and turns it into work for the committer.
+    fn process(&mut self, cmds: Vec<Command>) -> Work {
+        let started_at = Instant::now();
         let mut fx = Effects::default();
-        let mut batch = CommitBatch { partition: self.partition, ..Default::default() };
+        let mut batch = CommitBatch {
+            partition: self.partition,
+            ..Default::default()
+        };
         let mut batch_keys = BatchKeys::new();
         let mut pending = Vec::with_capacity(cmds.len());
         for cmd in cmds {
             let p = match cmd {
-                Command::Event { event, reply } => {
-                    Pending::Event(reply, self.apply_event(&event, &mut fx, &mut batch, &mut batch_keys))
-                }
+                Command::Event { event, reply } => Pending::Event(
+                    reply,
+                    self.apply_event(&event, &mut fx, &mut batch, &mut batch_keys),
+                ),
                 Command::Timer { event } => {
                     self.apply_event(&event, &mut fx, &mut batch, &mut batch_keys);
                     Pending::None
                 }
-                Command::Reservation { event, reply } => {
-                    Pending::Reservation(reply, self.apply_reservation(&event, &mut fx, &mut batch, &mut batch_keys))
-                }
+                Command::Reservation { event, reply } => Pending::Reservation(
+                    reply,
+                    self.apply_reservation(&event, &mut fx, &mut batch, &mut batch_keys),
+                ),
                 Command::Exception { record, reply } => {
                     batch.exceptions.push(record);
                     Pending::Unit(reply)
@@ -119,49 +189,37 @@ impl Writer {
         }
         self.ledger.finish_batch(&self.policy, &mut fx);
         self.collect(&fx, &mut batch);
-        if !batch.is_empty()
-            && let Err(e) = self.store.commit(&batch)
-        {
-            error!(partition = self.partition, error = %e, "commit failed; answering the batch with errors and reloading");
-            let err = EngineError::Store(e.to_string());
-            for p in pending {
-                match p {
-                    Pending::Event(tx, _) => drop(tx.send(Err(err.clone()))),
-                    Pending::Reservation(tx, _) => drop(tx.send(Err(err.clone()))),
-                    Pending::Unit(tx) => drop(tx.send(Err(err.clone()))),
-                    Pending::None => {}
-                }
-            }
-            self.reload();
-            return;
-        }
+        let mut recent = Recent::default();
         for row in &batch.events {
-            self.keys.insert(crossdock_model::event::key_hash(&row.source, &row.id));
+            let fingerprint = crossdock_model::event::key_hash(&row.source, &row.id);
+            self.keys.insert(fingerprint);
+            recent
+                .events
+                .entry(fingerprint)
+                .or_default()
+                .push(row.clone());
         }
-        {
-            let mut view = self.view.write().expect("view lock");
-            for id in &fx.touched_items {
-                if let Some(state) = self.ledger.item(id) {
-                    view.items.insert(id.clone(), state.clone());
-                }
-            }
-            view.seq = self.ledger.seq;
+        for r in &batch.reservations {
+            recent.reservations.insert(r.id.clone(), r.clone());
         }
-        for t in &fx.timers_done {
-            self.timers.cancel(t);
+        if self.recent.len() == IN_FLIGHT_MAX {
+            self.recent.pop_front();
         }
-        for t in fx.timers_set {
-            if !fx.timers_done.contains(&t.id) {
-                self.timers.set(t.id, t.due_at, t.command);
-            }
-        }
-        for p in pending {
-            match p {
-                Pending::Event(tx, r) => drop(tx.send(Ok(r))),
-                Pending::Reservation(tx, r) => drop(tx.send(Ok(r))),
-                Pending::Unit(tx) => drop(tx.send(Ok(()))),
-                Pending::None => {}
-            }
+        self.recent.push_back(recent);
+        let publish = fx
+            .touched_items
+            .iter()
+            .filter_map(|id| self.ledger.item(id).map(|s| (id.clone(), s.clone())))
+            .collect();
+        Work {
+            batch,
+            pending,
+            publish,
+            seq: self.ledger.seq,
+            timers_set: fx.timers_set,
+            timers_done: fx.timers_done,
+            applied_at: Instant::now(),
+            started_at,
         }
     }
 
@@ -188,20 +246,39 @@ impl Writer {
     }
 
     /// The idempotency check: `Some(reply)` when `(source, id)` was seen before.
-    fn seen(&mut self, event: &Event, batch: &mut CommitBatch, batch_keys: &BatchKeys) -> Option<EventReply> {
-        let key = (event.source.to_string(), event.id.clone());
-        let earlier: Option<(EventStatus, u64, u64)> = match batch_keys.get(&key) {
-            Some(&i) => {
-                let row = &batch.events[i];
-                Some((row.status, row.seq, row.payload_hash))
-            }
-            None if self.keys.contains(&event.key_hash()) => match self.store.find_event(&key.0, &key.1) {
-                Ok(found) => found.map(|row| (row.status, row.seq, row.payload_hash)),
-                Err(e) => {
-                    warn!(error = %e, "idempotency lookup failed");
-                    return Some(EventReply::Rejected(format!("idempotency lookup failed: {e}")));
+    fn seen(
+        &mut self,
+        event: &Event,
+        batch: &mut CommitBatch,
+        batch_keys: &BatchKeys,
+    ) -> Option<EventReply> {
+        let fingerprint = event.key_hash();
+        let in_batch = batch_keys.get(&fingerprint).and_then(|rows| {
+            rows.iter()
+                .map(|&i| &batch.events[i])
+                .find(|row| row.id == event.id && row.source == event.source.as_str())
+        });
+        let in_flight = || {
+            self.recent.iter().rev().find_map(|r| {
+                r.events
+                    .get(&fingerprint)?
+                    .iter()
+                    .find(|row| row.id == event.id && row.source == event.source.as_str())
+            })
+        };
+        let earlier: Option<(EventStatus, u64, u64)> = match in_batch.or_else(in_flight) {
+            Some(row) => Some((row.status, row.seq, row.payload_hash)),
+            None if self.keys.contains(&fingerprint) => {
+                match self.store.find_event(event.source.as_str(), &event.id) {
+                    Ok(found) => found.map(|row| (row.status, row.seq, row.payload_hash)),
+                    Err(e) => {
+                        warn!(error = %e, "idempotency lookup failed");
+                        return Some(EventReply::Rejected(format!(
+                            "idempotency lookup failed: {e}"
+                        )));
+                    }
                 }
-            },
+            }
             None => None,
         };
         let (status, seq, hash) = earlier?;
@@ -210,7 +287,12 @@ impl Writer {
         }
         let record = ExceptionRecord::open(
             ExceptionKind::DuplicateConflict,
-            &format!("conflict:{}/{}:{:x}", event.source, event.id, event.payload_hash()),
+            &format!(
+                "conflict:{}/{}:{:x}",
+                event.source,
+                event.id,
+                event.payload_hash()
+            ),
             format!("event:{}/{}", event.source, event.id),
             Some(event.correlation_id.clone()),
             format!(
@@ -226,9 +308,20 @@ impl Writer {
         Some(EventReply::Conflict { seq, exception_id })
     }
 
-    fn log(&self, event: &Event, status: EventStatus, batch: &mut CommitBatch, batch_keys: &mut BatchKeys) {
-        batch_keys.insert((event.source.to_string(), event.id.clone()), batch.events.len());
-        batch.events.push(event_row(self.partition, self.ledger.seq, event, status));
+    fn log(
+        &self,
+        event: &Event,
+        status: EventStatus,
+        batch: &mut CommitBatch,
+        batch_keys: &mut BatchKeys,
+    ) {
+        batch_keys
+            .entry(event.key_hash())
+            .or_default()
+            .push(batch.events.len());
+        batch
+            .events
+            .push(event_row(self.partition, self.ledger.seq, event, status));
     }
 
     fn apply_event(
@@ -244,7 +337,11 @@ impl Writer {
         match self.ledger.apply(&self.policy, event, fx) {
             Outcome::Applied => {
                 self.log(event, EventStatus::Applied, batch, batch_keys);
-                EventReply::Recorded { status: EventStatus::Applied, seq: self.ledger.seq, exception: None }
+                EventReply::Recorded {
+                    status: EventStatus::Applied,
+                    seq: self.ledger.seq,
+                    exception: None,
+                }
             }
             Outcome::Quarantined { kind, reason } => {
                 self.log(event, EventStatus::Quarantined, batch, batch_keys);
@@ -256,14 +353,24 @@ impl Writer {
             }
             Outcome::Held => {
                 self.log(event, EventStatus::Held, batch, batch_keys);
-                EventReply::Recorded { status: EventStatus::Held, seq: self.ledger.seq, exception: None }
+                EventReply::Recorded {
+                    status: EventStatus::Held,
+                    seq: self.ledger.seq,
+                    exception: None,
+                }
             }
             // A timer's expiry settles a reservation like any hub command.
             Outcome::Reservation { repeat: false, .. } => {
                 self.log(event, EventStatus::Applied, batch, batch_keys);
-                EventReply::Recorded { status: EventStatus::Applied, seq: self.ledger.seq, exception: None }
+                EventReply::Recorded {
+                    status: EventStatus::Applied,
+                    seq: self.ledger.seq,
+                    exception: None,
+                }
             }
-            Outcome::Reservation { repeat: true, .. } => EventReply::Rejected("already settled".into()),
+            Outcome::Reservation { repeat: true, .. } => {
+                EventReply::Rejected("already settled".into())
+            }
             Outcome::Insufficient(_) => EventReply::Rejected("insufficient stock".into()),
             Outcome::Rejected(r) => EventReply::Rejected(rejection_text(&r)),
             Outcome::Noop => EventReply::Rejected("nothing to do".into()),
@@ -285,11 +392,19 @@ impl Writer {
             self.log(event, EventStatus::Applied, batch, batch_keys);
         }
         match outcome {
-            Outcome::Reservation { view, repeat } => ReservationReply::Done { reservation: view, repeat },
+            Outcome::Reservation { view, repeat } => ReservationReply::Done {
+                reservation: view,
+                repeat,
+            },
             Outcome::Insufficient(s) => ReservationReply::Insufficient(s),
             Outcome::Rejected(r) => ReservationReply::Rejected(r),
-            Outcome::Quarantined { reason, .. } => ReservationReply::Rejected(Rejection::Invalid { field: "id".into(), reason }),
-            other => ReservationReply::Rejected(Rejection::InvalidState(format!("unexpected outcome {other:?}"))),
+            Outcome::Quarantined { reason, .. } => ReservationReply::Rejected(Rejection::Invalid {
+                field: "id".into(),
+                reason,
+            }),
+            other => ReservationReply::Rejected(Rejection::InvalidState(format!(
+                "unexpected outcome {other:?}"
+            ))),
         }
     }
 
@@ -304,23 +419,45 @@ impl Writer {
         if self.ledger.reservation(id).is_some() {
             return None;
         }
-        let row = match self.store.find_reservation(id) {
-            Ok(Some(row)) => row,
-            Ok(None) => return None,
-            Err(e) => return Some(ReservationReply::Rejected(Rejection::InvalidState(format!("lookup failed: {e}")))),
-        };
+        let in_flight = self
+            .recent
+            .iter()
+            .rev()
+            .find_map(|r| r.reservations.get(id).cloned());
+        let row =
+            match in_flight.map_or_else(|| self.store.find_reservation(id), |row| Ok(Some(row))) {
+                Ok(Some(row)) => row,
+                Ok(None) => return None,
+                Err(e) => {
+                    return Some(ReservationReply::Rejected(Rejection::InvalidState(
+                        format!("lookup failed: {e}"),
+                    )));
+                }
+            };
         let stored = match reservation_from_row(&row) {
             Ok(r) => r,
-            Err(e) => return Some(ReservationReply::Rejected(Rejection::InvalidState(e.to_string()))),
+            Err(e) => {
+                return Some(ReservationReply::Rejected(Rejection::InvalidState(
+                    e.to_string(),
+                )));
+            }
         };
         Some(match (&event.data, target) {
             (EventData::ReservationRequested(r), _) if request_hash(r) == stored.request_hash => {
-                ReservationReply::Done { reservation: stored, repeat: true }
+                ReservationReply::Done {
+                    reservation: stored,
+                    repeat: true,
+                }
             }
-            (EventData::ReservationRequested(_), _) => ReservationReply::Rejected(Rejection::Conflict(format!(
-                "reservation {id} already exists with other lines or channel"
-            ))),
-            (_, Some(t)) if t == row.status => ReservationReply::Done { reservation: stored, repeat: true },
+            (EventData::ReservationRequested(_), _) => {
+                ReservationReply::Rejected(Rejection::Conflict(format!(
+                    "reservation {id} already exists with other lines or channel"
+                )))
+            }
+            (_, Some(t)) if t == row.status => ReservationReply::Done {
+                reservation: stored,
+                repeat: true,
+            },
             (_, Some(t)) => ReservationReply::Rejected(Rejection::InvalidState(format!(
                 "reservation {id} is {}, it cannot become {t}",
                 row.status
@@ -339,40 +476,52 @@ impl Writer {
                 batch.items.push(item);
             }
         }
-        batch.reservations.extend(fx.reservations.iter().map(|r| reservation_row(p, r)));
+        batch
+            .reservations
+            .extend(fx.reservations.iter().map(|r| reservation_row(p, r)));
         for s in &fx.touched_sources {
             if let Some(state) = self.ledger.source_seq(s) {
-                batch.source_seqs.push(SourceSeqRow { partition: p, source: s.to_string(), next_expected: state.next });
+                batch.source_seqs.push(SourceSeqRow {
+                    partition: p,
+                    source: s.to_string(),
+                    next_expected: state.next,
+                });
             }
         }
         let now = fx.now.max(Timestamp::now()).as_micros();
         for c in &fx.ats_changes {
             let channel = channel_name(&self.policy, c.channel);
-            let payload = serde_json::json!({
-                "item": c.item,
-                "channel": channel,
-                "available": c.ats,
-                "previous": c.previous,
-                "ledger_seq": c.seq,
-            });
+            let payload = AvailabilityMessage {
+                item: c.item.as_str(),
+                channel: channel.as_str(),
+                available: c.ats,
+                previous: c.previous,
+                ledger_seq: c.seq,
+            };
             batch.outbox.push(OutboxRow {
                 partition: p,
                 endpoint: channel.to_string(),
                 key: c.item.to_string(),
                 ledger_seq: c.seq,
                 priority: c.priority,
-                payload: payload.to_string(),
+                payload: serde_json::to_string(&payload).expect("message serializes"),
                 created_at_us: now,
             });
         }
         batch.exceptions.extend(fx.exceptions.iter().cloned());
-        batch.exception_status.extend(fx.exceptions_resolved.iter().map(|(id, at, note)| ExceptionStatusChange {
-            id: id.clone(),
-            status: ExceptionStatus::Resolved,
-            at_us: at.as_micros(),
-            actor: "ledger".into(),
-            note: note.clone(),
-        }));
+        batch
+            .exception_status
+            .extend(
+                fx.exceptions_resolved
+                    .iter()
+                    .map(|(id, at, note)| ExceptionStatusChange {
+                        id: id.clone(),
+                        status: ExceptionStatus::Resolved,
+                        at_us: at.as_micros(),
+                        actor: "ledger".into(),
+                        note: note.clone(),
+                    }),
+            );
         for t in &fx.timers_set {
             if fx.timers_done.contains(&t.id) {
                 continue;
@@ -381,15 +530,35 @@ impl Writer {
                 partition: p,
                 id: t.id.clone(),
                 due_at_us: t.due_at.as_micros(),
-                command: serde_json::to_string(&t.command.to_envelope()).expect("envelope serializes"),
+                command: t.command.envelope_json(),
             });
         }
         batch.timers_done.extend(fx.timers_done.iter().cloned());
-        batch.event_status.extend(fx.released.iter().map(|&(seq, applied)| {
-            (p, seq, if applied { EventStatus::Applied } else { EventStatus::Quarantined })
-        }));
+        batch
+            .event_status
+            .extend(fx.released.iter().map(|&(seq, applied)| {
+                (
+                    p,
+                    seq,
+                    if applied {
+                        EventStatus::Applied
+                    } else {
+                        EventStatus::Quarantined
+                    },
+                )
+            }));
         batch.last_seq = self.ledger.seq;
     }
+}
+
+/// The outbox payload of a channel availability change ("latest value" per endpoint and item).
+#[derive(serde::Serialize)]
+struct AvailabilityMessage<'a> {
+    item: &'a str,
+    channel: &'a str,
+    available: i64,
+    previous: Option<i64>,
+    ledger_seq: u64,
 }
 
 fn rejection_text(r: &Rejection) -> String {

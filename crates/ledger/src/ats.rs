@@ -93,18 +93,45 @@ mod tests {
     fn policy_applies_in_order() {
         let it = item(&[(0, 60, 0), (1, 45, 5), (2, 1000, 0)]);
         let now = Timestamp::from_micros(0);
-        assert_eq!(channel_ats(&it, &chan(), now), 100, "location 2 is not eligible");
-        let c = ChannelPolicy { buffer: Buffer::Percent(10), ..chan() };
+        assert_eq!(
+            channel_ats(&it, &chan(), now),
+            100,
+            "location 2 is not eligible"
+        );
+        let c = ChannelPolicy {
+            buffer: Buffer::Percent(10),
+            ..chan()
+        };
         assert_eq!(channel_ats(&it, &c, now), 90);
-        let c = ChannelPolicy { buffer: Buffer::Percent(15), share_pct: 50, ..chan() };
-        assert_eq!(channel_ats(&it, &c, now), 42, "100 - 15 = 85, half rounds down");
-        let c = ChannelPolicy { max: Some(30), ..chan() };
+        let c = ChannelPolicy {
+            buffer: Buffer::Percent(15),
+            share_pct: 50,
+            ..chan()
+        };
+        assert_eq!(
+            channel_ats(&it, &c, now),
+            42,
+            "100 - 15 = 85, half rounds down"
+        );
+        let c = ChannelPolicy {
+            max: Some(30),
+            ..chan()
+        };
         assert_eq!(channel_ats(&it, &c, now), 30);
-        let c = ChannelPolicy { min_publish: 101, ..chan() };
+        let c = ChannelPolicy {
+            min_publish: 101,
+            ..chan()
+        };
         assert_eq!(channel_ats(&it, &c, now), 0);
-        let c = ChannelPolicy { counts_soft_reservations: false, ..chan() };
+        let c = ChannelPolicy {
+            counts_soft_reservations: false,
+            ..chan()
+        };
         assert_eq!(channel_ats(&it, &c, now), 105);
-        let c = ChannelPolicy { buffer: Buffer::Units(500), ..chan() };
+        let c = ChannelPolicy {
+            buffer: Buffer::Units(500),
+            ..chan()
+        };
         assert_eq!(channel_ats(&it, &c, now), 0);
     }
 
@@ -126,9 +153,15 @@ mod tests {
             open: 7,
             expected_at: Timestamp::from_micros(2 * day),
         });
-        let c = ChannelPolicy { incoming_horizon_s: Some(3 * 86_400), ..chan() };
+        let c = ChannelPolicy {
+            incoming_horizon_s: Some(3 * 86_400),
+            ..chan()
+        };
         assert_eq!(channel_ats(&it, &c, Timestamp::from_micros(0)), 12);
-        let c = ChannelPolicy { incoming_horizon_s: Some(86_400), ..chan() };
+        let c = ChannelPolicy {
+            incoming_horizon_s: Some(86_400),
+            ..chan()
+        };
         assert_eq!(channel_ats(&it, &c, Timestamp::from_micros(0)), 5);
     }
 

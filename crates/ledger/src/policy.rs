@@ -111,10 +111,16 @@ impl Policy {
     ) -> Self {
         assert!(locations.len() < u16::MAX as usize, "too many locations");
         assert!(channels.len() < u16::MAX as usize, "too many channels");
-        let location_index =
-            locations.iter().enumerate().map(|(i, l)| (l.clone(), LocIdx(i as u16))).collect();
-        let channel_index =
-            channels.iter().enumerate().map(|(i, c)| (c.id.clone(), ChanIdx(i as u16))).collect();
+        let location_index = locations
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), LocIdx(i as u16)))
+            .collect();
+        let channel_index = channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), ChanIdx(i as u16)))
+            .collect();
         Policy {
             items,
             locations,
@@ -152,7 +158,9 @@ impl Policy {
         if source.as_str() == IMPORT_SOURCE {
             return ty.starts_with("inventory.") || ty.starts_with("supply.");
         }
-        self.sources.get(source).is_some_and(|s| s.rules.iter().any(|r| r.allows(ty, loc)))
+        self.sources
+            .get(source)
+            .is_some_and(|s| s.rules.iter().any(|r| r.allows(ty, loc)))
     }
 
     pub fn is_sequenced(&self, source: &SourceId) -> bool {

@@ -88,7 +88,12 @@ pub enum TimeEffect {
 
 impl Position {
     pub fn new(location: LocIdx, lot: Option<Lot>) -> Self {
-        Position { location, lot, b: Buckets::default(), rule: TimeRule::default() }
+        Position {
+            location,
+            lot,
+            b: Buckets::default(),
+            rule: TimeRule::default(),
+        }
     }
 
     /// Applies an on_hand delta that happened at `time`, unless the latest count includes it.
@@ -104,7 +109,11 @@ impl Position {
         recent.insert(at, Delta { time, qty });
         if recent.len() > RECENT_DELTAS_MAX {
             let dropped = recent.remove(0);
-            self.rule.folded_to = Some(self.rule.folded_to.map_or(dropped.time, |f| f.max(dropped.time)));
+            self.rule.folded_to = Some(
+                self.rule
+                    .folded_to
+                    .map_or(dropped.time, |f| f.max(dropped.time)),
+            );
         }
         TimeEffect::Applied
     }
@@ -121,7 +130,13 @@ impl Position {
         {
             return TimeEffect::BeyondWindow;
         }
-        let later: i64 = self.rule.recent.iter().filter(|d| d.time > mark.time).map(|d| d.qty).sum();
+        let later: i64 = self
+            .rule
+            .recent
+            .iter()
+            .filter(|d| d.time > mark.time)
+            .map(|d| d.qty)
+            .sum();
         self.rule.recent.retain(|d| d.time > mark.time);
         self.rule.count = Some(mark);
         self.rule.folded_to = None;
@@ -161,16 +176,43 @@ mod tests {
     fn late_delta_is_absorbed_by_count_and_late_count_keeps_later_deltas() {
         let mut p = Position::new(LocIdx(0), None);
         assert_eq!(p.on_hand_delta(t(10), 5), TimeEffect::Applied);
-        assert_eq!(p.count(CountMark { time: t(20), tiebreak: 1 }, 100), TimeEffect::Applied);
+        assert_eq!(
+            p.count(
+                CountMark {
+                    time: t(20),
+                    tiebreak: 1
+                },
+                100
+            ),
+            TimeEffect::Applied
+        );
         assert_eq!(p.b.on_hand, 100);
         assert_eq!(p.on_hand_delta(t(15), 7), TimeEffect::AbsorbedByCount);
         assert_eq!(p.on_hand_delta(t(20), 7), TimeEffect::AbsorbedByCount);
         assert_eq!(p.on_hand_delta(t(30), -4), TimeEffect::Applied);
         assert_eq!(p.b.on_hand, 96);
         // A count between the first count and the later delta: the later delta stays on top.
-        assert_eq!(p.count(CountMark { time: t(25), tiebreak: 1 }, 50), TimeEffect::Applied);
+        assert_eq!(
+            p.count(
+                CountMark {
+                    time: t(25),
+                    tiebreak: 1
+                },
+                50
+            ),
+            TimeEffect::Applied
+        );
         assert_eq!(p.b.on_hand, 46);
-        assert_eq!(p.count(CountMark { time: t(22), tiebreak: 1 }, 999), TimeEffect::Superseded);
+        assert_eq!(
+            p.count(
+                CountMark {
+                    time: t(22),
+                    tiebreak: 1
+                },
+                999
+            ),
+            TimeEffect::Superseded
+        );
         assert_eq!(p.b.on_hand, 46);
     }
 
@@ -180,8 +222,26 @@ mod tests {
         for i in 0..(RECENT_DELTAS_MAX as i64 + 5) {
             p.on_hand_delta(t(100 + i), 1);
         }
-        assert_eq!(p.count(CountMark { time: t(101), tiebreak: 0 }, 10), TimeEffect::BeyondWindow);
-        assert_eq!(p.count(CountMark { time: t(1000), tiebreak: 0 }, 10), TimeEffect::Applied);
+        assert_eq!(
+            p.count(
+                CountMark {
+                    time: t(101),
+                    tiebreak: 0
+                },
+                10
+            ),
+            TimeEffect::BeyondWindow
+        );
+        assert_eq!(
+            p.count(
+                CountMark {
+                    time: t(1000),
+                    tiebreak: 0
+                },
+                10
+            ),
+            TimeEffect::Applied
+        );
         assert_eq!(p.b.on_hand, 10);
     }
 }

@@ -26,7 +26,9 @@ impl ResStatus {
         }
     }
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Held, Self::Committed, Self::Released, Self::Expired].into_iter().find(|s| s.as_str() == raw)
+        [Self::Held, Self::Committed, Self::Released, Self::Expired]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
     }
 }
 
@@ -107,8 +109,17 @@ pub fn plan_reservation<'a>(
             }
         }
         if remaining > 0 {
-            shortfalls.push(Shortfall { item: line.item.clone(), requested: line.qty, available, short: remaining });
+            shortfalls.push(Shortfall {
+                item: line.item.clone(),
+                requested: line.qty,
+                available,
+                short: remaining,
+            });
         }
     }
-    if shortfalls.is_empty() { Ok(plan) } else { Err(shortfalls) }
+    if shortfalls.is_empty() {
+        Ok(plan)
+    } else {
+        Err(shortfalls)
+    }
 }

@@ -7,11 +7,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crossdock_model::event::{
-    Adjusted, Counted, Disposition, Event, EventData, GapTimeout, Picked, ReservationRef, ReservationRequested,
-    ReturnInspected, ReturnReceived, Shipped, StatusChanged, StockStatus, SupplyExpected, TransferReceived,
-    TransferShipped,
+    Adjusted, Counted, Disposition, Event, EventData, GapTimeout, Picked, ReservationRef,
+    ReservationRequested, ReturnInspected, ReturnReceived, Shipped, StatusChanged, StockStatus,
+    SupplyExpected, TransferReceived, TransferShipped,
 };
-use crossdock_model::{ChannelId, ExceptionKind, ExceptionRecord, HUB_SOURCE, ItemId, LocationId, Lot, SourceId, Timestamp};
+use crossdock_model::{
+    ChannelId, ExceptionKind, ExceptionRecord, HUB_SOURCE, ItemId, LocationId, Lot, SourceId,
+    Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::ats::{channel_ats, priority};
@@ -59,15 +62,22 @@ pub struct ItemState {
 
 impl ItemState {
     pub fn position(&self, loc: LocIdx, lot: Option<&Lot>) -> Option<&Position> {
-        self.positions.iter().find(|p| p.location == loc && p.lot.as_ref() == lot)
+        self.positions
+            .iter()
+            .find(|p| p.location == loc && p.lot.as_ref() == lot)
     }
 
     pub fn position_mut(&mut self, loc: LocIdx, lot: Option<&Lot>) -> &mut Position {
-        match self.positions.iter().position(|p| p.location == loc && p.lot.as_ref() == lot) {
+        match self
+            .positions
+            .iter()
+            .position(|p| p.location == loc && p.lot.as_ref() == lot)
+        {
             Some(i) => &mut self.positions[i],
             None => {
                 self.positions.push(Position::new(loc, lot.cloned()));
-                self.positions.sort_by(|a, b| (a.location, &a.lot).cmp(&(b.location, &b.lot)));
+                self.positions
+                    .sort_by(|a, b| (a.location, &a.lot).cmp(&(b.location, &b.lot)));
                 let i = self
                     .positions
                     .iter()
@@ -174,7 +184,10 @@ pub enum Rejection {
     /// Same reservation id with a different request.
     Conflict(String),
     InvalidState(String),
-    Invalid { field: String, reason: String },
+    Invalid {
+        field: String,
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -268,7 +281,13 @@ impl Ledger {
         fx.now = fx.now.max(ev.received_at);
         let seq = self.seq + 1;
         if let (Some(n), true) = (ev.sequence, policy.is_sequenced(&ev.source)) {
-            let state = self.sources.entry(ev.source.clone()).or_insert_with(|| SourceSeq { next: n, ..Default::default() });
+            let state = self
+                .sources
+                .entry(ev.source.clone())
+                .or_insert_with(|| SourceSeq {
+                    next: n,
+                    ..Default::default()
+                });
             if n > state.next {
                 if state.held.contains_key(&n) {
                     return Outcome::Rejected(Rejection::Conflict(format!(
@@ -276,7 +295,13 @@ impl Ledger {
                         ev.source
                     )));
                 }
-                state.held.insert(n, HeldEvent { log_seq: seq, event: ev.clone() });
+                state.held.insert(
+                    n,
+                    HeldEvent {
+                        log_seq: seq,
+                        event: ev.clone(),
+                    },
+                );
                 let expected = state.next;
                 let over = state.held.len() > policy.held_max;
                 self.seq = seq;
@@ -286,7 +311,11 @@ impl Ledger {
                 if over {
                     self.give_up_gap(policy, &ev.source, expected, ev, fx);
                 } else {
-                    fx.timers_set.push(gap_timer(&ev.source, expected, ev.received_at.plus_secs(policy.gap_wait_s)));
+                    fx.timers_set.push(gap_timer(
+                        &ev.source,
+                        expected,
+                        ev.received_at.plus_secs(policy.gap_wait_s),
+                    ));
                 }
                 return Outcome::Held;
             }
@@ -314,19 +343,33 @@ impl Ledger {
         loop {
             let state = self.sources.get_mut(source).expect("source state exists");
             let next = state.next;
-            let Some(held) = state.held.remove(&next) else { break };
+            let Some(held) = state.held.remove(&next) else {
+                break;
+            };
             state.next = next + 1;
             let outcome = self.apply_in_order(policy, &held.event, self.seq, fx);
-            fx.released.push((held.log_seq, outcome == Outcome::Applied));
+            fx.released
+                .push((held.log_seq, outcome == Outcome::Applied));
         }
     }
 
-    fn give_up_gap(&mut self, policy: &Policy, source: &SourceId, expected: u64, cause: &Event, fx: &mut Effects) {
-        let Some(state) = self.sources.get_mut(source) else { return };
+    fn give_up_gap(
+        &mut self,
+        policy: &Policy,
+        source: &SourceId,
+        expected: u64,
+        cause: &Event,
+        fx: &mut Effects,
+    ) {
+        let Some(state) = self.sources.get_mut(source) else {
+            return;
+        };
         if state.next != expected {
             return;
         }
-        let Some((&first_held, _)) = state.held.first_key_value() else { return };
+        let Some((&first_held, _)) = state.held.first_key_value() else {
+            return;
+        };
         state.next = first_held;
         fx.timers_done.push(gap_timer_id(source, expected));
         let reason = format!(
@@ -346,24 +389,54 @@ impl Ledger {
         self.release_ready(policy, source, fx);
     }
 
-    fn apply_in_order(&mut self, policy: &Policy, ev: &Event, seq: u64, fx: &mut Effects) -> Outcome {
+    fn apply_in_order(
+        &mut self,
+        policy: &Policy,
+        ev: &Event,
+        seq: u64,
+        fx: &mut Effects,
+    ) -> Outcome {
         let hub = ev.source.as_str() == HUB_SOURCE;
         if hub == ev.data.is_public() {
             let reason = if hub {
-                format!("source {HUB_SOURCE} is the hub's own; it does not emit {}", ev.data.type_name())
+                format!(
+                    "source {HUB_SOURCE} is the hub's own; it does not emit {}",
+                    ev.data.type_name()
+                )
             } else {
-                format!("{} is a hub command, not accepted from source {}", ev.data.type_name(), ev.source)
+                format!(
+                    "{} is a hub command, not accepted from source {}",
+                    ev.data.type_name(),
+                    ev.source
+                )
             };
-            fx.exception(ev, ExceptionKind::OwnershipViolation, format!("source:{}", ev.source), reason.clone());
-            return Outcome::Quarantined { kind: ExceptionKind::OwnershipViolation, reason };
+            fx.exception(
+                ev,
+                ExceptionKind::OwnershipViolation,
+                format!("source:{}", ev.source),
+                reason.clone(),
+            );
+            return Outcome::Quarantined {
+                kind: ExceptionKind::OwnershipViolation,
+                reason,
+            };
         }
         match &ev.data {
             EventData::ReservationRequested(r) => return self.reserve(policy, ev, r, seq, fx),
-            EventData::ReservationReleased(r) => return self.settle(policy, r, ResStatus::Released, seq, fx),
-            EventData::ReservationCommitted(r) => return self.settle(policy, r, ResStatus::Committed, seq, fx),
-            EventData::ReservationExpired(r) => return self.settle(policy, r, ResStatus::Expired, seq, fx),
+            EventData::ReservationReleased(r) => {
+                return self.settle(policy, r, ResStatus::Released, seq, fx);
+            }
+            EventData::ReservationCommitted(r) => {
+                return self.settle(policy, r, ResStatus::Committed, seq, fx);
+            }
+            EventData::ReservationExpired(r) => {
+                return self.settle(policy, r, ResStatus::Expired, seq, fx);
+            }
             EventData::GapTimeout(GapTimeout { source, expected }) => {
-                let waiting = self.sources.get(source).is_some_and(|s| s.next == *expected && !s.held.is_empty());
+                let waiting = self
+                    .sources
+                    .get(source)
+                    .is_some_and(|s| s.next == *expected && !s.held.is_empty());
                 if !waiting {
                     fx.timers_done.push(gap_timer_id(source, *expected));
                     return Outcome::Noop;
@@ -399,7 +472,10 @@ impl Ledger {
                 let l = loc(&d.location);
                 item.position_mut(l, d.lot.as_ref()).on_hand_delta(t, d.qty);
                 if let Some(reference) = &d.reference
-                    && let Some(line) = item.supply.iter_mut().find(|s| &s.reference == reference && s.location == l)
+                    && let Some(line) = item
+                        .supply
+                        .iter_mut()
+                        .find(|s| &s.reference == reference && s.location == l)
                 {
                     let closes = line.open.min(d.qty);
                     line.open -= closes;
@@ -407,12 +483,31 @@ impl Ledger {
                     item.supply.retain(|s| s.open > 0);
                 }
             }
-            EventData::Adjusted(Adjusted { item, location, delta, lot, .. }) => {
-                self.item_mut(item, fx).position_mut(loc(location), lot.as_ref()).on_hand_delta(t, *delta);
+            EventData::Adjusted(Adjusted {
+                item,
+                location,
+                delta,
+                lot,
+                ..
+            }) => {
+                self.item_mut(item, fx)
+                    .position_mut(loc(location), lot.as_ref())
+                    .on_hand_delta(t, *delta);
             }
-            EventData::Counted(Counted { item, location, qty, lot }) => {
-                let mark = CountMark { time: t, tiebreak: ev.payload_hash() };
-                let effect = self.item_mut(item, fx).position_mut(loc(location), lot.as_ref()).count(mark, *qty);
+            EventData::Counted(Counted {
+                item,
+                location,
+                qty,
+                lot,
+            }) => {
+                let mark = CountMark {
+                    time: t,
+                    tiebreak: ev.payload_hash(),
+                };
+                let effect = self
+                    .item_mut(item, fx)
+                    .position_mut(loc(location), lot.as_ref())
+                    .count(mark, *qty);
                 if effect == TimeEffect::BeyondWindow {
                     fx.exception(
                         ev,
@@ -425,8 +520,17 @@ impl Ledger {
                     );
                 }
             }
-            EventData::StatusChanged(StatusChanged { item, location, qty, from, to, lot }) => {
-                let p = self.item_mut(item, fx).position_mut(loc(location), lot.as_ref());
+            EventData::StatusChanged(StatusChanged {
+                item,
+                location,
+                qty,
+                from,
+                to,
+                lot,
+            }) => {
+                let p = self
+                    .item_mut(item, fx)
+                    .position_mut(loc(location), lot.as_ref());
                 if let Some(b) = status_bucket(&mut p.b, *from) {
                     *b -= qty;
                 }
@@ -434,30 +538,60 @@ impl Ledger {
                     *b += qty;
                 }
             }
-            EventData::Picked(Picked { item, location, qty, .. }) => {
+            EventData::Picked(Picked {
+                item,
+                location,
+                qty,
+                ..
+            }) => {
                 let p = self.item_mut(item, fx).position_mut(loc(location), None);
                 p.b.allocated -= qty;
                 p.b.picked += qty;
             }
             EventData::Shipped(Shipped { lines, .. }) => {
                 for line in lines {
-                    let p = self.item_mut(&line.item, fx).position_mut(loc(&line.location), None);
+                    let p = self
+                        .item_mut(&line.item, fx)
+                        .position_mut(loc(&line.location), None);
                     p.b.picked -= line.qty;
                     p.on_hand_delta(t, -line.qty);
                 }
             }
-            EventData::TransferShipped(TransferShipped { transfer, item, from, to, qty }) => {
+            EventData::TransferShipped(TransferShipped {
+                transfer,
+                item,
+                from,
+                to,
+                qty,
+            }) => {
                 let state = self.item_mut(item, fx);
                 state.position_mut(loc(from), None).on_hand_delta(t, -qty);
                 state.position_mut(loc(to), None).b.in_transit += qty;
-                state.transfers.push(TransferLine { transfer: transfer.clone(), to: loc(to), open: *qty });
+                state.transfers.push(TransferLine {
+                    transfer: transfer.clone(),
+                    to: loc(to),
+                    open: *qty,
+                });
             }
-            EventData::TransferReceived(TransferReceived { transfer, item, location, qty }) => {
+            EventData::TransferReceived(TransferReceived {
+                transfer,
+                item,
+                location,
+                qty,
+            }) => {
                 let l = loc(location);
                 let state = self.item_mut(item, fx);
-                let open = state.transfers.iter().find(|x| &x.transfer == transfer && x.to == l).map(|x| x.open);
+                let open = state
+                    .transfers
+                    .iter()
+                    .find(|x| &x.transfer == transfer && x.to == l)
+                    .map(|x| x.open);
                 let closes = open.unwrap_or(0).min(*qty);
-                if let Some(line) = state.transfers.iter_mut().find(|x| &x.transfer == transfer && x.to == l) {
+                if let Some(line) = state
+                    .transfers
+                    .iter_mut()
+                    .find(|x| &x.transfer == transfer && x.to == l)
+                {
                     line.open -= closes;
                 }
                 state.transfers.retain(|x| x.open > 0);
@@ -465,20 +599,40 @@ impl Ledger {
                 p.b.in_transit -= closes;
                 p.on_hand_delta(t, *qty);
                 let variance = match open {
-                    None => Some(format!("transfer {transfer} received {qty} at {location} but no shipment is known")),
-                    Some(o) if *qty > o => Some(format!("transfer {transfer} received {qty} at {location}, {o} in transit")),
+                    None => Some(format!(
+                        "transfer {transfer} received {qty} at {location} but no shipment is known"
+                    )),
+                    Some(o) if *qty > o => Some(format!(
+                        "transfer {transfer} received {qty} at {location}, {o} in transit"
+                    )),
                     _ => None,
                 };
                 if let Some(reason) = variance {
-                    fx.exception(ev, ExceptionKind::TransferVariance, format!("item:{item}"), reason);
+                    fx.exception(
+                        ev,
+                        ExceptionKind::TransferVariance,
+                        format!("item:{item}"),
+                        reason,
+                    );
                 }
             }
-            EventData::ReturnReceived(ReturnReceived { item, location, qty, .. }) => {
+            EventData::ReturnReceived(ReturnReceived {
+                item,
+                location,
+                qty,
+                ..
+            }) => {
                 let p = self.item_mut(item, fx).position_mut(loc(location), None);
                 p.on_hand_delta(t, *qty);
                 p.b.returns_pending += qty;
             }
-            EventData::ReturnInspected(ReturnInspected { item, location, qty, disposition, .. }) => {
+            EventData::ReturnInspected(ReturnInspected {
+                item,
+                location,
+                qty,
+                disposition,
+                ..
+            }) => {
                 let p = self.item_mut(item, fx).position_mut(loc(location), None);
                 p.b.returns_pending -= qty;
                 match disposition {
@@ -489,11 +643,21 @@ impl Ledger {
                     }
                 }
             }
-            EventData::SupplyExpected(SupplyExpected { reference, item, location, qty, expected_at }) => {
+            EventData::SupplyExpected(SupplyExpected {
+                reference,
+                item,
+                location,
+                qty,
+                expected_at,
+            }) => {
                 let l = loc(location);
                 let state = self.item_mut(item, fx);
                 state.position_mut(l, None).b.incoming += qty;
-                match state.supply.iter_mut().find(|s| &s.reference == reference && s.location == l) {
+                match state
+                    .supply
+                    .iter_mut()
+                    .find(|s| &s.reference == reference && s.location == l)
+                {
                     Some(line) => {
                         line.open += qty;
                         line.expected_at = *expected_at;
@@ -510,15 +674,27 @@ impl Ledger {
             | EventData::ReservationReleased(_)
             | EventData::ReservationCommitted(_)
             | EventData::ReservationExpired(_)
-            | EventData::GapTimeout(_) => unreachable!("hub commands are handled before physical events"),
+            | EventData::GapTimeout(_) => {
+                unreachable!("hub commands are handled before physical events")
+            }
         }
     }
 
-    fn reserve(&mut self, policy: &Policy, ev: &Event, r: &ReservationRequested, seq: u64, fx: &mut Effects) -> Outcome {
+    fn reserve(
+        &mut self,
+        policy: &Policy,
+        ev: &Event,
+        r: &ReservationRequested,
+        seq: u64,
+        fx: &mut Effects,
+    ) -> Outcome {
         let request_hash = request_hash(r);
         if let Some(existing) = self.reservations.get(&r.reservation) {
             if existing.request_hash == request_hash {
-                return Outcome::Reservation { view: existing.clone(), repeat: true };
+                return Outcome::Reservation {
+                    view: existing.clone(),
+                    repeat: true,
+                };
             }
             return Outcome::Rejected(Rejection::Conflict(format!(
                 "reservation {} already exists with other lines or channel",
@@ -540,18 +716,25 @@ impl Ledger {
             }
         }
         let channel = policy.channel_policy(chan);
-        let plan = plan_reservation(policy, &r.lines, channel, |id| self.items.get(id).map(|a| &**a));
+        let plan = plan_reservation(policy, &r.lines, channel, |id| {
+            self.items.get(id).map(|a| &**a)
+        });
         let lines = match plan {
             Ok(lines) => lines,
             Err(shortfalls) => return Outcome::Insufficient(shortfalls),
         };
         for line in &lines {
-            let l = policy.location(&line.location).expect("planned from policy");
+            let l = policy
+                .location(&line.location)
+                .expect("planned from policy");
             let item = self.item_mut(&line.item, fx);
             item.last_seq = seq;
             let p = item.position_mut(l, line.lot.as_ref());
             p.b.reserved += line.qty;
-            debug_assert!(p.b.available() >= 0, "a reservation never drives available below zero");
+            debug_assert!(
+                p.b.available() >= 0,
+                "a reservation never drives available below zero"
+            );
         }
         let expires_at = ev.time.plus_secs(r.ttl_s);
         let res = Reservation {
@@ -571,25 +754,45 @@ impl Ledger {
                 format!("expire:{}", res.id),
                 expires_at,
                 ev.correlation_id.clone(),
-                EventData::ReservationExpired(ReservationRef { reservation: res.id.clone() }),
+                EventData::ReservationExpired(ReservationRef {
+                    reservation: res.id.clone(),
+                }),
             ),
         });
         fx.touch_reservation(&res);
         self.reservations.insert(res.id.clone(), res.clone());
-        Outcome::Reservation { view: res, repeat: false }
+        Outcome::Reservation {
+            view: res,
+            repeat: false,
+        }
     }
 
-    fn settle(&mut self, policy: &Policy, r: &ReservationRef, to: ResStatus, seq: u64, fx: &mut Effects) -> Outcome {
+    fn settle(
+        &mut self,
+        policy: &Policy,
+        r: &ReservationRef,
+        to: ResStatus,
+        seq: u64,
+        fx: &mut Effects,
+    ) -> Outcome {
         let Some(res) = self.reservations.get(&r.reservation) else {
             if to == ResStatus::Expired {
                 fx.timers_done.push(reservation_timer_id(&r.reservation));
                 return Outcome::Noop;
             }
-            return Outcome::Rejected(Rejection::NotFound(format!("no reservation {}", r.reservation)));
+            return Outcome::Rejected(Rejection::NotFound(format!(
+                "no reservation {}",
+                r.reservation
+            )));
         };
         match (res.status, to) {
             (ResStatus::Held, _) => {}
-            (from, to) if from == to => return Outcome::Reservation { view: res.clone(), repeat: true },
+            (from, to) if from == to => {
+                return Outcome::Reservation {
+                    view: res.clone(),
+                    repeat: true,
+                };
+            }
             (_, ResStatus::Expired) => {
                 fx.timers_done.push(reservation_timer_id(&r.reservation));
                 return Outcome::Noop;
@@ -607,15 +810,23 @@ impl Ledger {
         for line in &lines {
             let item = self.item_mut(&line.item, fx);
             item.last_seq = seq;
-            let loc = policy.location(&line.location).expect("reserved at a configured location");
+            let loc = policy
+                .location(&line.location)
+                .expect("reserved at a configured location");
             let p = item.position_mut(loc, line.lot.as_ref());
-            assert!(p.b.reserved >= line.qty, "a held reservation's quantity is in its position's reserved bucket");
+            assert!(
+                p.b.reserved >= line.qty,
+                "a held reservation's quantity is in its position's reserved bucket"
+            );
             p.b.reserved -= line.qty;
             if to == ResStatus::Committed {
                 p.b.allocated += line.qty;
             }
         }
-        let res = self.reservations.get_mut(&r.reservation).expect("found above");
+        let res = self
+            .reservations
+            .get_mut(&r.reservation)
+            .expect("found above");
         res.status = to;
         res.updated_seq = seq;
         let view = res.clone();
@@ -624,7 +835,10 @@ impl Ledger {
         }
         fx.touch_reservation(&view);
         fx.timers_done.push(reservation_timer_id(&r.reservation));
-        Outcome::Reservation { view, repeat: false }
+        Outcome::Reservation {
+            view,
+            repeat: false,
+        }
     }
 
     /// Recomputes channel availability of the items the batch touched; records what changed.
@@ -632,7 +846,9 @@ impl Ledger {
         let now = fx.now;
         let touched = fx.touched_items.clone();
         for id in &touched {
-            let Some(arc) = self.items.get_mut(id) else { continue };
+            let Some(arc) = self.items.get_mut(id) else {
+                continue;
+            };
             let item = Arc::make_mut(arc);
             item.published.resize(policy.channels.len(), None);
             for (i, channel) in policy.channels.iter().enumerate() {
@@ -641,7 +857,10 @@ impl Ledger {
                 if previous == Some(ats) {
                     continue;
                 }
-                item.published[i] = Some(Published { ats, seq: item.last_seq });
+                item.published[i] = Some(Published {
+                    ats,
+                    seq: item.last_seq,
+                });
                 fx.ats_changes.push(AtsChange {
                     channel: ChanIdx(i as u16),
                     item: id.clone(),
@@ -687,7 +906,10 @@ fn check_oversell(id: &ItemId, item: &mut ItemState, ev: &Event, seq: u64, fx: &
             fx.exceptions_resolved.push((
                 ex.clone(),
                 ev.received_at,
-                format!("available is back at or above zero after {} {}", ev.source, ev.id),
+                format!(
+                    "available is back at or above zero after {} {}",
+                    ev.source, ev.id
+                ),
             ));
             item.oversell_hold = None;
         }
@@ -700,34 +922,44 @@ fn check_master_data(policy: &Policy, ev: &Event) -> Result<(), (ExceptionKind, 
     let ty = ev.data.type_name();
     for item in ev.data.items() {
         if !policy.knows_item(item) {
-            return Err((ExceptionKind::UnknownItem, format!("item:{item}"), format!("unknown item {:?}", item.as_str())));
+            return Err((
+                ExceptionKind::UnknownItem,
+                format!("item:{item}"),
+                format!("unknown item {:?}", item.as_str()),
+            ));
         }
     }
-    let check_loc = |l: &LocationId, owner_check: bool| -> Result<(), (ExceptionKind, String, String)> {
-        let Some(idx) = policy.location(l) else {
-            return Err((
-                ExceptionKind::UnknownLocation,
-                format!("location:{l}"),
-                format!("unknown location {:?}", l.as_str()),
-            ));
+    let check_loc =
+        |l: &LocationId, owner_check: bool| -> Result<(), (ExceptionKind, String, String)> {
+            let Some(idx) = policy.location(l) else {
+                return Err((
+                    ExceptionKind::UnknownLocation,
+                    format!("location:{l}"),
+                    format!("unknown location {:?}", l.as_str()),
+                ));
+            };
+            if owner_check && !policy.owns(&ev.source, ty, idx) {
+                return Err((
+                    ExceptionKind::OwnershipViolation,
+                    format!("source:{}", ev.source),
+                    format!("source {} does not own {ty} at {l}", ev.source),
+                ));
+            }
+            Ok(())
         };
-        if owner_check && !policy.owns(&ev.source, ty, idx) {
-            return Err((
-                ExceptionKind::OwnershipViolation,
-                format!("source:{}", ev.source),
-                format!("source {} does not own {ty} at {l}", ev.source),
-            ));
-        }
-        Ok(())
-    };
     match &ev.data {
         EventData::Received(d) => check_loc(&d.location, true),
         EventData::Adjusted(d) => check_loc(&d.location, true),
         EventData::Counted(d) => check_loc(&d.location, true),
         EventData::StatusChanged(d) => check_loc(&d.location, true),
         EventData::Picked(d) => check_loc(&d.location, true),
-        EventData::Shipped(d) => d.lines.iter().try_for_each(|l| check_loc(&l.location, true)),
-        EventData::TransferShipped(d) => check_loc(&d.from, true).and_then(|()| check_loc(&d.to, false)),
+        EventData::Shipped(d) => d
+            .lines
+            .iter()
+            .try_for_each(|l| check_loc(&l.location, true)),
+        EventData::TransferShipped(d) => {
+            check_loc(&d.from, true).and_then(|()| check_loc(&d.to, false))
+        }
         EventData::TransferReceived(d) => check_loc(&d.location, true),
         EventData::ReturnReceived(d) => check_loc(&d.location, true),
         EventData::ReturnInspected(d) => check_loc(&d.location, true),
@@ -752,7 +984,10 @@ fn gap_timer(source: &SourceId, expected: u64, due_at: Timestamp) -> TimerSet {
             format!("gap-timeout:{source}:{expected}"),
             due_at,
             format!("gap:{source}:{expected}"),
-            EventData::GapTimeout(GapTimeout { source: source.clone(), expected }),
+            EventData::GapTimeout(GapTimeout {
+                source: source.clone(),
+                expected,
+            }),
         ),
     }
 }

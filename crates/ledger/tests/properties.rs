@@ -3,9 +3,12 @@
 use std::collections::HashMap;
 
 use crossdock_ledger::state::hub_command;
-use crossdock_ledger::{Buffer, ChannelPolicy, Effects, Ledger, Outcome, OwnershipRule, Policy, SourcePolicy};
+use crossdock_ledger::{
+    Buffer, ChannelPolicy, Effects, Ledger, Outcome, OwnershipRule, Policy, SourcePolicy,
+};
 use crossdock_model::event::{
-    Adjusted, Counted, EventData, Received, ReservationRef, ReservationRequested, ReserveLine, ShipLine, Shipped,
+    Adjusted, Counted, EventData, Received, ReservationRef, ReservationRequested, ReserveLine,
+    ShipLine, Shipped,
 };
 use crossdock_model::{ChannelId, Event, ItemId, LocationId, SourceId, Timestamp};
 use proptest::prelude::*;
@@ -17,11 +20,20 @@ fn policy() -> Policy {
     let mut sources = HashMap::new();
     sources.insert(
         SourceId::new("wms").unwrap(),
-        SourcePolicy { rules: vec![OwnershipRule { types: vec!["inventory.*".into()], locations: None }], sequenced: false },
+        SourcePolicy {
+            rules: vec![OwnershipRule {
+                types: vec!["inventory.*".into()],
+                locations: None,
+            }],
+            sequenced: false,
+        },
     );
     let channels = vec![
         ChannelPolicy::plain(ChannelId::new("web").unwrap(), vec![a, b]),
-        ChannelPolicy { buffer: Buffer::Percent(10), ..ChannelPolicy::plain(ChannelId::new("b2b").unwrap(), vec![a]) },
+        ChannelPolicy {
+            buffer: Buffer::Percent(10),
+            ..ChannelPolicy::plain(ChannelId::new("b2b").unwrap(), vec![a])
+        },
     ];
     Policy::new(None, locs, channels, sources)
 }
@@ -49,24 +61,63 @@ fn event(n: usize, secs: i64, data: EventData) -> Event {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Receive { item: u8, loc: u8, qty: i64 },
-    Adjust { item: u8, loc: u8, delta: i64 },
-    Count { item: u8, loc: u8, qty: i64 },
-    Ship { item: u8, loc: u8, qty: i64 },
-    Reserve { res: u8, item: u8, qty: i64, item2: Option<(u8, i64)> },
-    Release { res: u8 },
-    Commit { res: u8 },
-    Expire { res: u8 },
+    Receive {
+        item: u8,
+        loc: u8,
+        qty: i64,
+    },
+    Adjust {
+        item: u8,
+        loc: u8,
+        delta: i64,
+    },
+    Count {
+        item: u8,
+        loc: u8,
+        qty: i64,
+    },
+    Ship {
+        item: u8,
+        loc: u8,
+        qty: i64,
+    },
+    Reserve {
+        res: u8,
+        item: u8,
+        qty: i64,
+        item2: Option<(u8, i64)>,
+    },
+    Release {
+        res: u8,
+    },
+    Commit {
+        res: u8,
+    },
+    Expire {
+        res: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..3u8, 0..2u8, 1..50i64).prop_map(|(item, loc, qty)| Op::Receive { item, loc, qty }),
-        (0..3u8, 0..2u8, -20..20i64).prop_filter("nonzero", |t| t.2 != 0).prop_map(|(item, loc, delta)| Op::Adjust { item, loc, delta }),
+        (0..3u8, 0..2u8, -20..20i64)
+            .prop_filter("nonzero", |t| t.2 != 0)
+            .prop_map(|(item, loc, delta)| Op::Adjust { item, loc, delta }),
         (0..3u8, 0..2u8, 0..80i64).prop_map(|(item, loc, qty)| Op::Count { item, loc, qty }),
         (0..3u8, 0..2u8, 1..10i64).prop_map(|(item, loc, qty)| Op::Ship { item, loc, qty }),
-        (0..6u8, 0..3u8, 1..40i64, proptest::option::of((0..3u8, 1..20i64)))
-            .prop_map(|(res, item, qty, item2)| Op::Reserve { res, item, qty, item2 }),
+        (
+            0..6u8,
+            0..3u8,
+            1..40i64,
+            proptest::option::of((0..3u8, 1..20i64))
+        )
+            .prop_map(|(res, item, qty, item2)| Op::Reserve {
+                res,
+                item,
+                qty,
+                item2
+            }),
         (0..6u8).prop_map(|res| Op::Release { res }),
         (0..6u8).prop_map(|res| Op::Commit { res }),
         (0..6u8).prop_map(|res| Op::Expire { res }),
@@ -76,38 +127,97 @@ fn op() -> impl Strategy<Value = Op> {
 fn to_event(n: usize, op: &Op) -> Event {
     let t = n as i64;
     let hub = |id: String, data| {
-        let mut e = hub_command(id, Timestamp::from_micros(t * 1_000_000), format!("c{n}"), data);
+        let mut e = hub_command(
+            id,
+            Timestamp::from_micros(t * 1_000_000),
+            format!("c{n}"),
+            data,
+        );
         e.received_at = Timestamp::from_micros(1_000_000_000);
         e
     };
-    let r = |res: &u8| ReservationRef { reservation: format!("r{res}") };
+    let r = |res: &u8| ReservationRef {
+        reservation: format!("r{res}"),
+    };
     match op {
-        Op::Receive { item: i, loc: l, qty } => {
-            event(n, t, EventData::Received(Received { item: item(*i), location: loc(*l), qty: *qty, lot: None, reference: None }))
-        }
-        Op::Adjust { item: i, loc: l, delta } => event(
+        Op::Receive {
+            item: i,
+            loc: l,
+            qty,
+        } => event(
             n,
             t,
-            EventData::Adjusted(Adjusted { item: item(*i), location: loc(*l), delta: *delta, reason: "cycle".into(), lot: None }),
+            EventData::Received(Received {
+                item: item(*i),
+                location: loc(*l),
+                qty: *qty,
+                lot: None,
+                reference: None,
+            }),
         ),
-        Op::Count { item: i, loc: l, qty } => {
-            event(n, t, EventData::Counted(Counted { item: item(*i), location: loc(*l), qty: *qty, lot: None }))
-        }
-        Op::Ship { item: i, loc: l, qty } => event(
+        Op::Adjust {
+            item: i,
+            loc: l,
+            delta,
+        } => event(
+            n,
+            t,
+            EventData::Adjusted(Adjusted {
+                item: item(*i),
+                location: loc(*l),
+                delta: *delta,
+                reason: "cycle".into(),
+                lot: None,
+            }),
+        ),
+        Op::Count {
+            item: i,
+            loc: l,
+            qty,
+        } => event(
+            n,
+            t,
+            EventData::Counted(Counted {
+                item: item(*i),
+                location: loc(*l),
+                qty: *qty,
+                lot: None,
+            }),
+        ),
+        Op::Ship {
+            item: i,
+            loc: l,
+            qty,
+        } => event(
             n,
             t,
             EventData::Shipped(Shipped {
                 order: "o".into(),
                 shipment: None,
-                lines: vec![ShipLine { item: item(*i), location: loc(*l), qty: *qty }],
+                lines: vec![ShipLine {
+                    item: item(*i),
+                    location: loc(*l),
+                    qty: *qty,
+                }],
             }),
         ),
-        Op::Reserve { res, item: i, qty, item2 } => {
-            let mut lines = vec![ReserveLine { item: item(*i), qty: *qty }];
+        Op::Reserve {
+            res,
+            item: i,
+            qty,
+            item2,
+        } => {
+            let mut lines = vec![ReserveLine {
+                item: item(*i),
+                qty: *qty,
+            }];
             if let Some((i2, q2)) = item2
                 && i2 != i
             {
-                lines.push(ReserveLine { item: item(*i2), qty: *q2 });
+                lines.push(ReserveLine {
+                    item: item(*i2),
+                    qty: *q2,
+                });
             }
             hub(
                 format!("reserve:r{res}:{n}"),
@@ -119,8 +229,14 @@ fn to_event(n: usize, op: &Op) -> Event {
                 }),
             )
         }
-        Op::Release { res } => hub(format!("release:{n}"), EventData::ReservationReleased(r(res))),
-        Op::Commit { res } => hub(format!("commit:{n}"), EventData::ReservationCommitted(r(res))),
+        Op::Release { res } => hub(
+            format!("release:{n}"),
+            EventData::ReservationReleased(r(res)),
+        ),
+        Op::Commit { res } => hub(
+            format!("commit:{n}"),
+            EventData::ReservationCommitted(r(res)),
+        ),
         Op::Expire { res } => hub(format!("expire:{n}"), EventData::ReservationExpired(r(res))),
     }
 }
@@ -129,7 +245,11 @@ fn to_event(n: usize, op: &Op) -> Event {
 fn positions(l: &Ledger) -> Vec<(String, u16, crossdock_ledger::Buckets)> {
     let mut out: Vec<_> = l
         .items()
-        .flat_map(|(id, s)| s.positions.iter().map(move |p| (id.to_string(), p.location.0, p.b)))
+        .flat_map(|(id, s)| {
+            s.positions
+                .iter()
+                .map(move |p| (id.to_string(), p.location.0, p.b))
+        })
         .collect();
     out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     out
@@ -232,22 +352,72 @@ fn multi_line_reservation_is_all_or_nothing_and_commit_allocates() {
     let mut l = Ledger::new();
     let mut fx = Effects::default();
     for (n, (i, q)) in [(0u8, 10i64), (1, 3)].iter().enumerate() {
-        l.apply(&policy, &to_event(n, &Op::Receive { item: *i, loc: 0, qty: *q }), &mut fx);
+        l.apply(
+            &policy,
+            &to_event(
+                n,
+                &Op::Receive {
+                    item: *i,
+                    loc: 0,
+                    qty: *q,
+                },
+            ),
+            &mut fx,
+        );
     }
-    let big = to_event(5, &Op::Reserve { res: 0, item: 0, qty: 5, item2: Some((1, 4)) });
+    let big = to_event(
+        5,
+        &Op::Reserve {
+            res: 0,
+            item: 0,
+            qty: 5,
+            item2: Some((1, 4)),
+        },
+    );
     match l.apply(&policy, &big, &mut fx) {
         Outcome::Insufficient(short) => {
             assert_eq!(short.len(), 1);
-            assert_eq!((short[0].item.as_str(), short[0].requested, short[0].available), ("I1", 4, 3));
+            assert_eq!(
+                (
+                    short[0].item.as_str(),
+                    short[0].requested,
+                    short[0].available
+                ),
+                ("I1", 4, 3)
+            );
         }
         other => panic!("expected shortfall, got {other:?}"),
     }
-    assert_eq!(l.item(&item(0)).unwrap().positions[0].b.reserved, 0, "nothing held on failure");
-    let ok = to_event(6, &Op::Reserve { res: 0, item: 0, qty: 5, item2: Some((1, 3)) });
-    assert!(matches!(l.apply(&policy, &ok, &mut fx), Outcome::Reservation { repeat: false, .. }));
-    assert!(matches!(l.apply(&policy, &ok, &mut fx), Outcome::Reservation { repeat: true, .. }));
-    assert!(matches!(l.apply(&policy, &to_event(7, &Op::Commit { res: 0 }), &mut fx), Outcome::Reservation { .. }));
+    assert_eq!(
+        l.item(&item(0)).unwrap().positions[0].b.reserved,
+        0,
+        "nothing held on failure"
+    );
+    let ok = to_event(
+        6,
+        &Op::Reserve {
+            res: 0,
+            item: 0,
+            qty: 5,
+            item2: Some((1, 3)),
+        },
+    );
+    assert!(matches!(
+        l.apply(&policy, &ok, &mut fx),
+        Outcome::Reservation { repeat: false, .. }
+    ));
+    assert!(matches!(
+        l.apply(&policy, &ok, &mut fx),
+        Outcome::Reservation { repeat: true, .. }
+    ));
+    assert!(matches!(
+        l.apply(&policy, &to_event(7, &Op::Commit { res: 0 }), &mut fx),
+        Outcome::Reservation { .. }
+    ));
     let p = &l.item(&item(0)).unwrap().positions[0].b;
     assert_eq!((p.reserved, p.allocated, p.available()), (0, 5, 5));
-    assert_eq!(l.apply(&policy, &to_event(8, &Op::Expire { res: 0 }), &mut fx), Outcome::Noop);
+    assert_eq!(
+        l.apply(&policy, &to_event(8, &Op::Expire { res: 0 }), &mut fx),
+        Outcome::Noop
+    );
 }

@@ -268,6 +268,13 @@ pub struct GapTimeout {
 
 macro_rules! event_types {
     ($( $variant:ident($data:ty) = $name:literal, public: $public:literal; )*) => {
+        /// Serializes as the bare `data` object of its type.
+        impl Serialize for EventData {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self { $( EventData::$variant(d) => d.serialize(s), )* }
+            }
+        }
+
         /// The typed `data` of every event kind, selected by the envelope's `type`.
         #[derive(Debug, Clone, PartialEq)]
         pub enum EventData {
@@ -291,8 +298,7 @@ macro_rules! event_types {
             }
 
             pub fn to_json(&self) -> Value {
-                match self { $( EventData::$variant(d) => serde_json::to_value(d), )* }
-                    .expect("event data always serializes")
+                serde_json::to_value(self).expect("event data always serializes")
             }
 
             /// JSON Schema of the `data` of every type, keyed by type name.
@@ -327,8 +333,15 @@ event_types! {
 fn parse_data<T: serde::de::DeserializeOwned>(data: &Value) -> Result<T, EventError> {
     serde_path_to_error::deserialize(data).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { "data".to_string() } else { format!("data.{path}") };
-        EventError::Field { field, problem: e.into_inner().to_string() }
+        let field = if path == "." {
+            "data".to_string()
+        } else {
+            format!("data.{path}")
+        };
+        EventError::Field {
+            field,
+            problem: e.into_inner().to_string(),
+        }
     })
 }
 
@@ -349,7 +362,10 @@ impl EventError {
         }
     }
     fn at(field: &str, problem: impl Into<String>) -> Self {
-        EventError::Field { field: field.to_string(), problem: problem.into() }
+        EventError::Field {
+            field: field.to_string(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -375,14 +391,21 @@ impl Event {
         fallback_correlation: impl FnOnce() -> String,
     ) -> Result<Self, EventError> {
         if env.specversion != "1.0" {
-            return Err(EventError::at("specversion", format!("must be \"1.0\", got {:?}", env.specversion)));
+            return Err(EventError::at(
+                "specversion",
+                format!("must be \"1.0\", got {:?}", env.specversion),
+            ));
         }
         validate_id(&env.id).map_err(|e| EventError::at("id", e.to_string()))?;
-        let source = SourceId::new(&env.source).map_err(|e| EventError::at("source", e.to_string()))?;
+        let source =
+            SourceId::new(&env.source).map_err(|e| EventError::at("source", e.to_string()))?;
         if let Some(ct) = &env.datacontenttype
             && !ct.starts_with("application/json")
         {
-            return Err(EventError::at("datacontenttype", format!("only application/json data is accepted, got {ct:?}")));
+            return Err(EventError::at(
+                "datacontenttype",
+                format!("only application/json data is accepted, got {ct:?}"),
+            ));
         }
         let data = EventData::parse(&env.ty, &env.data)?;
         data.validate()?;
@@ -429,8 +452,39 @@ impl Event {
         buf.push(0);
         buf.extend_from_slice(&self.time.as_micros().to_le_bytes());
         buf.extend_from_slice(&self.sequence.unwrap_or(u64::MAX).to_le_bytes());
-        serde_json::to_writer(&mut buf, &self.data.to_json()).expect("json to vec");
+        serde_json::to_writer(&mut buf, &self.data).expect("json to vec");
         xxhash_rust::xxh3::xxh3_64(&buf)
+    }
+
+    /// The stored envelope as JSON text, in one pass (the hot path of the event log).
+    pub fn envelope_json(&self) -> String {
+        #[derive(Serialize)]
+        struct EnvelopeRef<'a> {
+            specversion: &'static str,
+            id: &'a str,
+            source: &'a str,
+            #[serde(rename = "type")]
+            ty: &'static str,
+            time: Timestamp,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sequence: Option<Sequence>,
+            correlationid: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            causationid: Option<&'a str>,
+            data: &'a EventData,
+        }
+        serde_json::to_string(&EnvelopeRef {
+            specversion: "1.0",
+            id: &self.id,
+            source: self.source.as_str(),
+            ty: self.data.type_name(),
+            time: self.time,
+            sequence: self.sequence.map(Sequence),
+            correlationid: &self.correlation_id,
+            causationid: self.causation_id.as_deref(),
+            data: &self.data,
+        })
+        .expect("envelope serializes")
     }
 
     /// Fingerprint of the idempotency key `(source, id)`.
@@ -449,20 +503,32 @@ pub fn key_hash(source: &str, id: &str) -> u64 {
 
 fn positive(field: &str, qty: i64) -> Result<(), EventError> {
     if qty <= 0 {
-        return Err(EventError::at(field, format!("must be a positive whole number of base units, got {qty}")));
+        return Err(EventError::at(
+            field,
+            format!("must be a positive whole number of base units, got {qty}"),
+        ));
     }
     if qty > QTY_MAX {
-        return Err(EventError::at(field, format!("must be at most {QTY_MAX}, got {qty}")));
+        return Err(EventError::at(
+            field,
+            format!("must be at most {QTY_MAX}, got {qty}"),
+        ));
     }
     Ok(())
 }
 
 fn not_negative(field: &str, qty: i64) -> Result<(), EventError> {
     if qty < 0 {
-        return Err(EventError::at(field, format!("must not be negative, got {qty}")));
+        return Err(EventError::at(
+            field,
+            format!("must not be negative, got {qty}"),
+        ));
     }
     if qty > QTY_MAX {
-        return Err(EventError::at(field, format!("must be at most {QTY_MAX}, got {qty}")));
+        return Err(EventError::at(
+            field,
+            format!("must be at most {QTY_MAX}, got {qty}"),
+        ));
     }
     Ok(())
 }
@@ -481,10 +547,16 @@ impl EventData {
                     return Err(EventError::at("data.delta", "must not be zero"));
                 }
                 if d.delta.abs() > QTY_MAX {
-                    return Err(EventError::at("data.delta", format!("must be within ±{QTY_MAX}")));
+                    return Err(EventError::at(
+                        "data.delta",
+                        format!("must be within ±{QTY_MAX}"),
+                    ));
                 }
                 if d.reason.trim().is_empty() {
-                    return Err(EventError::at("data.reason", "must say why the stock was adjusted"));
+                    return Err(EventError::at(
+                        "data.reason",
+                        "must say why the stock was adjusted",
+                    ));
                 }
                 Ok(())
             }
@@ -506,7 +578,10 @@ impl EventData {
                     return Err(EventError::at("data.lines", "must have at least one line"));
                 }
                 if d.lines.len() > LINES_MAX {
-                    return Err(EventError::at("data.lines", format!("at most {LINES_MAX} lines")));
+                    return Err(EventError::at(
+                        "data.lines",
+                        format!("at most {LINES_MAX} lines"),
+                    ));
                 }
                 for (i, l) in d.lines.iter().enumerate() {
                     positive(&format!("data.lines[{i}].qty"), l.qty)?;
@@ -542,16 +617,25 @@ impl EventData {
                     return Err(EventError::at("lines", "must have at least one line"));
                 }
                 if d.lines.len() > LINES_MAX {
-                    return Err(EventError::at("lines", format!("at most {LINES_MAX} lines")));
+                    return Err(EventError::at(
+                        "lines",
+                        format!("at most {LINES_MAX} lines"),
+                    ));
                 }
                 for (i, l) in d.lines.iter().enumerate() {
                     positive(&format!("lines[{i}].qty"), l.qty)?;
                     if d.lines[..i].iter().any(|o| o.item == l.item) {
-                        return Err(EventError::at(&format!("lines[{i}].item"), "appears twice; merge the lines"));
+                        return Err(EventError::at(
+                            &format!("lines[{i}].item"),
+                            "appears twice; merge the lines",
+                        ));
                     }
                 }
                 if d.ttl_s == 0 || d.ttl_s > 30 * 24 * 3600 {
-                    return Err(EventError::at("ttl_s", "must be between 1 and 2592000 seconds"));
+                    return Err(EventError::at(
+                        "ttl_s",
+                        "must be between 1 and 2592000 seconds",
+                    ));
                 }
                 Ok(())
             }
@@ -564,7 +648,9 @@ impl EventData {
 
     /// Whether clients may submit this type on `POST /v1/events`.
     pub fn is_public(&self) -> bool {
-        Self::TYPES.iter().any(|(name, public)| *public && *name == self.type_name())
+        Self::TYPES
+            .iter()
+            .any(|(name, public)| *public && *name == self.type_name())
     }
 
     /// The items the event touches, in order, without repeats.
@@ -612,41 +698,79 @@ mod tests {
     }
 
     fn parse(ty: &str, data: Value) -> Result<Event, EventError> {
-        Event::from_envelope(&envelope(ty, data), Timestamp::from_micros(0), || "corr".into())
+        Event::from_envelope(&envelope(ty, data), Timestamp::from_micros(0), || {
+            "corr".into()
+        })
     }
 
     #[test]
     fn parses_received_and_fills_correlation() {
-        let ev = parse("inventory.received.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 5})).unwrap();
+        let ev = parse(
+            "inventory.received.v1",
+            json!({"item": "SKU-1", "location": "DC-EAST", "qty": 5}),
+        )
+        .unwrap();
         assert_eq!(ev.correlation_id, "corr");
         assert_eq!(ev.data.type_name(), "inventory.received.v1");
         assert_eq!(ev.data.items().len(), 1);
         let back = ev.to_envelope();
         assert_eq!(back.correlationid.as_deref(), Some("corr"));
+        let stored: Envelope = serde_json::from_str(&ev.envelope_json()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&stored).unwrap(),
+            serde_json::to_value(&back).unwrap()
+        );
     }
 
     #[test]
     fn bad_data_names_the_field() {
         let cases = [
-            (json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1.5}), "data.qty"),
-            (json!({"item": "SKU-1", "location": "DC-EAST", "qty": -3}), "data.qty"),
+            (
+                json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1.5}),
+                "data.qty",
+            ),
+            (
+                json!({"item": "SKU-1", "location": "DC-EAST", "qty": -3}),
+                "data.qty",
+            ),
             (json!({"item": "SKU-1", "location": "DC-EAST"}), "data"),
-            (json!({"item": "", "location": "DC-EAST", "qty": 1}), "data.item"),
-            (json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1, "colour": "red"}), "data.colour"),
+            (
+                json!({"item": "", "location": "DC-EAST", "qty": 1}),
+                "data.item",
+            ),
+            (
+                json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1, "colour": "red"}),
+                "data.colour",
+            ),
         ];
         for (data, field) in cases {
             let err = parse("inventory.received.v1", data.clone()).unwrap_err();
             assert_eq!(err.field(), field, "{data}: {err}");
         }
         let err = parse("inventory.teleported.v1", json!({})).unwrap_err();
-        assert_eq!(err, EventError::UnknownType("inventory.teleported.v1".into()));
+        assert_eq!(
+            err,
+            EventError::UnknownType("inventory.teleported.v1".into())
+        );
     }
 
     #[test]
     fn payload_hash_separates_payloads_not_formatting() {
-        let a = parse("inventory.received.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 5})).unwrap();
-        let b = parse("inventory.received.v1", json!({"qty": 5, "location": "DC-EAST", "item": "SKU-1"})).unwrap();
-        let c = parse("inventory.received.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 6})).unwrap();
+        let a = parse(
+            "inventory.received.v1",
+            json!({"item": "SKU-1", "location": "DC-EAST", "qty": 5}),
+        )
+        .unwrap();
+        let b = parse(
+            "inventory.received.v1",
+            json!({"qty": 5, "location": "DC-EAST", "item": "SKU-1"}),
+        )
+        .unwrap();
+        let c = parse(
+            "inventory.received.v1",
+            json!({"item": "SKU-1", "location": "DC-EAST", "qty": 6}),
+        )
+        .unwrap();
         assert_eq!(a.payload_hash(), b.payload_hash());
         assert_ne!(a.payload_hash(), c.payload_hash());
     }
@@ -664,6 +788,10 @@ mod tests {
     fn schemas_cover_every_type() {
         let schemas = EventData::schemas();
         assert_eq!(schemas.len(), EventData::TYPES.len());
-        assert!(schemas["inventory.shipped.v1"].to_string().contains("lines"));
+        assert!(
+            schemas["inventory.shipped.v1"]
+                .to_string()
+                .contains("lines")
+        );
     }
 }

@@ -65,9 +65,15 @@ impl ExceptionStatus {
         }
     }
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Open, Self::Acknowledged, Self::Resolved, Self::Replayed, Self::Discarded]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
+        [
+            Self::Open,
+            Self::Acknowledged,
+            Self::Resolved,
+            Self::Replayed,
+            Self::Discarded,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
     }
 }
 

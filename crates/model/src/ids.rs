@@ -117,7 +117,10 @@ mod tests {
     #[test]
     fn ids_refuse_empty_long_and_control() {
         assert_eq!(ItemId::new(""), Err(IdError::Empty));
-        assert_eq!(ItemId::new(&"x".repeat(ID_LEN_MAX + 1)), Err(IdError::TooLong));
+        assert_eq!(
+            ItemId::new(&"x".repeat(ID_LEN_MAX + 1)),
+            Err(IdError::TooLong)
+        );
         assert_eq!(ItemId::new("a\nb"), Err(IdError::Control));
         assert_eq!(ItemId::new("SKU-1").unwrap().as_str(), "SKU-1");
     }

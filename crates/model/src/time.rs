@@ -28,7 +28,10 @@ impl Timestamp {
         Ok(Self((t.unix_timestamp_nanos() / 1_000) as i64))
     }
     pub fn plus_secs(self, secs: u64) -> Self {
-        Self(self.0.saturating_add((secs as i64).saturating_mul(1_000_000)))
+        Self(
+            self.0
+                .saturating_add((secs as i64).saturating_mul(1_000_000)),
+        )
     }
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000;

@@ -12,7 +12,8 @@ use crossdock_engine::{Engine, EngineError, EventReply, EventStatus, Reservation
 use crossdock_ledger::{ChanIdx, Rejection, Reservation};
 use crossdock_model::event::ReserveLine;
 use crossdock_model::{
-    ChannelId, Envelope, Event, EventError, ExceptionKind, ExceptionRecord, ExceptionStatus, ItemId, Timestamp,
+    ChannelId, Envelope, Event, EventError, ExceptionKind, ExceptionRecord, ExceptionStatus,
+    ItemId, Timestamp,
 };
 use crossdock_store::ExceptionFilter;
 use serde::Deserialize;
@@ -64,10 +65,12 @@ async fn openapi() -> Response {
 
 fn engine_problem(e: EngineError) -> Problem {
     match e {
-        EngineError::Overloaded => Problem::unavailable("the engine's queue is full; retry after the Retry-After delay"),
-        EngineError::Store(detail) => {
-            Problem::unavailable(format!("the store did not commit ({detail}); nothing was applied, retry"))
+        EngineError::Overloaded => {
+            Problem::unavailable("the engine's queue is full; retry after the Retry-After delay")
         }
+        EngineError::Store(detail) => Problem::unavailable(format!(
+            "the store did not commit ({detail}); nothing was applied, retry"
+        )),
         EngineError::Stopped => Problem::unavailable("the engine is shutting down"),
     }
 }
@@ -83,14 +86,22 @@ fn parse_event(text: &[u8], received_at: Timestamp) -> Result<Event, (Problem, b
         (
             Problem::bad_request(
                 "malformed-json",
-                format!("the body is not valid JSON: {e} (line {}, column {})", e.line(), e.column()),
+                format!(
+                    "the body is not valid JSON: {e} (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
             ),
             true,
         )
     })?;
     let env: Envelope = serde_path_to_error::deserialize(&value).map_err(|e| {
         let field = e.path().to_string();
-        let field = if field == "." { "(envelope)".to_string() } else { field };
+        let field = if field == "." {
+            "(envelope)".to_string()
+        } else {
+            field
+        };
         (
             Problem::unprocessable("invalid-envelope", format!("{field}: {}", e.inner()))
                 .field(field),
@@ -104,8 +115,11 @@ fn parse_event(text: &[u8], received_at: Timestamp) -> Result<Event, (Problem, b
         };
         let mut p = Problem::unprocessable(slug, e.to_string()).field(e.field());
         if let EventError::UnknownType(_) = e {
-            let known: Vec<&str> =
-                crossdock_model::EventData::TYPES.iter().filter(|t| t.1).map(|t| t.0).collect();
+            let known: Vec<&str> = crossdock_model::EventData::TYPES
+                .iter()
+                .filter(|t| t.1)
+                .map(|t| t.0)
+                .collect();
             p = p.with("known_types", known);
         }
         (p, false)
@@ -113,7 +127,12 @@ fn parse_event(text: &[u8], received_at: Timestamp) -> Result<Event, (Problem, b
 }
 
 /// An exception for input that never became an event, keeping the raw input.
-fn rejected_input(kind: ExceptionKind, problem: &Problem, raw: &[u8], caller: &Caller) -> ExceptionRecord {
+fn rejected_input(
+    kind: ExceptionKind,
+    problem: &Problem,
+    raw: &[u8],
+    caller: &Caller,
+) -> ExceptionRecord {
     let raw_text = String::from_utf8_lossy(&raw[..raw.len().min(64 * 1024)]).into_owned();
     let digest = crossdock_model::event::key_hash(&caller.name, &raw_text);
     let cause = format!("{}:{}:{digest:016x}", caller.name, problem.slug);
@@ -139,7 +158,11 @@ async fn post_events(State(st): State<Arc<AppState>>, req: Request) -> AppResult
     let body = match read_body(req.into_body(), st.config.body_max_bytes).await {
         Ok(b) => b,
         Err(problem) => {
-            record(&st, rejected_input(ExceptionKind::SchemaViolation, &problem, b"", &caller)).await?;
+            record(
+                &st,
+                rejected_input(ExceptionKind::SchemaViolation, &problem, b"", &caller),
+            )
+            .await?;
             return Err(problem);
         }
     };
@@ -147,7 +170,9 @@ async fn post_events(State(st): State<Arc<AppState>>, req: Request) -> AppResult
     if content_type.starts_with("application/x-ndjson") {
         return post_batch(&st, &caller, &body, received_at).await;
     }
-    if !(content_type.starts_with("application/json") || content_type.starts_with("application/cloudevents+json")) {
+    if !(content_type.starts_with("application/json")
+        || content_type.starts_with("application/cloudevents+json"))
+    {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
@@ -161,12 +186,20 @@ async fn post_events(State(st): State<Arc<AppState>>, req: Request) -> AppResult
     let event = match parse_event(&body, received_at) {
         Ok(ev) => ev,
         Err((problem, _)) => {
-            record(&st, rejected_input(ExceptionKind::SchemaViolation, &problem, &body, &caller)).await?;
+            record(
+                &st,
+                rejected_input(ExceptionKind::SchemaViolation, &problem, &body, &caller),
+            )
+            .await?;
             return Err(problem);
         }
     };
     check_source(&st, &caller, &event, &body).await?;
-    let reply = st.engine.submit(event.clone()).await.map_err(engine_problem)?;
+    let reply = st
+        .engine
+        .submit(event.clone())
+        .await
+        .map_err(engine_problem)?;
     let (status, outcome) = outcome_json(&event, &reply);
     match outcome {
         Ok(body) => Ok((status, Json(body)).into_response()),
@@ -175,17 +208,32 @@ async fn post_events(State(st): State<Arc<AppState>>, req: Request) -> AppResult
 }
 
 async fn record(st: &AppState, record: ExceptionRecord) -> Result<(), Problem> {
-    st.engine.record_exception(record).await.map_err(engine_problem)
+    st.engine
+        .record_exception(record)
+        .await
+        .map_err(engine_problem)
 }
 
-async fn check_source(st: &AppState, caller: &Caller, event: &Event, raw: &[u8]) -> Result<(), Problem> {
+async fn check_source(
+    st: &AppState,
+    caller: &Caller,
+    event: &Event,
+    raw: &[u8],
+) -> Result<(), Problem> {
     if !event.data.is_public() {
         let p = Problem::unprocessable(
             "hub-command",
-            format!("{} is issued by the hub itself and cannot be submitted", event.data.type_name()),
+            format!(
+                "{} is issued by the hub itself and cannot be submitted",
+                event.data.type_name()
+            ),
         )
         .field("type");
-        record(st, rejected_input(ExceptionKind::SchemaViolation, &p, raw, caller)).await?;
+        record(
+            st,
+            rejected_input(ExceptionKind::SchemaViolation, &p, raw, caller),
+        )
+        .await?;
         return Err(p);
     }
     if !caller.may_ingest(event.source.as_str()) {
@@ -195,11 +243,17 @@ async fn check_source(st: &AppState, caller: &Caller, event: &Event, raw: &[u8])
             "Forbidden",
             format!(
                 "token {:?} may not submit events as source {:?}; it needs the ingest:{} scope",
-                caller.name, event.source.as_str(), event.source
+                caller.name,
+                event.source.as_str(),
+                event.source
             ),
         )
         .field("source");
-        record(st, rejected_input(ExceptionKind::AuthRejected, &p, raw, caller)).await?;
+        record(
+            st,
+            rejected_input(ExceptionKind::AuthRejected, &p, raw, caller),
+        )
+        .await?;
         return Err(p);
     }
     Ok(())
@@ -263,7 +317,12 @@ fn outcome_json(event: &Event, reply: &EventReply) -> (StatusCode, Result<Value,
     }
 }
 
-async fn post_batch(st: &AppState, caller: &Caller, body: &Bytes, received_at: Timestamp) -> AppResult {
+async fn post_batch(
+    st: &AppState,
+    caller: &Caller,
+    body: &Bytes,
+    received_at: Timestamp,
+) -> AppResult {
     let lines: Vec<&[u8]> = body
         .split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
@@ -274,11 +333,18 @@ async fn post_batch(st: &AppState, caller: &Caller, body: &Bytes, received_at: T
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-many-lines",
             "Batch too large",
-            format!("a batch holds at most {} lines, this one has {}; split it", st.config.batch_lines_max, lines.len()),
+            format!(
+                "a batch holds at most {} lines, this one has {}; split it",
+                st.config.batch_lines_max,
+                lines.len()
+            ),
         ));
     }
     if lines.is_empty() {
-        return Err(Problem::unprocessable("empty-batch", "the batch has no lines"));
+        return Err(Problem::unprocessable(
+            "empty-batch",
+            "the batch has no lines",
+        ));
     }
     let mut results: Vec<Option<Value>> = vec![None; lines.len()];
     let mut events = Vec::with_capacity(lines.len());
@@ -286,13 +352,21 @@ async fn post_batch(st: &AppState, caller: &Caller, body: &Bytes, received_at: T
     for (i, line) in lines.iter().enumerate() {
         let parsed = parse_event(line, received_at).and_then(|ev| {
             if !ev.data.is_public() {
-                Err((Problem::unprocessable("hub-command", "hub commands cannot be submitted").field("type"), false))
+                Err((
+                    Problem::unprocessable("hub-command", "hub commands cannot be submitted")
+                        .field("type"),
+                    false,
+                ))
             } else if !caller.may_ingest(ev.source.as_str()) {
                 let p = Problem::new(
                     StatusCode::FORBIDDEN,
                     "source-not-allowed",
                     "Forbidden",
-                    format!("token {:?} may not submit events as source {:?}", caller.name, ev.source.as_str()),
+                    format!(
+                        "token {:?} may not submit events as source {:?}",
+                        caller.name,
+                        ev.source.as_str()
+                    ),
                 )
                 .field("source");
                 Err((p, false))
@@ -312,7 +386,9 @@ async fn post_batch(st: &AppState, caller: &Caller, body: &Bytes, received_at: T
                     ExceptionKind::SchemaViolation
                 };
                 record(st, rejected_input(kind, &problem, line, caller)).await?;
-                results[i] = Some(json!({"line": i + 1, "status": "rejected", "problem": problem.to_json()}));
+                results[i] = Some(
+                    json!({"line": i + 1, "status": "rejected", "problem": problem.to_json()}),
+                );
             }
         }
     }
@@ -325,12 +401,18 @@ async fn post_batch(st: &AppState, caller: &Caller, body: &Bytes, received_at: T
                     v
                 }
                 (_, Err(p)) => {
-                    let status = p.extra.get("status").cloned().unwrap_or_else(|| json!("rejected"));
+                    let status = p
+                        .extra
+                        .get("status")
+                        .cloned()
+                        .unwrap_or_else(|| json!("rejected"));
                     json!({"line": slot + 1, "id": event.id, "status": status,
                            "ledger_seq": p.extra.get("ledger_seq"), "problem": p.to_json()})
                 }
             },
-            Err(e) => json!({"line": slot + 1, "id": event.id, "status": "error", "problem": engine_problem(e).to_json()}),
+            Err(e) => {
+                json!({"line": slot + 1, "id": event.id, "status": "error", "problem": engine_problem(e).to_json()})
+            }
         };
         results[slot] = Some(value);
     }
@@ -340,7 +422,10 @@ async fn post_batch(st: &AppState, caller: &Caller, body: &Bytes, received_at: T
         out.push(b'\n');
     }
     let mut resp = (StatusCode::OK, out).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
     Ok(resp)
 }
 
@@ -356,19 +441,36 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
 }
 
 fn channel(st: &AppState, raw: Option<&str>) -> Result<(ChannelId, ChanIdx), Problem> {
-    let raw = raw.ok_or_else(|| Problem::bad_request("missing-parameter", "the channel parameter is required").field("channel"))?;
-    let id = ChannelId::new(raw).map_err(|e| Problem::bad_request("invalid-parameter", format!("channel {e}")).field("channel"))?;
+    let raw = raw.ok_or_else(|| {
+        Problem::bad_request("missing-parameter", "the channel parameter is required")
+            .field("channel")
+    })?;
+    let id = ChannelId::new(raw).map_err(|e| {
+        Problem::bad_request("invalid-parameter", format!("channel {e}")).field("channel")
+    })?;
     let idx = st.engine.policy().channel(&id).ok_or_else(|| {
-        Problem::not_found("unknown-channel", format!("no channel {raw:?} is configured")).field("channel")
+        Problem::not_found(
+            "unknown-channel",
+            format!("no channel {raw:?} is configured"),
+        )
+        .field("channel")
     })?;
     Ok((id, idx))
 }
 
 fn item(st: &AppState, raw: Option<&str>, field: &str) -> Result<ItemId, Problem> {
-    let raw = raw.ok_or_else(|| Problem::bad_request("missing-parameter", format!("{field} is required")).field(field))?;
-    let id = ItemId::new(raw).map_err(|e| Problem::bad_request("invalid-parameter", format!("{field} {e}")).field(field))?;
+    let raw = raw.ok_or_else(|| {
+        Problem::bad_request("missing-parameter", format!("{field} is required")).field(field)
+    })?;
+    let id = ItemId::new(raw).map_err(|e| {
+        Problem::bad_request("invalid-parameter", format!("{field} {e}")).field(field)
+    })?;
     if !st.engine.policy().knows_item(&id) {
-        return Err(Problem::not_found("unknown-item", format!("no item {raw:?} in the item master")).field(field));
+        return Err(Problem::not_found(
+            "unknown-item",
+            format!("no item {raw:?} in the item master"),
+        )
+        .field(field));
     }
     Ok(id)
 }
@@ -388,7 +490,10 @@ async fn get_availability(
     let (chan_id, chan) = channel(&st, q.channel.as_deref())?;
     let item = item(&st, q.item.as_deref(), "item")?;
     let (available, seq) = st.engine.availability(&item, chan);
-    Ok(Json(json!({"item": item, "channel": chan_id, "available": available, "ledger_seq": seq})).into_response())
+    Ok(
+        Json(json!({"item": item, "channel": chan_id, "available": available, "ledger_seq": seq}))
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -400,7 +505,11 @@ struct AvailabilityQuery {
 
 pub const QUERY_ITEMS_MAX: usize = 10_000;
 
-async fn query_availability(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> AppResult {
+async fn query_availability(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult {
     authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
     let q: AvailabilityQuery = json_body(&body)?;
     let (chan_id, chan) = channel(&st, Some(&q.channel))?;
@@ -409,7 +518,10 @@ async fn query_availability(State(st): State<Arc<AppState>>, headers: HeaderMap,
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-many-items",
             "Query too large",
-            format!("at most {QUERY_ITEMS_MAX} items per query, got {}", q.items.len()),
+            format!(
+                "at most {QUERY_ITEMS_MAX} items per query, got {}",
+                q.items.len()
+            ),
         )
         .field("items"));
     }
@@ -436,13 +548,20 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> 
     })
 }
 
-async fn get_positions(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(raw): Path<String>) -> AppResult {
+async fn get_positions(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> AppResult {
     authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
     let id = item(&st, Some(&raw), "item")?;
     let policy = st.engine.policy();
     let seqs = st.engine.ledger_seqs();
     let Some((state, seq)) = st.engine.item(&id) else {
-        return Ok(Json(json!({"item": id, "ledger_seq": seqs.iter().max(), "positions": [], "channels": []})).into_response());
+        return Ok(Json(
+            json!({"item": id, "ledger_seq": seqs.iter().max(), "positions": [], "channels": []}),
+        )
+        .into_response());
     };
     let positions: Vec<Value> = state
         .positions
@@ -508,18 +627,31 @@ fn reservation_json(r: &Reservation) -> Value {
 
 fn reservation_reply(reply: ReservationReply, created: bool) -> AppResult {
     match reply {
-        ReservationReply::Done { reservation, repeat } => {
-            let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+        ReservationReply::Done {
+            reservation,
+            repeat,
+        } => {
+            let code = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             let mut resp = (code, Json(reservation_json(&reservation))).into_response();
             if repeat {
-                resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+                resp.headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
             }
             Ok(resp)
         }
         ReservationReply::Insufficient(short) => {
             let detail = short
                 .iter()
-                .map(|s| format!("{}: asked {}, {} available", s.item, s.requested, s.available))
+                .map(|s| {
+                    format!(
+                        "{}: asked {}, {} available",
+                        s.item, s.requested, s.available
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
             Err(Problem::new(
@@ -534,10 +666,15 @@ fn reservation_reply(reply: ReservationReply, created: bool) -> AppResult {
         ReservationReply::Rejected(r) => Err(match r {
             Rejection::NotFound(d) => Problem::not_found("unknown-reservation", d),
             Rejection::Conflict(d) => {
-                Problem::new(StatusCode::CONFLICT, "reservation-conflict", "Conflict", d).field("id")
+                Problem::new(StatusCode::CONFLICT, "reservation-conflict", "Conflict", d)
+                    .field("id")
             }
-            Rejection::InvalidState(d) => Problem::new(StatusCode::CONFLICT, "invalid-state", "Conflict", d),
-            Rejection::Invalid { field, reason } => Problem::unprocessable("invalid-reservation", reason).field(field),
+            Rejection::InvalidState(d) => {
+                Problem::new(StatusCode::CONFLICT, "invalid-state", "Conflict", d)
+            }
+            Rejection::Invalid { field, reason } => {
+                Problem::unprocessable("invalid-reservation", reason).field(field)
+            }
         }),
     }
 }
@@ -551,18 +688,27 @@ fn correlation_from(headers: &HeaderMap) -> String {
         .unwrap_or_else(correlation)
 }
 
-async fn post_reservation(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> AppResult {
+async fn post_reservation(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult {
     let caller = authenticate(&st.config.tokens, &headers)?;
     caller.require(Needed::Reserve)?;
     let b: ReservationBody = match json_body(&body) {
         Ok(b) => b,
         Err(p) => {
-            record(&st, rejected_input(ExceptionKind::SchemaViolation, &p, &body, &caller)).await?;
+            record(
+                &st,
+                rejected_input(ExceptionKind::SchemaViolation, &p, &body, &caller),
+            )
+            .await?;
             return Err(p);
         }
     };
-    let channel = ChannelId::new(&b.channel)
-        .map_err(|e| Problem::unprocessable("invalid-reservation", format!("channel {e}")).field("channel"))?;
+    let channel = ChannelId::new(&b.channel).map_err(|e| {
+        Problem::unprocessable("invalid-reservation", format!("channel {e}")).field("channel")
+    })?;
     let data = crossdock_model::event::ReservationRequested {
         reservation: b.id.clone(),
         channel: channel.clone(),
@@ -571,7 +717,11 @@ async fn post_reservation(State(st): State<Arc<AppState>>, headers: HeaderMap, b
     };
     if let Err(e) = crossdock_model::EventData::ReservationRequested(data).validate() {
         let p = Problem::unprocessable("invalid-reservation", e.to_string()).field(e.field());
-        record(&st, rejected_input(ExceptionKind::SchemaViolation, &p, &body, &caller)).await?;
+        record(
+            &st,
+            rejected_input(ExceptionKind::SchemaViolation, &p, &body, &caller),
+        )
+        .await?;
         return Err(p);
     }
     let reply = st
@@ -582,15 +732,31 @@ async fn post_reservation(State(st): State<Arc<AppState>>, headers: HeaderMap, b
     reservation_reply(reply, true)
 }
 
-async fn release_reservation(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> AppResult {
+async fn release_reservation(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> AppResult {
     authenticate(&st.config.tokens, &headers)?.require(Needed::Reserve)?;
-    let reply = st.engine.settle(id, false, correlation_from(&headers)).await.map_err(engine_problem)?;
+    let reply = st
+        .engine
+        .settle(id, false, correlation_from(&headers))
+        .await
+        .map_err(engine_problem)?;
     reservation_reply(reply, false)
 }
 
-async fn commit_reservation(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> AppResult {
+async fn commit_reservation(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> AppResult {
     authenticate(&st.config.tokens, &headers)?.require(Needed::Reserve)?;
-    let reply = st.engine.settle(id, true, correlation_from(&headers)).await.map_err(engine_problem)?;
+    let reply = st
+        .engine
+        .settle(id, true, correlation_from(&headers))
+        .await
+        .map_err(engine_problem)?;
     reservation_reply(reply, false)
 }
 
@@ -610,22 +776,27 @@ async fn get_exceptions(
     let kind = match q.kind.as_deref() {
         None => None,
         Some(k) => Some(ExceptionKind::parse(k).ok_or_else(|| {
-            Problem::bad_request("invalid-parameter", format!("unknown exception kind {k:?}")).field("kind")
+            Problem::bad_request("invalid-parameter", format!("unknown exception kind {k:?}"))
+                .field("kind")
         })?),
     };
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(ExceptionStatus::parse(s).ok_or_else(|| {
-            Problem::bad_request("invalid-parameter", format!("unknown status {s:?}")).field("status")
+            Problem::bad_request("invalid-parameter", format!("unknown status {s:?}"))
+                .field("status")
         })?),
     };
-    let filter = ExceptionFilter { kind, status, limit: q.limit.unwrap_or(100).min(1000) };
-    let engine = st.engine.clone();
-    let (list, counts) = tokio::task::spawn_blocking(move || Ok::<_, crossdock_store::StoreError>((engine.exceptions(&filter)?, engine.exception_counts()?)))
-        .await
-        .expect("exceptions query task")
-        .map_err(|e| Problem::unavailable(format!("cannot read exceptions: {e}")))?;
-    let counts: serde_json::Map<String, Value> = counts.into_iter().map(|(k, n)| (k.as_str().to_string(), json!(n))).collect();
+    let filter = ExceptionFilter {
+        kind,
+        status,
+        limit: q.limit.unwrap_or(100).min(1000),
+    };
+    let (list, counts) = st.engine.exceptions(filter).await.map_err(engine_problem)?;
+    let counts: serde_json::Map<String, Value> = counts
+        .into_iter()
+        .map(|(k, n)| (k.as_str().to_string(), json!(n)))
+        .collect();
     Ok(Json(json!({"exceptions": list, "open_by_kind": counts})).into_response())
 }
 
@@ -635,13 +806,17 @@ struct OutboxParams {
     limit: Option<u32>,
 }
 
-async fn get_outbox(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<OutboxParams>) -> AppResult {
+async fn get_outbox(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<OutboxParams>,
+) -> AppResult {
     authenticate(&st.config.tokens, &headers)?.require(Needed::Admin)?;
-    let engine = st.engine.clone();
-    let rows = tokio::task::spawn_blocking(move || engine.outbox(q.endpoint.as_deref(), q.limit.unwrap_or(100).min(10_000)))
+    let rows = st
+        .engine
+        .outbox(q.endpoint, q.limit.unwrap_or(100).min(10_000))
         .await
-        .expect("outbox query task")
-        .map_err(|e| Problem::unavailable(format!("cannot read the outbox: {e}")))?;
+        .map_err(engine_problem)?;
     let rows: Vec<Value> = rows
         .into_iter()
         .map(|r| {

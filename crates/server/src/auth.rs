@@ -41,7 +41,10 @@ impl Caller {
     /// Whether this token may submit events as `source`.
     pub fn may_ingest(&self, source: &str) -> bool {
         self.admin() && (source == IMPORT_SOURCE || !source.starts_with("crossdock"))
-            || self.scopes.iter().any(|s| matches!(s, Scope::Ingest(src) if src.as_str() == source))
+            || self
+                .scopes
+                .iter()
+                .any(|s| matches!(s, Scope::Ingest(src) if src.as_str() == source))
     }
 }
 
@@ -65,7 +68,12 @@ impl Needed {
 /// Finds the caller's token; compares every configured secret in constant time.
 pub fn authenticate(tokens: &[Token], headers: &HeaderMap) -> Result<Caller, Problem> {
     let unauthorized = |detail: &str| {
-        Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail.to_string())
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            detail.to_string(),
+        )
     };
     let value = headers
         .get(header::AUTHORIZATION)
@@ -83,7 +91,10 @@ pub fn authenticate(tokens: &[Token], headers: &HeaderMap) -> Result<Caller, Pro
         }
     }
     found
-        .map(|t| Caller { name: t.name.clone(), scopes: t.scopes.clone() })
+        .map(|t| Caller {
+            name: t.name.clone(),
+            scopes: t.scopes.clone(),
+        })
         .ok_or_else(|| unauthorized("the token is not valid"))
 }
 
@@ -101,8 +112,16 @@ mod tests {
 
     fn tokens() -> Vec<Token> {
         vec![
-            Token { name: "east".into(), secret: "east-secret-0123456789".into(), scopes: vec![Scope::Ingest(SourceId::new("wms-east").unwrap())] },
-            Token { name: "admin".into(), secret: "admin-secret-0123456789".into(), scopes: vec![Scope::Admin] },
+            Token {
+                name: "east".into(),
+                secret: "east-secret-0123456789".into(),
+                scopes: vec![Scope::Ingest(SourceId::new("wms-east").unwrap())],
+            },
+            Token {
+                name: "admin".into(),
+                secret: "admin-secret-0123456789".into(),
+                scopes: vec![Scope::Admin],
+            },
         ]
     }
 
@@ -121,10 +140,23 @@ mod tests {
         let admin = authenticate(&tokens(), &headers("Bearer admin-secret-0123456789")).unwrap();
         assert!(admin.may_ingest("wms-west"));
         assert!(!admin.may_ingest("crossdock"), "nobody speaks as the hub");
-        assert!(admin.may_ingest("crossdock.import"), "admins import opening stock");
+        assert!(
+            admin.may_ingest("crossdock.import"),
+            "admins import opening stock"
+        );
         assert!(!east.may_ingest("crossdock.import"));
         assert!(admin.require(Needed::Reserve).is_ok());
-        assert_eq!(authenticate(&tokens(), &headers("Bearer nope")).unwrap_err().status, StatusCode::UNAUTHORIZED);
-        assert_eq!(authenticate(&tokens(), &HeaderMap::new()).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            authenticate(&tokens(), &headers("Bearer nope"))
+                .unwrap_err()
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            authenticate(&tokens(), &HeaderMap::new())
+                .unwrap_err()
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
     }
 }

@@ -188,7 +188,11 @@ pub const BATCH_LINES_MAX_DEFAULT: usize = 10_000;
 /// Reads and checks a config file; relative paths in it are relative to its folder.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigProblem>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![ConfigProblem { key: path.display().to_string(), line: None, message: format!("cannot read: {e}") }]
+        vec![ConfigProblem {
+            key: path.display().to_string(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        }]
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     parse(&text, &base)
@@ -220,13 +224,22 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
     for key in unknown {
         problems.push(ConfigProblem {
             line: key_line(&doc, &key, &lines),
-            message: "unknown key (check the spelling; see examples/quickstart/crossdock.toml)".into(),
+            message: "unknown key (check the spelling; see examples/quickstart/crossdock.toml)"
+                .into(),
             key,
         });
     }
-    let mut check = Checker { doc: &doc, lines: &lines, problems };
+    let mut check = Checker {
+        doc: &doc,
+        lines: &lines,
+        problems,
+    };
     let config = check.build(raw, base);
-    if check.problems.is_empty() { Ok(config.expect("no problems means a config")) } else { Err(check.problems) }
+    if check.problems.is_empty() {
+        Ok(config.expect("no problems means a config"))
+    } else {
+        Err(check.problems)
+    }
 }
 
 struct Checker<'a> {
@@ -239,7 +252,11 @@ impl Checker<'_> {
     fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
         let key = key.into();
         let line = key_line(self.doc, &key, self.lines);
-        self.problems.push(ConfigProblem { key, line, message: message.into() });
+        self.problems.push(ConfigProblem {
+            key,
+            line,
+            message: message.into(),
+        });
     }
 
     fn build(&mut self, raw: RawConfig, base: &Path) -> Option<Config> {
@@ -248,24 +265,35 @@ impl Checker<'_> {
         for (i, l) in raw.locations.iter().enumerate() {
             match LocationId::new(&l.id) {
                 Ok(id) if seen.insert(id.clone()) => locations.push(id),
-                Ok(id) => self.problem(format!("locations.{i}.id"), format!("location {id} is listed twice")),
+                Ok(id) => self.problem(
+                    format!("locations.{i}.id"),
+                    format!("location {id} is listed twice"),
+                ),
                 Err(e) => self.problem(format!("locations.{i}.id"), e.to_string()),
             }
         }
         if locations.is_empty() {
             self.problem("locations", "at least one [[locations]] entry is needed");
         }
-        let loc_index: HashMap<&str, usize> = locations.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
-        let loc_list = |c: &mut Self, key: String, names: &[String]| -> Vec<crossdock_ledger::LocIdx> {
-            let mut out = Vec::new();
-            for (j, n) in names.iter().enumerate() {
-                match loc_index.get(n.as_str()) {
-                    Some(&i) => out.push(crossdock_ledger::LocIdx(i as u16)),
-                    None => c.problem(format!("{key}.{j}"), format!("unknown location {n:?}; add it to [[locations]]")),
+        let loc_index: HashMap<&str, usize> = locations
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_str(), i))
+            .collect();
+        let loc_list =
+            |c: &mut Self, key: String, names: &[String]| -> Vec<crossdock_ledger::LocIdx> {
+                let mut out = Vec::new();
+                for (j, n) in names.iter().enumerate() {
+                    match loc_index.get(n.as_str()) {
+                        Some(&i) => out.push(crossdock_ledger::LocIdx(i as u16)),
+                        None => c.problem(
+                            format!("{key}.{j}"),
+                            format!("unknown location {n:?}; add it to [[locations]]"),
+                        ),
+                    }
                 }
-            }
-            out
-        };
+                out
+            };
 
         let mut channels = Vec::new();
         let mut channel_ids = HashSet::new();
@@ -283,19 +311,31 @@ impl Checker<'_> {
             }
             let locs = loc_list(self, format!("{key}.locations"), &c.locations);
             if c.locations.is_empty() {
-                self.problem(format!("{key}.locations"), "a channel needs at least one eligible location");
+                self.problem(
+                    format!("{key}.locations"),
+                    "a channel needs at least one eligible location",
+                );
             }
             let buffer = match &c.buffer {
                 None => Buffer::Units(0),
                 Some(BufferValue::Units(u)) if *u >= 0 => Buffer::Units(*u),
                 Some(BufferValue::Units(u)) => {
-                    self.problem(format!("{key}.buffer"), format!("must not be negative, got {u}"));
+                    self.problem(
+                        format!("{key}.buffer"),
+                        format!("must not be negative, got {u}"),
+                    );
                     Buffer::Units(0)
                 }
-                Some(BufferValue::Text(t)) => match t.strip_suffix('%').map(|n| n.trim().parse::<u8>()) {
+                Some(BufferValue::Text(t)) => match t
+                    .strip_suffix('%')
+                    .map(|n| n.trim().parse::<u8>())
+                {
                     Some(Ok(p)) if p <= 100 => Buffer::Percent(p),
                     _ => {
-                        self.problem(format!("{key}.buffer"), format!("must be units (10) or a whole percent (\"10%\"), got {t:?}"));
+                        self.problem(
+                            format!("{key}.buffer"),
+                            format!("must be units (10) or a whole percent (\"10%\"), got {t:?}"),
+                        );
                         Buffer::Units(0)
                     }
                 },
@@ -304,15 +344,25 @@ impl Checker<'_> {
                 None => 100,
                 Some(p @ 0..=100) => p as u8,
                 Some(p) => {
-                    self.problem(format!("{key}.share_pct"), format!("must be 0..=100, got {p}"));
+                    self.problem(
+                        format!("{key}.share_pct"),
+                        format!("must be 0..=100, got {p}"),
+                    );
                     100
                 }
             };
-            for (field, v) in [("max", c.max), ("min_publish", c.min_publish), ("low_stock", c.low_stock)] {
+            for (field, v) in [
+                ("max", c.max),
+                ("min_publish", c.min_publish),
+                ("low_stock", c.low_stock),
+            ] {
                 if let Some(v) = v
                     && v < 0
                 {
-                    self.problem(format!("{key}.{field}"), format!("must not be negative, got {v}"));
+                    self.problem(
+                        format!("{key}.{field}"),
+                        format!("must not be negative, got {v}"),
+                    );
                 }
             }
             channels.push(ChannelPolicy {
@@ -333,7 +383,10 @@ impl Checker<'_> {
             let key = format!("sources.{i}");
             let id = match SourceId::new(&s.id) {
                 Ok(id) if id.as_str().starts_with("crossdock") => {
-                    self.problem(format!("{key}.id"), "source names starting with \"crossdock\" are the hub's own");
+                    self.problem(
+                        format!("{key}.id"),
+                        "source names starting with \"crossdock\" are the hub's own",
+                    );
                     continue;
                 }
                 Ok(id) => id,
@@ -346,17 +399,37 @@ impl Checker<'_> {
             for (j, o) in s.owns.iter().enumerate() {
                 for (k, t) in o.types.iter().enumerate() {
                     let known = match t.strip_suffix('*') {
-                        Some(prefix) => EventData::TYPES.iter().any(|(n, public)| *public && n.starts_with(prefix)),
+                        Some(prefix) => EventData::TYPES
+                            .iter()
+                            .any(|(n, public)| *public && n.starts_with(prefix)),
                         None => EventData::TYPES.iter().any(|(n, public)| *public && n == t),
                     };
                     if !known {
-                        self.problem(format!("{key}.owns.{j}.types.{k}"), format!("{t:?} matches no event type"));
+                        self.problem(
+                            format!("{key}.owns.{j}.types.{k}"),
+                            format!("{t:?} matches no event type"),
+                        );
                     }
                 }
-                let locations = o.locations.as_ref().map(|ls| loc_list(self, format!("{key}.owns.{j}.locations"), ls));
-                rules.push(OwnershipRule { types: o.types.clone(), locations });
+                let locations = o
+                    .locations
+                    .as_ref()
+                    .map(|ls| loc_list(self, format!("{key}.owns.{j}.locations"), ls));
+                rules.push(OwnershipRule {
+                    types: o.types.clone(),
+                    locations,
+                });
             }
-            if sources.insert(id.clone(), SourcePolicy { rules, sequenced: s.sequenced }).is_some() {
+            if sources
+                .insert(
+                    id.clone(),
+                    SourcePolicy {
+                        rules,
+                        sequenced: s.sequenced,
+                    },
+                )
+                .is_some()
+            {
                 self.problem(format!("{key}.id"), format!("source {id} is listed twice"));
             }
         }
@@ -385,16 +458,29 @@ impl Checker<'_> {
             }
         });
 
-        let data_dir = raw.server.data_dir.clone().map(|d| base.join(d)).unwrap_or_else(|| base.join("data"));
+        let data_dir = raw
+            .server
+            .data_dir
+            .clone()
+            .map(|d| base.join(d))
+            .unwrap_or_else(|| base.join("data"));
         let store = match raw.store.kind.as_deref().unwrap_or("sqlite") {
-            "sqlite" => StoreChoice::Sqlite(raw.store.path.clone().unwrap_or_else(|| PathBuf::from("crossdock.db"))),
+            "sqlite" => StoreChoice::Sqlite(
+                raw.store
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("crossdock.db")),
+            ),
             "postgres" => {
                 let url = match (&raw.store.url, &raw.store.url_env) {
                     (Some(u), None) => Some(u.clone()),
                     (None, Some(var)) => match std::env::var(var) {
                         Ok(u) => Some(u),
                         Err(_) => {
-                            self.problem("store.url_env", format!("environment variable {var} is not set"));
+                            self.problem(
+                                "store.url_env",
+                                format!("environment variable {var} is not set"),
+                            );
                             None
                         }
                     },
@@ -403,10 +489,16 @@ impl Checker<'_> {
                         None
                     }
                 };
-                StoreChoice::Postgres { url: url.unwrap_or_default(), schema: raw.store.schema.clone() }
+                StoreChoice::Postgres {
+                    url: url.unwrap_or_default(),
+                    schema: raw.store.schema.clone(),
+                }
             }
             other => {
-                self.problem("store.kind", format!("must be \"sqlite\" or \"postgres\", got {other:?}"));
+                self.problem(
+                    "store.kind",
+                    format!("must be \"sqlite\" or \"postgres\", got {other:?}"),
+                );
                 StoreChoice::Sqlite(PathBuf::new())
             }
         };
@@ -418,18 +510,27 @@ impl Checker<'_> {
                 (Some(var), None) => match std::env::var(var) {
                     Ok(s) if s.len() >= 16 => Some(s),
                     Ok(_) => {
-                        self.problem(format!("{key}.secret_env"), format!("{var} must hold at least 16 characters"));
+                        self.problem(
+                            format!("{key}.secret_env"),
+                            format!("{var} must hold at least 16 characters"),
+                        );
                         None
                     }
                     Err(_) => {
-                        self.problem(format!("{key}.secret_env"), format!("environment variable {var} is not set"));
+                        self.problem(
+                            format!("{key}.secret_env"),
+                            format!("environment variable {var} is not set"),
+                        );
                         None
                     }
                 },
                 (None, Some(file)) => match std::fs::read_to_string(base.join(file)) {
                     Ok(s) if s.trim().len() >= 16 => Some(s.trim().to_string()),
                     Ok(_) => {
-                        self.problem(format!("{key}.secret_file"), "the file must hold at least 16 characters");
+                        self.problem(
+                            format!("{key}.secret_file"),
+                            "the file must hold at least 16 characters",
+                        );
                         None
                     }
                     Err(e) => {
@@ -448,7 +549,10 @@ impl Checker<'_> {
                     "query" => Some(Scope::Query),
                     "reserve" => Some(Scope::Reserve),
                     "admin" => Some(Scope::Admin),
-                    other => other.strip_prefix("ingest:").and_then(|src| SourceId::new(src).ok()).map(Scope::Ingest),
+                    other => other
+                        .strip_prefix("ingest:")
+                        .and_then(|src| SourceId::new(src).ok())
+                        .map(Scope::Ingest),
                 };
                 match scope {
                     Some(Scope::Ingest(src)) if !sources.contains_key(&src) => self.problem(
@@ -458,12 +562,18 @@ impl Checker<'_> {
                     Some(scope) => scopes.push(scope),
                     None => self.problem(
                         format!("{key}.scopes.{j}"),
-                        format!("unknown scope {s:?}; use ingest:<source>, query, reserve or admin"),
+                        format!(
+                            "unknown scope {s:?}; use ingest:<source>, query, reserve or admin"
+                        ),
                     ),
                 }
             }
             if let Some(secret) = secret {
-                tokens.push(Token { name: t.name.clone(), secret, scopes });
+                tokens.push(Token {
+                    name: t.name.clone(),
+                    secret,
+                    scopes,
+                });
             }
         }
 
@@ -481,7 +591,10 @@ impl Checker<'_> {
             listen: raw.server.listen.unwrap_or_else(|| LISTEN_DEFAULT.into()),
             data_dir,
             body_max_bytes: raw.server.body_max_bytes.unwrap_or(BODY_MAX_DEFAULT),
-            batch_lines_max: raw.server.batch_lines_max.unwrap_or(BATCH_LINES_MAX_DEFAULT),
+            batch_lines_max: raw
+                .server
+                .batch_lines_max
+                .unwrap_or(BATCH_LINES_MAX_DEFAULT),
             partitions,
             queue_max: raw.engine.queue_max.unwrap_or(100_000).max(1),
             batch_max: raw.engine.batch_max.unwrap_or(10_000).max(1),
@@ -497,7 +610,9 @@ impl Checker<'_> {
 pub fn read_items(path: &Path) -> Result<HashSet<ItemId>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
     let mut lines = text.lines();
-    let header = lines.next().ok_or("empty file; a header row with an `item` column is needed")?;
+    let header = lines
+        .next()
+        .ok_or("empty file; a header row with an `item` column is needed")?;
     let col = header
         .split(',')
         .position(|h| h.trim() == "item")
@@ -624,17 +739,30 @@ locations = ["DC-EAST"]
 
     #[test]
     fn every_problem_is_reported_with_key_and_line() {
-        let bad = OK.replace("buffer = \"10%\"", "bufer = 3\nbuffer = \"ten\"").replace(
-            "locations = [\"DC-EAST\", \"DC-WEST\"]",
-            "locations = [\"DC-EAST\", \"DC-NORTH\"]",
-        );
+        let bad = OK
+            .replace("buffer = \"10%\"", "bufer = 3\nbuffer = \"ten\"")
+            .replace(
+                "locations = [\"DC-EAST\", \"DC-WEST\"]",
+                "locations = [\"DC-EAST\", \"DC-NORTH\"]",
+            );
         let problems = parse(&bad, Path::new(".")).unwrap_err();
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(problems.len(), 3, "{text:#?}");
-        assert!(text.iter().any(|t| t.contains("channels.1.bufer") && t.contains("unknown key")), "{text:#?}");
-        assert!(text.iter().any(|t| t.contains("channels.1.buffer") && t.contains("whole percent")), "{text:#?}");
+        assert!(
+            text.iter()
+                .any(|t| t.contains("channels.1.bufer") && t.contains("unknown key")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("channels.1.buffer") && t.contains("whole percent")),
+            "{text:#?}"
+        );
         assert!(text.iter().any(|t| t.contains("DC-NORTH")), "{text:#?}");
-        let north = problems.iter().find(|p| p.message.contains("DC-NORTH")).unwrap();
+        let north = problems
+            .iter()
+            .find(|p| p.message.contains("DC-NORTH"))
+            .unwrap();
         assert_eq!(north.line, Some(10), "{north}");
         let bufer = problems.iter().find(|p| p.key.ends_with("bufer")).unwrap();
         assert_eq!(bufer.line, Some(15), "{bufer}");

@@ -17,11 +17,17 @@ pub fn start_engine(config: &Config) -> Result<Arc<Engine>, crossdock_store::Sto
     let store = match &config.store {
         config::StoreChoice::Sqlite(path) => {
             std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-                crossdock_store::StoreError::Config(format!("cannot create data dir {}: {e}", config.data_dir.display()))
+                crossdock_store::StoreError::Config(format!(
+                    "cannot create data dir {}: {e}",
+                    config.data_dir.display()
+                ))
             })?;
             StoreSpec::Sqlite(config.data_dir.join(path))
         }
-        config::StoreChoice::Postgres { url, schema } => StoreSpec::Postgres { url: url.clone(), schema: schema.clone() },
+        config::StoreChoice::Postgres { url, schema } => StoreSpec::Postgres {
+            url: url.clone(),
+            schema: schema.clone(),
+        },
     };
     let engine_config = EngineConfig {
         store,
@@ -40,5 +46,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = Arc::new(api::AppState { engine, config });
-    axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -6,7 +6,11 @@ use serde_json::{Value, json};
 /// `GET /v1/schema`: the envelope and the `data` schema of every public event type.
 pub fn event_schemas() -> Value {
     let mut types = EventData::schemas();
-    types.retain(|name, _| EventData::TYPES.iter().any(|(n, public)| *public && n == name));
+    types.retain(|name, _| {
+        EventData::TYPES
+            .iter()
+            .any(|(n, public)| *public && n == name)
+    });
     json!({
         "envelope": schemars::schema_for!(Envelope),
         "types": types,

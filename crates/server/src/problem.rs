@@ -20,8 +20,21 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Problem { status, slug, title, detail: detail.into(), field: None, extra: Map::new(), retry_after_s: None }
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            status,
+            slug,
+            title,
+            detail: detail.into(),
+            field: None,
+            extra: Map::new(),
+            retry_after_s: None,
+        }
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -56,7 +69,12 @@ impl Problem {
     }
 
     pub fn unprocessable(slug: &'static str, detail: impl Into<String>) -> Self {
-        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, slug, "Unprocessable input", detail)
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            slug,
+            "Unprocessable input",
+            detail,
+        )
     }
 
     pub fn not_found(slug: &'static str, detail: impl Into<String>) -> Self {
@@ -64,7 +82,12 @@ impl Problem {
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Try again shortly", detail);
+        let mut p = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Try again shortly",
+            detail,
+        );
         p.retry_after_s = Some(1);
         p
     }
@@ -75,7 +98,10 @@ impl IntoResponse for Problem {
         let body = serde_json::to_vec(&self.to_json()).expect("problem serializes");
         let mut resp = (self.status, body).into_response();
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(s) = self.retry_after_s {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }

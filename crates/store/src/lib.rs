@@ -7,6 +7,7 @@
 //! nothing about ledger rules. Architecture invariant: [`Store::commit`] is all-or-nothing and
 //! durable when it returns `Ok` (fsync / COMMIT); nothing else writes ledger state.
 
+mod common;
 pub mod postgres;
 pub mod sqlite;
 
@@ -251,9 +252,11 @@ pub trait Store: Send {
 }
 
 pub fn parse_exception_kind(raw: &str) -> Result<ExceptionKind> {
-    ExceptionKind::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("unknown exception kind {raw:?}")))
+    ExceptionKind::parse(raw)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown exception kind {raw:?}")))
 }
 
 pub fn parse_exception_status(raw: &str) -> Result<ExceptionStatus> {
-    ExceptionStatus::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("unknown exception status {raw:?}")))
+    ExceptionStatus::parse(raw)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown exception status {raw:?}")))
 }

@@ -82,11 +82,19 @@ pub struct Hub {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("crossdock-test-{name}-{}-{}", std::process::id(), fastrand::u64(..)));
+    let dir = std::env::temp_dir().join(format!(
+        "crossdock-test-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -100,9 +108,15 @@ impl Hub {
     pub async fn start_with(name: &str, config_text: &str) -> Hub {
         let dir = temp_dir(name);
         std::fs::write(dir.join("crossdock.toml"), config_text).unwrap();
-        let items: String = std::iter::once("item\n".to_string()).chain((1..=100).map(|i| format!("SKU-{i}\n"))).collect();
+        let items: String = std::iter::once("item\n".to_string())
+            .chain((1..=100).map(|i| format!("SKU-{i}\n")))
+            .collect();
         std::fs::write(dir.join("items.csv"), items).unwrap();
-        let mut hub = Hub { dir, addr: String::new(), child: None };
+        let mut hub = Hub {
+            dir,
+            addr: String::new(),
+            child: None,
+        };
         hub.restart().await;
         hub
     }
@@ -134,7 +148,10 @@ impl Hub {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("crossdock exited during start: {status}");
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "crossdock did not become ready");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "crossdock did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -173,12 +190,23 @@ pub fn event(id: &str, source: &str, ty: &str, data: Value) -> Value {
 }
 
 pub async fn post(c: &mut Client, path: &str, body: &Value) -> (u16, Value) {
-    let r = c.post_json(path, serde_json::to_vec(body).unwrap()).await.expect("request");
+    let r = c
+        .post_json(path, serde_json::to_vec(body).unwrap())
+        .await
+        .expect("request");
     (r.status, parse(&r.body))
 }
 
-pub async fn post_raw(c: &mut Client, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-    let r = c.send(Method::POST, path, content_type, Bytes::from(body)).await.expect("request");
+pub async fn post_raw(
+    c: &mut Client,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let r = c
+        .send(Method::POST, path, content_type, Bytes::from(body))
+        .await
+        .expect("request");
     (r.status, parse(&r.body))
 }
 
@@ -188,7 +216,8 @@ pub async fn get(c: &mut Client, path: &str) -> (u16, Value) {
 }
 
 fn parse(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
 /// Every position of an item, keyed by location: (on_hand, reserved, allocated, available).
@@ -213,6 +242,9 @@ pub async fn positions(c: &mut Client, item: &str) -> Vec<(String, i64, i64, i64
 
 /// One integer from the hub's SQLite file, read as an operator would with the sqlite3 shell.
 pub fn sqlite_count(db: &Path, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
-    conn.query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open db");
+    conn.query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }

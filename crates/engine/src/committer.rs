@@ -1,0 +1,126 @@
+//! The committer of one partition: commits the batches its writer applied, in order, then
+//! publishes the view, arms timers and answers callers. Running it beside the writer lets the next
+//! batch be applied while this one is written and fsynced.
+//!
+//! A failed commit poisons the partition: every batch already applied on top of it fails too, until
+//! the writer has drained the pipeline (a barrier) and reloaded its state from the store.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use crossdock_ledger::ItemState;
+use crossdock_ledger::state::TimerSet;
+use crossdock_model::ItemId;
+use crossdock_store::{CommitBatch, Store};
+use tokio::sync::oneshot;
+use tracing::{debug, error};
+
+use crate::timers::TimerHandle;
+use crate::{EngineError, EventReply, ReservationReply, View};
+
+pub(crate) enum Pending {
+    Event(oneshot::Sender<Result<EventReply, EngineError>>, EventReply),
+    Reservation(
+        oneshot::Sender<Result<ReservationReply, EngineError>>,
+        ReservationReply,
+    ),
+    Unit(oneshot::Sender<Result<(), EngineError>>),
+    None,
+}
+
+impl Pending {
+    fn answer(self, err: Option<&EngineError>) {
+        match (self, err) {
+            (Pending::Event(tx, r), None) => drop(tx.send(Ok(r))),
+            (Pending::Reservation(tx, r), None) => drop(tx.send(Ok(r))),
+            (Pending::Unit(tx), None) => drop(tx.send(Ok(()))),
+            (Pending::Event(tx, _), Some(e)) => drop(tx.send(Err(e.clone()))),
+            (Pending::Reservation(tx, _), Some(e)) => drop(tx.send(Err(e.clone()))),
+            (Pending::Unit(tx), Some(e)) => drop(tx.send(Err(e.clone()))),
+            (Pending::None, _) => {}
+        }
+    }
+}
+
+/// One applied batch on its way to the store.
+pub(crate) struct Work {
+    pub batch: CommitBatch,
+    pub pending: Vec<Pending>,
+    /// The touched items as applied, to publish once durable.
+    pub publish: Vec<(ItemId, Arc<ItemState>)>,
+    pub seq: u64,
+    pub timers_set: Vec<TimerSet>,
+    pub timers_done: Vec<String>,
+    pub applied_at: Instant,
+    pub started_at: Instant,
+}
+
+pub(crate) enum ToCommitter {
+    Work(Box<Work>),
+    /// Answered once every earlier message is handled.
+    Barrier(Sender<()>),
+}
+
+pub(crate) struct Committer {
+    pub partition: u32,
+    pub store: Box<dyn Store>,
+    pub view: Arc<RwLock<View>>,
+    pub timers: TimerHandle,
+    pub poisoned: Arc<AtomicBool>,
+}
+
+impl Committer {
+    pub fn run(mut self, rx: Receiver<ToCommitter>) {
+        for msg in rx {
+            match msg {
+                ToCommitter::Barrier(done) => drop(done.send(())),
+                ToCommitter::Work(work) => self.commit(*work),
+            }
+        }
+    }
+
+    fn commit(&mut self, work: Work) {
+        if self.poisoned.load(Ordering::Acquire) {
+            let err = EngineError::Store("an earlier batch failed to commit; retry".into());
+            work.pending.into_iter().for_each(|p| p.answer(Some(&err)));
+            return;
+        }
+        if !work.batch.is_empty()
+            && let Err(e) = self.store.commit(&work.batch)
+        {
+            error!(partition = self.partition, error = %e, "commit failed; failing the batch and reloading");
+            self.poisoned.store(true, Ordering::Release);
+            let err = EngineError::Store(e.to_string());
+            work.pending.into_iter().for_each(|p| p.answer(Some(&err)));
+            return;
+        }
+        debug!(
+            partition = self.partition,
+            commands = work.pending.len(),
+            events = work.batch.events.len(),
+            positions = work.batch.positions.len(),
+            outbox = work.batch.outbox.len(),
+            apply_us = (work.applied_at - work.started_at).as_micros() as u64,
+            commit_us = work.applied_at.elapsed().as_micros() as u64,
+            "batch committed"
+        );
+        {
+            let mut view = self.view.write().expect("view lock");
+            for (id, state) in work.publish {
+                view.items.insert(id, state);
+            }
+            view.seq = work.seq;
+        }
+        for t in &work.timers_done {
+            self.timers.cancel(t);
+        }
+        for t in work.timers_set {
+            if !work.timers_done.contains(&t.id) {
+                self.timers.set(t.id, t.due_at, t.command);
+            }
+        }
+        work.pending.into_iter().for_each(|p| p.answer(None));
+    }
+}

@@ -1,0 +1,287 @@
+//! The engine against real stores (SQLite and the local PostgreSQL): restart reproduces state,
+//! the stored log replays to the same positions, and repeats apply once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crossdock_engine::{
+    Engine, EngineConfig, EventReply, EventStatus, ReservationReply, StoreSpec, event_from_row,
+};
+use crossdock_ledger::{
+    Buckets, ChannelPolicy, Effects, Ledger, LocIdx, OwnershipRule, Policy, SourcePolicy,
+};
+use crossdock_model::event::{Adjusted, Counted, Received, ReserveLine};
+use crossdock_model::{ChannelId, Event, EventData, ItemId, LocationId, SourceId, Timestamp};
+
+fn policy() -> Arc<Policy> {
+    let mut sources = HashMap::new();
+    sources.insert(
+        SourceId::new("wms").unwrap(),
+        SourcePolicy {
+            rules: vec![OwnershipRule {
+                types: vec!["inventory.*".into()],
+                locations: None,
+            }],
+            sequenced: false,
+        },
+    );
+    Arc::new(Policy::new(
+        None,
+        vec![LocationId::new("A").unwrap(), LocationId::new("B").unwrap()],
+        vec![ChannelPolicy::plain(
+            ChannelId::new("web").unwrap(),
+            vec![LocIdx(0), LocIdx(1)],
+        )],
+        sources,
+    ))
+}
+
+/// The stores are synchronous (the PostgreSQL client runs its own runtime): call them from a
+/// plain thread, as the engine does.
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("blocking call"))
+}
+
+fn pg_url() -> String {
+    std::env::var("CROSSDOCK_TEST_PG_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into())
+}
+
+/// A fresh store of each kind; dropped afterwards.
+struct Fresh {
+    spec: StoreSpec,
+    cleanup: Box<dyn Fn() + Send + Sync>,
+}
+
+fn sqlite() -> Fresh {
+    let dir = std::env::temp_dir().join(format!(
+        "crossdock-engine-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.clone();
+    Fresh {
+        spec: StoreSpec::Sqlite(dir.join("x.db")),
+        cleanup: Box::new(move || drop(std::fs::remove_dir_all(&d))),
+    }
+}
+
+fn postgres() -> Fresh {
+    let schema = format!("cd_engine_{}", fastrand::u64(..));
+    let s = schema.clone();
+    Fresh {
+        spec: StoreSpec::Postgres {
+            url: pg_url(),
+            schema: Some(schema),
+        },
+        cleanup: Box::new(move || {
+            let mut c =
+                postgres::Client::connect(&pg_url(), postgres::NoTls).expect("postgres is running");
+            c.batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE"))
+                .unwrap();
+        }),
+    }
+}
+
+fn ev(n: u64, data: EventData) -> Event {
+    Event {
+        id: format!("e{n}"),
+        source: SourceId::new("wms").unwrap(),
+        time: Timestamp::from_micros(n as i64 * 1_000_000),
+        sequence: None,
+        correlation_id: format!("c{n}"),
+        causation_id: None,
+        data,
+        received_at: Timestamp::now(),
+    }
+}
+
+fn random_event(n: u64) -> Event {
+    let item = ItemId::new(&format!("I{}", fastrand::u8(0..8))).unwrap();
+    let location = LocationId::new(if fastrand::bool() { "A" } else { "B" }).unwrap();
+    ev(
+        n,
+        match fastrand::u8(0..3) {
+            0 => EventData::Received(Received {
+                item,
+                location,
+                qty: fastrand::i64(1..50),
+                lot: None,
+                reference: None,
+            }),
+            1 => {
+                let delta = fastrand::i64(1..10) * if fastrand::bool() { -1 } else { 1 };
+                EventData::Adjusted(Adjusted {
+                    item,
+                    location,
+                    delta,
+                    reason: "r".into(),
+                    lot: None,
+                })
+            }
+            _ => EventData::Counted(Counted {
+                item,
+                location,
+                qty: fastrand::i64(0..100),
+                lot: None,
+            }),
+        },
+    )
+}
+
+fn snapshot(engine: &Engine) -> Vec<(String, u16, Buckets)> {
+    let mut out = Vec::new();
+    for i in 0..8 {
+        let id = ItemId::new(&format!("I{i}")).unwrap();
+        if let Some((state, _)) = engine.item(&id) {
+            out.extend(
+                state
+                    .positions
+                    .iter()
+                    .map(|p| (id.to_string(), p.location.0, p.b)),
+            );
+        }
+    }
+    out
+}
+
+async fn restart_and_replay_reproduce_state(fresh: Fresh) {
+    let policy = policy();
+    let config = EngineConfig::new(fresh.spec.clone());
+    let engine = blocking(|| Engine::start(config.clone(), policy.clone())).unwrap();
+    let mut events: Vec<Event> = (0..400).map(random_event).collect();
+    // Repeat a fifth of them: each must be answered as a duplicate and applied once.
+    let repeats: Vec<Event> = events
+        .iter()
+        .filter(|_| fastrand::u8(0..5) == 0)
+        .cloned()
+        .collect();
+    events.extend(repeats.clone());
+    let replies = engine.submit_many(events).await;
+    let duplicates = replies
+        .iter()
+        .filter(|r| matches!(r, Ok(EventReply::Duplicate { .. })))
+        .count();
+    assert_eq!(duplicates, repeats.len());
+    assert!(replies.iter().all(|r| r.is_ok()));
+    for k in 0..20 {
+        let reply = engine
+            .reserve(
+                format!("r{k}"),
+                ChannelId::new("web").unwrap(),
+                vec![ReserveLine {
+                    item: ItemId::new(&format!("I{}", k % 8)).unwrap(),
+                    qty: 3,
+                }],
+                600,
+                format!("rc{k}"),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            reply,
+            ReservationReply::Done { .. } | ReservationReply::Insufficient(_)
+        ));
+    }
+    let before = snapshot(&engine);
+    assert!(!before.is_empty());
+    engine.shutdown();
+    drop(engine);
+
+    // Restart from the store.
+    let engine = blocking(|| Engine::start(config, policy.clone())).unwrap();
+    assert_eq!(
+        snapshot(&engine),
+        before,
+        "restart reproduces every position"
+    );
+    engine.shutdown();
+    drop(engine);
+
+    // Replay the stored log from empty through the pure ledger.
+    let mut store = blocking(|| fresh.spec.open()).unwrap();
+    let mut ledger = Ledger::new();
+    let mut after = 0;
+    loop {
+        let rows = blocking(|| store.read_events(0, after, 1000)).unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            after = row.seq;
+            assert_eq!(row.status, EventStatus::Applied);
+            let mut fx = Effects::default();
+            assert!(
+                ledger
+                    .apply(&policy, &event_from_row(&row).unwrap(), &mut fx)
+                    .is_logged()
+            );
+        }
+    }
+    let mut replayed: Vec<_> = ledger
+        .items()
+        .flat_map(|(id, s)| {
+            s.positions
+                .iter()
+                .map(move |p| (id.to_string(), p.location.0, p.b))
+        })
+        .collect();
+    replayed.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let mut expected = before.clone();
+    expected.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    assert_eq!(
+        replayed, expected,
+        "conservation: the log explains every bucket"
+    );
+    blocking(move || drop(store));
+    blocking(|| (fresh.cleanup)());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_restart_and_replay_reproduce_state() {
+    restart_and_replay_reproduce_state(sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_restart_and_replay_reproduce_state() {
+    restart_and_replay_reproduce_state(postgres()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_split_items_and_keep_each_item_whole() {
+    let fresh = sqlite();
+    let config = EngineConfig {
+        partitions: 4,
+        ..EngineConfig::new(fresh.spec.clone())
+    };
+    let engine = Engine::start(config.clone(), policy()).unwrap();
+    let events: Vec<Event> = (0..300).map(random_event).collect();
+    let replies = engine.submit_many(events).await;
+    assert!(
+        replies
+            .iter()
+            .all(|r| matches!(r, Ok(EventReply::Recorded { .. })))
+    );
+    assert_eq!(engine.ledger_seqs().len(), 4);
+    assert!(
+        engine.ledger_seqs().iter().filter(|s| **s > 0).count() >= 2,
+        "items spread over partitions"
+    );
+    let before = snapshot(&engine);
+    engine.shutdown();
+    drop(engine);
+    let engine = Engine::start(config, policy()).unwrap();
+    assert_eq!(snapshot(&engine), before);
+    engine.shutdown();
+    let wrong = EngineConfig {
+        partitions: 2,
+        ..EngineConfig::new(fresh.spec.clone())
+    };
+    let err = Engine::start(wrong, policy())
+        .err()
+        .expect("partition count is fixed")
+        .to_string();
+    assert!(err.contains("4 partitions"), "{err}");
+    (fresh.cleanup)();
+}

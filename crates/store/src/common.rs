@@ -1,0 +1,51 @@
+//! Pieces both implementations share: migration bookkeeping, meta keys and row decoding helpers.
+
+use crate::{EventStatus, Result, StoreError};
+
+/// One schema migration; applied in `version` order and recorded in `schema_migrations`.
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// The `meta` key holding the partition count the data was written with.
+pub(crate) const PARTITIONS_KEY: &str = "partitions";
+
+/// The `meta` key holding a partition's ledger sequence after its last commit.
+pub(crate) fn last_seq_key(partition: u32) -> String {
+    format!("last_seq:{partition}")
+}
+
+/// Checks the stored partition count (if any) against the configured one.
+pub(crate) fn check_partitions(stored: &str, configured: u32) -> Result<()> {
+    let stored: u32 = stored
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("meta {PARTITIONS_KEY} is {stored:?}")))?;
+    if stored == configured {
+        return Ok(());
+    }
+    Err(StoreError::Config(format!(
+        "the store was created with {stored} partitions but {configured} are configured; \
+         the partition count cannot change once data is written (configure {stored} partitions or start a new store)"
+    )))
+}
+
+pub(crate) fn parse_u64(raw: &str, what: &str) -> Result<u64> {
+    raw.parse()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is {raw:?}, not a number")))
+}
+
+pub(crate) fn partition(raw: i64) -> Result<u32> {
+    u32::try_from(raw).map_err(|_| StoreError::Corrupt(format!("partition {raw} is out of range")))
+}
+
+pub(crate) fn priority(raw: i64) -> Result<u8> {
+    u8::try_from(raw)
+        .map_err(|_| StoreError::Corrupt(format!("outbox priority {raw} is out of range")))
+}
+
+pub(crate) fn event_status(raw: &str) -> Result<EventStatus> {
+    EventStatus::parse(raw)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown event status {raw:?}")))
+}

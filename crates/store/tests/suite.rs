@@ -1,0 +1,1221 @@
+//! One test suite, run against both store implementations.
+//!
+//! Every case is a plain function over `&mut dyn Store` (or over a [`Fixture`] when it needs more
+//! than one connection); the `suite!` macro instantiates all of them once per backend.
+//!
+//! * `sqlite`: a fresh database file under the temp directory, removed afterwards.
+//! * `postgres`: a fresh schema `cd_test_<random>` in the database at `CROSSDOCK_TEST_PG_URL`
+//!   (default `host=127.0.0.1 user=postgres dbname=test`), dropped afterwards. These tests fail,
+//!   not skip, when PostgreSQL is unreachable.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crossdock_model::event::key_hash;
+use crossdock_model::{ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
+use crossdock_store::postgres::PgStore;
+use crossdock_store::sqlite::SqliteStore;
+use crossdock_store::{
+    CommitBatch, EventRow, EventStatus, ExceptionFilter, ExceptionStatusChange, ItemStateRow,
+    OutboxRow, PartitionSnapshot, PositionRow, ReservationRow, SourceSeqRow, Store, StoreError,
+    StoredOutbox, TimerRow,
+};
+
+/// The partition count every store case migrates with.
+const PARTITIONS: u32 = 4;
+
+const DEFAULT_PG_URL: &str = "host=127.0.0.1 user=postgres dbname=test";
+
+/// A fresh, empty database for one test, removed when dropped.
+trait Fixture {
+    fn new() -> Self
+    where
+        Self: Sized;
+    /// A new connection to the database (not migrated).
+    fn open(&self) -> Box<dyn Store>;
+}
+
+struct SqliteDb {
+    path: PathBuf,
+}
+
+impl Fixture for SqliteDb {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "crossdock-store-test-{:016x}.db",
+            fastrand::u64(..)
+        ));
+        SqliteDb { path }
+    }
+
+    fn open(&self) -> Box<dyn Store> {
+        Box::new(SqliteStore::open(&self.path).expect("open SQLite store"))
+    }
+}
+
+impl Drop for SqliteDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+struct PgDb {
+    url: String,
+    schema: String,
+}
+
+impl Fixture for PgDb {
+    fn new() -> Self {
+        let url =
+            std::env::var("CROSSDOCK_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string());
+        PgDb {
+            url,
+            schema: format!("cd_test_{:016x}", fastrand::u64(..)),
+        }
+    }
+
+    fn open(&self) -> Box<dyn Store> {
+        match PgStore::connect(&self.url, Some(&self.schema)) {
+            Ok(store) => Box::new(store),
+            Err(e) => panic!(
+                "PostgreSQL is required at {:?} (set CROSSDOCK_TEST_PG_URL): {e}",
+                self.url
+            ),
+        }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        match ::postgres::Client::connect(&self.url, ::postgres::NoTls) {
+            Ok(mut client) => {
+                if let Err(e) = client.batch_execute(&format!(
+                    "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+                    self.schema
+                )) {
+                    eprintln!("could not drop test schema {}: {e}", self.schema);
+                }
+            }
+            Err(e) => eprintln!("could not connect to drop test schema {}: {e}", self.schema),
+        }
+    }
+}
+
+macro_rules! suite {
+    ($module:ident, $fixture:ty) => {
+        mod $module {
+            use super::*;
+
+            suite!(@store $fixture;
+                case_commit_then_load,
+                case_partitions_are_separate,
+                case_failed_commit_duplicate_in_batch_writes_nothing,
+                case_failed_commit_against_stored_writes_nothing,
+                case_find_event,
+                case_key_hashes,
+                case_read_events_pages,
+                case_exceptions,
+                case_timers,
+                case_upserts_overwrite,
+                case_event_status_releases_held,
+                case_outbox_order,
+                case_migrate_twice,
+                case_empty_commit_is_noop,
+            );
+            suite!(@fixture $fixture;
+                case_reopen_keeps_data,
+                case_second_connection_sees_commits,
+                case_concurrent_writers,
+                case_other_partition_count_is_refused,
+            );
+
+            #[test]
+            #[ignore = "measurement; run with --ignored --nocapture"]
+            fn commit_throughput() {
+                super::measure_throughput(&<$fixture>::new(), stringify!($module));
+            }
+        }
+    };
+    (@store $fixture:ty; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let db = <$fixture>::new();
+                let mut store = db.open();
+                store.migrate(PARTITIONS).expect("migrate");
+                super::$case(&mut *store);
+            }
+        )*
+    };
+    (@fixture $fixture:ty; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                super::$case(&<$fixture>::new());
+            }
+        )*
+    };
+}
+
+suite!(sqlite, SqliteDb);
+suite!(postgres, PgDb);
+
+// ---------------------------------------------------------------------------------------------
+// Rows
+
+/// Values with the top bit set, to check that u64 columns round-trip bit-exactly.
+const HIGH: u64 = 0x8000_0000_0000_0000;
+
+fn event(partition: u32, seq: u64, source: &str, id: &str) -> EventRow {
+    EventRow {
+        partition,
+        seq,
+        source: source.to_string(),
+        id: id.to_string(),
+        ty: "crossdock.stock.received".to_string(),
+        time_us: 1_700_000_000_000_000 + seq as i64,
+        received_at_us: 1_700_000_000_500_000 + seq as i64,
+        correlation_id: format!("corr-{id}"),
+        payload_hash: HIGH | key_hash(source, id) >> 1,
+        status: EventStatus::Applied,
+        envelope: format!(
+            r#"{{"specversion":"1.0","source":"{source}","id":"{id}","data":{{"qty":{seq}}}}}"#
+        ),
+    }
+}
+
+fn held(event: EventRow) -> EventRow {
+    EventRow {
+        status: EventStatus::Held,
+        ..event
+    }
+}
+
+fn position(partition: u32, item: &str, location: &str, lot: &str, on_hand: i64) -> PositionRow {
+    PositionRow {
+        partition,
+        item: item.to_string(),
+        location: location.to_string(),
+        lot: lot.to_string(),
+        on_hand,
+        quarantined: 1,
+        damaged: 2,
+        returns_pending: 3,
+        picked: 4,
+        allocated: 5,
+        reserved: 6,
+        in_transit: 7,
+        incoming: 8,
+        safety_stock: -9,
+        extra: if lot.is_empty() {
+            String::new()
+        } else {
+            r#"{"count_mark":3}"#.to_string()
+        },
+        updated_seq: HIGH | on_hand as u64,
+    }
+}
+
+fn item(partition: u32, item: &str, state: &str) -> ItemStateRow {
+    ItemStateRow {
+        partition,
+        item: item.to_string(),
+        state: state.to_string(),
+    }
+}
+
+fn reservation(partition: u32, id: &str, status: &str, seq: u64) -> ReservationRow {
+    ReservationRow {
+        partition,
+        id: id.to_string(),
+        channel: "shopify".to_string(),
+        status: status.to_string(),
+        lines: r#"[{"item":"SKU-1","location":"DC1","qty":2}]"#.to_string(),
+        request_hash: HIGH | seq,
+        expires_at_us: 1_700_000_900_000_000,
+        created_seq: seq,
+        updated_seq: seq + 1,
+    }
+}
+
+fn source_seq(partition: u32, source: &str, next_expected: u64) -> SourceSeqRow {
+    SourceSeqRow {
+        partition,
+        source: source.to_string(),
+        next_expected,
+    }
+}
+
+fn timer(partition: u32, id: &str, due_at_us: i64) -> TimerRow {
+    TimerRow {
+        partition,
+        id: id.to_string(),
+        due_at_us,
+        command: format!(r#"{{"type":"expire","id":"{id}"}}"#),
+    }
+}
+
+fn outbox(partition: u32, endpoint: &str, key: &str, ledger_seq: u64, priority: u8) -> OutboxRow {
+    OutboxRow {
+        partition,
+        endpoint: endpoint.to_string(),
+        key: key.to_string(),
+        ledger_seq,
+        priority,
+        payload: format!(r#"{{"key":"{key}","seq":{ledger_seq}}}"#),
+        created_at_us: 1_700_000_000_000_000 + ledger_seq as i64,
+    }
+}
+
+fn exception(id: &str, kind: ExceptionKind, at_us: i64) -> ExceptionRecord {
+    ExceptionRecord {
+        id: id.to_string(),
+        kind,
+        status: ExceptionStatus::Open,
+        entity: format!("item:{id}"),
+        correlation_id: None,
+        reason: format!("reason for {id}"),
+        raw: None,
+        created_at: Timestamp::from_micros(at_us),
+        updated_at: Timestamp::from_micros(at_us),
+    }
+}
+
+/// A batch for `partition` touching every table.
+fn full_batch(partition: u32) -> CommitBatch {
+    let p = partition;
+    let source = format!("wms-{p}");
+    CommitBatch {
+        partition,
+        events: vec![
+            event(p, 1, &source, &format!("e-{p}-1")),
+            held(event(p, 2, &source, &format!("e-{p}-2"))),
+            held(event(p, 3, &source, &format!("e-{p}-3"))),
+        ],
+        positions: vec![
+            position(p, &format!("SKU-{p}"), "DC1", "", 10),
+            position(p, &format!("SKU-{p}"), "DC1", "LOT-7", 20),
+            position(p, &format!("SKU-{p}b"), "DC2", "", 30),
+        ],
+        items: vec![
+            item(p, &format!("SKU-{p}"), r#"{"last_seq":3}"#),
+            item(p, &format!("SKU-{p}b"), "{}"),
+        ],
+        reservations: vec![
+            reservation(p, &format!("r-{p}-held"), "held", 1),
+            reservation(p, &format!("r-{p}-committed"), "committed", 2),
+            reservation(p, &format!("r-{p}-released"), "released", 3),
+            reservation(p, &format!("r-{p}-expired"), "expired", 4),
+        ],
+        source_seqs: vec![source_seq(p, &source, 4), source_seq(p, "erp", HIGH | 9)],
+        outbox: vec![outbox(p, "shopify", &format!("SKU-{p}"), 3, 0)],
+        exceptions: vec![exception(
+            &format!("ex-{p}"),
+            ExceptionKind::SequenceGap,
+            100,
+        )],
+        timers_set: vec![
+            timer(p, &format!("t-{p}-a"), 500),
+            timer(p, &format!("t-{p}-b"), 400),
+        ],
+        last_seq: 3,
+        ..CommitBatch::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assertions
+
+fn sorted<T: Clone, K: Ord>(rows: &[T], key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut rows = rows.to_vec();
+    rows.sort_by_key(key);
+    rows
+}
+
+/// Compares snapshots; only held events have a defined order, so the rest is compared as sets.
+fn assert_snapshot(actual: &PartitionSnapshot, expected: &PartitionSnapshot) {
+    let position_key = |p: &PositionRow| (p.item.clone(), p.location.clone(), p.lot.clone());
+    assert_eq!(actual.last_seq, expected.last_seq, "last_seq");
+    assert_eq!(
+        sorted(&actual.positions, position_key),
+        sorted(&expected.positions, position_key),
+        "positions"
+    );
+    assert_eq!(
+        sorted(&actual.items, |i| i.item.clone()),
+        sorted(&expected.items, |i| i.item.clone()),
+        "items"
+    );
+    assert_eq!(
+        sorted(&actual.reservations, |r| r.id.clone()),
+        sorted(&expected.reservations, |r| r.id.clone()),
+        "reservations"
+    );
+    assert_eq!(
+        sorted(&actual.source_seqs, |s| s.source.clone()),
+        sorted(&expected.source_seqs, |s| s.source.clone()),
+        "source_seqs"
+    );
+    assert_eq!(actual.held_events, expected.held_events, "held_events");
+    assert_eq!(
+        sorted(&actual.timers, |t| t.id.clone()),
+        sorted(&expected.timers, |t| t.id.clone()),
+        "timers"
+    );
+}
+
+/// What loading `partition` should give after committing `batch` to an empty store.
+fn expected_snapshot(batch: &CommitBatch) -> PartitionSnapshot {
+    PartitionSnapshot {
+        last_seq: batch.last_seq,
+        positions: batch.positions.clone(),
+        items: batch.items.clone(),
+        reservations: batch
+            .reservations
+            .iter()
+            .filter(|r| r.status == "held" || r.status == "committed")
+            .cloned()
+            .collect(),
+        source_seqs: batch.source_seqs.clone(),
+        held_events: batch
+            .events
+            .iter()
+            .filter(|e| e.status == EventStatus::Held)
+            .cloned()
+            .collect(),
+        timers: batch.timers_set.clone(),
+    }
+}
+
+fn all_exceptions(s: &mut dyn Store) -> Vec<ExceptionRecord> {
+    let list = s
+        .list_exceptions(&ExceptionFilter {
+            limit: 1000,
+            ..ExceptionFilter::default()
+        })
+        .unwrap();
+    sorted(&list, |x| x.id.clone())
+}
+
+fn sorted_counts(s: &mut dyn Store) -> Vec<(&'static str, u64)> {
+    let counts: Vec<_> = s
+        .exception_counts()
+        .unwrap()
+        .into_iter()
+        .map(|(k, n)| (k.as_str(), n))
+        .collect();
+    sorted(&counts, |c| c.0)
+}
+
+fn outbox_rows(s: &mut dyn Store, endpoint: Option<&str>, limit: u32) -> Vec<OutboxRow> {
+    s.outbox(endpoint, limit)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.row)
+        .collect()
+}
+
+fn assert_store_empty(s: &mut dyn Store) {
+    for p in 0..PARTITIONS {
+        assert_snapshot(&s.load_partition(p).unwrap(), &PartitionSnapshot::default());
+        assert!(
+            s.key_hashes(p).unwrap().is_empty(),
+            "key hashes of partition {p}"
+        );
+        assert!(
+            s.read_events(p, 0, 100).unwrap().is_empty(),
+            "events of partition {p}"
+        );
+    }
+    assert!(s.outbox(None, 100).unwrap().is_empty(), "outbox");
+    assert!(all_exceptions(s).is_empty(), "exceptions");
+    assert!(s.exception_counts().unwrap().is_empty(), "exception counts");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases over one connection (migrated with PARTITIONS)
+
+fn case_commit_then_load(s: &mut dyn Store) {
+    let batch = full_batch(1);
+    s.commit(&batch).unwrap();
+
+    let snapshot = s.load_partition(1).unwrap();
+    assert_snapshot(&snapshot, &expected_snapshot(&batch));
+    assert_eq!(
+        snapshot
+            .held_events
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert_eq!(
+        snapshot.reservations.len(),
+        2,
+        "only held and committed reservations are live"
+    );
+
+    assert_snapshot(&s.load_partition(0).unwrap(), &PartitionSnapshot::default());
+    assert_eq!(outbox_rows(s, None, 10), batch.outbox);
+    assert_eq!(all_exceptions(s), batch.exceptions);
+}
+
+fn case_partitions_are_separate(s: &mut dyn Store) {
+    let mut b0 = full_batch(0);
+    b0.source_seqs.push(source_seq(0, "shared", 5));
+    b0.last_seq = 30;
+    let mut b1 = full_batch(1);
+    b1.source_seqs.push(source_seq(1, "shared", 7));
+    b1.last_seq = 10;
+    s.commit(&b0).unwrap();
+    s.commit(&b1).unwrap();
+
+    assert_snapshot(&s.load_partition(0).unwrap(), &expected_snapshot(&b0));
+    assert_snapshot(&s.load_partition(1).unwrap(), &expected_snapshot(&b1));
+    assert_snapshot(&s.load_partition(2).unwrap(), &PartitionSnapshot::default());
+    assert_eq!(s.read_events(0, 0, 100).unwrap(), b0.events);
+    assert_eq!(s.read_events(1, 0, 100).unwrap(), b1.events);
+    assert_eq!(s.key_hashes(0).unwrap().len(), b0.events.len());
+}
+
+fn case_failed_commit_duplicate_in_batch_writes_nothing(s: &mut dyn Store) {
+    let mut batch = full_batch(0);
+    let mut duplicate = event(0, 4, "wms-0", "e-0-1");
+    duplicate.payload_hash = 1;
+    batch.events.push(duplicate);
+    batch.outbox.push(outbox(0, "amazon", "SKU-0", 4, 1));
+    batch.last_seq = 4;
+    assert!(
+        s.commit(&batch).is_err(),
+        "a repeated (source, id) in one batch must fail"
+    );
+    assert_store_empty(s);
+
+    // The same holds for a repeated log position.
+    let mut batch = full_batch(0);
+    batch.events.push(event(0, 1, "wms-0", "e-0-other"));
+    assert!(
+        s.commit(&batch).is_err(),
+        "a repeated (partition, seq) must fail"
+    );
+    assert_store_empty(s);
+
+    // The store is still usable.
+    let batch = full_batch(0);
+    s.commit(&batch).unwrap();
+    assert_snapshot(&s.load_partition(0).unwrap(), &expected_snapshot(&batch));
+}
+
+fn case_failed_commit_against_stored_writes_nothing(s: &mut dyn Store) {
+    let first = full_batch(2);
+    s.commit(&first).unwrap();
+    let before = s.load_partition(2).unwrap();
+    let events_before = s.read_events(2, 0, 100).unwrap();
+    let outbox_before = s.outbox(None, 100).unwrap();
+    let exceptions_before = all_exceptions(s);
+
+    let second = CommitBatch {
+        partition: 2,
+        events: vec![event(2, 4, "wms-2", "e-2-4"), event(2, 5, "wms-2", "e-2-1")],
+        event_status: vec![(2, 2, EventStatus::Applied)],
+        positions: vec![
+            position(2, "SKU-2", "DC1", "", 99),
+            position(2, "SKU-new", "DC1", "", 1),
+        ],
+        items: vec![item(2, "SKU-2", r#"{"changed":true}"#)],
+        reservations: vec![
+            reservation(2, "r-2-held", "released", 5),
+            reservation(2, "r-2-new", "held", 5),
+        ],
+        source_seqs: vec![source_seq(2, "wms-2", 6)],
+        outbox: vec![outbox(2, "shopify", "SKU-2", 5, 0)],
+        exceptions: vec![exception("ex-new", ExceptionKind::UnknownItem, 200)],
+        exception_status: vec![ExceptionStatusChange {
+            id: "ex-2".to_string(),
+            status: ExceptionStatus::Resolved,
+            at_us: 300,
+            actor: "ops".to_string(),
+            note: "done".to_string(),
+        }],
+        timers_set: vec![timer(2, "t-2-new", 900)],
+        timers_done: vec!["t-2-a".to_string()],
+        last_seq: 5,
+    };
+    assert!(
+        s.commit(&second).is_err(),
+        "an event whose (source, id) is already logged must fail"
+    );
+
+    assert_snapshot(&s.load_partition(2).unwrap(), &before);
+    assert_eq!(s.read_events(2, 0, 100).unwrap(), events_before);
+    assert_eq!(s.outbox(None, 100).unwrap(), outbox_before);
+    assert_eq!(all_exceptions(s), exceptions_before);
+    assert_eq!(
+        s.find_reservation("r-2-held").unwrap().unwrap().status,
+        "held"
+    );
+    assert!(s.find_reservation("r-2-new").unwrap().is_none());
+    assert!(s.find_event("wms-2", "e-2-4").unwrap().is_none());
+}
+
+fn case_find_event(s: &mut dyn Store) {
+    let mut logged = event(3, HIGH | 5, "wms-east", "e-17");
+    logged.payload_hash = u64::MAX - 1;
+    logged.status = EventStatus::Quarantined;
+    logged.envelope = r#"{"note":"ünïcødé ✓ and 'quotes' \"too\""}"#.to_string();
+    let batch = CommitBatch {
+        partition: 3,
+        events: vec![logged.clone(), event(3, 1, "wms-west", "e-17")],
+        last_seq: 1,
+        ..CommitBatch::default()
+    };
+    s.commit(&batch).unwrap();
+
+    assert_eq!(s.find_event("wms-east", "e-17").unwrap(), Some(logged));
+    assert_eq!(
+        s.find_event("wms-west", "e-17").unwrap(),
+        Some(batch.events[1].clone())
+    );
+    assert_eq!(s.find_event("wms-east", "e-18").unwrap(), None);
+    assert_eq!(s.find_event("wms-north", "e-17").unwrap(), None);
+    assert_eq!(s.find_event("", "").unwrap(), None);
+}
+
+fn case_key_hashes(s: &mut dyn Store) {
+    let mut seq = 0;
+    for chunk in 0..3 {
+        let events: Vec<_> = (0..20)
+            .map(|i| {
+                seq += 1;
+                event(
+                    2,
+                    seq,
+                    &format!("src-{}", i % 3),
+                    &format!("id-{chunk}-{i}"),
+                )
+            })
+            .collect();
+        s.commit(&CommitBatch {
+            partition: 2,
+            events,
+            last_seq: seq,
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    }
+    s.commit(&CommitBatch {
+        partition: 3,
+        events: vec![event(3, 1, "other", "x")],
+        last_seq: 1,
+        ..CommitBatch::default()
+    })
+    .unwrap();
+
+    let expected: Vec<u64> = s
+        .read_events(2, 0, 1000)
+        .unwrap()
+        .iter()
+        .map(|e| key_hash(&e.source, &e.id))
+        .collect();
+    assert_eq!(expected.len(), 60);
+    assert_eq!(
+        sorted(&s.key_hashes(2).unwrap(), |h| *h),
+        sorted(&expected, |h| *h)
+    );
+    assert_eq!(s.key_hashes(3).unwrap(), [key_hash("other", "x")]);
+    assert!(s.key_hashes(0).unwrap().is_empty());
+}
+
+fn case_read_events_pages(s: &mut dyn Store) {
+    let mut expected = Vec::new();
+    for (first, count) in [(1, 10), (11, 10), (21, 5)] {
+        let events: Vec<_> = (first..first + count)
+            .map(|seq| event(0, seq, "wms", &format!("e-{seq}")))
+            .collect();
+        expected.extend(events.iter().cloned());
+        let other = vec![event(1, first, "wms", &format!("other-{first}"))];
+        s.commit(&CommitBatch {
+            partition: 0,
+            events,
+            last_seq: first + count - 1,
+            ..CommitBatch::default()
+        })
+        .unwrap();
+        s.commit(&CommitBatch {
+            partition: 1,
+            events: other,
+            last_seq: first,
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    }
+
+    let mut pages = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = s.read_events(0, after, 10).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().unwrap().seq;
+        pages.push(page);
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
+    assert_eq!(pages.concat(), expected);
+    assert_eq!(s.read_events(0, 7, 3).unwrap(), expected[7..10]);
+    assert!(s.read_events(0, 25, 10).unwrap().is_empty());
+    assert!(s.read_events(0, 0, 0).unwrap().is_empty());
+    assert_eq!(s.read_events(1, 0, 100).unwrap().len(), 3);
+}
+
+fn case_exceptions(s: &mut dyn Store) {
+    let oversell = exception("ex-oversell", ExceptionKind::OversellRisk, 100);
+    let unknown = exception("ex-unknown", ExceptionKind::UnknownItem, 200);
+    let acknowledged = ExceptionRecord {
+        status: ExceptionStatus::Acknowledged,
+        correlation_id: Some("corr-9".to_string()),
+        raw: Some(r#"{"sku":"???"}"#.to_string()),
+        ..exception("ex-acked", ExceptionKind::UnknownItem, 300)
+    };
+    let resolved = ExceptionRecord {
+        status: ExceptionStatus::Resolved,
+        ..exception("ex-resolved", ExceptionKind::DeliveryFailed, 50)
+    };
+    s.commit(&CommitBatch {
+        partition: 0,
+        exceptions: vec![
+            oversell.clone(),
+            unknown.clone(),
+            acknowledged.clone(),
+            resolved.clone(),
+        ],
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    assert_eq!(
+        all_exceptions(s),
+        sorted(
+            &[
+                oversell.clone(),
+                unknown.clone(),
+                acknowledged.clone(),
+                resolved.clone()
+            ],
+            |x| x.id.clone()
+        )
+    );
+    assert_eq!(
+        sorted_counts(s),
+        [("oversell_risk", 1), ("unknown_item", 2)]
+    );
+
+    // A record is inserted once; a repeat (even within one batch) leaves the first as it is.
+    let repeat = ExceptionRecord {
+        reason: "another reason".to_string(),
+        ..oversell.clone()
+    };
+    let fresh = exception("ex-fresh", ExceptionKind::SequenceGap, 400);
+    let fresh_repeat = ExceptionRecord {
+        reason: "second".to_string(),
+        ..fresh.clone()
+    };
+    s.commit(&CommitBatch {
+        partition: 0,
+        exceptions: vec![repeat, fresh.clone(), fresh_repeat],
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    let list = all_exceptions(s);
+    assert_eq!(list.iter().find(|x| x.id == oversell.id), Some(&oversell));
+    assert_eq!(list.iter().find(|x| x.id == fresh.id), Some(&fresh));
+
+    // Status changes, including one for a record opened in the same batch.
+    let same_batch = exception("ex-same-batch", ExceptionKind::OversellRisk, 500);
+    let change = |id: &str, status, at_us| ExceptionStatusChange {
+        id: id.to_string(),
+        status,
+        at_us,
+        actor: "ops@example.com".to_string(),
+        note: "checked".to_string(),
+    };
+    s.commit(&CommitBatch {
+        partition: 0,
+        exceptions: vec![same_batch.clone()],
+        exception_status: vec![
+            change(&unknown.id, ExceptionStatus::Resolved, 600),
+            change(&same_batch.id, ExceptionStatus::Resolved, 700),
+            change("ex-missing", ExceptionStatus::Resolved, 800),
+        ],
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    let unknown_now = ExceptionRecord {
+        status: ExceptionStatus::Resolved,
+        updated_at: Timestamp::from_micros(600),
+        ..unknown.clone()
+    };
+    let same_batch_now = ExceptionRecord {
+        status: ExceptionStatus::Resolved,
+        updated_at: Timestamp::from_micros(700),
+        ..same_batch.clone()
+    };
+    let list = all_exceptions(s);
+    assert_eq!(list.len(), 6);
+    assert_eq!(list.iter().find(|x| x.id == unknown.id), Some(&unknown_now));
+    assert_eq!(
+        list.iter().find(|x| x.id == same_batch.id),
+        Some(&same_batch_now)
+    );
+    assert_eq!(
+        sorted_counts(s),
+        [
+            ("oversell_risk", 1),
+            ("sequence_gap", 1),
+            ("unknown_item", 1)
+        ]
+    );
+
+    // Filters.
+    let ids = |s: &mut dyn Store, kind, status, limit| {
+        let list = s
+            .list_exceptions(&ExceptionFilter {
+                kind,
+                status,
+                limit,
+            })
+            .unwrap();
+        sorted(&list.into_iter().map(|x| x.id).collect::<Vec<_>>(), |id| {
+            id.clone()
+        })
+    };
+    assert_eq!(
+        ids(s, Some(ExceptionKind::UnknownItem), None, 100),
+        ["ex-acked", "ex-unknown"]
+    );
+    assert_eq!(
+        ids(s, None, Some(ExceptionStatus::Open), 100),
+        ["ex-fresh", "ex-oversell"]
+    );
+    assert_eq!(
+        ids(s, None, Some(ExceptionStatus::Resolved), 100),
+        ["ex-resolved", "ex-same-batch", "ex-unknown"]
+    );
+    assert_eq!(
+        ids(
+            s,
+            Some(ExceptionKind::UnknownItem),
+            Some(ExceptionStatus::Acknowledged),
+            100
+        ),
+        ["ex-acked"]
+    );
+    assert!(ids(s, Some(ExceptionKind::AsnMismatch), None, 100).is_empty());
+    assert_eq!(ids(s, None, None, 2).len(), 2);
+    assert!(ids(s, None, None, 0).is_empty());
+}
+
+fn case_timers(s: &mut dyn Store) {
+    s.commit(&CommitBatch {
+        partition: 0,
+        timers_set: vec![
+            timer(0, "t1", 100),
+            timer(0, "t2", 200),
+            timer(1, "t3", 300),
+        ],
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    assert_eq!(
+        sorted(&s.load_partition(0).unwrap().timers, |t| t.id.clone()),
+        [timer(0, "t1", 100), timer(0, "t2", 200)]
+    );
+    assert_eq!(s.load_partition(1).unwrap().timers, [timer(1, "t3", 300)]);
+
+    // Setting an existing timer moves it; done deletes; an unknown id is harmless.
+    let moved = TimerRow {
+        command: "moved".to_string(),
+        ..timer(0, "t2", 250)
+    };
+    s.commit(&CommitBatch {
+        partition: 0,
+        timers_set: vec![moved.clone(), timer(0, "t4", 50)],
+        timers_done: vec!["t1".to_string(), "t4".to_string(), "never-set".to_string()],
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    assert_eq!(s.load_partition(0).unwrap().timers, [moved]);
+
+    s.commit(&CommitBatch {
+        partition: 0,
+        timers_done: vec!["t2".to_string()],
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    assert!(s.load_partition(0).unwrap().timers.is_empty());
+    assert_eq!(s.load_partition(1).unwrap().timers.len(), 1);
+}
+
+fn case_upserts_overwrite(s: &mut dyn Store) {
+    let first = full_batch(1);
+    s.commit(&first).unwrap();
+
+    let second = CommitBatch {
+        partition: 1,
+        positions: vec![
+            position(1, "SKU-1", "DC1", "", 11),
+            // The same key twice in one batch: the last one wins.
+            position(1, "SKU-1", "DC1", "LOT-7", 21),
+            position(1, "SKU-1", "DC1", "LOT-7", 22),
+        ],
+        items: vec![item(1, "SKU-1", "{\"v\":1}"), item(1, "SKU-1", "{\"v\":2}")],
+        reservations: vec![
+            reservation(1, "r-1-held", "committed", 7),
+            reservation(1, "r-1-committed", "released", 8),
+            reservation(1, "r-1-expired", "held", 9),
+        ],
+        source_seqs: vec![source_seq(1, "wms-1", 10), source_seq(1, "wms-1", 11)],
+        last_seq: 8,
+        ..CommitBatch::default()
+    };
+    s.commit(&second).unwrap();
+
+    let expected = PartitionSnapshot {
+        last_seq: 8,
+        positions: vec![
+            position(1, "SKU-1", "DC1", "", 11),
+            position(1, "SKU-1", "DC1", "LOT-7", 22),
+            position(1, "SKU-1b", "DC2", "", 30),
+        ],
+        items: vec![item(1, "SKU-1", "{\"v\":2}"), item(1, "SKU-1b", "{}")],
+        reservations: vec![
+            reservation(1, "r-1-held", "committed", 7),
+            reservation(1, "r-1-expired", "held", 9),
+        ],
+        source_seqs: vec![source_seq(1, "wms-1", 11), source_seq(1, "erp", HIGH | 9)],
+        held_events: first.events[1..].to_vec(),
+        timers: first.timers_set.clone(),
+    };
+    assert_snapshot(&s.load_partition(1).unwrap(), &expected);
+    assert_eq!(
+        s.find_reservation("r-1-committed").unwrap(),
+        Some(reservation(1, "r-1-committed", "released", 8))
+    );
+    assert_eq!(
+        s.find_reservation("r-1-released").unwrap(),
+        Some(first.reservations[2].clone())
+    );
+    assert_eq!(s.find_reservation("r-missing").unwrap(), None);
+}
+
+fn case_event_status_releases_held(s: &mut dyn Store) {
+    let e1 = held(event(0, 1, "wms", "e1"));
+    let e2 = held(event(0, 2, "wms", "e2"));
+    let e3 = held(event(0, 3, "wms", "e3"));
+    s.commit(&CommitBatch {
+        partition: 0,
+        events: vec![e1.clone(), e2.clone()],
+        last_seq: 2,
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    assert_eq!(
+        s.load_partition(0).unwrap().held_events,
+        [e1.clone(), e2.clone()]
+    );
+
+    // e1 released as applied, e3 logged held and released (quarantined) in the same batch.
+    s.commit(&CommitBatch {
+        partition: 0,
+        events: vec![e3.clone()],
+        event_status: vec![
+            (0, 1, EventStatus::Applied),
+            (0, 3, EventStatus::Quarantined),
+        ],
+        last_seq: 3,
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    let snapshot = s.load_partition(0).unwrap();
+    assert_eq!(snapshot.held_events, [e2]);
+    assert_eq!(snapshot.last_seq, 3);
+    assert_eq!(
+        s.find_event("wms", "e1").unwrap().unwrap().status,
+        EventStatus::Applied
+    );
+    assert_eq!(
+        s.find_event("wms", "e3").unwrap().unwrap().status,
+        EventStatus::Quarantined
+    );
+}
+
+fn case_outbox_order(s: &mut dyn Store) {
+    let a1 = outbox(0, "a", "SKU-1", 1, 2);
+    let b1 = outbox(0, "b", "SKU-1", 1, 1);
+    let a2 = outbox(0, "a", "SKU-2", 2, 0);
+    let a3 = outbox(1, "a", "SKU-3", HIGH | 3, 1);
+    let b2 = outbox(1, "b", "SKU-3", 3, 2);
+    s.commit(&CommitBatch {
+        partition: 0,
+        outbox: vec![a1.clone(), b1.clone(), a2.clone()],
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    s.commit(&CommitBatch {
+        partition: 1,
+        outbox: vec![a3.clone(), b2.clone()],
+        ..CommitBatch::default()
+    })
+    .unwrap();
+
+    let all: Vec<StoredOutbox> = s.outbox(None, 100).unwrap();
+    assert!(
+        all.windows(2).all(|w| w[0].id < w[1].id),
+        "ids increase: {all:?}"
+    );
+    assert_eq!(
+        outbox_rows(s, None, 100),
+        [a1.clone(), b1.clone(), a2.clone(), a3.clone(), b2.clone()]
+    );
+    assert_eq!(outbox_rows(s, Some("a"), 100), [a1.clone(), a2.clone(), a3]);
+    assert_eq!(outbox_rows(s, Some("a"), 2), [a1, a2]);
+    assert_eq!(outbox_rows(s, Some("b"), 100), [b1, b2]);
+    assert!(outbox_rows(s, Some("c"), 100).is_empty());
+    assert_eq!(outbox_rows(s, None, 3).len(), 3);
+}
+
+fn case_migrate_twice(s: &mut dyn Store) {
+    s.migrate(PARTITIONS).unwrap();
+    s.commit(&full_batch(0)).unwrap();
+    s.migrate(PARTITIONS).unwrap();
+    match s.migrate(PARTITIONS + 1) {
+        Err(StoreError::Config(message)) => {
+            assert!(message.contains(&PARTITIONS.to_string()), "{message}");
+            assert!(message.contains(&(PARTITIONS + 1).to_string()), "{message}");
+        }
+        other => panic!("expected a Config error, got {other:?}"),
+    }
+    // The refusal changed nothing.
+    s.migrate(PARTITIONS).unwrap();
+    assert_snapshot(
+        &s.load_partition(0).unwrap(),
+        &expected_snapshot(&full_batch(0)),
+    );
+}
+
+fn case_empty_commit_is_noop(s: &mut dyn Store) {
+    let batch = full_batch(0);
+    s.commit(&batch).unwrap();
+    s.commit(&CommitBatch {
+        partition: 0,
+        last_seq: 0,
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    assert_eq!(s.load_partition(0).unwrap().last_seq, batch.last_seq);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases over several connections
+
+fn case_reopen_keeps_data(db: &dyn Fixture) {
+    let batches = [full_batch(0), full_batch(3)];
+    {
+        let mut s = db.open();
+        s.migrate(PARTITIONS).unwrap();
+        for batch in &batches {
+            s.commit(batch).unwrap();
+        }
+    }
+    let mut s = db.open();
+    s.migrate(PARTITIONS).unwrap();
+    for batch in &batches {
+        assert_snapshot(
+            &s.load_partition(batch.partition).unwrap(),
+            &expected_snapshot(batch),
+        );
+        assert_eq!(
+            s.read_events(batch.partition, 0, 100).unwrap(),
+            batch.events
+        );
+        let first = &batch.events[0];
+        assert_eq!(
+            s.find_event(&first.source, &first.id).unwrap().as_ref(),
+            Some(first)
+        );
+    }
+    assert_eq!(
+        outbox_rows(&mut *s, None, 100),
+        [batches[0].outbox.clone(), batches[1].outbox.clone()].concat()
+    );
+    assert_eq!(all_exceptions(&mut *s).len(), 2);
+}
+
+fn case_second_connection_sees_commits(db: &dyn Fixture) {
+    let mut writer = db.open();
+    writer.migrate(PARTITIONS).unwrap();
+    let mut reader = db.open();
+    reader.migrate(PARTITIONS).unwrap();
+    assert_snapshot(
+        &reader.load_partition(2).unwrap(),
+        &PartitionSnapshot::default(),
+    );
+
+    let batch = full_batch(2);
+    writer.commit(&batch).unwrap();
+    assert_snapshot(
+        &reader.load_partition(2).unwrap(),
+        &expected_snapshot(&batch),
+    );
+    assert_eq!(
+        reader.find_reservation("r-2-held").unwrap(),
+        Some(batch.reservations[0].clone())
+    );
+}
+
+fn case_concurrent_writers(db: &dyn Fixture) {
+    const BATCHES: u64 = 20;
+    const PER_BATCH: u64 = 50;
+    let mut reader = db.open();
+    reader.migrate(PARTITIONS).unwrap();
+    let writers: Vec<_> = (0..2u32)
+        .map(|p| {
+            let mut s = db.open();
+            s.migrate(PARTITIONS).unwrap();
+            std::thread::spawn(move || {
+                for b in 0..BATCHES {
+                    let events = (1..=PER_BATCH)
+                        .map(|i| {
+                            let seq = b * PER_BATCH + i;
+                            event(p, seq, "wms", &format!("p{p}-{seq}"))
+                        })
+                        .collect();
+                    let batch = CommitBatch {
+                        partition: p,
+                        events,
+                        positions: vec![position(p, &format!("SKU-{p}"), "DC1", "", b as i64)],
+                        outbox: vec![outbox(p, "shopify", &format!("SKU-{p}"), b, 2)],
+                        last_seq: (b + 1) * PER_BATCH,
+                        ..CommitBatch::default()
+                    };
+                    s.commit(&batch).unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().expect("writer thread");
+    }
+    for p in 0..2 {
+        let snapshot = reader.load_partition(p).unwrap();
+        assert_eq!(snapshot.last_seq, BATCHES * PER_BATCH);
+        assert_eq!(
+            snapshot.positions,
+            [position(
+                p,
+                &format!("SKU-{p}"),
+                "DC1",
+                "",
+                BATCHES as i64 - 1
+            )]
+        );
+        let events = reader.read_events(p, 0, 10_000).unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (1..=BATCHES * PER_BATCH).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(
+        reader.outbox(None, 1000).unwrap().len(),
+        2 * BATCHES as usize
+    );
+}
+
+fn case_other_partition_count_is_refused(db: &dyn Fixture) {
+    let mut first = db.open();
+    first.migrate(2).unwrap();
+    let mut second = db.open();
+    assert!(matches!(second.migrate(3), Err(StoreError::Config(_))));
+    second.migrate(2).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurement
+
+/// Commits batches of 10,000 events (plus the rows such a batch typically changes) and reads the
+/// key fingerprints back; prints the rates. `CROSSDOCK_BENCH_BATCHES` sets the number of batches
+/// (default 10), `CROSSDOCK_BENCH_EXTRAS` the positions, item states and outbox rows per batch
+/// (default 500 each).
+fn measure_throughput(db: &dyn Fixture, backend: &str) {
+    const EVENTS: u64 = 10_000;
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let batches = env("CROSSDOCK_BENCH_BATCHES", 10);
+    let extras = env("CROSSDOCK_BENCH_EXTRAS", 500);
+    let mut s = db.open();
+    s.migrate(1).unwrap();
+    let padding = "x".repeat(200);
+    let mut times = Vec::new();
+    for b in 0..batches {
+        let seq0 = b * EVENTS;
+        let events = (1..=EVENTS)
+            .map(|i| {
+                let seq = seq0 + i;
+                let mut e = event(0, seq, &format!("wms-{}", seq % 7), &format!("evt-{seq:012}"));
+                e.envelope = format!(
+                    r#"{{"specversion":"1.0","type":"crossdock.stock.received","source":"{}","id":"{}","data":{{"item":"SKU-{}","location":"DC1","qty":5,"pad":"{padding}"}}}}"#,
+                    e.source,
+                    e.id,
+                    seq % 1000
+                );
+                e
+            })
+            .collect();
+        let batch = CommitBatch {
+            partition: 0,
+            events,
+            positions: (0..extras)
+                .map(|i| position(0, &format!("SKU-{i}"), "DC1", "", (b * extras + i) as i64))
+                .collect(),
+            items: (0..extras)
+                .map(|i| item(0, &format!("SKU-{i}"), r#"{"last_seq":1}"#))
+                .collect(),
+            outbox: (0..extras)
+                .map(|i| outbox(0, "shopify", &format!("SKU-{i}"), seq0 + i, 2))
+                .collect(),
+            last_seq: seq0 + EVENTS,
+            ..CommitBatch::default()
+        };
+        let start = Instant::now();
+        s.commit(&batch).unwrap();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    let rate = |d: Duration| EVENTS as f64 / d.as_secs_f64();
+    let total: Duration = times.iter().sum();
+    println!(
+        "{backend}: {batches} batches of {EVENTS} events (+{extras} positions, items, outbox rows each): \
+         median {:?} ({:.0} events/s), best {:?} ({:.0} events/s), overall {:.0} events/s",
+        times[times.len() / 2],
+        rate(times[times.len() / 2]),
+        times[0],
+        rate(times[0]),
+        (batches * EVENTS) as f64 / total.as_secs_f64(),
+    );
+    let start = Instant::now();
+    let hashes = s.key_hashes(0).unwrap();
+    let elapsed = start.elapsed();
+    assert_eq!(hashes.len() as u64, batches * EVENTS);
+    println!(
+        "{backend}: key_hashes of {} events in {elapsed:?} ({:.0} rows/s)",
+        hashes.len(),
+        hashes.len() as f64 / elapsed.as_secs_f64()
+    );
+}
