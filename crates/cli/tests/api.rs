@@ -149,7 +149,15 @@ async fn duplicates_answer_the_original_outcome_and_conflicts_are_409() {
 async fn bad_input_gets_a_specific_problem_and_an_exception() {
     let hub = Hub::start("bad", "").await;
     let mut east = hub.client(EAST).await;
-    let cases: Vec<(&str, Vec<u8>, u16, &str, Option<&str>)> = vec![
+    // (what, body, status, problem slug, offending field)
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        u16,
+        &'static str,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
         ("malformed json", b"{\"specversion\": \"1.0\", ".to_vec(), 400, "malformed-json", None),
         (
             "unknown type",

@@ -121,7 +121,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_applies_once()
         }
     }
     hub.restart().await;
-    let b = book.lock().unwrap();
+    let b = std::mem::take(&mut *book.lock().unwrap());
     assert!(
         b.acked.len() > cycles * 10,
         "the test did real work: {} acked",
