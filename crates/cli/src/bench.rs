@@ -215,14 +215,15 @@ impl Hub {
         }
     }
 
-    fn rss_mib(&self) -> Result<f64> {
+    /// Resident memory now (`VmRSS`) or at its peak (`VmHWM`), in MiB.
+    fn memory_mib(&self, field: &str) -> Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .map_err(|e| e.to_string())?;
         let kb: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or("no VmRSS")?;
+            .ok_or_else(|| format!("no {field}"))?;
         Ok(kb / 1024.0)
     }
 
@@ -672,7 +673,7 @@ async fn memory(positions: usize, common: &Common) -> Result<()> {
     for run in 0..common.runs {
         let dir = run_dir(common, "memory", run);
         let (hub, _) = Hub::start(&dir).await?;
-        let before = hub.rss_mib()?;
+        let before = hub.memory_mib("VmRSS")?;
         // Two locations per item: positions / 2 items.
         let bodies = ndjson_batches(
             "pos",
@@ -682,9 +683,13 @@ async fn memory(positions: usize, common: &Common) -> Result<()> {
             "inventory.counted.v1",
         );
         send_batches(&hub.addr, bodies, 2).await?;
-        let after = hub.rss_mib()?;
+        // Steady state: the last batches' buffers are freed once their answers are out.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = hub.memory_mib("VmRSS")?;
+        let peak = hub.memory_mib("VmHWM")?;
         println!(
-            "run {run}: {positions} positions, RSS {after:.0} MiB (empty hub {before:.0} MiB)"
+            "run {run}: {positions} positions, RSS {after:.0} MiB, peak {peak:.0} MiB during the \
+             import (empty hub {before:.0} MiB)"
         );
         rss.push(after);
         hub.stop();

@@ -9,6 +9,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+// The writer allocates and frees a batch's rows every commit from several threads; mimalloc keeps
+// that fast and keeps freed memory from fragmenting per-thread arenas (measured in BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "crossdock", version, about = "Inventory and order sync hub")]
 struct Cli {

@@ -1,7 +1,7 @@
 //! Conversion between ledger state and store rows. Locations and channels are stored by name, so
 //! reordering the config never scrambles stored state.
 
-use crossdock_ledger::position::{CountMark, Delta, TimeRule};
+use crossdock_ledger::position::{CountMark, Delta, DeltaWindow, TimeRule};
 use crossdock_ledger::state::{Published, SupplyLine, TransferLine};
 use crossdock_ledger::{ItemState, Ledger, Policy, Position, ResStatus, Reservation};
 use crossdock_model::{ChannelId, Envelope, Event, ItemId, LocationId, Lot, Timestamp};
@@ -28,11 +28,12 @@ impl From<&TimeRule> for RuleRow {
     fn from(t: &TimeRule) -> Self {
         RuleRow {
             c: t.count.map(|c| (c.time.as_micros(), c.tiebreak)),
-            r: t.recent
+            r: t
+                .recent()
                 .iter()
                 .map(|d| (d.time.as_micros(), d.qty))
                 .collect(),
-            f: t.folded_to.map(Timestamp::as_micros),
+            f: t.folded_to().map(Timestamp::as_micros),
         }
     }
 }
@@ -44,15 +45,10 @@ impl From<RuleRow> for TimeRule {
                 time: Timestamp::from_micros(t),
                 tiebreak,
             }),
-            recent: r
-                .r
-                .into_iter()
-                .map(|(t, qty)| Delta {
-                    time: Timestamp::from_micros(t),
-                    qty,
-                })
-                .collect(),
-            folded_to: r.f.map(Timestamp::from_micros),
+            window: (!r.r.is_empty() || r.f.is_some()).then(|| {
+                let recent = r.r.into_iter().map(|(t, qty)| Delta { time: Timestamp::from_micros(t), qty });
+                Box::new(DeltaWindow { recent: recent.collect(), folded_to: r.f.map(Timestamp::from_micros) })
+            }),
         }
     }
 }

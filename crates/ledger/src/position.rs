@@ -53,17 +53,29 @@ pub struct Delta {
     pub qty: i64,
 }
 
-/// Bookkeeping beside the buckets, persisted with the position.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Bookkeeping beside the buckets, persisted with the position. Most positions have no deltas
+/// to remember, so the window is boxed and absent for them (a million positions are held in memory).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TimeRule {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<CountMark>,
-    /// on_hand deltas applied after `count` (or ever, with no count), newest last.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub window: Option<Box<DeltaWindow>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeltaWindow {
+    /// on_hand deltas applied after `count` (or ever, with no count), oldest first.
     pub recent: Vec<Delta>,
     /// Deltas at or before this time were folded out of `recent`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folded_to: Option<Timestamp>,
+}
+
+impl TimeRule {
+    pub fn recent(&self) -> &[Delta] {
+        self.window.as_ref().map_or(&[], |w| &w.recent)
+    }
+    pub fn folded_to(&self) -> Option<Timestamp> {
+        self.window.as_ref().and_then(|w| w.folded_to)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,16 +116,12 @@ impl Position {
             return TimeEffect::AbsorbedByCount;
         }
         self.b.on_hand += qty;
-        let recent = &mut self.rule.recent;
-        let at = recent.partition_point(|d| d.time <= time);
-        recent.insert(at, Delta { time, qty });
-        if recent.len() > RECENT_DELTAS_MAX {
-            let dropped = recent.remove(0);
-            self.rule.folded_to = Some(
-                self.rule
-                    .folded_to
-                    .map_or(dropped.time, |f| f.max(dropped.time)),
-            );
+        let window = self.rule.window.get_or_insert_default();
+        let at = window.recent.partition_point(|d| d.time <= time);
+        window.recent.insert(at, Delta { time, qty });
+        if window.recent.len() > RECENT_DELTAS_MAX {
+            let dropped = window.recent.remove(0);
+            window.folded_to = Some(window.folded_to.map_or(dropped.time, |f| f.max(dropped.time)));
         }
         TimeEffect::Applied
     }
@@ -125,21 +133,20 @@ impl Position {
         {
             return TimeEffect::Superseded;
         }
-        if let Some(folded) = self.rule.folded_to
+        if let Some(folded) = self.rule.folded_to()
             && mark.time < folded
         {
             return TimeEffect::BeyondWindow;
         }
-        let later: i64 = self
-            .rule
-            .recent
-            .iter()
-            .filter(|d| d.time > mark.time)
-            .map(|d| d.qty)
-            .sum();
-        self.rule.recent.retain(|d| d.time > mark.time);
+        let later: i64 = self.rule.recent().iter().filter(|d| d.time > mark.time).map(|d| d.qty).sum();
+        if let Some(w) = &mut self.rule.window {
+            w.recent.retain(|d| d.time > mark.time);
+            w.folded_to = None;
+            if w.recent.is_empty() {
+                self.rule.window = None;
+            }
+        }
         self.rule.count = Some(mark);
-        self.rule.folded_to = None;
         self.b.on_hand = qty + later;
         TimeEffect::Applied
     }
