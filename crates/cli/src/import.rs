@@ -25,6 +25,10 @@ pub enum ImportWhat {
         token: String,
         #[arg(long, default_value_t = 5_000)]
         batch: usize,
+        /// When the counts were true (RFC 3339); defaults to the file's modification time, so
+        /// importing the same file again is recognised as a repeat.
+        #[arg(long)]
+        as_of: Option<String>,
     },
 }
 
@@ -34,13 +38,32 @@ pub fn run(what: ImportWhat) -> ExitCode {
         url,
         token,
         batch,
+        as_of,
     } = what;
+    let as_of = match as_of
+        .map(|t| crossdock_model::Timestamp::parse_rfc3339(&t))
+        .transpose()
+    {
+        Ok(Some(t)) => t,
+        Ok(None) => match file_time(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(e) => {
+            eprintln!("--as-of: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     match runtime.block_on(import_positions(
         file,
+        as_of,
         &addr_of(&url),
         &token,
         batch.clamp(1, 10_000),
@@ -77,8 +100,19 @@ struct Report {
     rejected: Vec<String>,
 }
 
+fn file_time(file: &std::path::Path) -> std::io::Result<crossdock_model::Timestamp> {
+    let modified = std::fs::metadata(file)?.modified()?;
+    let since_epoch = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(std::io::Error::other)?;
+    Ok(crossdock_model::Timestamp::from_micros(
+        since_epoch.as_micros() as i64,
+    ))
+}
+
 async fn import_positions(
     file: PathBuf,
+    as_of: crossdock_model::Timestamp,
     addr: &str,
     token: &str,
     batch: usize,
@@ -99,7 +133,6 @@ async fn import_positions(
         ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} eta {eta}")
             .expect("progress template"),
     );
-    let now = crossdock_model::Timestamp::now();
     let mut client = Client::connect(addr, token)
         .await
         .map_err(|e| format!("cannot reach {addr}: {e}"))?;
@@ -135,7 +168,7 @@ async fn import_positions(
                 "id": format!("import-{digest:016x}-{}", n + 1),
                 "source": "crossdock.import",
                 "type": "inventory.counted.v1",
-                "time": now,
+                "time": as_of,
                 "data": data,
             });
             serde_json::to_writer(&mut body, &ev).expect("json");

@@ -28,8 +28,7 @@ impl From<&TimeRule> for RuleRow {
     fn from(t: &TimeRule) -> Self {
         RuleRow {
             c: t.count.map(|c| (c.time.as_micros(), c.tiebreak)),
-            r: t
-                .recent()
+            r: t.recent()
                 .iter()
                 .map(|d| (d.time.as_micros(), d.qty))
                 .collect(),
@@ -46,8 +45,14 @@ impl From<RuleRow> for TimeRule {
                 tiebreak,
             }),
             window: (!r.r.is_empty() || r.f.is_some()).then(|| {
-                let recent = r.r.into_iter().map(|(t, qty)| Delta { time: Timestamp::from_micros(t), qty });
-                Box::new(DeltaWindow { recent: recent.collect(), folded_to: r.f.map(Timestamp::from_micros) })
+                let recent = r.r.into_iter().map(|(t, qty)| Delta {
+                    time: Timestamp::from_micros(t),
+                    qty,
+                });
+                Box::new(DeltaWindow {
+                    recent: recent.collect(),
+                    folded_to: r.f.map(Timestamp::from_micros),
+                })
             }),
         }
     }

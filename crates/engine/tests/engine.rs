@@ -285,3 +285,73 @@ async fn partitions_split_items_and_keep_each_item_whole() {
     assert!(err.contains("4 partitions"), "{err}");
     (fresh.cleanup)();
 }
+
+mod idempotency {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+        /// Idempotency: any stream in which events repeat (in the same batch or later ones)
+        /// leaves the same positions as the stream without repeats, and every repeat is answered
+        /// as a duplicate of the original.
+        #[test]
+        fn repeats_apply_once(
+            kinds in proptest::collection::vec((0u8..3, 0u8..4, 0u8..2, 1i64..40), 1..60),
+            repeat_at in proptest::collection::vec(any::<prop::sample::Index>(), 0..40),
+        ) {
+            let policy = policy();
+            let events: Vec<Event> = kinds
+                .iter()
+                .enumerate()
+                .map(|(n, (kind, item, loc, qty))| {
+                    let item = ItemId::new(&format!("I{item}")).unwrap();
+                    let location = LocationId::new(if *loc == 0 { "A" } else { "B" }).unwrap();
+                    ev(n as u64, match kind {
+                        0 => EventData::Received(Received { item, location, qty: *qty, lot: None, reference: None }),
+                        1 => EventData::Adjusted(Adjusted { item, location, delta: -*qty, reason: "r".into(), lot: None }),
+                        _ => EventData::Counted(Counted { item, location, qty: *qty, lot: None }),
+                    })
+                })
+                .collect();
+            // Interleave repeats of earlier events.
+            let mut stream = Vec::new();
+            let mut repeats = repeat_at.iter();
+            for (n, e) in events.iter().enumerate() {
+                stream.push(e.clone());
+                if let Some(at) = repeats.next() {
+                    stream.push(events[at.index(n + 1)].clone());
+                }
+            }
+            let mut expected = Ledger::new();
+            for e in &events {
+                let mut fx = Effects::default();
+                expected.apply(&policy, e, &mut fx);
+            }
+            let fresh = sqlite();
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let (replies, got) = runtime.block_on(async {
+                let engine = Engine::start(EngineConfig::new(fresh.spec.clone()), policy.clone()).unwrap();
+                // Half through one batch, half one by one, so repeats meet both in-batch and stored originals.
+                let half = stream.len() / 2;
+                let mut replies = engine.submit_many(stream[..half].to_vec()).await;
+                for e in &stream[half..] {
+                    replies.push(engine.submit(e.clone()).await);
+                }
+                let got = snapshot(&engine);
+                engine.shutdown();
+                (replies, got)
+            });
+            (fresh.cleanup)();
+            let duplicates = replies.iter().filter(|r| matches!(r, Ok(EventReply::Duplicate { .. }))).count();
+            prop_assert_eq!(duplicates, stream.len() - events.len());
+            let mut want: Vec<_> = expected
+                .items()
+                .flat_map(|(id, s)| s.positions.iter().map(move |p| (id.to_string(), p.location.0, p.b)))
+                .collect();
+            want.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -121,7 +121,11 @@ impl Position {
         window.recent.insert(at, Delta { time, qty });
         if window.recent.len() > RECENT_DELTAS_MAX {
             let dropped = window.recent.remove(0);
-            window.folded_to = Some(window.folded_to.map_or(dropped.time, |f| f.max(dropped.time)));
+            window.folded_to = Some(
+                window
+                    .folded_to
+                    .map_or(dropped.time, |f| f.max(dropped.time)),
+            );
         }
         TimeEffect::Applied
     }
@@ -138,7 +142,13 @@ impl Position {
         {
             return TimeEffect::BeyondWindow;
         }
-        let later: i64 = self.rule.recent().iter().filter(|d| d.time > mark.time).map(|d| d.qty).sum();
+        let later: i64 = self
+            .rule
+            .recent()
+            .iter()
+            .filter(|d| d.time > mark.time)
+            .map(|d| d.qty)
+            .sum();
         if let Some(w) = &mut self.rule.window {
             w.recent.retain(|d| d.time > mark.time);
             w.folded_to = None;
