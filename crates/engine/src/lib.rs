@@ -107,6 +107,8 @@ pub enum ReservationReply {
     Rejected(Rejection),
 }
 
+type EventReceiver = oneshot::Receiver<Result<EventReply, EngineError>>;
+
 /// What a writer thread receives.
 pub(crate) enum Command {
     Event {
@@ -226,29 +228,90 @@ impl Engine {
 
     /// Submits an event; resolves once it is durable.
     pub async fn submit(&self, event: Event) -> Result<EventReply, EngineError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(self.route(&event.data), Command::Event { event, reply: tx })?;
-        rx.await.map_err(|_| EngineError::Stopped)?
+        let parts = self.dispatch(event)?;
+        Self::combine(parts).await
     }
 
     /// Submits many events; each answer comes once its batch is durable. Order is kept per partition.
     pub async fn submit_many(&self, events: Vec<Event>) -> Vec<Result<EventReply, EngineError>> {
-        let mut waiting = Vec::with_capacity(events.len());
-        for event in events {
-            let (tx, rx) = oneshot::channel();
-            match self.send(self.route(&event.data), Command::Event { event, reply: tx }) {
-                Ok(()) => waiting.push(Ok(rx)),
-                Err(e) => waiting.push(Err(e)),
-            }
-        }
+        let waiting: Vec<_> = events.into_iter().map(|e| self.dispatch(e)).collect();
         let mut out = Vec::with_capacity(waiting.len());
         for w in waiting {
             out.push(match w {
-                Ok(rx) => rx.await.unwrap_or(Err(EngineError::Stopped)),
+                Ok(parts) => Self::combine(parts).await,
                 Err(e) => Err(e),
             });
         }
         out
+    }
+
+    /// Queues an event with the writer that owns its items. A shipment whose lines belong to
+    /// several partitions is split into one event per partition; the first part keeps the id and
+    /// the others get `<id>#<n>`, so a resent shipment is recognised part by part.
+    fn dispatch(&self, event: Event) -> Result<Vec<EventReceiver>, EngineError> {
+        let parts = match &event.data {
+            EventData::Shipped(shipped) if self.partitions() > 1 => {
+                let mut groups: Vec<(u32, Vec<crossdock_model::event::ShipLine>)> = Vec::new();
+                for line in &shipped.lines {
+                    let p = partition_of(&line.item, self.partitions());
+                    match groups.iter_mut().find(|(gp, _)| *gp == p) {
+                        Some((_, lines)) => lines.push(line.clone()),
+                        None => groups.push((p, vec![line.clone()])),
+                    }
+                }
+                groups
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, (p, lines))| {
+                        let mut part = event.clone();
+                        if n > 0 {
+                            part.id = format!("{}#{n}", event.id);
+                            part.causation_id = Some(event.id.clone());
+                        }
+                        part.data = EventData::Shipped(crossdock_model::event::Shipped {
+                            lines,
+                            ..shipped.clone()
+                        });
+                        (p, part)
+                    })
+                    .collect()
+            }
+            data => vec![(self.route(data), event)],
+        };
+        let mut receivers = Vec::with_capacity(parts.len());
+        for (partition, part) in parts {
+            let (tx, rx) = oneshot::channel();
+            self.send(
+                partition,
+                Command::Event {
+                    event: part,
+                    reply: tx,
+                },
+            )?;
+            receivers.push(rx);
+        }
+        Ok(receivers)
+    }
+
+    /// One answer for an event from the answers of its parts: the first problem wins, else the
+    /// first part's outcome.
+    async fn combine(parts: Vec<EventReceiver>) -> Result<EventReply, EngineError> {
+        let mut replies = Vec::with_capacity(parts.len());
+        for rx in parts {
+            replies.push(rx.await.map_err(|_| EngineError::Stopped)??);
+        }
+        let worst = replies.iter().position(|r| {
+            matches!(
+                r,
+                EventReply::Conflict { .. }
+                    | EventReply::Rejected(_)
+                    | EventReply::Recorded {
+                        status: EventStatus::Quarantined,
+                        ..
+                    }
+            )
+        });
+        Ok(replies.swap_remove(worst.unwrap_or(0)))
     }
 
     pub async fn record_exception(&self, record: ExceptionRecord) -> Result<(), EngineError> {

@@ -10,7 +10,7 @@ use crossdock_engine::{
 use crossdock_ledger::{
     Buckets, ChannelPolicy, Effects, Ledger, LocIdx, OwnershipRule, Policy, SourcePolicy,
 };
-use crossdock_model::event::{Adjusted, Counted, Received, ReserveLine};
+use crossdock_model::event::{Adjusted, Counted, Received, ReserveLine, ShipLine, Shipped};
 use crossdock_model::{ChannelId, Event, EventData, ItemId, LocationId, SourceId, Timestamp};
 
 fn policy() -> Arc<Policy> {
@@ -271,9 +271,53 @@ async fn partitions_split_items_and_keep_each_item_whole() {
     let before = snapshot(&engine);
     engine.shutdown();
     drop(engine);
-    let engine = Engine::start(config, policy()).unwrap();
+    let engine = Engine::start(config.clone(), policy()).unwrap();
     assert_eq!(snapshot(&engine), before);
     engine.shutdown();
+    // A shipment across partitions is applied in each item's own partition, once.
+    let items: Vec<ItemId> = (0..8)
+        .map(|i| ItemId::new(&format!("I{i}")).unwrap())
+        .collect();
+    let on_hand = |e: &Engine, i: &ItemId| {
+        e.item(i).map_or(0, |(s, _)| {
+            s.positions.iter().map(|p| p.b.on_hand).sum::<i64>()
+        })
+    };
+    let engine = Engine::start(config.clone(), policy()).unwrap();
+    let before: Vec<i64> = items.iter().map(|i| on_hand(&engine, i)).collect();
+    let lines: Vec<ShipLine> = items
+        .iter()
+        .map(|i| ShipLine {
+            item: i.clone(),
+            location: LocationId::new("A").unwrap(),
+            qty: 1,
+        })
+        .collect();
+    let ship = ev(
+        10_000,
+        EventData::Shipped(Shipped {
+            order: "o-1".into(),
+            shipment: None,
+            lines,
+        }),
+    );
+    assert!(matches!(
+        engine.submit(ship.clone()).await,
+        Ok(EventReply::Recorded {
+            status: EventStatus::Applied,
+            ..
+        })
+    ));
+    assert!(
+        matches!(engine.submit(ship).await, Ok(EventReply::Duplicate { .. })),
+        "a resent shipment is a repeat"
+    );
+    let after: Vec<i64> = items.iter().map(|i| on_hand(&engine, i)).collect();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(*a, b - 1, "every line applied once");
+    }
+    engine.shutdown();
+    drop(engine);
     let wrong = EngineConfig {
         partitions: 2,
         ..EngineConfig::new(fresh.spec.clone())
