@@ -46,7 +46,7 @@ impl Pending {
 
 /// One applied batch on its way to the store.
 pub(crate) struct Work {
-    pub batch: CommitBatch,
+    pub batch: Arc<CommitBatch>,
     pub pending: Vec<Pending>,
     /// The touched items as applied, to publish once durable.
     pub publish: Vec<(ItemId, Arc<ItemState>)>,

@@ -33,9 +33,16 @@ impl TimerHandle {
     pub fn set(&self, id: String, due_at: Timestamp, command: Event) {
         let (lock, cv) = &*self.inner;
         let mut w = lock.lock().expect("timer lock");
+        // Only a new earliest deadline changes how long the wheel sleeps.
+        let earliest = w
+            .heap
+            .peek()
+            .is_none_or(|Reverse((head, _))| due_at < *head);
         w.heap.push(Reverse((due_at, id.clone())));
         w.live.insert(id, (due_at, command));
-        cv.notify_one();
+        if earliest {
+            cv.notify_one();
+        }
     }
 
     pub fn cancel(&self, id: &str) {

@@ -12,8 +12,8 @@ use crossdock_ledger::{Effects, Ledger, Outcome, Policy, Rejection};
 use crossdock_model::{Envelope, Event};
 use crossdock_model::{EventData, ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
 use crossdock_store::{
-    CommitBatch, EventRow, EventStatus, ExceptionStatusChange, OutboxRow, ReservationRow,
-    SourceSeqRow, Store, StoreError, TimerRow,
+    CommitBatch, EventStatus, ExceptionStatusChange, OutboxRow, SourceSeqRow, Store, StoreError,
+    TimerRow,
 };
 use tracing::{error, warn};
 
@@ -44,10 +44,11 @@ pub(crate) struct Writer {
 /// Most batches that can be in the pipeline behind the one being applied: one committing, one queued.
 const IN_FLIGHT_MAX: usize = 2;
 
-#[derive(Default)]
+/// A batch handed to the committer, shared with it rather than copied.
 struct Recent {
-    events: HashMap<u64, Vec<EventRow>>,
-    reservations: HashMap<String, ReservationRow>,
+    batch: Arc<CommitBatch>,
+    /// Its events by key fingerprint.
+    keys: BatchKeys,
 }
 
 /// Events the batch logged so far by key fingerprint, to answer repeats inside one batch.
@@ -189,23 +190,15 @@ impl Writer {
         }
         self.ledger.finish_batch(&self.policy, &mut fx);
         self.collect(&fx, &mut batch);
-        let mut recent = Recent::default();
-        for row in &batch.events {
-            let fingerprint = crossdock_model::event::key_hash(&row.source, &row.id);
-            self.keys.insert(fingerprint);
-            recent
-                .events
-                .entry(fingerprint)
-                .or_default()
-                .push(row.clone());
-        }
-        for r in &batch.reservations {
-            recent.reservations.insert(r.id.clone(), r.clone());
-        }
+        self.keys.extend(batch_keys.keys().copied());
+        let batch = Arc::new(batch);
         if self.recent.len() == IN_FLIGHT_MAX {
             self.recent.pop_front();
         }
-        self.recent.push_back(recent);
+        self.recent.push_back(Recent {
+            batch: batch.clone(),
+            keys: batch_keys,
+        });
         let publish = fx
             .touched_items
             .iter()
@@ -260,9 +253,10 @@ impl Writer {
         });
         let in_flight = || {
             self.recent.iter().rev().find_map(|r| {
-                r.events
+                r.keys
                     .get(&fingerprint)?
                     .iter()
+                    .map(|&i| &r.batch.events[i])
                     .find(|row| row.id == event.id && row.source == event.source.as_str())
             })
         };
@@ -419,11 +413,14 @@ impl Writer {
         if self.ledger.reservation(id).is_some() {
             return None;
         }
-        let in_flight = self
-            .recent
-            .iter()
-            .rev()
-            .find_map(|r| r.reservations.get(id).cloned());
+        let in_flight = self.recent.iter().rev().find_map(|r| {
+            r.batch
+                .reservations
+                .iter()
+                .rev()
+                .find(|row| &row.id == id)
+                .cloned()
+        });
         let row =
             match in_flight.map_or_else(|| self.store.find_reservation(id), |row| Ok(Some(row))) {
                 Ok(Some(row)) => row,

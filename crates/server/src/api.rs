@@ -82,7 +82,8 @@ fn correlation() -> String {
 /// Parses one envelope from JSON text. The problem names the field; `true` means the JSON itself
 /// was malformed (nothing identifiable to record).
 fn parse_event(text: &[u8], received_at: Timestamp) -> Result<Event, (Problem, bool)> {
-    let value: Value = serde_json::from_slice(text).map_err(|e| {
+    // One pass from bytes to the envelope; syntax errors and shape errors are told apart.
+    let malformed = |e: &serde_json::Error| {
         (
             Problem::bad_request(
                 "malformed-json",
@@ -94,8 +95,12 @@ fn parse_event(text: &[u8], received_at: Timestamp) -> Result<Event, (Problem, b
             ),
             true,
         )
-    })?;
-    let env: Envelope = serde_path_to_error::deserialize(&value).map_err(|e| {
+    };
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let env: Envelope = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        if e.inner().classify() != serde_json::error::Category::Data {
+            return malformed(e.inner());
+        }
         let field = e.path().to_string();
         let field = if field == "." {
             "(envelope)".to_string()
@@ -108,6 +113,7 @@ fn parse_event(text: &[u8], received_at: Timestamp) -> Result<Event, (Problem, b
             false,
         )
     })?;
+    de.end().map_err(|e| malformed(&e))?;
     Event::from_envelope(&env, received_at, correlation).map_err(|e| {
         let slug = match &e {
             EventError::UnknownType(_) => "unknown-event-type",
