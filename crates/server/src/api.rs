@@ -743,13 +743,7 @@ async fn release_reservation(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> AppResult {
-    authenticate(&st.config.tokens, &headers)?.require(Needed::Reserve)?;
-    let reply = st
-        .engine
-        .settle(id, false, correlation_from(&headers))
-        .await
-        .map_err(engine_problem)?;
-    reservation_reply(reply, false)
+    settle_reservation(&st, &headers, id, false).await
 }
 
 async fn commit_reservation(
@@ -757,10 +751,19 @@ async fn commit_reservation(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> AppResult {
-    authenticate(&st.config.tokens, &headers)?.require(Needed::Reserve)?;
+    settle_reservation(&st, &headers, id, true).await
+}
+
+async fn settle_reservation(
+    st: &AppState,
+    headers: &HeaderMap,
+    id: String,
+    commit: bool,
+) -> AppResult {
+    authenticate(&st.config.tokens, headers)?.require(Needed::Reserve)?;
     let reply = st
         .engine
-        .settle(id, true, correlation_from(&headers))
+        .settle(id, commit, correlation_from(headers))
         .await
         .map_err(engine_problem)?;
     reservation_reply(reply, false)

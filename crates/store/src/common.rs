@@ -2,6 +2,32 @@
 
 use crate::{EventStatus, Result, StoreError};
 
+// Column lists both dialects share, in the order their statements bind them.
+macro_rules! event_columns {
+    () => {
+        "partition, seq, source, id, type, time_us, received_at_us, correlation_id, payload_hash, status, envelope"
+    };
+}
+
+macro_rules! position_columns {
+    () => {
+        "partition, item, location, lot, on_hand, quarantined, damaged, returns_pending, picked, allocated, \
+         reserved, in_transit, incoming, safety_stock, extra, updated_seq"
+    };
+}
+
+macro_rules! reservation_columns {
+    () => {
+        "partition, id, channel, status, lines, request_hash, expires_at_us, created_seq, updated_seq"
+    };
+}
+
+macro_rules! exception_columns {
+    () => {
+        "id, kind, status, entity, correlation_id, reason, raw, created_at_us, updated_at_us"
+    };
+}
+
 /// One schema migration; applied in `version` order and recorded in `schema_migrations`.
 pub(crate) struct Migration {
     pub version: i64,

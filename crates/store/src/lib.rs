@@ -7,6 +7,7 @@
 //! nothing about ledger rules. Architecture invariant: [`Store::commit`] is all-or-nothing and
 //! durable when it returns `Ok` (fsync / COMMIT); nothing else writes ledger state.
 
+#[macro_use]
 mod common;
 pub mod postgres;
 pub mod sqlite;

@@ -31,31 +31,6 @@ const MIGRATIONS: &[Migration] = &[Migration {
 /// Enough for every statement this module prepares, so none is ever evicted and re-prepared.
 const STATEMENT_CACHE: usize = 64;
 
-macro_rules! event_columns {
-    () => {
-        "partition, seq, source, id, type, time_us, received_at_us, correlation_id, payload_hash, status, envelope"
-    };
-}
-
-macro_rules! position_columns {
-    () => {
-        "partition, item, location, lot, on_hand, quarantined, damaged, returns_pending, picked, allocated, \
-         reserved, in_transit, incoming, safety_stock, extra, updated_seq"
-    };
-}
-
-macro_rules! reservation_columns {
-    () => {
-        "partition, id, channel, status, lines, request_hash, expires_at_us, created_seq, updated_seq"
-    };
-}
-
-macro_rules! exception_columns {
-    () => {
-        "id, kind, status, entity, correlation_id, reason, raw, created_at_us, updated_at_us"
-    };
-}
-
 const INSERT_EVENT: &str = concat!(
     "INSERT INTO events (",
     event_columns!(),
