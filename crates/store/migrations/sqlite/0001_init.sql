@@ -31,7 +31,7 @@ CREATE TABLE events (
     status TEXT NOT NULL,
     envelope TEXT NOT NULL,
     PRIMARY KEY (partition, seq)
-);
+) WITHOUT ROWID; -- clustered by log position: one B-tree fewer per event than a rowid table
 -- This unique index is the idempotency-key store.
 CREATE UNIQUE INDEX events_idempotency_key ON events (source, id);
 -- Covers the key fingerprints a writer loads at start, without reading the envelopes.
