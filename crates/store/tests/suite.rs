@@ -9,7 +9,6 @@
 //!   not skip, when PostgreSQL is unreachable.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use crossdock_model::event::key_hash;
 use crossdock_model::{ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
@@ -132,12 +131,6 @@ macro_rules! suite {
                 case_concurrent_writers,
                 case_other_partition_count_is_refused,
             );
-
-            #[test]
-            #[ignore = "measurement; run with --ignored --nocapture"]
-            fn commit_throughput() {
-                super::measure_throughput(&<$fixture>::new(), stringify!($module));
-            }
         }
     };
     (@store $fixture:ty; $($case:ident),* $(,)?) => {
@@ -1140,82 +1133,4 @@ fn case_other_partition_count_is_refused(db: &dyn Fixture) {
     let mut second = db.open();
     assert!(matches!(second.migrate(3), Err(StoreError::Config(_))));
     second.migrate(2).unwrap();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Measurement
-
-/// Commits batches of 10,000 events (plus the rows such a batch typically changes) and reads the
-/// key fingerprints back; prints the rates. `CROSSDOCK_BENCH_BATCHES` sets the number of batches
-/// (default 10), `CROSSDOCK_BENCH_EXTRAS` the positions, item states and outbox rows per batch
-/// (default 500 each).
-fn measure_throughput(db: &dyn Fixture, backend: &str) {
-    const EVENTS: u64 = 10_000;
-    let env = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let batches = env("CROSSDOCK_BENCH_BATCHES", 10);
-    let extras = env("CROSSDOCK_BENCH_EXTRAS", 500);
-    let mut s = db.open();
-    s.migrate(1).unwrap();
-    let padding = "x".repeat(200);
-    let mut times = Vec::new();
-    for b in 0..batches {
-        let seq0 = b * EVENTS;
-        let events = (1..=EVENTS)
-            .map(|i| {
-                let seq = seq0 + i;
-                let mut e = event(0, seq, &format!("wms-{}", seq % 7), &format!("evt-{seq:012}"));
-                e.envelope = format!(
-                    r#"{{"specversion":"1.0","type":"crossdock.stock.received","source":"{}","id":"{}","data":{{"item":"SKU-{}","location":"DC1","qty":5,"pad":"{padding}"}}}}"#,
-                    e.source,
-                    e.id,
-                    seq % 1000
-                );
-                e
-            })
-            .collect();
-        let batch = CommitBatch {
-            partition: 0,
-            events,
-            positions: (0..extras)
-                .map(|i| position(0, &format!("SKU-{i}"), "DC1", "", (b * extras + i) as i64))
-                .collect(),
-            items: (0..extras)
-                .map(|i| item(0, &format!("SKU-{i}"), r#"{"last_seq":1}"#))
-                .collect(),
-            outbox: (0..extras)
-                .map(|i| outbox(0, "shopify", &format!("SKU-{i}"), seq0 + i, 2))
-                .collect(),
-            last_seq: seq0 + EVENTS,
-            ..CommitBatch::default()
-        };
-        let start = Instant::now();
-        s.commit(&batch).unwrap();
-        times.push(start.elapsed());
-    }
-    times.sort();
-    let rate = |d: Duration| EVENTS as f64 / d.as_secs_f64();
-    let total: Duration = times.iter().sum();
-    println!(
-        "{backend}: {batches} batches of {EVENTS} events (+{extras} positions, items, outbox rows each): \
-         median {:?} ({:.0} events/s), best {:?} ({:.0} events/s), overall {:.0} events/s",
-        times[times.len() / 2],
-        rate(times[times.len() / 2]),
-        times[0],
-        rate(times[0]),
-        (batches * EVENTS) as f64 / total.as_secs_f64(),
-    );
-    let start = Instant::now();
-    let hashes = s.key_hashes(0).unwrap();
-    let elapsed = start.elapsed();
-    assert_eq!(hashes.len() as u64, batches * EVENTS);
-    println!(
-        "{backend}: key_hashes of {} events in {elapsed:?} ({:.0} rows/s)",
-        hashes.len(),
-        hashes.len() as f64 / elapsed.as_secs_f64()
-    );
 }
