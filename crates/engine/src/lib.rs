@@ -34,7 +34,22 @@ pub use persist::{event_from_row, event_row};
 #[derive(Debug, Clone)]
 pub enum StoreSpec {
     Sqlite(PathBuf),
-    Postgres { url: String, schema: Option<String> },
+    Postgres {
+        url: String,
+        schema: Option<String>,
+    },
+    /// Any other `Store`: the engine opens one connection per writer, committer and reader.
+    Custom(StoreFactory),
+}
+
+/// Opens a connection to a custom store.
+#[derive(Clone)]
+pub struct StoreFactory(pub Arc<dyn Fn() -> Result<Box<dyn Store>, StoreError> + Send + Sync>);
+
+impl std::fmt::Debug for StoreFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreFactory")
+    }
 }
 
 impl StoreSpec {
@@ -44,6 +59,7 @@ impl StoreSpec {
             StoreSpec::Postgres { url, schema } => Box::new(
                 crossdock_store::postgres::PgStore::connect(url, schema.as_deref())?,
             ),
+            StoreSpec::Custom(factory) => (factory.0)()?,
         })
     }
 }

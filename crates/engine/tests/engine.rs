@@ -399,3 +399,156 @@ mod idempotency {
         }
     }
 }
+
+mod commit_failure {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crossdock_engine::StoreFactory;
+    use crossdock_store::{CommitBatch, PartitionSnapshot, Store, StoreError};
+
+    /// A real SQLite store whose commits fail while `fail` is set, as a full disk would.
+    struct Flaky {
+        inner: Box<dyn Store>,
+        fail: Arc<AtomicBool>,
+    }
+
+    impl Store for Flaky {
+        fn migrate(&mut self, partitions: u32) -> crossdock_store::Result<()> {
+            self.inner.migrate(partitions)
+        }
+        fn load_partition(&mut self, partition: u32) -> crossdock_store::Result<PartitionSnapshot> {
+            self.inner.load_partition(partition)
+        }
+        fn commit(&mut self, batch: &CommitBatch) -> crossdock_store::Result<()> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(StoreError::Corrupt("injected: disk full".into()));
+            }
+            self.inner.commit(batch)
+        }
+        fn find_event(
+            &mut self,
+            source: &str,
+            id: &str,
+        ) -> crossdock_store::Result<Option<crossdock_store::EventRow>> {
+            self.inner.find_event(source, id)
+        }
+        fn key_hashes(&mut self, partition: u32) -> crossdock_store::Result<Vec<u64>> {
+            self.inner.key_hashes(partition)
+        }
+        fn read_events(
+            &mut self,
+            partition: u32,
+            after: u64,
+            limit: u32,
+        ) -> crossdock_store::Result<Vec<crossdock_store::EventRow>> {
+            self.inner.read_events(partition, after, limit)
+        }
+        fn find_reservation(
+            &mut self,
+            id: &str,
+        ) -> crossdock_store::Result<Option<crossdock_store::ReservationRow>> {
+            self.inner.find_reservation(id)
+        }
+        fn list_exceptions(
+            &mut self,
+            f: &crossdock_store::ExceptionFilter,
+        ) -> crossdock_store::Result<Vec<crossdock_model::ExceptionRecord>> {
+            self.inner.list_exceptions(f)
+        }
+        fn exception_counts(
+            &mut self,
+        ) -> crossdock_store::Result<Vec<(crossdock_model::ExceptionKind, u64)>> {
+            self.inner.exception_counts()
+        }
+        fn outbox(
+            &mut self,
+            endpoint: Option<&str>,
+            limit: u32,
+        ) -> crossdock_store::Result<Vec<crossdock_store::StoredOutbox>> {
+            self.inner.outbox(endpoint, limit)
+        }
+    }
+
+    fn received(n: u64, qty: i64) -> Event {
+        ev(
+            n,
+            EventData::Received(Received {
+                item: ItemId::new("I0").unwrap(),
+                location: LocationId::new("A").unwrap(),
+                qty,
+                lot: None,
+                reference: None,
+            }),
+        )
+    }
+
+    fn on_hand(engine: &Engine) -> i64 {
+        engine
+            .item(&ItemId::new("I0").unwrap())
+            .map_or(0, |(s, _)| s.positions[0].b.on_hand)
+    }
+
+    /// A failed commit answers its callers with an error, leaves nothing applied (not in the view,
+    /// not in the store), and the partition reloads and carries on.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failed_commit_fails_its_callers_and_the_engine_recovers() {
+        let fresh = sqlite();
+        let fail = Arc::new(AtomicBool::new(false));
+        let (spec, flag) = (fresh.spec.clone(), fail.clone());
+        let factory = StoreFactory(Arc::new(move || {
+            Ok(Box::new(Flaky {
+                inner: spec.open()?,
+                fail: flag.clone(),
+            }) as Box<dyn Store>)
+        }));
+        let config = EngineConfig::new(StoreSpec::Custom(factory));
+        let engine = Engine::start(config.clone(), policy()).unwrap();
+        assert!(matches!(
+            engine.submit(received(1, 10)).await,
+            Ok(EventReply::Recorded { .. })
+        ));
+
+        fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let failed = engine
+            .submit_many(vec![received(2, 100), received(3, 1000)])
+            .await;
+        assert!(
+            failed
+                .iter()
+                .all(|r| matches!(r, Err(crossdock_engine::EngineError::Store(_)))),
+            "{failed:?}"
+        );
+        assert_eq!(
+            on_hand(&engine),
+            10,
+            "queries never see what did not commit"
+        );
+
+        fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        // The first batch after the failure may still meet the poisoned pipeline; retry as a client would.
+        let mut reply = engine.submit(received(2, 100)).await;
+        for _ in 0..10 {
+            if reply.is_ok() {
+                break;
+            }
+            reply = engine.submit(received(2, 100)).await;
+        }
+        assert!(
+            matches!(reply, Ok(EventReply::Recorded { .. })),
+            "{reply:?}"
+        );
+        assert_eq!(on_hand(&engine), 110, "e2 applied once, e3 never");
+        engine.shutdown();
+        drop(engine);
+
+        let engine = Engine::start(EngineConfig::new(fresh.spec.clone()), policy()).unwrap();
+        assert_eq!(
+            on_hand(&engine),
+            110,
+            "the store agrees with what was answered"
+        );
+        engine.shutdown();
+        (fresh.cleanup)();
+    }
+}
