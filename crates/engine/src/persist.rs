@@ -131,7 +131,7 @@ pub fn item_rows(
             .filter_map(|(i, p)| p.map(|p| (policy.channels[i].id.to_string(), p.ats, p.seq)))
             .collect(),
         supply: item
-            .supply
+            .supply()
             .iter()
             .map(|s| SupplyJson {
                 reference: s.reference.clone(),
@@ -141,7 +141,7 @@ pub fn item_rows(
             })
             .collect(),
         transfers: item
-            .transfers
+            .transfers()
             .iter()
             .map(|t| TransferJson {
                 transfer: t.transfer.clone(),
@@ -149,7 +149,7 @@ pub fn item_rows(
                 open: t.open,
             })
             .collect(),
-        oversell_hold: item.oversell_hold.clone(),
+        oversell_hold: item.oversell_hold().map(str::to_string),
         last_seq: item.last_seq,
     };
     let row = ItemStateRow {
@@ -271,7 +271,7 @@ pub fn ledger_from_snapshot(
                 })
         };
         for s in extra.supply {
-            item.supply.push(SupplyLine {
+            item.extras_mut().supply.push(SupplyLine {
                 reference: s.reference,
                 location: loc(&s.location)?,
                 open: s.open,
@@ -279,13 +279,14 @@ pub fn ledger_from_snapshot(
             });
         }
         for t in extra.transfers {
-            item.transfers.push(TransferLine {
+            item.extras_mut().transfers.push(TransferLine {
                 transfer: t.transfer,
                 to: loc(&t.to)?,
                 open: t.open,
             });
         }
-        item.oversell_hold = extra.oversell_hold;
+        item.extras_mut().oversell_hold = extra.oversell_hold;
+        item.tidy();
         item.last_seq = extra.last_seq;
     }
     let mut ledger = Ledger::new();

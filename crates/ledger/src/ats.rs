@@ -10,7 +10,7 @@ use crate::state::ItemState;
 /// `sum over eligible locations of max(0, available)`, then: minus buffer, times share, capped at
 /// max, 0 below min_publish, plus incoming within the horizon. An item on oversell hold shows 0.
 pub fn channel_ats(item: &ItemState, channel: &ChannelPolicy, now: Timestamp) -> i64 {
-    if item.oversell_hold.is_some() {
+    if item.oversell_hold().is_some() {
         return 0;
     }
     let mut pool: i64 = 0;
@@ -39,7 +39,7 @@ pub fn channel_ats(item: &ItemState, channel: &ChannelPolicy, now: Timestamp) ->
     if let Some(horizon) = channel.incoming_horizon_s {
         let until = now.plus_secs(horizon);
         let incoming: i64 = item
-            .supply
+            .supply()
             .iter()
             .filter(|s| s.expected_at <= until && channel.locations.contains(&s.location))
             .map(|s| s.open)
@@ -139,7 +139,7 @@ mod tests {
     fn negative_location_does_not_eat_the_pool_and_hold_shows_zero() {
         let mut it = item(&[(0, -10, 0), (1, 20, 0)]);
         assert_eq!(channel_ats(&it, &chan(), Timestamp::from_micros(0)), 20);
-        it.oversell_hold = Some("ex".into());
+        it.extras_mut().oversell_hold = Some("ex".into());
         assert_eq!(channel_ats(&it, &chan(), Timestamp::from_micros(0)), 0);
     }
 
@@ -147,7 +147,7 @@ mod tests {
     fn incoming_counts_only_within_the_horizon() {
         let mut it = item(&[(0, 5, 0)]);
         let day = 86_400_000_000;
-        it.supply.push(SupplyLine {
+        it.extras_mut().supply.push(SupplyLine {
             reference: "po-1".into(),
             location: LocIdx(0),
             open: 7,

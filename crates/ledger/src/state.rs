@@ -52,10 +52,9 @@ pub struct ItemState {
     pub positions: Vec<Position>,
     /// Indexed by channel; `None` until first published.
     pub published: Vec<Option<Published>>,
-    pub supply: Vec<SupplyLine>,
-    pub transfers: Vec<TransferLine>,
-    /// The open `oversell_risk` exception while some position is below zero.
-    pub oversell_hold: Option<String>,
+    /// Open supply, transfers in transit and the oversell hold: most items have none, so they
+    /// live behind one pointer (a million items are held in memory).
+    pub extras: Option<Box<ItemExtras>>,
     /// Ledger sequence of the last change.
     pub last_seq: u64,
 }
@@ -88,9 +87,46 @@ impl ItemState {
         }
     }
 
+    pub fn supply(&self) -> &[SupplyLine] {
+        self.extras.as_ref().map_or(&[], |e| &e.supply)
+    }
+
+    pub fn transfers(&self) -> &[TransferLine] {
+        self.extras.as_ref().map_or(&[], |e| &e.transfers)
+    }
+
+    pub fn oversell_hold(&self) -> Option<&str> {
+        self.extras
+            .as_ref()
+            .and_then(|e| e.oversell_hold.as_deref())
+    }
+
+    pub fn extras_mut(&mut self) -> &mut ItemExtras {
+        self.extras.get_or_insert_default()
+    }
+
+    /// Drops the extras again once they are empty.
+    pub fn tidy(&mut self) {
+        if self
+            .extras
+            .as_deref()
+            .is_some_and(|e| *e == ItemExtras::default())
+        {
+            self.extras = None;
+        }
+    }
+
     fn any_negative(&self) -> bool {
         self.positions.iter().any(|p| p.b.available() < 0)
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemExtras {
+    pub supply: Vec<SupplyLine>,
+    pub transfers: Vec<TransferLine>,
+    /// The open `oversell_risk` exception while some position is below zero.
+    pub oversell_hold: Option<String>,
 }
 
 /// A changed availability for a delivery lane.
@@ -459,6 +495,7 @@ impl Ledger {
             let item = self.item_mut(id, fx);
             item.last_seq = seq;
             check_oversell(id, item, ev, seq, fx);
+            item.tidy();
         }
         Outcome::Applied
     }
@@ -473,6 +510,7 @@ impl Ledger {
                 item.position_mut(l, d.lot.as_ref()).on_hand_delta(t, d.qty);
                 if let Some(reference) = &d.reference
                     && let Some(line) = item
+                        .extras_mut()
                         .supply
                         .iter_mut()
                         .find(|s| &s.reference == reference && s.location == l)
@@ -480,7 +518,7 @@ impl Ledger {
                     let closes = line.open.min(d.qty);
                     line.open -= closes;
                     item.position_mut(l, None).b.incoming -= closes;
-                    item.supply.retain(|s| s.open > 0);
+                    item.extras_mut().supply.retain(|s| s.open > 0);
                 }
             }
             EventData::Adjusted(Adjusted {
@@ -567,7 +605,7 @@ impl Ledger {
                 let state = self.item_mut(item, fx);
                 state.position_mut(loc(from), None).on_hand_delta(t, -qty);
                 state.position_mut(loc(to), None).b.in_transit += qty;
-                state.transfers.push(TransferLine {
+                state.extras_mut().transfers.push(TransferLine {
                     transfer: transfer.clone(),
                     to: loc(to),
                     open: *qty,
@@ -582,19 +620,20 @@ impl Ledger {
                 let l = loc(location);
                 let state = self.item_mut(item, fx);
                 let open = state
-                    .transfers
+                    .transfers()
                     .iter()
                     .find(|x| &x.transfer == transfer && x.to == l)
                     .map(|x| x.open);
                 let closes = open.unwrap_or(0).min(*qty);
                 if let Some(line) = state
+                    .extras_mut()
                     .transfers
                     .iter_mut()
                     .find(|x| &x.transfer == transfer && x.to == l)
                 {
                     line.open -= closes;
                 }
-                state.transfers.retain(|x| x.open > 0);
+                state.extras_mut().transfers.retain(|x| x.open > 0);
                 let p = state.position_mut(l, None);
                 p.b.in_transit -= closes;
                 p.on_hand_delta(t, *qty);
@@ -654,6 +693,7 @@ impl Ledger {
                 let state = self.item_mut(item, fx);
                 state.position_mut(l, None).b.incoming += qty;
                 match state
+                    .extras_mut()
                     .supply
                     .iter_mut()
                     .find(|s| &s.reference == reference && s.location == l)
@@ -662,7 +702,7 @@ impl Ledger {
                         line.open += qty;
                         line.expected_at = *expected_at;
                     }
-                    None => state.supply.push(SupplyLine {
+                    None => state.extras_mut().supply.push(SupplyLine {
                         reference: reference.clone(),
                         location: l,
                         open: *qty,
@@ -884,7 +924,10 @@ fn status_bucket(b: &mut crate::position::Buckets, s: StockStatus) -> Option<&mu
 }
 
 fn check_oversell(id: &ItemId, item: &mut ItemState, ev: &Event, seq: u64, fx: &mut Effects) {
-    match (&item.oversell_hold, item.any_negative()) {
+    match (
+        item.oversell_hold().map(str::to_string),
+        item.any_negative(),
+    ) {
         (None, true) => {
             let record = ExceptionRecord::open(
                 ExceptionKind::OversellRisk,
@@ -899,7 +942,7 @@ fn check_oversell(id: &ItemId, item: &mut ItemState, ev: &Event, seq: u64, fx: &
                 serde_json::to_string(&ev.to_envelope()).ok(),
                 ev.received_at,
             );
-            item.oversell_hold = Some(record.id.clone());
+            item.extras_mut().oversell_hold = Some(record.id.clone());
             fx.exceptions.push(record);
         }
         (Some(ex), false) => {
@@ -911,7 +954,7 @@ fn check_oversell(id: &ItemId, item: &mut ItemState, ev: &Event, seq: u64, fx: &
                     ev.source, ev.id
                 ),
             ));
-            item.oversell_hold = None;
+            item.extras_mut().oversell_hold = None;
         }
         _ => {}
     }

@@ -605,7 +605,7 @@ async fn get_positions(
         "item": id,
         "ledger_seq": seq,
         "item_seq": state.last_seq,
-        "oversell_hold": state.oversell_hold,
+        "oversell_hold": state.oversell_hold(),
         "positions": positions,
         "channels": channels,
     }))
