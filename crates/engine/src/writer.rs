@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use crossdock_ledger::reservation::request_hash;
-use crossdock_ledger::state::channel_name;
-use crossdock_ledger::{Effects, Ledger, Outcome, Policy, Rejection};
+use crossdock_ledger::state::{channel_name, expiry_timer};
+use crossdock_ledger::{Effects, Ledger, Outcome, Policy, Rejection, ResStatus};
 use crossdock_model::{Envelope, Event};
 use crossdock_model::{EventData, ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
 use crossdock_store::{
@@ -73,6 +73,15 @@ impl Writer {
                 Event::from_envelope(&env, Timestamp::from_micros(t.due_at_us), || t.id.clone())
                     .map_err(|e| StoreError::Corrupt(format!("timer {}: {e}", t.id)))?;
             timers.set(t.id.clone(), Timestamp::from_micros(t.due_at_us), command);
+        }
+        // Reservation expiries are derived from the durable reservation rows.
+        for row in snapshot
+            .reservations
+            .iter()
+            .filter(|r| r.status == ResStatus::Held.as_str())
+        {
+            let t = expiry_timer(&reservation_from_row(row)?);
+            timers.set(t.id, t.due_at, t.command);
         }
         let mut writer = Writer {
             partition,
@@ -210,7 +219,11 @@ impl Writer {
             publish,
             seq: self.ledger.seq,
             timers_set: fx.timers_set,
-            timers_done: fx.timers_done,
+            timers_done: fx
+                .timers_done
+                .into_iter()
+                .chain(fx.timers_cancelled)
+                .collect(),
             applied_at: Instant::now(),
             started_at,
         }
@@ -520,7 +533,7 @@ impl Writer {
                     }),
             );
         for t in &fx.timers_set {
-            if fx.timers_done.contains(&t.id) {
+            if !t.durable || fx.timers_done.contains(&t.id) {
                 continue;
             }
             batch.timers_set.push(TimerRow {

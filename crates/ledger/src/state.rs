@@ -140,12 +140,15 @@ pub struct AtsChange {
     pub priority: u8,
 }
 
-/// A durable timer to set: when due, the engine submits `command`.
+/// A timer to set: when due, the engine submits `command`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimerSet {
     pub id: String,
     pub due_at: Timestamp,
     pub command: Event,
+    /// Stored in the timers table. Reservation expiries are not: the reservation row already holds
+    /// its `expires_at` durably, and the engine re-arms them from it on start.
+    pub durable: bool,
 }
 
 /// Side effects of a batch, as data. The engine persists them in the batch's commit.
@@ -161,7 +164,10 @@ pub struct Effects {
     /// Exception ids the ledger resolved itself, with when and why.
     pub exceptions_resolved: Vec<(String, Timestamp, String)>,
     pub timers_set: Vec<TimerSet>,
+    /// Durable timers that fired or are no longer needed.
     pub timers_done: Vec<String>,
+    /// Timers derived from other durable state (reservation expiries) that are no longer needed.
+    pub timers_cancelled: Vec<String>,
     /// Held events that were released: their log sequence and whether they applied.
     pub released: Vec<(u64, bool)>,
     /// Latest hub clock seen in the batch; the "now" of the incoming horizon.
@@ -787,18 +793,7 @@ impl Ledger {
             created_seq: seq,
             updated_seq: seq,
         };
-        fx.timers_set.push(TimerSet {
-            id: reservation_timer_id(&res.id),
-            due_at: expires_at,
-            command: hub_command(
-                format!("expire:{}", res.id),
-                expires_at,
-                ev.correlation_id.clone(),
-                EventData::ReservationExpired(ReservationRef {
-                    reservation: res.id.clone(),
-                }),
-            ),
-        });
+        fx.timers_set.push(expiry_timer(&res));
         fx.touch_reservation(&res);
         self.reservations.insert(res.id.clone(), res.clone());
         Outcome::Reservation {
@@ -817,7 +812,8 @@ impl Ledger {
     ) -> Outcome {
         let Some(res) = self.reservations.get(&r.reservation) else {
             if to == ResStatus::Expired {
-                fx.timers_done.push(reservation_timer_id(&r.reservation));
+                fx.timers_cancelled
+                    .push(reservation_timer_id(&r.reservation));
                 return Outcome::Noop;
             }
             return Outcome::Rejected(Rejection::NotFound(format!(
@@ -834,7 +830,8 @@ impl Ledger {
                 };
             }
             (_, ResStatus::Expired) => {
-                fx.timers_done.push(reservation_timer_id(&r.reservation));
+                fx.timers_cancelled
+                    .push(reservation_timer_id(&r.reservation));
                 return Outcome::Noop;
             }
             (from, to) => {
@@ -874,7 +871,8 @@ impl Ledger {
             self.reservations.remove(&r.reservation);
         }
         fx.touch_reservation(&view);
-        fx.timers_done.push(reservation_timer_id(&r.reservation));
+        fx.timers_cancelled
+            .push(reservation_timer_id(&r.reservation));
         Outcome::Reservation {
             view,
             repeat: false,
@@ -1011,6 +1009,23 @@ fn check_master_data(policy: &Policy, ev: &Event) -> Result<(), (ExceptionKind, 
     }
 }
 
+/// The expiry of a held reservation, correlated with the reservation it ends.
+pub fn expiry_timer(r: &Reservation) -> TimerSet {
+    TimerSet {
+        id: reservation_timer_id(&r.id),
+        due_at: r.expires_at,
+        command: hub_command(
+            format!("expire:{}", r.id),
+            r.expires_at,
+            format!("reservation:{}", r.id),
+            EventData::ReservationExpired(ReservationRef {
+                reservation: r.id.clone(),
+            }),
+        ),
+        durable: false,
+    }
+}
+
 pub fn reservation_timer_id(reservation: &str) -> String {
     format!("res:{reservation}")
 }
@@ -1032,6 +1047,7 @@ fn gap_timer(source: &SourceId, expected: u64, due_at: Timestamp) -> TimerSet {
                 expected,
             }),
         ),
+        durable: true,
     }
 }
 
