@@ -1,0 +1,79 @@
+//! The real binary on the PostgreSQL store: the same API, durable across a SIGKILL.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn pg_url() -> String {
+    std::env::var("CROSSDOCK_TEST_PG_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_runs_on_postgres_and_survives_a_kill() {
+    let schema = format!("cd_e2e_{}", fastrand::u64(..));
+    let store = format!(
+        "[store]\nkind = \"postgres\"\nurl = \"{}\"\nschema = \"{schema}\"\n",
+        pg_url()
+    );
+    let mut hub = Hub::start("pg", &store).await;
+    let mut east = hub.client(EAST).await;
+    let received = event(
+        "pg-1",
+        "wms-east",
+        "inventory.received.v1",
+        json!({"item": "SKU-1", "location": "DC-EAST", "qty": 12}),
+    );
+    let (s, v) = post(&mut east, "/v1/events", &received).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("applied")), "{v}");
+    let mut shop = hub.client(RESERVE).await;
+    let (s, v) = post(
+        &mut shop,
+        "/v1/reservations",
+        &json!({"id": "pg-cart", "channel": "shopify", "lines": [{"item": "SKU-1", "qty": 5}], "ttl_s": 600}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, _) = post(
+        &mut east,
+        "/v1/events",
+        &event(
+            "pg-2",
+            "wms-east",
+            "inventory.received.v1",
+            json!({"item": "SKU-404", "location": "DC-EAST", "qty": 1}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 422, "unknown item quarantined");
+
+    assert!(!hub.db().exists(), "nothing went to an embedded file");
+    hub.kill();
+    hub.restart().await;
+    let mut q = hub.client(QUERY).await;
+    let p = &positions(&mut q, "SKU-1").await[0];
+    assert_eq!(
+        (p.1, p.2, p.4),
+        (12, 5, 7),
+        "on_hand, reserved and available survive the kill"
+    );
+    let (_, v) = get(&mut q, "/v1/exceptions?kind=unknown_item").await;
+    assert_eq!(v["exceptions"].as_array().unwrap().len(), 1, "{v}");
+    let mut east = hub.client(EAST).await;
+    let (s, v) = post(&mut east, "/v1/events", &received).await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (200, Some("duplicate")),
+        "idempotency survives too: {v}"
+    );
+    hub.kill();
+    tokio::task::spawn_blocking(move || {
+        let mut c =
+            postgres::Client::connect(&pg_url(), postgres::NoTls).expect("postgres is running");
+        c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .unwrap();
+    })
+    .await
+    .unwrap();
+}
