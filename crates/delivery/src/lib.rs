@@ -1,0 +1,12 @@
+//! Delivery: one lane per target endpoint, reading the outbox by priority, coalescing "latest
+//! value" messages, keeping ordered documents in order per key, within the endpoint's rate limit,
+//! retrying with backoff behind a circuit breaker, and parking what the target refuses in the
+//! dead-letter queue.
+
+pub mod http;
+pub mod target;
+
+pub use target::{
+    Body, BoxFuture, Failure, Message, MessageKind, MsgResult, Outcome, RateFeedback, RetryClass,
+    Target,
+};

@@ -1,0 +1,175 @@
+//! What a lane hands to a target and what it expects back. Adapters (Shopify, SP-API,
+//! WooCommerce, webhooks) implement [`Target`]; the lane owns everything else: ordering,
+//! coalescing, rate limits, retries, the breaker and the dead-letter queue.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// How a message relates to others with the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// Only the newest pending value per key is sent (channel availability).
+    Latest,
+    /// Every message is sent, in order per key (documents, postings, event feeds).
+    Ordered,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Latest => "latest",
+            MessageKind::Ordered => "ordered",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "latest" => Some(MessageKind::Latest),
+            "ordered" => Some(MessageKind::Ordered),
+            _ => None,
+        }
+    }
+}
+
+/// What a message asks the target to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Set the channel's sellable quantity of `item` to `available`.
+    Availability {
+        item: String,
+        available: i64,
+        /// What Crossdock last delivered for this item, if anything: the compare-and-set
+        /// "from" value for targets that support it.
+        last_sent: Option<i64>,
+    },
+    /// A JSON document delivered as it is (an event, a posting).
+    Document { json: String },
+}
+
+/// One message as a target sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub key: String,
+    pub ledger_seq: u64,
+    pub body: Body,
+    /// Stable for the message: a resend after a crash carries the same key.
+    pub idempotency_key: String,
+    pub correlation_id: Option<String>,
+}
+
+/// Whether trying again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryClass {
+    /// Timeouts, connection errors, 5xx, 429: back off and try again.
+    Retryable,
+    /// A 4xx the target will not accept however often it is sent: park at once.
+    Permanent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub class: RetryClass,
+    /// The HTTP status, when there was a response.
+    pub status: Option<u16>,
+    /// What the target answered (truncated), or the transport error.
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn retryable(status: Option<u16>, detail: impl Into<String>) -> Self {
+        Failure {
+            class: RetryClass::Retryable,
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn permanent(status: Option<u16>, detail: impl Into<String>) -> Self {
+        Failure {
+            class: RetryClass::Permanent,
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    /// The usual reading of an HTTP status: 408, 425, 429 and 5xx are worth retrying; any other
+    /// 4xx is not.
+    pub fn from_status(status: u16, detail: impl Into<String>) -> Self {
+        if matches!(status, 408 | 425 | 429) || status >= 500 {
+            Failure::retryable(Some(status), detail)
+        } else {
+            Failure::permanent(Some(status), detail)
+        }
+    }
+}
+
+/// The result for one message of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MsgResult {
+    Delivered,
+    /// Compare-and-set refused: the target holds `found`, not the `last_sent` the message
+    /// expected. Someone changed the channel outside Crossdock (or an earlier attempt landed).
+    Mismatch { found: Option<i64> },
+    /// Not applied because another message of the same all-or-nothing call was refused: send it
+    /// again soon, without counting a failure against it or the endpoint.
+    Requeue,
+    Failed(Failure),
+}
+
+/// What the target said about its limits, read from its response.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RateFeedback {
+    /// `Retry-After`: send nothing before this has passed.
+    pub retry_after: Option<Duration>,
+    /// Budget left right now, in the limiter's unit (requests or points).
+    pub available: Option<f64>,
+    /// Bucket size the target reports.
+    pub capacity: Option<f64>,
+    /// Refill per second the target reports (`restoreRate`, `x-amzn-RateLimit-Limit`).
+    pub rate: Option<f64>,
+    /// What the call actually cost, in points (GraphQL `actualQueryCost`).
+    pub cost: Option<f64>,
+}
+
+/// The answer to one call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// One per message, in the order sent.
+    pub results: Vec<MsgResult>,
+    pub feedback: RateFeedback,
+}
+
+impl Outcome {
+    /// The same result for every message of a batch of `n`.
+    pub fn all(n: usize, result: MsgResult, feedback: RateFeedback) -> Self {
+        Outcome {
+            results: vec![result; n],
+            feedback,
+        }
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A system Crossdock delivers to.
+pub trait Target: Send + Sync + 'static {
+    /// The most messages one call may carry (1 when the API takes one at a time).
+    fn max_batch(&self) -> usize;
+
+    /// What one call for `n` messages costs against the rate limit, before the target says
+    /// (requests count 1; GraphQL counts points).
+    fn estimated_cost(&self, _n: usize) -> f64 {
+        1.0
+    }
+
+    /// Delivers `batch` (never empty, never longer than `max_batch`). Never panics; every
+    /// transport problem is a [`Failure`] in the outcome.
+    fn send<'a>(&'a self, batch: &'a [Message]) -> BoxFuture<'a, Outcome>;
+
+    /// Reads the quantity the target currently shows for `key`, to resync after a
+    /// compare-and-set mismatch. `None` when the target cannot be asked.
+    fn read_current<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Option<Result<i64, Failure>>> {
+        Box::pin(async { None })
+    }
+}
