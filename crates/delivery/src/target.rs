@@ -157,9 +157,16 @@ pub trait Target: Send + Sync + 'static {
     /// The most messages one call may carry (1 when the API takes one at a time).
     fn max_batch(&self) -> usize;
 
-    /// What one call for `n` messages costs against the rate limit, before the target says
-    /// (requests count 1; GraphQL counts points).
-    fn estimated_cost(&self, _n: usize) -> f64 {
+    /// How many of `backlog` ready messages to put in the next call (at most
+    /// [`Target::max_batch`]). A target with a bulk path that has its own, slower limit (an
+    /// SP-API feed) can choose it only when the backlog is worth it.
+    fn batch_size(&self, backlog: usize) -> usize {
+        backlog.min(self.max_batch()).max(1)
+    }
+
+    /// What sending `batch` costs against the endpoint's rate limit, before the target says:
+    /// requests count 1 per HTTP call, GraphQL counts points.
+    fn estimated_cost(&self, _batch: &[Message]) -> f64 {
         1.0
     }
 
