@@ -12,7 +12,7 @@ use crossdock_ledger::{Effects, Ledger, Outcome, Policy, Rejection, ResStatus};
 use crossdock_model::{Envelope, Event};
 use crossdock_model::{EventData, ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
 use crossdock_store::{
-    CommitBatch, EventStatus, ExceptionStatusChange, OutboxRow, SourceSeqRow, Store, StoreError,
+    CommitBatch, EventStatus, ExceptionStatusChange, OutboxKind, OutboxRow, SourceSeqRow, Store, StoreError,
     TimerRow,
 };
 use tracing::{error, warn};
@@ -514,7 +514,9 @@ impl Writer {
                 key: c.item.to_string(),
                 ledger_seq: c.seq,
                 priority: c.priority,
+                kind: OutboxKind::Latest,
                 payload: serde_json::to_string(&payload).expect("message serializes"),
+                correlation_id: None,
                 created_at_us: now,
             });
         }

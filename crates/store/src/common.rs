@@ -28,6 +28,14 @@ macro_rules! exception_columns {
     };
 }
 
+macro_rules! dead_letter_columns {
+    () => {
+        "id, partition, endpoint, key, kind, ledger_seq, priority, payload, correlation_id, created_at_us, \
+         status, reason, attempts, last_status, last_response, exception_id, parked_at_us, updated_at_us, \
+         actor, note"
+    };
+}
+
 /// One schema migration; applied in `version` order and recorded in `schema_migrations`.
 pub(crate) struct Migration {
     pub version: i64,
@@ -69,6 +77,11 @@ pub(crate) fn partition(raw: i64) -> Result<u32> {
 pub(crate) fn priority(raw: i64) -> Result<u8> {
     u8::try_from(raw)
         .map_err(|_| StoreError::Corrupt(format!("outbox priority {raw} is out of range")))
+}
+
+pub(crate) fn outbox_kind(raw: &str) -> Result<crate::OutboxKind> {
+    crate::OutboxKind::parse(raw)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown outbox kind {raw:?}")))
 }
 
 pub(crate) fn event_status(raw: &str) -> Result<EventStatus> {

@@ -9,8 +9,14 @@
 
 #[macro_use]
 mod common;
+pub mod delivery;
 pub mod postgres;
 pub mod sqlite;
+
+pub use delivery::{
+    Ack, AuditRow, DeadLetter, DeadLetterAction, DeadLetterFilter, DeadLetterStatus, DeliveryStore,
+    NewDeadLetter, SentRow,
+};
 
 use crossdock_model::{ExceptionKind, ExceptionRecord, ExceptionStatus};
 
@@ -141,8 +147,36 @@ pub struct OutboxRow {
     pub ledger_seq: u64,
     /// 0: crosses zero; 1: at or below the low-stock level; 2: the rest.
     pub priority: u8,
+    pub kind: OutboxKind,
     pub payload: String,
+    pub correlation_id: Option<String>,
     pub created_at_us: i64,
+}
+
+/// How an outbox message relates to others with the same `(endpoint, key)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxKind {
+    /// Only the newest pending value is sent (channel availability).
+    Latest,
+    /// Every message is sent, in ledger order per key (documents, postings, event feeds).
+    Ordered,
+}
+
+impl OutboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::Latest => "latest",
+            OutboxKind::Ordered => "ordered",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "latest" => Some(OutboxKind::Latest),
+            "ordered" => Some(OutboxKind::Ordered),
+            _ => None,
+        }
+    }
 }
 
 /// An outbox row as read back, with its store-assigned id.
@@ -232,7 +266,7 @@ pub struct ExceptionFilter {
 
 /// Storage for the engine. One instance per writer thread (plus one for reads); implementations
 /// are synchronous because writers are dedicated threads.
-pub trait Store: Send {
+pub trait Store: DeliveryStore + Send {
     /// Creates or upgrades the schema and checks the partition count the data was written with.
     fn migrate(&mut self, partitions: u32) -> Result<()>;
     fn load_partition(&mut self, partition: u32) -> Result<PartitionSnapshot>;

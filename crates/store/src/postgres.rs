@@ -13,6 +13,8 @@ use ::postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement, T
 use crossdock_model::event::key_hash;
 use crossdock_model::{ExceptionKind, ExceptionRecord, Timestamp};
 
+mod delivery;
+
 use crate::common::{self, Migration, PARTITIONS_KEY};
 use crate::{
     CommitBatch, EventRow, ExceptionFilter, ItemStateRow, OutboxRow, PartitionSnapshot,
@@ -20,11 +22,18 @@ use crate::{
     parse_exception_kind, parse_exception_status,
 };
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "delivery",
+        sql: include_str!("../migrations/postgres/0002_delivery.sql"),
+    },
+];
 
 const INSERT_EVENTS: &str = concat!(
     "INSERT INTO events (",
@@ -70,10 +79,12 @@ const UPSERT_SOURCE_SEQS: &str = "INSERT INTO source_seqs (partition, source, ne
 
 /// Ordered by position in the batch, so ids follow batch order.
 const INSERT_OUTBOX: &str = "INSERT INTO outbox \
-     (partition, endpoint, key, ledger_seq, priority, payload, created_at_us) \
-     SELECT partition, endpoint, key, ledger_seq, priority, payload, created_at_us \
-     FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::TEXT[], $7::BIGINT[]) \
-     WITH ORDINALITY AS u (partition, endpoint, key, ledger_seq, priority, payload, created_at_us, n) ORDER BY n";
+     (partition, endpoint, key, ledger_seq, priority, kind, payload, correlation_id, created_at_us) \
+     SELECT partition, endpoint, key, ledger_seq, priority, kind, payload, correlation_id, created_at_us \
+     FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], \
+     $8::TEXT[], $9::BIGINT[]) \
+     WITH ORDINALITY AS u (partition, endpoint, key, ledger_seq, priority, kind, payload, correlation_id, \
+     created_at_us, n) ORDER BY n";
 
 const INSERT_EXCEPTIONS: &str = concat!(
     "INSERT INTO exceptions (",
@@ -155,7 +166,7 @@ const SELECT_EXCEPTION_COUNTS: &str = "SELECT kind, COUNT(*) FROM exceptions \
 macro_rules! outbox_select {
     ($filter:literal, $limit:literal) => {
         concat!(
-            "SELECT id, partition, endpoint, key, ledger_seq, priority, payload, created_at_us FROM outbox ",
+            "SELECT id, partition, endpoint, key, ledger_seq, priority, kind, payload, correlation_id, created_at_us FROM outbox ",
             $filter,
             " ORDER BY id LIMIT ",
             $limit
@@ -506,7 +517,9 @@ fn write_batch(
                 &col(o, |o| o.key.as_str()),
                 &col(o, |o| o.ledger_seq as i64),
                 &col(o, |o| i64::from(o.priority)),
+                &col(o, |o| o.kind.as_str()),
                 &col(o, |o| o.payload.as_str()),
+                &col(o, |o| o.correlation_id.as_deref()),
                 &col(o, |o| o.created_at_us),
             ],
         )?;
@@ -717,8 +730,10 @@ fn outbox_row(row: &Row) -> Result<StoredOutbox> {
             key: row.try_get(3)?,
             ledger_seq: row.try_get::<_, i64>(4)? as u64,
             priority: common::priority(row.try_get(5)?)?,
-            payload: row.try_get(6)?,
-            created_at_us: row.try_get(7)?,
+            kind: common::outbox_kind(row.try_get(6)?)?,
+            payload: row.try_get(7)?,
+            correlation_id: row.try_get(8)?,
+            created_at_us: row.try_get(9)?,
         },
     })
 }

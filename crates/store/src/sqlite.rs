@@ -12,6 +12,8 @@ use crossdock_model::event::key_hash;
 use crossdock_model::{ExceptionKind, ExceptionRecord, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, params};
 
+mod delivery;
+
 use crate::common::{self, Migration, PARTITIONS_KEY};
 use crate::{
     CommitBatch, EventRow, ExceptionFilter, ItemStateRow, OutboxRow, PartitionSnapshot,
@@ -22,11 +24,18 @@ use crate::{
 /// How long a statement waits for another connection's lock before failing with `SQLITE_BUSY`.
 pub const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/sqlite/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "delivery",
+        sql: include_str!("../migrations/sqlite/0002_delivery.sql"),
+    },
+];
 
 /// Enough for every statement this module prepares, so none is ever evicted and re-prepared.
 const STATEMENT_CACHE: usize = 64;
@@ -66,7 +75,8 @@ const UPSERT_SOURCE_SEQ: &str = "INSERT INTO source_seqs (partition, source, nex
      ON CONFLICT (partition, source) DO UPDATE SET next_expected = excluded.next_expected";
 
 const INSERT_OUTBOX: &str = "INSERT INTO outbox \
-     (partition, endpoint, key, ledger_seq, priority, payload, created_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+     (partition, endpoint, key, ledger_seq, priority, kind, payload, correlation_id, created_at_us) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 const INSERT_EXCEPTION: &str = concat!(
     "INSERT INTO exceptions (",
@@ -146,7 +156,7 @@ const SELECT_EXCEPTION_COUNTS: &str = "SELECT kind, COUNT(*) FROM exceptions \
 macro_rules! outbox_select {
     ($filter:literal) => {
         concat!(
-            "SELECT id, partition, endpoint, key, ledger_seq, priority, payload, created_at_us FROM outbox ",
+            "SELECT id, partition, endpoint, key, ledger_seq, priority, kind, payload, correlation_id, created_at_us FROM outbox ",
             $filter,
             " ORDER BY id LIMIT ?"
         )
@@ -432,7 +442,9 @@ fn write_batch(tx: &Connection, b: &CommitBatch) -> Result<()> {
                 o.key,
                 o.ledger_seq as i64,
                 i64::from(o.priority),
+                o.kind.as_str(),
                 o.payload,
+                o.correlation_id,
                 o.created_at_us,
             ])?;
         }
@@ -606,8 +618,10 @@ fn outbox_row(row: &Row<'_>) -> Result<StoredOutbox> {
             key: row.get(3)?,
             ledger_seq: row.get::<_, i64>(4)? as u64,
             priority: common::priority(row.get(5)?)?,
-            payload: row.get(6)?,
-            created_at_us: row.get(7)?,
+            kind: common::outbox_kind(text(row, 6)?)?,
+            payload: row.get(7)?,
+            correlation_id: row.get(8)?,
+            created_at_us: row.get(9)?,
         },
     })
 }

@@ -15,9 +15,10 @@ use crossdock_model::{ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp
 use crossdock_store::postgres::PgStore;
 use crossdock_store::sqlite::SqliteStore;
 use crossdock_store::{
-    CommitBatch, EventRow, EventStatus, ExceptionFilter, ExceptionStatusChange, ItemStateRow,
-    OutboxRow, PartitionSnapshot, PositionRow, ReservationRow, SourceSeqRow, Store, StoreError,
-    StoredOutbox, TimerRow,
+    Ack, CommitBatch, DeadLetterAction, DeadLetterFilter, DeadLetterStatus, EventRow, EventStatus,
+    ExceptionFilter, ExceptionStatusChange, ItemStateRow, NewDeadLetter, OutboxKind, OutboxRow,
+    PartitionSnapshot, PositionRow, ReservationRow, SourceSeqRow, Store, StoreError, StoredOutbox,
+    TimerRow,
 };
 
 /// The partition count every store case migrates with.
@@ -124,6 +125,9 @@ macro_rules! suite {
                 case_outbox_order,
                 case_migrate_twice,
                 case_empty_commit_is_noop,
+                case_acks_remove_delivered_rows_and_keep_the_newest_value,
+                case_park_moves_to_the_dlq_and_supersedes_older_letters,
+                case_retry_and_discard_dead_letters,
             );
             suite!(@fixture $fixture;
                 case_reopen_keeps_data,
@@ -259,7 +263,9 @@ fn outbox(partition: u32, endpoint: &str, key: &str, ledger_seq: u64, priority: 
         key: key.to_string(),
         ledger_seq,
         priority,
+        kind: OutboxKind::Latest,
         payload: format!(r#"{{"key":"{key}","seq":{ledger_seq}}}"#),
+        correlation_id: None,
         created_at_us: 1_700_000_000_000_000 + ledger_seq as i64,
     }
 }
@@ -1133,4 +1139,294 @@ fn case_other_partition_count_is_refused(db: &dyn Fixture) {
     let mut second = db.open();
     assert!(matches!(second.migrate(3), Err(StoreError::Config(_))));
     second.migrate(2).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery: acks, the dead-letter queue, the audit log
+
+fn commit_outbox(s: &mut dyn Store, rows: Vec<OutboxRow>) {
+    let batch = CommitBatch {
+        partition: 0,
+        outbox: rows,
+        last_seq: 1,
+        ..CommitBatch::default()
+    };
+    s.commit(&batch).unwrap();
+}
+
+fn ordered(endpoint: &str, key: &str, ledger_seq: u64) -> OutboxRow {
+    OutboxRow {
+        kind: OutboxKind::Ordered,
+        correlation_id: Some(format!("corr-{ledger_seq}")),
+        ..outbox(0, endpoint, key, ledger_seq, 2)
+    }
+}
+
+fn latest_ack(key: &str, ledger_seq: u64, value: i64) -> Ack {
+    Ack {
+        key: key.to_string(),
+        kind: OutboxKind::Latest,
+        ledger_seq,
+        delivered: true,
+        value: Some(value),
+    }
+}
+
+fn letter(row: OutboxRow, at_us: i64) -> NewDeadLetter {
+    let id = format!(
+        "delivery_failed:{}:{}:{}",
+        row.endpoint, row.key, row.ledger_seq
+    );
+    NewDeadLetter {
+        row,
+        reason: "the target refused it".into(),
+        attempts: 3,
+        last_status: Some(422),
+        last_response: r#"{"error":"no such item"}"#.into(),
+        exception: exception(&id, ExceptionKind::DeliveryFailed, at_us),
+    }
+}
+
+fn parked(endpoint: Option<&str>) -> DeadLetterFilter {
+    DeadLetterFilter {
+        endpoint: endpoint.map(str::to_string),
+        status: Some(DeadLetterStatus::Parked),
+        limit: 100,
+        ..DeadLetterFilter::default()
+    }
+}
+
+fn case_acks_remove_delivered_rows_and_keep_the_newest_value(s: &mut dyn Store) {
+    commit_outbox(
+        s,
+        vec![
+            outbox(0, "shop", "A", 5, 2),
+            outbox(0, "shop", "A", 7, 2),
+            outbox(0, "shop", "A", 9, 0),
+            outbox(0, "shop", "B", 6, 1),
+            outbox(0, "other", "A", 5, 2),
+            ordered("shop", "doc", 10),
+            ordered("shop", "doc", 11),
+        ],
+    );
+    let backlog = s.lane_backlog("shop").unwrap();
+    assert_eq!(backlog.len(), 6, "only this endpoint's rows");
+    assert_eq!(backlog[5].kind, OutboxKind::Ordered);
+    assert_eq!(backlog[5].correlation_id.as_deref(), Some("corr-11"));
+
+    let doc = Ack {
+        key: "doc".into(),
+        kind: OutboxKind::Ordered,
+        ledger_seq: 10,
+        delivered: true,
+        value: None,
+    };
+    s.record_acks("shop", &[latest_ack("A", 7, 40), doc], 100)
+        .unwrap();
+    let left: Vec<(String, u64)> = s
+        .lane_backlog("shop")
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.ledger_seq))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            ("A".to_string(), 9),
+            ("B".to_string(), 6),
+            ("doc".to_string(), 11)
+        ],
+        "a latest ack removes its key up to its sequence; an ordered ack removes only itself"
+    );
+    assert_eq!(
+        s.lane_backlog("other").unwrap().len(),
+        1,
+        "other endpoints untouched"
+    );
+
+    // An ack from an older sequence never replaces the newer value recorded.
+    s.record_acks("shop", &[latest_ack("A", 9, 38)], 200)
+        .unwrap();
+    s.record_acks("shop", &[latest_ack("A", 8, 39)], 300)
+        .unwrap();
+    let sent = s.sent_values("shop").unwrap();
+    assert_eq!(
+        sent.len(),
+        1,
+        "only delivered latest values are recorded: {sent:?}"
+    );
+    assert_eq!(
+        (sent[0].ledger_seq, sent[0].value, sent[0].sent_at_us),
+        (9, Some(38), 200)
+    );
+    assert!(s.sent_values("other").unwrap().is_empty());
+}
+
+fn case_park_moves_to_the_dlq_and_supersedes_older_letters(s: &mut dyn Store) {
+    commit_outbox(
+        s,
+        vec![
+            outbox(0, "shop", "A", 5, 2),
+            outbox(0, "shop", "A", 6, 2),
+            ordered("shop", "doc", 7),
+        ],
+    );
+    s.park(&[letter(outbox(0, "shop", "A", 5, 2), 1_000)])
+        .unwrap();
+    let keys: Vec<u64> = s
+        .lane_backlog("shop")
+        .unwrap()
+        .iter()
+        .map(|r| r.ledger_seq)
+        .collect();
+    assert_eq!(
+        keys,
+        [6, 7],
+        "the parked row left the outbox, newer ones stayed"
+    );
+
+    s.park(&[
+        letter(outbox(0, "shop", "A", 6, 2), 2_000),
+        letter(ordered("shop", "doc", 7), 2_000),
+    ])
+    .unwrap();
+    assert!(s.lane_backlog("shop").unwrap().is_empty());
+    let all = s
+        .dead_letters(&DeadLetterFilter {
+            limit: 100,
+            ..DeadLetterFilter::default()
+        })
+        .unwrap();
+    let status: Vec<(String, u64, DeadLetterStatus)> = all
+        .iter()
+        .map(|l| (l.row.key.clone(), l.row.ledger_seq, l.status))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("A".to_string(), 5, DeadLetterStatus::Superseded),
+            ("A".to_string(), 6, DeadLetterStatus::Parked),
+            ("doc".to_string(), 7, DeadLetterStatus::Parked),
+        ]
+    );
+    let doc = &all[2];
+    assert_eq!(doc.row.kind, OutboxKind::Ordered);
+    assert_eq!((doc.attempts, doc.last_status), (3, Some(422)));
+    assert_eq!(doc.last_response, r#"{"error":"no such item"}"#);
+    assert_eq!(doc.row.correlation_id.as_deref(), Some("corr-7"));
+    assert_eq!(s.dead_letter_counts().unwrap(), [("shop".to_string(), 2)]);
+
+    let exceptions = all_exceptions(s);
+    assert_eq!(
+        exceptions.len(),
+        3,
+        "one delivery_failed record per parked message"
+    );
+    assert!(
+        exceptions
+            .iter()
+            .all(|x| x.kind == ExceptionKind::DeliveryFailed)
+    );
+}
+
+fn case_retry_and_discard_dead_letters(s: &mut dyn Store) {
+    commit_outbox(
+        s,
+        vec![outbox(0, "shop", "A", 5, 2), outbox(0, "shop", "B", 6, 1)],
+    );
+    commit_outbox(s, vec![outbox(0, "hook", "C", 7, 2)]);
+    s.park(&[
+        letter(outbox(0, "shop", "A", 5, 2), 1_000),
+        letter(outbox(0, "shop", "B", 6, 1), 1_000),
+        letter(outbox(0, "hook", "C", 7, 2), 1_000),
+    ])
+    .unwrap();
+    let ids: Vec<i64> = s
+        .dead_letters(&parked(None))
+        .unwrap()
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(ids.len(), 3);
+
+    let retried = s
+        .act_on_dead_letters(
+            &DeadLetterFilter {
+                ids: Some(vec![ids[0]]),
+                limit: 100,
+                ..DeadLetterFilter::default()
+            },
+            DeadLetterAction::Retry,
+            "ops@example.com",
+            "item created on the channel",
+            5_000,
+        )
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].status, DeadLetterStatus::Retried);
+    assert_eq!(retried[0].actor, "ops@example.com");
+    let back = s.lane_backlog("shop").unwrap();
+    assert_eq!(back.len(), 1, "a retried letter is back in the outbox");
+    assert_eq!((back[0].key.as_str(), back[0].ledger_seq), ("A", 5));
+
+    // By filter: everything parked for one endpoint.
+    let discarded = s
+        .act_on_dead_letters(
+            &parked(Some("hook")),
+            DeadLetterAction::Discard,
+            "ops",
+            "gone",
+            6_000,
+        )
+        .unwrap();
+    assert_eq!(discarded.len(), 1);
+    assert_eq!(discarded[0].row.key, "C");
+    assert!(
+        s.lane_backlog("hook").unwrap().is_empty(),
+        "discard does not requeue"
+    );
+
+    // Acting again on letters no longer parked changes nothing.
+    let again = s
+        .act_on_dead_letters(
+            &DeadLetterFilter {
+                ids: Some(ids.clone()),
+                limit: 100,
+                ..DeadLetterFilter::default()
+            },
+            DeadLetterAction::Discard,
+            "ops",
+            "again",
+            7_000,
+        )
+        .unwrap();
+    assert_eq!(again.len(), 1, "only B was still parked");
+    assert_eq!(again[0].row.key, "B");
+    assert!(s.dead_letters(&parked(None)).unwrap().is_empty());
+
+    let statuses: Vec<ExceptionStatus> = {
+        let mut x = all_exceptions(s);
+        x.sort_by(|a, b| a.id.cmp(&b.id));
+        x.into_iter().map(|x| x.status).collect()
+    };
+    assert_eq!(
+        statuses,
+        [
+            ExceptionStatus::Discarded,
+            ExceptionStatus::Replayed,
+            ExceptionStatus::Discarded
+        ],
+        "hook:C discarded, shop:A replayed, shop:B discarded"
+    );
+    let audit = s.audit_log(10).unwrap();
+    assert_eq!(
+        audit.len(),
+        3,
+        "one audit row per action that changed something"
+    );
+    assert_eq!(audit[0].action, "dlq.discard");
+    assert_eq!(audit[0].note, "again");
+    assert_eq!(audit[2].action, "dlq.retry");
+    assert_eq!(audit[2].actor, "ops@example.com");
+    assert!(audit[2].detail.contains(&ids[0].to_string()));
 }

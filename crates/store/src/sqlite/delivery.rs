@@ -1,0 +1,342 @@
+//! [`DeliveryStore`] on SQLite.
+
+use crossdock_model::{ExceptionRecord, ExceptionStatus};
+use rusqlite::{Row, Transaction, TransactionBehavior, params};
+
+use super::{INSERT_EXCEPTION, INSERT_OUTBOX, SqliteStore, select, text};
+use crate::common;
+use crate::delivery::ids_json;
+use crate::{
+    Ack, AuditRow, DeadLetter, DeadLetterAction, DeadLetterFilter, DeadLetterStatus, DeliveryStore,
+    NewDeadLetter, OutboxKind, OutboxRow, Result, SentRow, StoreError,
+};
+
+const SELECT_BACKLOG: &str = "SELECT partition, endpoint, key, ledger_seq, priority, kind, payload, \
+     correlation_id, created_at_us FROM outbox WHERE endpoint = ?1 ORDER BY id";
+
+const SELECT_SENT: &str = "SELECT endpoint, key, ledger_seq, value, sent_at_us FROM delivery_sent \
+     WHERE endpoint = ?1";
+
+const DELETE_LATEST: &str = "DELETE FROM outbox WHERE endpoint = ?1 AND key = ?2 AND kind = 'latest' \
+     AND ledger_seq <= ?3";
+
+const DELETE_ORDERED: &str = "DELETE FROM outbox WHERE endpoint = ?1 AND key = ?2 AND kind = 'ordered' \
+     AND ledger_seq = ?3";
+
+const UPSERT_SENT: &str = "INSERT INTO delivery_sent (endpoint, key, ledger_seq, value, sent_at_us) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (endpoint, key) DO UPDATE SET \
+     ledger_seq = excluded.ledger_seq, value = excluded.value, sent_at_us = excluded.sent_at_us \
+     WHERE excluded.ledger_seq > delivery_sent.ledger_seq";
+
+const SUPERSEDE: &str = "UPDATE dead_letters SET status = 'superseded', updated_at_us = ?3 \
+     WHERE endpoint = ?1 AND key = ?2 AND kind = 'latest' AND status = 'parked'";
+
+const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (partition, endpoint, key, kind, ledger_seq, \
+     priority, payload, correlation_id, created_at_us, status, reason, attempts, last_status, \
+     last_response, exception_id, parked_at_us, updated_at_us) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'parked', ?10, ?11, ?12, ?13, ?14, ?15, ?15)";
+
+const SELECT_DEAD_LETTERS: &str = concat!(
+    "SELECT ",
+    dead_letter_columns!(),
+    " FROM dead_letters WHERE (?1 IS NULL OR id IN (SELECT value FROM json_each(?1))) \
+     AND (?2 IS NULL OR endpoint = ?2) AND (?3 IS NULL OR key = ?3) AND (?4 IS NULL OR status = ?4) \
+     ORDER BY id LIMIT ?5"
+);
+
+const COUNT_PARKED: &str = "SELECT endpoint, COUNT(*) FROM dead_letters WHERE status = 'parked' \
+     GROUP BY endpoint ORDER BY endpoint";
+
+const UPDATE_DEAD_LETTER: &str =
+    "UPDATE dead_letters SET status = ?2, updated_at_us = ?3, actor = ?4, note = ?5 WHERE id = ?1";
+
+const CLOSE_EXCEPTION: &str = "UPDATE exceptions SET status = ?2, updated_at_us = ?3, actor = ?4, \
+     note = ?5 WHERE id = ?1 AND status IN ('open', 'acknowledged')";
+
+const INSERT_AUDIT: &str = "INSERT INTO audit (at_us, actor, action, subject, note, detail) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+const SELECT_AUDIT: &str = "SELECT id, at_us, actor, action, subject, note, detail FROM audit \
+     ORDER BY id DESC LIMIT ?1";
+
+impl DeliveryStore for SqliteStore {
+    fn lane_backlog(&mut self, endpoint: &str) -> Result<Vec<OutboxRow>> {
+        select(&self.conn, SELECT_BACKLOG, [endpoint], backlog_row)
+    }
+
+    fn sent_values(&mut self, endpoint: &str) -> Result<Vec<SentRow>> {
+        select(&self.conn, SELECT_SENT, [endpoint], |row| {
+            Ok(SentRow {
+                endpoint: row.get(0)?,
+                key: row.get(1)?,
+                ledger_seq: row.get::<_, i64>(2)? as u64,
+                value: row.get(3)?,
+                sent_at_us: row.get(4)?,
+            })
+        })
+    }
+
+    fn record_acks(&mut self, endpoint: &str, acks: &[Ack], at_us: i64) -> Result<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let tx = self.write_tx()?;
+        {
+            let mut latest = tx.prepare_cached(DELETE_LATEST)?;
+            let mut ordered = tx.prepare_cached(DELETE_ORDERED)?;
+            let mut sent = tx.prepare_cached(UPSERT_SENT)?;
+            for a in acks {
+                let seq = a.ledger_seq as i64;
+                match a.kind {
+                    OutboxKind::Latest => latest.execute(params![endpoint, a.key, seq])?,
+                    OutboxKind::Ordered => ordered.execute(params![endpoint, a.key, seq])?,
+                };
+                if a.delivered && a.kind == OutboxKind::Latest {
+                    sent.execute(params![endpoint, a.key, seq, a.value, at_us])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn park(&mut self, letters: &[NewDeadLetter]) -> Result<()> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let tx = self.write_tx()?;
+        {
+            let mut latest = tx.prepare_cached(DELETE_LATEST)?;
+            let mut ordered = tx.prepare_cached(DELETE_ORDERED)?;
+            let mut supersede = tx.prepare_cached(SUPERSEDE)?;
+            let mut insert = tx.prepare_cached(INSERT_DEAD_LETTER)?;
+            for l in letters {
+                let r = &l.row;
+                let seq = r.ledger_seq as i64;
+                let at = l.exception.created_at.as_micros();
+                match r.kind {
+                    OutboxKind::Latest => {
+                        latest.execute(params![r.endpoint, r.key, seq])?;
+                        supersede.execute(params![r.endpoint, r.key, at])?;
+                    }
+                    OutboxKind::Ordered => {
+                        ordered.execute(params![r.endpoint, r.key, seq])?;
+                    }
+                }
+                insert.execute(params![
+                    i64::from(r.partition),
+                    r.endpoint,
+                    r.key,
+                    r.kind.as_str(),
+                    seq,
+                    i64::from(r.priority),
+                    r.payload,
+                    r.correlation_id,
+                    r.created_at_us,
+                    l.reason,
+                    i64::from(l.attempts),
+                    l.last_status.map(i64::from),
+                    l.last_response,
+                    l.exception.id,
+                    at,
+                ])?;
+            }
+        }
+        insert_exceptions(&tx, letters.iter().map(|l| &l.exception))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn dead_letters(&mut self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>> {
+        select(
+            &self.conn,
+            SELECT_DEAD_LETTERS,
+            params![
+                ids_json(&filter.ids),
+                filter.endpoint,
+                filter.key,
+                filter.status.map(DeadLetterStatus::as_str),
+                i64::from(filter.limit),
+            ],
+            dead_letter_row,
+        )
+    }
+
+    fn dead_letter_counts(&mut self) -> Result<Vec<(String, u64)>> {
+        select(&self.conn, COUNT_PARKED, [], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+        })
+    }
+
+    fn act_on_dead_letters(
+        &mut self,
+        filter: &DeadLetterFilter,
+        action: DeadLetterAction,
+        actor: &str,
+        note: &str,
+        at_us: i64,
+    ) -> Result<Vec<DeadLetter>> {
+        let tx = self.write_tx()?;
+        let mut letters = select(
+            &tx,
+            SELECT_DEAD_LETTERS,
+            params![
+                ids_json(&filter.ids),
+                filter.endpoint,
+                filter.key,
+                DeadLetterStatus::Parked.as_str(),
+                i64::from(filter.limit),
+            ],
+            dead_letter_row,
+        )?;
+        let (status, exception_status) = match action {
+            DeadLetterAction::Retry => (DeadLetterStatus::Retried, ExceptionStatus::Replayed),
+            DeadLetterAction::Discard => (DeadLetterStatus::Discarded, ExceptionStatus::Discarded),
+        };
+        {
+            let mut update = tx.prepare_cached(UPDATE_DEAD_LETTER)?;
+            let mut close = tx.prepare_cached(CLOSE_EXCEPTION)?;
+            let mut outbox = tx.prepare_cached(INSERT_OUTBOX)?;
+            for l in &mut letters {
+                update.execute(params![l.id, status.as_str(), at_us, actor, note])?;
+                close.execute(params![
+                    l.exception_id,
+                    exception_status.as_str(),
+                    at_us,
+                    actor,
+                    note
+                ])?;
+                if action == DeadLetterAction::Retry {
+                    let r = &l.row;
+                    outbox.execute(params![
+                        i64::from(r.partition),
+                        r.endpoint,
+                        r.key,
+                        r.ledger_seq as i64,
+                        i64::from(r.priority),
+                        r.kind.as_str(),
+                        r.payload,
+                        r.correlation_id,
+                        r.created_at_us,
+                    ])?;
+                }
+                l.status = status;
+                l.updated_at_us = at_us;
+                l.actor = actor.to_string();
+                l.note = note.to_string();
+            }
+        }
+        if !letters.is_empty() {
+            let ids: Vec<i64> = letters.iter().map(|l| l.id).collect();
+            tx.execute(
+                INSERT_AUDIT,
+                params![
+                    at_us,
+                    actor,
+                    action.as_str(),
+                    "dead_letters",
+                    note,
+                    serde_json::json!({ "ids": ids }).to_string()
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(letters)
+    }
+
+    fn add_exceptions(&mut self, records: &[ExceptionRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let tx = self.write_tx()?;
+        insert_exceptions(&tx, records.iter())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn audit_log(&mut self, limit: u32) -> Result<Vec<AuditRow>> {
+        select(&self.conn, SELECT_AUDIT, [i64::from(limit)], |row| {
+            Ok(AuditRow {
+                id: row.get(0)?,
+                at_us: row.get(1)?,
+                actor: row.get(2)?,
+                action: row.get(3)?,
+                subject: row.get(4)?,
+                note: row.get(5)?,
+                detail: row.get(6)?,
+            })
+        })
+    }
+}
+
+impl SqliteStore {
+    fn write_tx(&mut self) -> Result<Transaction<'_>> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+}
+
+fn insert_exceptions<'a>(
+    tx: &Transaction<'_>,
+    records: impl Iterator<Item = &'a ExceptionRecord>,
+) -> Result<()> {
+    let mut stmt = tx.prepare_cached(INSERT_EXCEPTION)?;
+    for x in records {
+        stmt.execute(params![
+            x.id,
+            x.kind.as_str(),
+            x.status.as_str(),
+            x.entity,
+            x.correlation_id,
+            x.reason,
+            x.raw,
+            x.created_at.as_micros(),
+            x.updated_at.as_micros(),
+        ])?;
+    }
+    Ok(())
+}
+
+fn backlog_row(row: &Row<'_>) -> Result<OutboxRow> {
+    Ok(OutboxRow {
+        partition: common::partition(row.get(0)?)?,
+        endpoint: row.get(1)?,
+        key: row.get(2)?,
+        ledger_seq: row.get::<_, i64>(3)? as u64,
+        priority: common::priority(row.get(4)?)?,
+        kind: common::outbox_kind(text(row, 5)?)?,
+        payload: row.get(6)?,
+        correlation_id: row.get(7)?,
+        created_at_us: row.get(8)?,
+    })
+}
+
+fn dead_letter_row(row: &Row<'_>) -> Result<DeadLetter> {
+    let status = text(row, 10)?;
+    Ok(DeadLetter {
+        id: row.get(0)?,
+        row: OutboxRow {
+            partition: common::partition(row.get(1)?)?,
+            endpoint: row.get(2)?,
+            key: row.get(3)?,
+            kind: common::outbox_kind(text(row, 4)?)?,
+            ledger_seq: row.get::<_, i64>(5)? as u64,
+            priority: common::priority(row.get(6)?)?,
+            payload: row.get(7)?,
+            correlation_id: row.get(8)?,
+            created_at_us: row.get(9)?,
+        },
+        status: DeadLetterStatus::parse(status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown dead letter status {status:?}")))?,
+        reason: row.get(11)?,
+        attempts: row.get::<_, i64>(12)? as u32,
+        last_status: row.get::<_, Option<i64>>(13)?.map(|s| s as u16),
+        last_response: row.get(14)?,
+        exception_id: row.get(15)?,
+        parked_at_us: row.get(16)?,
+        updated_at_us: row.get(17)?,
+        actor: row.get(18)?,
+        note: row.get(19)?,
+    })
+}
