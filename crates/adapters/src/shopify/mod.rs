@@ -1,0 +1,8 @@
+//! Shopify: availability out through the GraphQL Admin API (`inventorySetQuantities`, with
+//! compare-and-set and an idempotency key), orders, refunds and inventory levels in through
+//! HMAC-signed webhooks.
+
+pub mod inbound;
+pub mod publish;
+
+pub use publish::{ShopifyConfig, ShopifyPublisher};
