@@ -4,6 +4,9 @@
 //! dead-letter queue.
 
 pub mod http;
+pub mod queue;
+pub mod rate;
+pub mod retry;
 pub mod target;
 
 pub use target::{

@@ -110,7 +110,9 @@ pub enum MsgResult {
     Delivered,
     /// Compare-and-set refused: the target holds `found`, not the `last_sent` the message
     /// expected. Someone changed the channel outside Crossdock (or an earlier attempt landed).
-    Mismatch { found: Option<i64> },
+    Mismatch {
+        found: Option<i64>,
+    },
     /// Not applied because another message of the same all-or-nothing call was refused: send it
     /// again soon, without counting a failure against it or the endpoint.
     Requeue,

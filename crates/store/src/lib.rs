@@ -154,7 +154,7 @@ pub struct OutboxRow {
 }
 
 /// How an outbox message relates to others with the same `(endpoint, key)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OutboxKind {
     /// Only the newest pending value is sent (channel availability).
     Latest,
