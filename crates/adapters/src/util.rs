@@ -98,11 +98,11 @@ pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
 }
 
 /// The failure for a message whose item the channel's crosswalk does not know.
-pub(crate) fn no_crosswalk_entry(item: &str, channel: &str) -> MsgResult {
-    MsgResult::Failed(Failure::permanent(
+pub(crate) fn no_crosswalk_entry(item: &str, channel: &str) -> Failure {
+    Failure::permanent(
         None,
         format!("no crosswalk entry for item {item} on channel {channel}"),
-    ))
+    )
 }
 
 /// The failure for a message body the target cannot carry (a document sent to a stock API).

@@ -148,13 +148,7 @@ impl ShopifyPublisher {
     /// The inventory item gid for `item`, or the failure to report.
     fn inventory_item(&self, item: &str) -> Result<String, Failure> {
         let Some(external) = self.crosswalk.external(item) else {
-            return Err(Failure::permanent(
-                None,
-                format!(
-                    "no crosswalk entry for item {item} on channel {}",
-                    self.channel
-                ),
-            ));
+            return Err(util::no_crosswalk_entry(item, &self.channel));
         };
         gid(INVENTORY_ITEM_GID, external).ok_or_else(|| {
             Failure::permanent(
