@@ -4,12 +4,15 @@
 //! dead-letter queue.
 
 pub mod http;
+pub mod hub;
+pub mod lane;
 pub mod queue;
 pub mod rate;
 pub mod retry;
 pub mod target;
 
+pub use hub::{Delivery, DeliveryError, EndpointStatus};
+pub use lane::{Lane, LaneConfig, LaneStats, LaneStatus};
 pub use target::{
-    Body, BoxFuture, Failure, Message, MessageKind, MsgResult, Outcome, RateFeedback, RetryClass,
-    Target,
+    Body, BoxFuture, Failure, Message, MsgResult, Outcome, RateFeedback, RetryClass, Target,
 };

@@ -6,32 +6,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-/// How a message relates to others with the same key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MessageKind {
-    /// Only the newest pending value per key is sent (channel availability).
-    Latest,
-    /// Every message is sent, in order per key (documents, postings, event feeds).
-    Ordered,
-}
-
-impl MessageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageKind::Latest => "latest",
-            MessageKind::Ordered => "ordered",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "latest" => Some(MessageKind::Latest),
-            "ordered" => Some(MessageKind::Ordered),
-            _ => None,
-        }
-    }
-}
-
 /// What a message asks the target to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error};
 
 use crate::timers::TimerHandle;
-use crate::{EngineError, EventReply, ReservationReply, View};
+use crate::{EngineError, EventReply, OutboxSink, ReservationReply, View};
 
 pub(crate) enum Pending {
     Event(oneshot::Sender<Result<EventReply, EngineError>>, EventReply),
@@ -69,6 +69,7 @@ pub(crate) struct Committer {
     pub view: Arc<RwLock<View>>,
     pub timers: TimerHandle,
     pub poisoned: Arc<AtomicBool>,
+    pub on_commit: Option<OutboxSink>,
 }
 
 impl Committer {
@@ -120,6 +121,11 @@ impl Committer {
             if !work.timers_done.contains(&t.id) {
                 self.timers.set(t.id, t.due_at, t.command);
             }
+        }
+        if let Some(sink) = &self.on_commit
+            && !work.batch.outbox.is_empty()
+        {
+            sink(&work.batch.outbox);
         }
         work.pending.into_iter().for_each(|p| p.answer(None));
     }

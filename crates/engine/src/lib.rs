@@ -9,11 +9,10 @@
 
 mod committer;
 mod persist;
-mod reader;
 mod timers;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,7 +23,8 @@ use crossdock_model::event::{ReservationRef, ReservationRequested};
 use crossdock_model::{
     ChannelId, Event, EventData, ExceptionKind, ExceptionRecord, ItemId, Timestamp,
 };
-use crossdock_store::{ExceptionFilter, Store, StoreError, StoredOutbox};
+use crossdock_store::thread::{Stopped, StoreThread};
+use crossdock_store::{ExceptionFilter, OutboxRow, Store, StoreError, StoredOutbox};
 use tokio::sync::oneshot;
 
 pub use crossdock_store::EventStatus;
@@ -72,6 +72,28 @@ pub struct EngineConfig {
     pub queue_max: usize,
     /// Commands applied and committed together at most.
     pub batch_max: usize,
+    pub outbox: OutboxHook,
+}
+
+/// Called on a committer thread with the outbox rows of each batch, once they are durable.
+pub type OutboxSink = Arc<dyn Fn(&[OutboxRow]) + Send + Sync>;
+
+/// What delivery needs from the engine.
+#[derive(Clone, Default)]
+pub struct OutboxHook {
+    /// Channels whose availability changes go to the outbox (those with a delivery endpoint);
+    /// `None`: every channel.
+    pub channels: Option<Arc<HashSet<String>>>,
+    pub on_commit: Option<OutboxSink>,
+}
+
+impl std::fmt::Debug for OutboxHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxHook")
+            .field("channels", &self.channels)
+            .field("on_commit", &self.on_commit.is_some())
+            .finish()
+    }
 }
 
 impl EngineConfig {
@@ -81,6 +103,7 @@ impl EngineConfig {
             partitions: 1,
             queue_max: 100_000,
             batch_max: 10_000,
+            outbox: OutboxHook::default(),
         }
     }
 }
@@ -93,6 +116,12 @@ pub enum EngineError {
     Store(String),
     #[error("the engine is shutting down")]
     Stopped,
+}
+
+impl From<Stopped> for EngineError {
+    fn from(_: Stopped) -> Self {
+        EngineError::Stopped
+    }
 }
 
 /// How an event submission ended.
@@ -157,7 +186,7 @@ pub struct Engine {
     policy: Arc<Policy>,
     partitions: Vec<SyncSender<Command>>,
     views: Vec<Arc<RwLock<View>>>,
-    reader: reader::Reader,
+    reader: StoreThread,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     timers: timers::TimerHandle,
 }
@@ -192,6 +221,7 @@ impl Engine {
                 view.clone(),
                 timers.clone(),
                 config.batch_max,
+                config.outbox.clone(),
             )?;
             writers.push((writer, rx, config.store.open()?));
             senders.push(tx);
@@ -208,7 +238,7 @@ impl Engine {
             policy,
             partitions: senders,
             views,
-            reader: reader::Reader::spawn(reader),
+            reader: StoreThread::spawn("store-reader", reader),
             threads: Mutex::new(threads),
             timers: timers.clone(),
         });

@@ -23,7 +23,7 @@ use crate::persist::{
     event_row, item_rows, ledger_from_snapshot, reservation_from_row, reservation_row,
 };
 use crate::timers::TimerHandle;
-use crate::{Command, EventReply, ReservationReply, View};
+use crate::{Command, EventReply, OutboxHook, ReservationReply, View};
 
 pub(crate) struct Writer {
     partition: u32,
@@ -39,6 +39,7 @@ pub(crate) struct Writer {
     /// logged and which reservations they settled, so repeats are recognised before the store has them.
     recent: VecDeque<Recent>,
     poisoned: Arc<AtomicBool>,
+    outbox: OutboxHook,
 }
 
 /// Most batches that can be in the pipeline behind the one being applied: one committing, one queued.
@@ -62,6 +63,7 @@ impl Writer {
         view: Arc<RwLock<View>>,
         timers: TimerHandle,
         batch_max: usize,
+        outbox: OutboxHook,
     ) -> Result<Self, StoreError> {
         let snapshot = store.load_partition(partition)?;
         let ledger = ledger_from_snapshot(&policy, &snapshot)?;
@@ -94,6 +96,7 @@ impl Writer {
             batch_max,
             recent: VecDeque::new(),
             poisoned: Arc::new(AtomicBool::new(false)),
+            outbox,
         };
         writer.publish_all();
         Ok(writer)
@@ -118,6 +121,7 @@ impl Writer {
             view: self.view.clone(),
             timers: self.timers.clone(),
             poisoned: self.poisoned.clone(),
+            on_commit: self.outbox.on_commit.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("committer-{}", self.partition))
@@ -501,6 +505,11 @@ impl Writer {
         let now = fx.now.max(Timestamp::now()).as_micros();
         for c in &fx.ats_changes {
             let channel = channel_name(&self.policy, c.channel);
+            if let Some(delivered) = &self.outbox.channels
+                && !delivered.contains(channel.as_str())
+            {
+                continue;
+            }
             let payload = AvailabilityMessage {
                 item: c.item.as_str(),
                 channel: channel.as_str(),

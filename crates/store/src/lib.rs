@@ -12,6 +12,7 @@ mod common;
 pub mod delivery;
 pub mod postgres;
 pub mod sqlite;
+pub mod thread;
 
 pub use delivery::{
     Ack, AuditRow, DeadLetter, DeadLetterAction, DeadLetterFilter, DeadLetterStatus, DeliveryStore,
