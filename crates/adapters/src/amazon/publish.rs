@@ -192,6 +192,20 @@ impl AmazonPublisher {
         })
     }
 
+    /// The longest one `send` of `batch` can take. A patch is at most four calls (a token, the
+    /// patch, and both again after a 403); a feed runs up to `feed_timeout_s` and then a few
+    /// calls to fetch its report. A lane's own bound on a call must not be shorter, or every
+    /// feed is abandoned and sent again as a new feed.
+    pub fn call_budget(&self, batch: &[Message]) -> Duration {
+        let call = Duration::from_millis(self.config.timeout_ms);
+        if batch.len() > 1 && self.feeds_enabled() {
+            Duration::from_secs(self.config.feed_timeout_s) + call.saturating_mul(8)
+        } else {
+            call.saturating_mul(4)
+                .saturating_mul(batch.len().max(1) as u32)
+        }
+    }
+
     pub(super) fn feeds_enabled(&self) -> bool {
         self.config.feed_threshold > 0
     }
@@ -586,6 +600,15 @@ mod tests {
             correlation_id: None,
         };
         assert_eq!(p.estimated_cost(std::slice::from_ref(&m)), 1.0);
+        // A feed may run for feed_timeout_s (600 s) plus its report calls (10 s each).
+        assert_eq!(
+            p.call_budget(&[m.clone(), m.clone()]),
+            Duration::from_secs(680)
+        );
+        assert_eq!(
+            p.call_budget(std::slice::from_ref(&m)),
+            Duration::from_secs(40)
+        );
         assert_eq!(p.estimated_cost(&[m.clone(), m]), 0.0);
     }
 }

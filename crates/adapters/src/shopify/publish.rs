@@ -89,6 +89,7 @@ pub struct ShopifyPublisher {
     /// Names the shop in failure details (`shopify:x.myshopify.com`).
     channel: String,
     mutation_cost: f64,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for ShopifyPublisher {
@@ -142,7 +143,14 @@ impl ShopifyPublisher {
             crosswalk,
             channel: format!("shopify:{}", util::host_of(&base)),
             mutation_cost: config.mutation_cost,
+            timeout,
         })
+    }
+
+    /// The longest one `send` can take: one GraphQL call. A lane's own bound on a call should
+    /// not be shorter.
+    pub fn call_budget(&self, _batch: &[Message]) -> Duration {
+        self.timeout
     }
 
     /// The inventory item gid for `item`, or the failure to report.

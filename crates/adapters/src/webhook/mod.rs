@@ -40,6 +40,7 @@ pub struct WebhookPublisher {
     client: reqwest::Client,
     url: String,
     secret: Vec<u8>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for WebhookPublisher {
@@ -68,7 +69,13 @@ impl WebhookPublisher {
             client: http::client(timeout),
             url: parsed.to_string(),
             secret,
+            timeout,
         })
+    }
+
+    /// The longest one `send` of `batch` can take: one POST per message.
+    pub fn call_budget(&self, batch: &[Message]) -> Duration {
+        self.timeout.saturating_mul(batch.len().max(1) as u32)
     }
 
     /// Sends one message; the result and the receiver's `Retry-After`, if any.

@@ -66,6 +66,7 @@ pub struct WooPublisher {
     consumer_secret: String,
     crosswalk: Crosswalk,
     channel: String,
+    timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for WooPublisher {
@@ -108,7 +109,15 @@ impl WooPublisher {
             consumer_secret,
             crosswalk,
             channel: format!("woocommerce:{}", util::host_of(&base)),
+            timeout,
         })
+    }
+
+    /// The longest one `send` of `batch` can take: its calls are made one after another. A
+    /// lane's own bound on a call should not be shorter.
+    pub fn call_budget(&self, batch: &[Message]) -> std::time::Duration {
+        let calls = self.estimated_cost(batch).max(1.0) as u32;
+        self.timeout.saturating_mul(calls)
     }
 
     fn woo_item(&self, item: &str) -> Result<WooItem, Failure> {
