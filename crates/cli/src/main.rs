@@ -114,8 +114,8 @@ fn serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>
         config.data_dir = d;
     }
     let started = std::time::Instant::now();
-    let engine = match crossdock_server::start_engine(&config) {
-        Ok(e) => e,
+    let hub = match crossdock_server::start(&config) {
+        Ok(h) => h,
         Err(e) => {
             eprintln!("cannot start: {e}");
             return ExitCode::FAILURE;
@@ -131,7 +131,7 @@ fn serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>
         tracing::info!(
             listen = %listener.local_addr()?,
             ready_ms = started.elapsed().as_millis() as u64,
-            ledger_seq = ?engine.ledger_seqs(),
+            ledger_seq = ?hub.engine.ledger_seqs(),
             "crossdock ready"
         );
         let shutdown = async {
@@ -142,9 +142,9 @@ fn serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
             tracing::info!("shutting down");
         };
-        crossdock_server::serve(listener, engine.clone(), config.clone(), shutdown).await
+        crossdock_server::serve(listener, hub.clone(), config.clone(), shutdown).await
     });
-    engine.shutdown();
+    hub.engine.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -821,8 +821,11 @@ impl Ledger {
                 r.reservation
             )));
         };
-        match (res.status, to) {
+        let from = res.status;
+        match (from, to) {
             (ResStatus::Held, _) => {}
+            // Cancelling an order after its allocation: the units go back to available.
+            (ResStatus::Committed, ResStatus::Released) => {}
             (from, to) if from == to => {
                 return Outcome::Reservation {
                     view: res.clone(),
@@ -851,6 +854,12 @@ impl Ledger {
                 .location(&line.location)
                 .expect("reserved at a configured location");
             let p = item.position_mut(loc, line.lot.as_ref());
+            if from == ResStatus::Committed {
+                // What was already picked against the allocation is not allocated any more;
+                // give back only what still is.
+                p.b.allocated -= line.qty.min(p.b.allocated.max(0));
+                continue;
+            }
             assert!(
                 p.b.reserved >= line.qty,
                 "a held reservation's quantity is in its position's reserved bucket"

@@ -420,4 +420,15 @@ fn multi_line_reservation_is_all_or_nothing_and_commit_allocates() {
         l.apply(&policy, &to_event(8, &Op::Expire { res: 0 }), &mut fx),
         Outcome::Noop
     );
+    // A cancelled order gives its allocation back; a second cancel is a repeat, not a change.
+    assert!(matches!(
+        l.apply(&policy, &to_event(9, &Op::Release { res: 0 }), &mut fx),
+        Outcome::Reservation { repeat: false, .. }
+    ));
+    let p = &l.item(&item(0)).unwrap().positions[0].b;
+    assert_eq!((p.reserved, p.allocated, p.available()), (0, 0, 10));
+    assert!(!matches!(
+        l.apply(&policy, &to_event(10, &Op::Release { res: 0 }), &mut fx),
+        Outcome::Reservation { repeat: false, .. }
+    ));
 }

@@ -21,10 +21,12 @@ use serde_json::{Value, json};
 
 use crate::auth::{Caller, Needed, authenticate};
 use crate::config::Config;
+use crate::delivery_api;
 use crate::problem::Problem;
 
 pub struct AppState {
     pub engine: Arc<Engine>,
+    pub delivery: Arc<crossdock_delivery::Delivery>,
     pub config: Arc<Config>,
 }
 
@@ -45,6 +47,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/reservations/{id}/commit", post(commit_reservation))
         .route("/v1/exceptions", get(get_exceptions))
         .route("/v1/outbox", get(get_outbox))
+        .route("/v1/endpoints", get(delivery_api::get_endpoints))
+        .route("/v1/dlq", get(delivery_api::get_dlq))
+        .route("/v1/dlq/retry", post(delivery_api::post_dlq_retry))
+        .route("/v1/dlq/discard", post(delivery_api::post_dlq_discard))
+        .route("/v1/audit", get(delivery_api::get_audit))
         .fallback(|| async {
             Problem::not_found("no-such-route", "no such route; see GET /v1/openapi.json")
         })

@@ -126,6 +126,7 @@ pub struct RawConfig {
     pub sources: Vec<SourceEntry>,
     pub resequencer: ResequencerSection,
     pub tokens: Vec<TokenEntry>,
+    pub endpoints: Vec<crate::endpoints::EndpointEntry>,
 }
 
 /// One problem in the config file.
@@ -179,6 +180,7 @@ pub struct Config {
     pub store: StoreChoice,
     pub policy: Policy,
     pub tokens: Vec<Token>,
+    pub endpoints: Vec<crate::endpoints::EndpointSpec>,
 }
 
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:8080";
@@ -577,6 +579,33 @@ impl Checker<'_> {
             }
         }
 
+        let mut endpoints: Vec<crate::endpoints::EndpointSpec> = Vec::new();
+        for (i, e) in raw.endpoints.iter().enumerate() {
+            let key = format!("endpoints.{i}");
+            if !raw.channels.iter().any(|c| c.id == e.channel) {
+                self.problem(
+                    format!("{key}.channel"),
+                    format!("channel {:?} is not configured in [[channels]]", e.channel),
+                );
+                continue;
+            }
+            if endpoints.iter().any(|x| x.lane.endpoint == e.channel) {
+                self.problem(
+                    format!("{key}.channel"),
+                    format!("channel {:?} already has an endpoint", e.channel),
+                );
+                continue;
+            }
+            match crate::endpoints::build(e, base) {
+                Ok(spec) => endpoints.push(spec),
+                Err(problems) => {
+                    for (k, message) in problems {
+                        self.problem(format!("{key}.{k}"), message);
+                    }
+                }
+            }
+        }
+
         if !self.problems.is_empty() {
             return None;
         }
@@ -601,6 +630,7 @@ impl Checker<'_> {
             store,
             policy,
             tokens,
+            endpoints,
         })
     }
 }

@@ -7,17 +7,30 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod delivery_api;
+pub mod endpoints;
 pub mod openapi;
 pub mod problem;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use crossdock_engine::{Engine, EngineConfig, StoreSpec};
+use crossdock_delivery::{Delivery, Lane};
+use crossdock_engine::{Engine, EngineConfig, OutboxHook, StoreSpec};
+use crossdock_store::thread::StoreThread;
 
 pub use config::Config;
 
-/// Opens the store and starts the engine the config describes.
-pub fn start_engine(config: &Config) -> Result<Arc<Engine>, crossdock_store::StoreError> {
+/// A running hub: the engine and the delivery lanes it feeds.
+#[derive(Clone)]
+pub struct Hub {
+    pub engine: Arc<Engine>,
+    pub delivery: Arc<Delivery>,
+}
+
+/// Opens the store and starts the engine the config describes, with a delivery lane per
+/// configured endpoint (the lanes start working in [`serve`]).
+pub fn start(config: &Config) -> Result<Hub, crossdock_store::StoreError> {
     let store = match &config.store {
         config::StoreChoice::Sqlite(path) => {
             std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -33,24 +46,45 @@ pub fn start_engine(config: &Config) -> Result<Arc<Engine>, crossdock_store::Sto
             schema: schema.clone(),
         },
     };
+    let lanes = config
+        .endpoints
+        .iter()
+        .map(|e| Lane::new(e.lane.clone(), e.target.clone()))
+        .collect();
+    let delivery = Delivery::new(StoreThread::spawn("delivery-store", store.open()?), lanes);
+    let channels: HashSet<String> = config.endpoints.iter().map(|e| e.lane.endpoint.clone()).collect();
+    let sink = delivery.clone();
     let engine_config = EngineConfig {
         store,
         partitions: config.partitions,
         queue_max: config.queue_max,
         batch_max: config.batch_max,
+        outbox: OutboxHook {
+            channels: Some(Arc::new(channels)),
+            on_commit: Some(Arc::new(move |rows| sink.on_commit(rows))),
+        },
     };
-    Engine::start(engine_config, Arc::new(config.policy.clone()))
+    let engine = Engine::start(engine_config, Arc::new(config.policy.clone()))?;
+    Ok(Hub { engine, delivery })
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    engine: Arc<Engine>,
+    hub: Hub,
     config: Arc<Config>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = Arc::new(api::AppState { engine, config });
-    axum::serve(listener, api::router(state))
+    hub.delivery.start();
+    let delivery = hub.delivery.clone();
+    let state = Arc::new(api::AppState {
+        engine: hub.engine,
+        delivery: hub.delivery,
+        config,
+    });
+    let result = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    delivery.shutdown().await;
+    result
 }

@@ -1,0 +1,230 @@
+//! `[[endpoints]]`: where each channel's availability is delivered, and how. One endpoint per
+//! channel; its lane is named after the channel.
+//!
+//! ```toml
+//! [[endpoints]]
+//! channel = "shopify"
+//! kind = "shopify"                      # shopify | amazon | woocommerce | webhook
+//! crosswalk = "shopify-items.csv"       # item,external_id (relative to the config file)
+//! secrets_env = { access_token = "SHOPIFY_TOKEN", webhook_secret = "SHOPIFY_WEBHOOK_SECRET" }
+//! rate = { kind = "cost", rate = 100, burst = 1000 }
+//! retry = { base_ms = 200, cap_ms = 60000, max_attempts = 25 }
+//! breaker = { failures = 5, open_ms = 2000, open_max_ms = 30000 }
+//! [endpoints.shopify]
+//! shop_url = "https://example.myshopify.com"
+//! location_id = "gid://shopify/Location/1"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossdock_adapters::amazon::{AmazonConfig, AmazonPublisher};
+use crossdock_adapters::shopify::{ShopifyConfig, ShopifyPublisher};
+use crossdock_adapters::webhook::{WebhookConfig, WebhookPublisher};
+use crossdock_adapters::woocommerce::{WooConfig, WooPublisher};
+use crossdock_adapters::{ConfigError, Crosswalk};
+use crossdock_delivery::rate::RateConfig;
+use crossdock_delivery::retry::{BreakerConfig, RetryConfig};
+use crossdock_delivery::{LaneConfig, Target};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct EndpointEntry {
+    pub channel: String,
+    pub kind: String,
+    #[serde(default)]
+    pub crosswalk: Option<PathBuf>,
+    /// Secret name → environment variable holding it.
+    #[serde(default)]
+    pub secrets_env: BTreeMap<String, String>,
+    /// Secret name → file holding it (relative to the config file).
+    #[serde(default)]
+    pub secrets_file: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    pub rate: Option<RateConfig>,
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+    #[serde(default)]
+    pub breaker: Option<BreakerConfig>,
+    #[serde(default)]
+    pub shopify: Option<ShopifyConfig>,
+    #[serde(default)]
+    pub amazon: Option<AmazonConfig>,
+    #[serde(default)]
+    pub woocommerce: Option<WooConfig>,
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// A checked endpoint, with its publisher built.
+#[derive(Clone)]
+pub struct EndpointSpec {
+    pub lane: LaneConfig,
+    pub target: Arc<dyn Target>,
+    /// Verifies the channel's inbound webhooks (Shopify, WooCommerce), when configured.
+    pub webhook_secret: Option<Vec<u8>>,
+    /// Item ↔ the channel's own ids (inbound mapping uses it too).
+    pub crosswalk: Arc<Crosswalk>,
+}
+
+impl std::fmt::Debug for EndpointSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointSpec")
+            .field("lane", &self.lane)
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<set>"))
+            .field("crosswalk", &self.crosswalk.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The kinds Crossdock can deliver to, with the secrets each needs and its default limit.
+const KINDS: &[(&str, &[&str], &[&str])] = &[
+    ("shopify", &["access_token"], &["webhook_secret"]),
+    ("amazon", &["refresh_token", "client_id", "client_secret"], &[]),
+    ("woocommerce", &["consumer_key", "consumer_secret"], &["webhook_secret"]),
+    ("webhook", &["signing_secret"], &[]),
+];
+
+/// Shopify GraphQL Standard plan: 100 points/s restored into a 1,000-point bucket; SP-API
+/// `patchListingsItem`: 5/s, burst 5; WooCommerce has no platform limit (hosts set one).
+fn default_rate(kind: &str) -> RateConfig {
+    match kind {
+        "shopify" => RateConfig::cost(100.0, 1000.0),
+        "amazon" => RateConfig::token(5.0, 5.0),
+        "woocommerce" => RateConfig::token(5.0, 10.0),
+        _ => RateConfig::token(50.0, 50.0),
+    }
+}
+
+/// Builds one endpoint, or reports every problem as `(key suffix, message)`.
+pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    let Some(&(kind, required, optional)) = KINDS.iter().find(|k| k.0 == e.kind) else {
+        let names: Vec<&str> = KINDS.iter().map(|k| k.0).collect();
+        return Err(vec![(
+            "kind".into(),
+            format!("unknown kind {:?}; use one of {}", e.kind, names.join(", ")),
+        )]);
+    };
+    let mut secrets = BTreeMap::new();
+    for name in e.secrets_env.keys().chain(e.secrets_file.keys()) {
+        if !required.contains(&name.as_str()) && !optional.contains(&name.as_str()) {
+            problems.push((
+                format!("secrets_env.{name}"),
+                format!("{kind} takes no secret {name:?} (it takes {})", [required, optional].concat().join(", ")),
+            ));
+        }
+    }
+    for name in required.iter().chain(optional) {
+        match secret(e, name, base) {
+            Ok(Some(s)) => {
+                secrets.insert(*name, s);
+            }
+            Ok(None) if required.contains(name) => problems.push((
+                "secrets_env".into(),
+                format!("{kind} needs secret {name:?} (from secrets_env or secrets_file)"),
+            )),
+            Ok(None) => {}
+            Err(p) => problems.push(p),
+        }
+    }
+    let crosswalk = match &e.crosswalk {
+        Some(path) => match Crosswalk::load_csv(base.join(path)) {
+            Ok(c) => c,
+            Err(err) => {
+                problems.push(("crosswalk".into(), err.to_string()));
+                Crosswalk::default()
+            }
+        },
+        None => Crosswalk::default(),
+    };
+    let rate = e.rate.unwrap_or_else(|| default_rate(kind));
+    if let Some(p) = rate.problem() {
+        problems.push(("rate".into(), p));
+    }
+    let sections = [
+        ("shopify", e.shopify.is_some()),
+        ("amazon", e.amazon.is_some()),
+        ("woocommerce", e.woocommerce.is_some()),
+        ("webhook", e.webhook.is_some()),
+    ];
+    for (name, present) in sections {
+        if present && name != kind {
+            problems.push((name.into(), format!("a {kind} endpoint takes no [{name}] section")));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let get = |name: &str| secrets.get(name).cloned().unwrap_or_default();
+    let missing = || vec![(kind.to_string(), format!("the [endpoints.{kind}] section is required"))];
+    let at = |err: ConfigError| vec![(format!("{kind}.{}", err.key), err.reason)];
+    let (target, timeout_ms): (Arc<dyn Target>, u64) = match kind {
+        "shopify" => {
+            let c = e.shopify.clone().ok_or_else(missing)?;
+            let t = c.timeout_ms;
+            (Arc::new(ShopifyPublisher::new(c, get("access_token"), crosswalk.clone()).map_err(at)?), t)
+        }
+        "amazon" => {
+            let c = e.amazon.clone().ok_or_else(missing)?;
+            let t = c.timeout_ms;
+            let p = AmazonPublisher::new(
+                c,
+                get("refresh_token"),
+                get("client_id"),
+                get("client_secret"),
+                crosswalk.clone(),
+            )
+            .map_err(|errs| errs.into_iter().flat_map(at).collect::<Vec<_>>())?;
+            (Arc::new(p), t)
+        }
+        "woocommerce" => {
+            let c = e.woocommerce.clone().ok_or_else(missing)?;
+            let t = c.timeout_ms;
+            let p = WooPublisher::new(c, get("consumer_key"), get("consumer_secret"), crosswalk.clone())
+                .map_err(at)?;
+            (Arc::new(p), t)
+        }
+        _ => {
+            let c = e.webhook.clone().ok_or_else(missing)?;
+            let t = c.timeout_ms;
+            (Arc::new(WebhookPublisher::new(c, get("signing_secret").into_bytes()).map_err(at)?), t)
+        }
+    };
+    Ok(EndpointSpec {
+        lane: LaneConfig {
+            endpoint: e.channel.clone(),
+            target: kind.to_string(),
+            rate,
+            retry: e.retry.unwrap_or_default(),
+            breaker: e.breaker.unwrap_or_default(),
+            // The publisher bounds each HTTP call; a feed or a resync read can take a few.
+            call_timeout: Duration::from_millis(timeout_ms.saturating_mul(4).max(1_000)),
+        },
+        target,
+        webhook_secret: secrets.get("webhook_secret").map(|s| s.clone().into_bytes()),
+        crosswalk: Arc::new(crosswalk),
+    })
+}
+
+fn secret(e: &EndpointEntry, name: &str, base: &Path) -> Result<Option<String>, (String, String)> {
+    match (e.secrets_env.get(name), e.secrets_file.get(name)) {
+        (Some(_), Some(_)) => Err((
+            format!("secrets_env.{name}"),
+            "set in both secrets_env and secrets_file; keep one".into(),
+        )),
+        (Some(var), None) => match std::env::var(var) {
+            Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+            Ok(_) => Err((format!("secrets_env.{name}"), format!("environment variable {var} is empty"))),
+            Err(_) => Err((format!("secrets_env.{name}"), format!("environment variable {var} is not set"))),
+        },
+        (None, Some(file)) => match std::fs::read_to_string(base.join(file)) {
+            Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+            Ok(_) => Err((format!("secrets_file.{name}"), "the file is empty".into())),
+            Err(err) => Err((format!("secrets_file.{name}"), format!("cannot read: {err}"))),
+        },
+        (None, None) => Ok(None),
+    }
+}
