@@ -220,12 +220,13 @@ impl ShopifyPublisher {
             };
             // One quantity per inventory item: the lane coalesces by key, so a repeat means two
             // items share a Shopify id. Only the later one goes; the earlier is sent again later.
-            if let Some(slot) = seen.insert(gid.clone(), sent.len()) {
+            if let Some(&slot) = seen.get(&gid) {
                 results[sent[slot]] = Some(MsgResult::Requeue);
                 sent[slot] = i;
                 quantities[slot] = quantity_input(&gid, &self.location_gid, *available, *last_sent);
                 continue;
             }
+            seen.insert(gid.clone(), sent.len());
             sent.push(i);
             quantities.push(quantity_input(
                 &gid,

@@ -212,3 +212,53 @@ async fn an_unreachable_shop_is_retryable() {
         matches!(&outcome.results[0], MsgResult::Failed(f) if f.class == RetryClass::Retryable && f.status.is_none())
     );
 }
+
+#[tokio::test]
+async fn items_sharing_a_shopify_id_send_only_the_last_value() {
+    let stub = Stub::start(|_| {
+        Arc::new(|_, _| {
+            Reply::json(
+                200,
+                json!({"data": {"inventorySetQuantities": {"userErrors": []}}, "extensions": cost(1000.0)}),
+            )
+        })
+    })
+    .await;
+    // Three items mapped (by mistake) onto one inventory item, in both id forms.
+    let walk = Crosswalk::from_pairs([
+        ("X1", "77"),
+        ("X2", "gid://shopify/InventoryItem/77"),
+        ("X3", " 77"),
+    ])
+    .unwrap();
+    let p = ShopifyPublisher::new(
+        ShopifyConfig {
+            shop_url: stub.base.clone(),
+            api_version: "2026-01".into(),
+            location_id: "gid://shopify/Location/1".into(),
+            timeout_ms: 2_000,
+            mutation_cost: 10.0,
+        },
+        "tok".into(),
+        walk,
+    )
+    .unwrap();
+    let outcome = p
+        .send(&[
+            availability("X1", 1, None, 1),
+            availability("X2", 2, None, 2),
+            availability("X3", 3, None, 3),
+        ])
+        .await;
+    assert_eq!(
+        outcome.results,
+        vec![MsgResult::Requeue, MsgResult::Requeue, MsgResult::Delivered]
+    );
+    let body = stub.requests()[0].json();
+    let quantities = body["variables"]["input"]["quantities"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(quantities.len(), 1);
+    assert_eq!(quantities[0]["quantity"], 3);
+}
