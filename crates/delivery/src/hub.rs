@@ -162,6 +162,32 @@ impl Delivery {
         Ok(letters)
     }
 
+    /// The answer given to an inbound webhook already handled, if any.
+    pub async fn webhook_receipt(
+        &self,
+        channel: String,
+        id: String,
+    ) -> Result<Option<String>, DeliveryError> {
+        Ok(self
+            .store
+            .call(move |s| s.webhook_receipt(&channel, &id))
+            .await??)
+    }
+
+    pub async fn record_webhook(
+        &self,
+        channel: String,
+        id: String,
+        topic: String,
+        outcome: String,
+    ) -> Result<(), DeliveryError> {
+        let at = Timestamp::now().as_micros();
+        Ok(self
+            .store
+            .call(move |s| s.record_webhook(&channel, &id, &topic, &outcome, at))
+            .await??)
+    }
+
     pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRow>, DeliveryError> {
         Ok(self.store.call(move |s| s.audit_log(limit)).await??)
     }

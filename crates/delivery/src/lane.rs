@@ -158,6 +158,30 @@ impl Lane {
         self.wake.notify_one();
     }
 
+    /// The channel reports `shown` for `row.key`, which Crossdock did not send: raise
+    /// `inventory_mismatch` and write `row` (the value Crossdock intends) again, comparing
+    /// against what the channel shows.
+    pub fn resync(&self, row: OutboxRow, shown: i64, reason: String, raw: Option<String>) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.stats.mismatches += 1;
+        st.exceptions.push(ExceptionRecord::open(
+            ExceptionKind::InventoryMismatch,
+            &format!(
+                "{}\0{}\0report\0{shown}\0{}",
+                row.endpoint, row.key, row.ledger_seq
+            ),
+            entity_of(&row),
+            row.correlation_id.clone(),
+            reason,
+            raw,
+            Timestamp::now(),
+        ));
+        st.queue.resend(row, Some(shown), now);
+        drop(st);
+        self.wake.notify_one();
+    }
+
     /// The newest value delivered for `key`: `(ledger sequence, value)`.
     pub fn last_sent(&self, key: &str) -> Option<(u64, Option<i64>)> {
         self.lock().queue.last_sent(key)

@@ -190,6 +190,37 @@ impl Queue {
         Pushed::Queued
     }
 
+    /// Queues `row` again even if its value was already delivered, comparing against `shown`
+    /// (what the channel reports now): a resync after the channel changed outside Crossdock.
+    /// A pending newer value is kept and compared against `shown` instead.
+    pub fn resend(&mut self, row: OutboxRow, shown: Option<i64>, now: Instant) {
+        let key = row.key.clone();
+        if let Some(pending) = self.latest.get_mut(&key) {
+            pending.cas_from = Some(shown);
+            return;
+        }
+        if self.in_flight.contains(&(OutboxKind::Latest, key.clone())) {
+            // The value going out now is newer than anything to resend; if the channel refuses
+            // it, the mismatch path reads the channel and resyncs.
+            return;
+        }
+        let order = self.next_order;
+        self.next_order += 1;
+        self.latest.insert(
+            key.clone(),
+            Entry {
+                priority: row.priority,
+                order,
+                attempts: 0,
+                not_before: None,
+                rows: 1,
+                cas_from: Some(shown),
+                row,
+            },
+        );
+        self.schedule_head(OutboxKind::Latest, &key, now);
+    }
+
     /// Entries ready to go out now (by priority, then oldest first), up to `max`; they are in
     /// flight until completed.
     pub fn take(&mut self, max: usize, now: Instant) -> Vec<Entry> {
@@ -531,6 +562,20 @@ mod tests {
         let out = q.take(10, later);
         assert_eq!(keys(&out), [k("A", 2)]);
         assert_eq!(out[0].priority, 0);
+    }
+
+    #[test]
+    fn a_resend_goes_out_again_against_what_the_channel_shows() {
+        let now = Instant::now();
+        let mut q = Queue::new();
+        q.push(latest("A", 5, 2), now);
+        let e = q.take(1, now).pop().unwrap();
+        q.delivered(e, Some(5), now);
+        assert!(matches!(q.push(latest("A", 5, 2), now), Pushed::Stale(_)));
+        q.resend(latest("A", 5, 2), Some(9), now);
+        let out = q.take(10, now);
+        assert_eq!(keys(&out), [k("A", 5)]);
+        assert_eq!(out[0].cas_from, Some(Some(9)));
     }
 
     #[derive(Debug, Clone)]

@@ -403,6 +403,19 @@ impl Engine {
         .await
     }
 
+    /// A reservation as last committed (held, committed, released or expired).
+    pub async fn reservation(&self, id: &str) -> Result<Option<Reservation>, EngineError> {
+        let id = id.to_string();
+        let row = self.reader.call(move |s| s.find_reservation(&id)).await?;
+        match row {
+            Ok(Some(row)) => persist::reservation_from_row(&row)
+                .map(Some)
+                .map_err(|e| EngineError::Store(e.to_string())),
+            Ok(None) => Ok(None),
+            Err(e) => Err(EngineError::Store(e.to_string())),
+        }
+    }
+
     /// Releases (`commit = false`) or commits a held reservation into an allocation.
     pub async fn settle(
         &self,

@@ -52,6 +52,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/dlq/retry", post(delivery_api::post_dlq_retry))
         .route("/v1/dlq/discard", post(delivery_api::post_dlq_discard))
         .route("/v1/audit", get(delivery_api::get_audit))
+        .route(
+            "/v1/webhooks/{platform}/{channel}",
+            post(crate::webhooks::post_webhook),
+        )
         .fallback(|| async {
             Problem::not_found("no-such-route", "no such route; see GET /v1/openapi.json")
         })
@@ -70,7 +74,7 @@ async fn openapi() -> Response {
     Json(crate::openapi::document()).into_response()
 }
 
-fn engine_problem(e: EngineError) -> Problem {
+pub(crate) fn engine_problem(e: EngineError) -> Problem {
     match e {
         EngineError::Overloaded => {
             Problem::unavailable("the engine's queue is full; retry after the Retry-After delay")
@@ -220,7 +224,7 @@ async fn post_events(State(st): State<Arc<AppState>>, req: Request) -> AppResult
     }
 }
 
-async fn record(st: &AppState, record: ExceptionRecord) -> Result<(), Problem> {
+pub(crate) async fn record(st: &AppState, record: ExceptionRecord) -> Result<(), Problem> {
     st.engine
         .record_exception(record)
         .await

@@ -62,7 +62,11 @@ pub async fn get_dlq(
         status,
         limit: q.limit.unwrap_or(100).min(10_000),
     };
-    let letters = st.delivery.dead_letters(filter).await.map_err(delivery_problem)?;
+    let letters = st
+        .delivery
+        .dead_letters(filter)
+        .await
+        .map_err(delivery_problem)?;
     let letters: Vec<Value> = letters.iter().map(letter_json).collect();
     Ok(Json(json!({ "dead_letters": letters })).into_response())
 }
@@ -122,12 +126,17 @@ async fn act(
         .field("ids"));
     }
     if req.note.trim().is_empty() {
-        return Err(Problem::bad_request("missing-note", "say why in \"note\"; it is audited").field("note"));
+        return Err(
+            Problem::bad_request("missing-note", "say why in \"note\"; it is audited")
+                .field("note"),
+        );
     }
     if let Some(e) = &req.endpoint
         && st.delivery.lane(e).is_none()
     {
-        return Err(Problem::not_found("no-such-endpoint", format!("no endpoint {e:?}")).field("endpoint"));
+        return Err(
+            Problem::not_found("no-such-endpoint", format!("no endpoint {e:?}")).field("endpoint"),
+        );
     }
     let filter = DeadLetterFilter {
         ids: req.ids,

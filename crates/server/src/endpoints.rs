@@ -67,13 +67,19 @@ pub struct EndpointSpec {
     pub webhook_secret: Option<Vec<u8>>,
     /// Item ↔ the channel's own ids (inbound mapping uses it too).
     pub crosswalk: Arc<Crosswalk>,
+    /// The channel's own id of the location Crossdock publishes to (Shopify), so inventory
+    /// reports about other locations are not mistaken for drift.
+    pub channel_location: Option<String>,
 }
 
 impl std::fmt::Debug for EndpointSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndpointSpec")
             .field("lane", &self.lane)
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<set>"))
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<set>"),
+            )
             .field("crosswalk", &self.crosswalk.len())
             .finish_non_exhaustive()
     }
@@ -82,8 +88,16 @@ impl std::fmt::Debug for EndpointSpec {
 /// The kinds Crossdock can deliver to, with the secrets each needs and its default limit.
 const KINDS: &[(&str, &[&str], &[&str])] = &[
     ("shopify", &["access_token"], &["webhook_secret"]),
-    ("amazon", &["refresh_token", "client_id", "client_secret"], &[]),
-    ("woocommerce", &["consumer_key", "consumer_secret"], &["webhook_secret"]),
+    (
+        "amazon",
+        &["refresh_token", "client_id", "client_secret"],
+        &[],
+    ),
+    (
+        "woocommerce",
+        &["consumer_key", "consumer_secret"],
+        &["webhook_secret"],
+    ),
     ("webhook", &["signing_secret"], &[]),
 ];
 
@@ -113,7 +127,10 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
         if !required.contains(&name.as_str()) && !optional.contains(&name.as_str()) {
             problems.push((
                 format!("secrets_env.{name}"),
-                format!("{kind} takes no secret {name:?} (it takes {})", [required, optional].concat().join(", ")),
+                format!(
+                    "{kind} takes no secret {name:?} (it takes {})",
+                    [required, optional].concat().join(", ")
+                ),
             ));
         }
     }
@@ -152,20 +169,40 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
     ];
     for (name, present) in sections {
         if present && name != kind {
-            problems.push((name.into(), format!("a {kind} endpoint takes no [{name}] section")));
+            problems.push((
+                name.into(),
+                format!("a {kind} endpoint takes no [{name}] section"),
+            ));
         }
     }
     if !problems.is_empty() {
         return Err(problems);
     }
     let get = |name: &str| secrets.get(name).cloned().unwrap_or_default();
-    let missing = || vec![(kind.to_string(), format!("the [endpoints.{kind}] section is required"))];
+    let missing = || {
+        vec![(
+            kind.to_string(),
+            format!("the [endpoints.{kind}] section is required"),
+        )]
+    };
     let at = |err: ConfigError| vec![(format!("{kind}.{}", err.key), err.reason)];
+    let channel_location = e.shopify.as_ref().map(|c| {
+        c.location_id
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    });
     let (target, timeout_ms): (Arc<dyn Target>, u64) = match kind {
         "shopify" => {
             let c = e.shopify.clone().ok_or_else(missing)?;
             let t = c.timeout_ms;
-            (Arc::new(ShopifyPublisher::new(c, get("access_token"), crosswalk.clone()).map_err(at)?), t)
+            (
+                Arc::new(
+                    ShopifyPublisher::new(c, get("access_token"), crosswalk.clone()).map_err(at)?,
+                ),
+                t,
+            )
         }
         "amazon" => {
             let c = e.amazon.clone().ok_or_else(missing)?;
@@ -183,14 +220,22 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
         "woocommerce" => {
             let c = e.woocommerce.clone().ok_or_else(missing)?;
             let t = c.timeout_ms;
-            let p = WooPublisher::new(c, get("consumer_key"), get("consumer_secret"), crosswalk.clone())
-                .map_err(at)?;
+            let p = WooPublisher::new(
+                c,
+                get("consumer_key"),
+                get("consumer_secret"),
+                crosswalk.clone(),
+            )
+            .map_err(at)?;
             (Arc::new(p), t)
         }
         _ => {
             let c = e.webhook.clone().ok_or_else(missing)?;
             let t = c.timeout_ms;
-            (Arc::new(WebhookPublisher::new(c, get("signing_secret").into_bytes()).map_err(at)?), t)
+            (
+                Arc::new(WebhookPublisher::new(c, get("signing_secret").into_bytes()).map_err(at)?),
+                t,
+            )
         }
     };
     Ok(EndpointSpec {
@@ -204,8 +249,11 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
             call_timeout: Duration::from_millis(timeout_ms.saturating_mul(4).max(1_000)),
         },
         target,
-        webhook_secret: secrets.get("webhook_secret").map(|s| s.clone().into_bytes()),
+        webhook_secret: secrets
+            .get("webhook_secret")
+            .map(|s| s.clone().into_bytes()),
         crosswalk: Arc::new(crosswalk),
+        channel_location,
     })
 }
 
@@ -217,13 +265,22 @@ fn secret(e: &EndpointEntry, name: &str, base: &Path) -> Result<Option<String>, 
         )),
         (Some(var), None) => match std::env::var(var) {
             Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
-            Ok(_) => Err((format!("secrets_env.{name}"), format!("environment variable {var} is empty"))),
-            Err(_) => Err((format!("secrets_env.{name}"), format!("environment variable {var} is not set"))),
+            Ok(_) => Err((
+                format!("secrets_env.{name}"),
+                format!("environment variable {var} is empty"),
+            )),
+            Err(_) => Err((
+                format!("secrets_env.{name}"),
+                format!("environment variable {var} is not set"),
+            )),
         },
         (None, Some(file)) => match std::fs::read_to_string(base.join(file)) {
             Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
             Ok(_) => Err((format!("secrets_file.{name}"), "the file is empty".into())),
-            Err(err) => Err((format!("secrets_file.{name}"), format!("cannot read: {err}"))),
+            Err(err) => Err((
+                format!("secrets_file.{name}"),
+                format!("cannot read: {err}"),
+            )),
         },
         (None, None) => Ok(None),
     }

@@ -11,6 +11,7 @@ pub mod delivery_api;
 pub mod endpoints;
 pub mod openapi;
 pub mod problem;
+pub mod webhooks;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -52,7 +53,11 @@ pub fn start(config: &Config) -> Result<Hub, crossdock_store::StoreError> {
         .map(|e| Lane::new(e.lane.clone(), e.target.clone()))
         .collect();
     let delivery = Delivery::new(StoreThread::spawn("delivery-store", store.open()?), lanes);
-    let channels: HashSet<String> = config.endpoints.iter().map(|e| e.lane.endpoint.clone()).collect();
+    let channels: HashSet<String> = config
+        .endpoints
+        .iter()
+        .map(|e| e.lane.endpoint.clone())
+        .collect();
     let sink = delivery.clone();
     let engine_config = EngineConfig {
         store,

@@ -157,6 +157,17 @@ pub trait DeliveryStore {
     fn add_exceptions(&mut self, records: &[ExceptionRecord]) -> Result<()>;
     /// The newest audit rows first.
     fn audit_log(&mut self, limit: u32) -> Result<Vec<AuditRow>>;
+    /// The answer given to an inbound webhook already handled, if it was.
+    fn webhook_receipt(&mut self, channel: &str, id: &str) -> Result<Option<String>>;
+    /// Records a handled inbound webhook (the first record of an id stays).
+    fn record_webhook(
+        &mut self,
+        channel: &str,
+        id: &str,
+        topic: &str,
+        outcome: &str,
+        at_us: i64,
+    ) -> Result<()>;
 }
 
 pub(crate) fn ids_json(ids: &Option<Vec<i64>>) -> Option<String> {

@@ -128,6 +128,7 @@ macro_rules! suite {
                 case_acks_remove_delivered_rows_and_keep_the_newest_value,
                 case_park_moves_to_the_dlq_and_supersedes_older_letters,
                 case_retry_and_discard_dead_letters,
+                case_webhook_receipts_keep_the_first_answer,
             );
             suite!(@fixture $fixture;
                 case_reopen_keeps_data,
@@ -1429,4 +1430,15 @@ fn case_retry_and_discard_dead_letters(s: &mut dyn Store) {
     assert_eq!(audit[2].action, "dlq.retry");
     assert_eq!(audit[2].actor, "ops@example.com");
     assert!(audit[2].detail.contains(&ids[0].to_string()));
+}
+
+fn case_webhook_receipts_keep_the_first_answer(s: &mut dyn Store) {
+    assert_eq!(s.webhook_receipt("shop", "w-1").unwrap(), None);
+    s.record_webhook("shop", "w-1", "orders/create", r#"{"status":"reserved"}"#, 10).unwrap();
+    s.record_webhook("shop", "w-1", "orders/create", r#"{"status":"other"}"#, 20).unwrap();
+    assert_eq!(
+        s.webhook_receipt("shop", "w-1").unwrap().as_deref(),
+        Some(r#"{"status":"reserved"}"#)
+    );
+    assert_eq!(s.webhook_receipt("other", "w-1").unwrap(), None, "ids are per channel");
 }

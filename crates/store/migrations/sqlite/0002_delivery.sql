@@ -50,3 +50,14 @@ CREATE TABLE audit (
     note TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+
+-- Inbound channel webhooks already handled, by the platform's delivery id, with the answer
+-- given, so a redelivery is answered the same and applied once.
+CREATE TABLE webhook_receipts (
+    channel TEXT NOT NULL,
+    id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    received_at_us BIGINT NOT NULL,
+    PRIMARY KEY (channel, id)
+);

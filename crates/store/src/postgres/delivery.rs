@@ -286,6 +286,36 @@ impl DeliveryStore for PgStore {
         Ok(())
     }
 
+    fn webhook_receipt(&mut self, channel: &str, id: &str) -> Result<Option<String>> {
+        let stmt = self.statements.get(
+            &mut self.client,
+            "SELECT outcome FROM webhook_receipts WHERE channel = $1 AND id = $2",
+        )?;
+        let rows = self.client.query(&stmt, &[&channel, &id])?;
+        Ok(match rows.first() {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
+    }
+
+    fn record_webhook(
+        &mut self,
+        channel: &str,
+        id: &str,
+        topic: &str,
+        outcome: &str,
+        at_us: i64,
+    ) -> Result<()> {
+        let stmt = self.statements.get(
+            &mut self.client,
+            "INSERT INTO webhook_receipts (channel, id, topic, outcome, received_at_us) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel, id) DO NOTHING",
+        )?;
+        self.client
+            .execute(&stmt, &[&channel, &id, &topic, &outcome, &at_us])?;
+        Ok(())
+    }
+
     fn audit_log(&mut self, limit: u32) -> Result<Vec<AuditRow>> {
         select(
             &mut self.client,

@@ -254,6 +254,33 @@ impl DeliveryStore for SqliteStore {
         Ok(())
     }
 
+    fn webhook_receipt(&mut self, channel: &str, id: &str) -> Result<Option<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT outcome FROM webhook_receipts WHERE channel = ?1 AND id = ?2",
+        )?;
+        let mut rows = stmt.query(params![channel, id])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
+    }
+
+    fn record_webhook(
+        &mut self,
+        channel: &str,
+        id: &str,
+        topic: &str,
+        outcome: &str,
+        at_us: i64,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO webhook_receipts (channel, id, topic, outcome, received_at_us) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (channel, id) DO NOTHING",
+            params![channel, id, topic, outcome, at_us],
+        )?;
+        Ok(())
+    }
+
     fn audit_log(&mut self, limit: u32) -> Result<Vec<AuditRow>> {
         select(&self.conn, SELECT_AUDIT, [i64::from(limit)], |row| {
             Ok(AuditRow {
