@@ -35,6 +35,8 @@ pub struct LaneConfig {
     pub breaker: BreakerConfig,
     /// Upper bound on one call, whatever the target's own timeout.
     pub call_timeout: Duration,
+    /// Send oldest first, ignoring zero crossings and low stock (a baseline for benchmarks).
+    pub fifo: bool,
 }
 
 /// Counters since start.
@@ -106,7 +108,11 @@ impl Lane {
         let now = Instant::now();
         Arc::new(Lane {
             state: Mutex::new(State {
-                queue: Queue::new(),
+                queue: if config.fifo {
+                    Queue::fifo()
+                } else {
+                    Queue::new()
+                },
                 limiter: Limiter::new(config.rate, now),
                 breaker: Breaker::new(config.breaker, now),
                 stats: LaneStats::default(),

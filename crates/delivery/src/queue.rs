@@ -63,6 +63,9 @@ pub struct Queue {
     /// The newest delivered (ledger sequence, value) per "latest" key.
     sent: HashMap<String, (u64, Option<i64>)>,
     next_order: u64,
+    /// Plain first-in-first-out, ignoring priorities: the baseline the benchmarks compare the
+    /// risk-first order with.
+    fifo: bool,
 }
 
 /// Counts for the endpoints API.
@@ -82,6 +85,13 @@ pub struct Depth {
 impl Queue {
     pub fn new() -> Self {
         Queue::default()
+    }
+
+    pub fn fifo() -> Self {
+        Queue {
+            fifo: true,
+            ..Queue::default()
+        }
     }
 
     /// Starts from what the store says was delivered.
@@ -112,7 +122,10 @@ impl Queue {
         }
     }
 
-    pub fn push(&mut self, row: OutboxRow, now: Instant) -> Pushed {
+    pub fn push(&mut self, mut row: OutboxRow, now: Instant) -> Pushed {
+        if self.fifo {
+            row.priority = 2;
+        }
         let order = self.next_order;
         self.next_order += 1;
         let entry = Entry {

@@ -143,6 +143,7 @@ fn config() -> LaneConfig {
             open_max_ms: 400,
         },
         call_timeout: Duration::from_secs(5),
+        fifo: false,
     }
 }
 

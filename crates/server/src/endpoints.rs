@@ -247,6 +247,7 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
             breaker: e.breaker.unwrap_or_default(),
             // The publisher bounds each HTTP call; a feed or a resync read can take a few.
             call_timeout: Duration::from_millis(timeout_ms.saturating_mul(4).max(1_000)),
+            fifo: false,
         },
         target,
         webhook_secret: secrets
