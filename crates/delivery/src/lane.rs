@@ -380,8 +380,9 @@ impl Lane {
     }
 
     async fn send(&self, entries: Vec<Entry>, messages: Vec<Message>, cost: f64) {
+        let bound = self.config.call_timeout.max(self.target.call_budget(&messages));
         let call = self.target.send(&messages);
-        let outcome = match tokio::time::timeout(self.config.call_timeout, call).await {
+        let outcome = match tokio::time::timeout(bound, call).await {
             Ok(o) if o.results.len() == messages.len() => o,
             Ok(o) => {
                 let why = format!(

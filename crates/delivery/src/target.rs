@@ -146,6 +146,12 @@ pub trait Target: Send + Sync + 'static {
         1.0
     }
 
+    /// How long a call for `batch` may take at most, when that is longer than one HTTP call
+    /// (an SP-API feed polls until processed). Zero: the lane's own bound applies.
+    fn call_budget(&self, _batch: &[Message]) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Delivers `batch` (never empty, never longer than `max_batch`). Never panics; every
     /// transport problem is a [`Failure`] in the outcome.
     fn send<'a>(&'a self, batch: &'a [Message]) -> BoxFuture<'a, Outcome>;
