@@ -155,7 +155,63 @@ pub fn document() -> Value {
                 "summary": "Pending outbox messages (admin)", "security": bearer,
                 "parameters": [{"name": "endpoint", "in": "query", "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "{messages}"}}
+            }},
+            "/v1/endpoints": {"get": {
+                "summary": "Delivery lanes: breaker, rate budget, depth by priority, oldest age, last error, counters, dead letters", "security": bearer,
+                "responses": {"200": {"description": "{endpoints}"}}
+            }},
+            "/v1/dlq": {"get": {
+                "summary": "Dead-letter queue (default: parked messages)", "security": bearer,
+                "parameters": [
+                    {"name": "endpoint", "in": "query", "schema": {"type": "string"}},
+                    {"name": "key", "in": "query", "schema": {"type": "string"}},
+                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["parked", "retried", "discarded", "superseded", "all"]}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 10000}}
+                ],
+                "responses": {"200": {"description": "{dead_letters}"}}
+            }},
+            "/v1/dlq/retry": {"post": {
+                "summary": "Put parked messages back in the outbox, by ids or by endpoint/key (admin; audited)", "security": bearer,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": dlq_action()}}},
+                "responses": {"200": {"description": "{retried, dead_letters}"}, "400": problem_response("no selection or no note")}
+            }},
+            "/v1/dlq/discard": {"post": {
+                "summary": "Discard parked messages, by ids or by endpoint/key (admin; audited)", "security": bearer,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": dlq_action()}}},
+                "responses": {"200": {"description": "{discarded, dead_letters}"}, "400": problem_response("no selection or no note")}
+            }},
+            "/v1/audit": {"get": {
+                "summary": "Operator actions, newest first (admin)", "security": bearer,
+                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 10000}}],
+                "responses": {"200": {"description": "{audit}"}}
+            }},
+            "/v1/webhooks/{platform}/{channel}": {"post": {
+                "summary": "Inbound Shopify (orders/create, orders/cancelled, refunds/create, inventory_levels/update) and WooCommerce (order.created, order.updated) webhooks, verified by their HMAC header instead of a bearer token",
+                "parameters": [
+                    {"name": "platform", "in": "path", "required": true, "schema": {"type": "string", "enum": ["shopify", "woocommerce"]}},
+                    {"name": "channel", "in": "path", "required": true, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "{status: allocated | oversold | released | in_sync | drift | ignored | held_for_review, duplicate?}"},
+                    "401": problem_response("bad signature; nothing stored"),
+                    "404": problem_response("no such webhook endpoint"),
+                    "422": problem_response("malformed body or unknown item; kept as an exception")
+                }
             }}
+        }
+    })
+}
+
+fn dlq_action() -> Value {
+    json!({
+        "type": "object",
+        "required": ["note"],
+        "properties": {
+            "ids": {"type": "array", "items": {"type": "integer"}},
+            "endpoint": {"type": "string"},
+            "key": {"type": "string"},
+            "note": {"type": "string", "description": "why (audited)"},
+            "limit": {"type": "integer"}
         }
     })
 }
