@@ -1,0 +1,270 @@
+//! Listings Items API 2021-08-01: `patchListingsItem` and `getListingsItem`.
+//!
+//! - `PATCH /listings/2021-08-01/items/{sellerId}/{sku}?marketplaceIds=ATVPDKIKX0DER` with
+//!   `{"productType":"PRODUCT","patches":[{"op":"replace","path":"/attributes/fulfillment_availability","value":[{"fulfillment_channel_code":"DEFAULT","quantity":5}]}]}`
+//!   answers 200 `{"sku","status":"ACCEPTED","submissionId","issues":[]}` and sets the SKU's
+//!   quantity (`replace` and `merge` of the `DEFAULT` channel; other patches are accepted and
+//!   not kept). `mode=VALIDATION_PREVIEW` answers `"status":"VALID"` and applies nothing. A
+//!   body that cannot be read is 400 `InvalidInput`; a permanent SKU is 400 `BAD_REQUEST`; with
+//!   `strict_items` an unknown SKU is 404 `NOT_FOUND`. SP-API has no idempotency: a body
+//!   identical to the previous one for the same SKU is applied again and only counted as a
+//!   duplicate.
+//! - `GET /listings/2021-08-01/items/{sellerId}/{sku}?marketplaceIds=..&includedData=..` answers
+//!   `{"sku", "summaries"?, "fulfillmentAvailability"?, "issues"?}` as `includedData` asks
+//!   (default `summaries`), 404 `NOT_FOUND` for an unknown or permanent SKU.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use crossdock_model::Timestamp;
+use serde_json::{Value, json};
+
+use super::{Market, Operation, sp_error, unauthorized};
+use crate::endpoint::{Arrival, json};
+
+/// The previous PATCH body per SKU (as a hash), to count repeats.
+#[derive(Debug, Default)]
+pub(crate) struct Listings {
+    last_patch: HashMap<String, u64>,
+}
+
+fn body_hash(body: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    body.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn invalid_input(message: &str) -> Response {
+    sp_error(StatusCode::BAD_REQUEST, "InvalidInput", message, "")
+}
+
+fn not_found(sku: &str, marketplace: &str) -> Response {
+    sp_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        &format!("SKU '{sku}' not found in marketplace {marketplace}"),
+        "",
+    )
+}
+
+/// The marketplace of the call: `marketplaceIds` must name one the seller sells in.
+fn marketplace(market: &Market, query: &HashMap<String, String>) -> Result<String, Response> {
+    let Some(raw) = query.get("marketplaceIds") else {
+        return Err(invalid_input(
+            "Missing required 'marketplaceIds' parameter.",
+        ));
+    };
+    let ids: Vec<&str> = raw.split(',').map(str::trim).collect();
+    if ids.len() != 1 {
+        return Err(invalid_input("Exactly one marketplace id is supported."));
+    }
+    if !market.config.marketplace_ids.iter().any(|m| m == ids[0]) {
+        return Err(invalid_input(&format!(
+            "Invalid marketplace identifier '{}'.",
+            ids[0]
+        )));
+    }
+    Ok(ids[0].to_owned())
+}
+
+/// The `DEFAULT` channel quantity a PATCH sets, if any (the last one wins).
+fn patched_quantity(patches: &[Value]) -> Result<Option<i64>, &'static str> {
+    let mut quantity = None;
+    for patch in patches {
+        let op = patch.get("op").and_then(Value::as_str);
+        let path = patch.get("path").and_then(Value::as_str);
+        let (Some(op), Some(path)) = (op, path) else {
+            return Err("Each patch needs 'op' and 'path'.");
+        };
+        if !matches!(op, "add" | "replace" | "merge" | "delete") {
+            return Err("Patch 'op' must be add, replace, merge or delete.");
+        }
+        if path != "/attributes/fulfillment_availability" || op == "delete" {
+            continue;
+        }
+        let values = patch
+            .get("value")
+            .and_then(Value::as_array)
+            .ok_or("fulfillment_availability needs a 'value' array.")?;
+        for value in values {
+            if value
+                .get("fulfillment_channel_code")
+                .and_then(Value::as_str)
+                == Some("DEFAULT")
+            {
+                quantity = Some(
+                    value
+                        .get("quantity")
+                        .and_then(Value::as_i64)
+                        .filter(|q| *q >= 0)
+                        .ok_or(
+                            "fulfillment_availability quantity must be an integer of 0 or more.",
+                        )?,
+                );
+            }
+        }
+    }
+    Ok(quantity)
+}
+
+pub(crate) async fn patch_listings_item(
+    State(market): State<Arc<Market>>,
+    Extension(arrival): Extension<Arrival>,
+    Path((seller_id, sku)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let endpoint = &market.endpoint;
+    endpoint.touch(&arrival, vec![sku.clone()]);
+    if let Err(refusal) = market.admit(&headers, Operation::PatchListingsItem, arrival.at) {
+        return refusal;
+    }
+    if seller_id != market.config.seller_id {
+        endpoint.stats.auth_failed();
+        return unauthorized("The seller id in the path is not the seller of the access token.");
+    }
+    let marketplace = match marketplace(&market, &query) {
+        Ok(m) => m,
+        Err(refusal) => return refusal,
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let patches = parsed
+        .as_ref()
+        .filter(|b| b.get("productType").and_then(Value::as_str).is_some())
+        .and_then(|b| b.get("patches"))
+        .and_then(Value::as_array)
+        .filter(|p| !p.is_empty());
+    let Some(patches) = patches else {
+        return invalid_input(
+            "Request has missing or invalid parameters and cannot be parsed: productType and a non-empty patches array are required.",
+        );
+    };
+    let quantity = match patched_quantity(patches) {
+        Ok(q) => q,
+        Err(message) => return invalid_input(message),
+    };
+
+    if endpoint.faults().is_permanent(&sku) {
+        endpoint.stats.rejected(1);
+        return sp_error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "Invalid input",
+            &format!("The listing for SKU '{sku}' cannot be updated (refused by the simulator)."),
+        );
+    }
+    let mut items = endpoint.items();
+    if market.config.strict_items && !items.contains(&sku) {
+        endpoint.stats.rejected(1);
+        return not_found(&sku, &marketplace);
+    }
+    let preview = query.get("mode").map(String::as_str) == Some("VALIDATION_PREVIEW");
+    if !preview {
+        let hash = body_hash(&body);
+        let mut listings = market.listings.lock().unwrap_or_else(|e| e.into_inner());
+        if listings.last_patch.insert(sku.clone(), hash) == Some(hash) {
+            endpoint.stats.duplicate();
+        }
+        drop(listings);
+        if let Some(q) = quantity {
+            items.apply(&sku, q);
+            endpoint.stats.applied(1);
+        }
+    }
+    drop(items);
+    endpoint.stats.accepted();
+    json(
+        StatusCode::OK,
+        json!({
+            "sku": sku,
+            "status": if preview { "VALID" } else { "ACCEPTED" },
+            "submissionId": market.ids.uuid(),
+            "issues": [],
+        }),
+    )
+}
+
+pub(crate) async fn get_listings_item(
+    State(market): State<Arc<Market>>,
+    Extension(arrival): Extension<Arrival>,
+    Path((seller_id, sku)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let endpoint = &market.endpoint;
+    endpoint.touch(&arrival, vec![sku.clone()]);
+    if let Err(refusal) = market.admit(&headers, Operation::GetListingsItem, arrival.at) {
+        return refusal;
+    }
+    if seller_id != market.config.seller_id {
+        endpoint.stats.auth_failed();
+        return unauthorized("The seller id in the path is not the seller of the access token.");
+    }
+    let marketplace = match marketplace(&market, &query) {
+        Ok(m) => m,
+        Err(refusal) => return refusal,
+    };
+    let quantity = endpoint.items().quantity(&sku);
+    let Some(quantity) = quantity.filter(|_| !endpoint.faults().is_permanent(&sku)) else {
+        return not_found(&sku, &marketplace);
+    };
+    let included = query
+        .get("includedData")
+        .map(String::as_str)
+        .unwrap_or("summaries");
+    let mut answer = json!({"sku": sku});
+    for part in included.split(',').map(str::trim) {
+        match part {
+            "summaries" => {
+                let now = Timestamp::now().to_rfc3339();
+                answer["summaries"] = json!([{
+                    "marketplaceId": marketplace,
+                    "productType": "PRODUCT",
+                    "conditionType": "new_new",
+                    "status": ["BUYABLE", "DISCOVERABLE"],
+                    "itemName": format!("Simulated listing {sku}"),
+                    "createdDate": now,
+                    "lastUpdatedDate": now,
+                }]);
+            }
+            "fulfillmentAvailability" => {
+                answer["fulfillmentAvailability"] =
+                    json!([{"fulfillmentChannelCode": "DEFAULT", "quantity": quantity}]);
+            }
+            "issues" => answer["issues"] = json!([]),
+            _ => {}
+        }
+    }
+    endpoint.stats.accepted();
+    json(StatusCode::OK, answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_default_channel_quantity_from_patches() {
+        let patches = json!([
+            {"op": "replace", "path": "/attributes/item_name", "value": [{"value": "x"}]},
+            {"op": "replace", "path": "/attributes/fulfillment_availability",
+             "value": [{"fulfillment_channel_code": "AMAZON_NA"},
+                       {"fulfillment_channel_code": "DEFAULT", "quantity": 5}]}
+        ]);
+        assert_eq!(patched_quantity(patches.as_array().unwrap()), Ok(Some(5)));
+        let none = json!([{"op": "delete", "path": "/attributes/fulfillment_availability"}]);
+        assert_eq!(patched_quantity(none.as_array().unwrap()), Ok(None));
+        let negative = json!([{"op": "replace", "path": "/attributes/fulfillment_availability",
+            "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": -1}]}]);
+        assert!(patched_quantity(negative.as_array().unwrap()).is_err());
+        let no_op = json!([{"path": "/attributes/fulfillment_availability"}]);
+        assert!(patched_quantity(no_op.as_array().unwrap()).is_err());
+    }
+}
