@@ -78,6 +78,8 @@ scopes = ["reserve", "query"]
 pub struct Hub {
     pub dir: PathBuf,
     pub addr: String,
+    /// Extra environment for the binary (endpoint secrets).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -106,15 +108,35 @@ impl Hub {
     }
 
     pub async fn start_with(name: &str, config_text: &str) -> Hub {
+        Self::start_full(name, config_text, &[], &[], &[]).await
+    }
+
+    /// Like [`Hub::start_with`], with more items than `SKU-1..SKU-100`, files beside the config
+    /// (crosswalks) and environment (secrets).
+    pub async fn start_full(
+        name: &str,
+        config_text: &str,
+        extra_items: &[&str],
+        files: &[(&str, String)],
+        env: &[(&str, &str)],
+    ) -> Hub {
         let dir = temp_dir(name);
         std::fs::write(dir.join("crossdock.toml"), config_text).unwrap();
         let items: String = std::iter::once("item\n".to_string())
             .chain((1..=100).map(|i| format!("SKU-{i}\n")))
+            .chain(extra_items.iter().map(|i| format!("{i}\n")))
             .collect();
         std::fs::write(dir.join("items.csv"), items).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
         let mut hub = Hub {
             dir,
             addr: String::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         hub.restart().await;
@@ -132,6 +154,7 @@ impl Hub {
             .env("T_QUERY", QUERY)
             .env("T_RESERVE", RESERVE)
             .env("CROSSDOCK_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

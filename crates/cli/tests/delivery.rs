@@ -1,0 +1,521 @@
+//! Delivery end to end: the real binary publishing channel availability to the simulators over
+//! loopback HTTP, through outages, refusals and restarts, and taking the channels' webhooks.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{ADMIN, EAST, Hub, QUERY, event, get, post};
+use crossdock_sim::{ShopifyConfig, ShopifySim};
+use serde_json::{Value, json};
+
+const SHOP_TOKEN: &str = "shpat_simulator";
+const ITEMS: u64 = 100;
+
+/// An endpoint for the `shopify` channel on the simulator at `url`, with a quick breaker.
+fn shopify_endpoint(url: &str, location: u64, webhook_secret: bool) -> String {
+    let secrets = if webhook_secret {
+        r#"{ access_token = "SHOP_TOKEN", webhook_secret = "SHOP_HOOK_SECRET" }"#
+    } else {
+        r#"{ access_token = "SHOP_TOKEN" }"#
+    };
+    format!(
+        r#"
+[[endpoints]]
+channel = "shopify"
+kind = "shopify"
+crosswalk = "shopify-items.csv"
+secrets_env = {secrets}
+breaker = {{ failures = 3, open_ms = 500, open_max_ms = 2000 }}
+retry = {{ base_ms = 50, cap_ms = 1000 }}
+[endpoints.shopify]
+shop_url = "{url}"
+location_id = "gid://shopify/Location/{location}"
+timeout_ms = 2000
+"#
+    )
+}
+
+/// `SKU-n` is Shopify inventory item `n`.
+fn crosswalk(extra: &[(&str, u64)]) -> String {
+    let mut text = String::from("item,external_id\n");
+    for i in 1..=ITEMS {
+        text.push_str(&format!("SKU-{i},{i}\n"));
+    }
+    for (item, id) in extra {
+        text.push_str(&format!("{item},{id}\n"));
+    }
+    text
+}
+
+async fn shopify_sim(location: u64) -> ShopifySim {
+    let sim = ShopifySim::start(ShopifyConfig {
+        location_ids: vec![location],
+        ..ShopifyConfig::default()
+    })
+    .await
+    .expect("start the Shopify simulator");
+    for i in 1..=ITEMS {
+        sim.insert_item(i, 0);
+    }
+    sim
+}
+
+async fn start_hub(
+    name: &str,
+    sim: &ShopifySim,
+    location: u64,
+    extra_items: &[&str],
+    xwalk: &[(&str, u64)],
+) -> Hub {
+    let config = common::config(&shopify_endpoint(sim.url(), location, true));
+    Hub::start_full(
+        name,
+        &config,
+        extra_items,
+        &[("shopify-items.csv", crosswalk(xwalk))],
+        &[
+            ("SHOP_TOKEN", SHOP_TOKEN),
+            ("SHOP_HOOK_SECRET", "hook-secret"),
+        ],
+    )
+    .await
+}
+
+async fn receive(c: &mut crossdock_cli::client::Client, id: &str, item: &str, qty: i64) -> u16 {
+    let ev = event(
+        id,
+        "wms-east",
+        "inventory.received.v1",
+        json!({"item": item, "location": "DC-EAST", "qty": qty}),
+    );
+    post(c, "/v1/events", &ev).await.0
+}
+
+/// Crossdock's availability of every `SKU-n` for the shopify channel.
+async fn hub_ats(hub: &Hub) -> HashMap<u64, i64> {
+    let mut c = hub.client(QUERY).await;
+    let items: Vec<String> = (1..=ITEMS).map(|i| format!("SKU-{i}")).collect();
+    let (status, v) = post(
+        &mut c,
+        "/v1/availability/query",
+        &json!({"channel": "shopify", "items": items}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            let item = r["item"].as_str().unwrap();
+            (
+                item.trim_start_matches("SKU-").parse().unwrap(),
+                r["available"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the channel shows Crossdock's ATS for every item.
+async fn converged(hub: &Hub, sim: &ShopifySim, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let ats = hub_ats(hub).await;
+        let off: Vec<(u64, i64, Option<i64>)> = ats
+            .iter()
+            .filter(|(i, a)| sim.quantity(&i.to_string()) != Some(**a))
+            .map(|(i, a)| (*i, *a, sim.quantity(&i.to_string())))
+            .collect();
+        if off.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "channel differs from Crossdock for {} items, e.g. {:?}",
+            off.len(),
+            &off[..off.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Receipts only raise stock, so every item's channel history must rise strictly: a repeat or a
+/// step back would be a message applied twice or an older value overwriting a newer one.
+fn assert_histories_rise(sim: &ShopifySim) {
+    for i in 1..=ITEMS {
+        let h = sim.history(&i.to_string());
+        assert!(h.windows(2).all(|w| w[0] < w[1]), "SKU-{i} went {h:?}");
+    }
+}
+
+async fn endpoint_status(hub: &Hub) -> Value {
+    let mut c = hub.client(ADMIN).await;
+    let (status, v) = get(&mut c, "/v1/endpoints").await;
+    assert_eq!(status, 200, "{v}");
+    v["endpoints"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_minute_long_outage_loses_nothing_and_parks_nothing() {
+    let sim = shopify_sim(1).await;
+    let hub = start_hub("outage", &sim, 1, &[], &[]).await;
+    let mut c = hub.client(EAST).await;
+    let started = Instant::now();
+    let mut n = 0u64;
+    let mut outage_seen = false;
+    // Steady traffic for 80 s; the channel is down from 10 s to 70 s.
+    while started.elapsed() < Duration::from_secs(80) {
+        let t = started.elapsed();
+        sim.faults()
+            .outage(t >= Duration::from_secs(10) && t < Duration::from_secs(70));
+        if t > Duration::from_secs(40) && !outage_seen {
+            let s = endpoint_status(&hub).await;
+            assert_eq!(s["breaker"], "open", "mid-outage the breaker is open: {s}");
+            assert!(
+                s["depth"]["by_priority"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .sum::<u64>()
+                    > 0
+            );
+            outage_seen = true;
+        }
+        n += 1;
+        let item = format!("SKU-{}", n % ITEMS + 1);
+        assert_eq!(receive(&mut c, &format!("o-{n}"), &item, 1).await, 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sim.faults().outage(false);
+    converged(&hub, &sim, Duration::from_secs(30)).await;
+    let s = endpoint_status(&hub).await;
+    assert!(s["breaker_opened"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["breaker"], "closed", "{s}");
+    assert_eq!(s["dead_letters"], 0, "{s}");
+    let stats = sim.stats();
+    assert!(stats.requests_faulted > 0, "the outage was seen: {stats:?}");
+    assert_eq!(stats.rate_limit_violations, 0, "{stats:?}");
+    assert_histories_rise(&sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_item_is_parked_alone_and_retried_by_an_operator() {
+    let sim = shopify_sim(1).await;
+    sim.faults().permanent_items(["7"]);
+    let hub = start_hub("refused", &sim, 1, &[], &[]).await;
+    let mut c = hub.client(EAST).await;
+    for i in 1..=ITEMS {
+        assert_eq!(
+            receive(&mut c, &format!("r-{i}"), &format!("SKU-{i}"), i as i64).await,
+            200
+        );
+    }
+    let mut admin = hub.client(ADMIN).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let letters = loop {
+        let (_, v) = get(&mut admin, "/v1/dlq").await;
+        let letters = v["dead_letters"].as_array().unwrap().clone();
+        let others_done = (1..=ITEMS)
+            .filter(|i| *i != 7)
+            .all(|i| sim.quantity(&i.to_string()) == Some(i as i64));
+        if !letters.is_empty() && others_done {
+            break letters;
+        }
+        assert!(Instant::now() < deadline, "dlq {letters:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["key"], "SKU-7");
+    assert_eq!(
+        letters[0]["attempts"], 1,
+        "a permanent refusal is not retried"
+    );
+    assert!(
+        letters[0]["last_response"]
+            .as_str()
+            .unwrap()
+            .contains("ITEM_NOT_STOCKED_AT_LOCATION")
+            || letters[0]["last_response"]
+                .as_str()
+                .unwrap()
+                .contains("INVALID_INVENTORY_ITEM"),
+        "{}",
+        letters[0]
+    );
+    assert_ne!(sim.quantity("7"), Some(7));
+    let (_, x) = get(&mut admin, "/v1/exceptions?kind=delivery_failed").await;
+    assert_eq!(x["exceptions"].as_array().unwrap().len(), 1, "{x}");
+    assert_eq!(x["exceptions"][0]["entity"], "item:SKU-7");
+
+    // Bad requests are refused with a clear problem and change nothing.
+    let (status, p) = post(&mut admin, "/v1/dlq/retry", &json!({"note": "all of it"})).await;
+    assert_eq!(
+        (status, p["type"].as_str().unwrap()),
+        (400, "urn:crossdock:problem:empty-selection")
+    );
+    let (status, p) = post(
+        &mut admin,
+        "/v1/dlq/retry",
+        &json!({"endpoint": "shopify", "note": " "}),
+    )
+    .await;
+    assert_eq!((status, p["field"].as_str().unwrap()), (400, "note"));
+    let mut query = hub.client(QUERY).await;
+    let (status, _) = post(
+        &mut query,
+        "/v1/dlq/retry",
+        &json!({"endpoint": "shopify", "note": "x"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // The listing is fixed on the channel; an operator retries the parked message.
+    sim.faults().clear();
+    let id = letters[0]["id"].as_i64().unwrap();
+    let (status, v) = post(
+        &mut admin,
+        "/v1/dlq/retry",
+        &json!({"ids": [id], "note": "listing created"}),
+    )
+    .await;
+    assert_eq!((status, v["retried"].as_u64()), (200, Some(1)), "{v}");
+    converged(&hub, &sim, Duration::from_secs(20)).await;
+    let (_, audit) = get(&mut admin, "/v1/audit").await;
+    assert_eq!(audit["audit"][0]["action"], "dlq.retry", "{audit}");
+    assert_eq!(audit["audit"][0]["actor"], "admin");
+    assert_eq!(audit["audit"][0]["note"], "listing created");
+    let (_, x) = get(&mut admin, "/v1/exceptions?kind=delivery_failed").await;
+    assert_eq!(x["exceptions"][0]["status"], "replayed", "{x}");
+    assert_eq!(sim.stats().rate_limit_violations, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_hub_resumes_delivery_without_loss_or_double_application() {
+    let sim = shopify_sim(1).await;
+    sim.faults().latency(Duration::from_millis(150));
+    let mut hub = start_hub("restart", &sim, 1, &[], &[]).await;
+    let mut c = hub.client(EAST).await;
+    for round in 0..3 {
+        for i in 1..=ITEMS {
+            let id = format!("k-{round}-{i}");
+            assert_eq!(receive(&mut c, &id, &format!("SKU-{i}"), 1).await, 200);
+        }
+        // Kill mid-delivery: calls are in flight, the backlog is pending.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        hub.kill();
+        hub.restart().await;
+        c = hub.client(EAST).await;
+    }
+    sim.faults().latency(Duration::ZERO);
+    converged(&hub, &sim, Duration::from_secs(30)).await;
+    assert_histories_rise(&sim);
+    assert_eq!(sim.stats().rate_limit_violations, 0);
+}
+
+fn shopify_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../../../shared/extdata/channels/shopify/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The bare resource a webhook carries (the fixtures wrap it as the REST API does).
+fn unwrap(raw: &[u8], key: &str) -> Vec<u8> {
+    let v: Value = serde_json::from_slice(raw).unwrap();
+    serde_json::to_vec(&v[key]).unwrap()
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+async fn shopify_hook(
+    hub: &Hub,
+    topic: &str,
+    id: &str,
+    body: &[u8],
+    signature: &str,
+) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/webhooks/shopify/shopify", hub.addr))
+        .header("X-Shopify-Topic", topic)
+        .header("X-Shopify-Webhook-Id", id)
+        .header("X-Shopify-Hmac-Sha256", signature)
+        .header("Content-Type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("webhook request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shopify_webhooks_become_allocations_releases_and_drift_repairs() {
+    // The fixtures' shop: location 905684977, inventory item 808950810.
+    let sim = shopify_sim(905684977).await;
+    sim.insert_item(808950810, 0);
+    let skus = ["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK"];
+    let hub = start_hub(
+        "hooks",
+        &sim,
+        905684977,
+        &skus,
+        &[("IPOD2008GREEN", 808950810)],
+    )
+    .await;
+    let mut c = hub.client(EAST).await;
+    for (i, sku) in skus.iter().enumerate() {
+        assert_eq!(receive(&mut c, &format!("h-{i}"), sku, 5).await, 200);
+    }
+    let order = unwrap(&shopify_fixture("pyapi_order.json"), "order");
+    let mut admin = hub.client(ADMIN).await;
+    let (_, before) = get(&mut admin, "/v1/exceptions").await;
+
+    // A forged signature: 401 and nothing stored.
+    let (status, p) = shopify_hook(
+        &hub,
+        "orders/create",
+        "wh-1",
+        &order,
+        &sign("wrong", &order),
+    )
+    .await;
+    assert_eq!(
+        (status, p["type"].as_str()),
+        (401, Some("urn:crossdock:problem:bad-signature"))
+    );
+    assert_eq!(
+        common::positions(&mut admin, "IPOD2008GREEN").await[0].3,
+        0,
+        "nothing allocated"
+    );
+    let (_, after) = get(&mut admin, "/v1/exceptions").await;
+    assert_eq!(
+        before["exceptions"], after["exceptions"],
+        "nothing recorded"
+    );
+
+    // The real order: each line allocated on the channel.
+    let (status, v) = shopify_hook(
+        &hub,
+        "orders/create",
+        "wh-1",
+        &order,
+        &sign("hook-secret", &order),
+    )
+    .await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("allocated")),
+        "{v}"
+    );
+    for sku in skus {
+        let p = common::positions(&mut admin, sku).await;
+        assert_eq!(
+            (p[0].1, p[0].3, p[0].4),
+            (5, 1, 4),
+            "{sku}: on hand, allocated, available"
+        );
+    }
+    // Redelivered: the first answer again, applied once.
+    let (status, v) = shopify_hook(
+        &hub,
+        "orders/create",
+        "wh-1",
+        &order,
+        &sign("hook-secret", &order),
+    )
+    .await;
+    assert_eq!((status, v["duplicate"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(common::positions(&mut admin, "IPOD2008RED").await[0].3, 1);
+
+    // Cancelled: the allocation goes back.
+    let (status, v) = shopify_hook(
+        &hub,
+        "orders/cancelled",
+        "wh-2",
+        &order,
+        &sign("hook-secret", &order),
+    )
+    .await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("released")),
+        "{v}"
+    );
+    assert_eq!(common::positions(&mut admin, "IPOD2008BLACK").await[0].3, 0);
+
+    // Somebody sets the level by hand in Shopify: drift, raised and repaired.
+    let level = unwrap(
+        &shopify_fixture("pyapi_inventory_level.json"),
+        "inventory_level",
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.quantity("808950810") != Some(5) {
+        assert!(
+            Instant::now() < deadline,
+            "initial publication of IPOD2008GREEN"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.set_quantity("808950810", 6);
+    let (status, v) = shopify_hook(
+        &hub,
+        "inventory_levels/update",
+        "wh-3",
+        &level,
+        &sign("hook-secret", &level),
+    )
+    .await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("drift")), "{v}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.quantity("808950810") != Some(5) {
+        assert!(
+            Instant::now() < deadline,
+            "resync of IPOD2008GREEN: {:?}",
+            sim.quantity("808950810")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, x) = get(&mut admin, "/v1/exceptions?kind=inventory_mismatch").await;
+    assert_eq!(x["exceptions"].as_array().unwrap().len(), 1, "{x}");
+    assert_eq!(x["exceptions"][0]["entity"], "item:IPOD2008GREEN");
+
+    // An unknown SKU: 422 and an exception keeping the raw webhook.
+    let mut odd: Value = serde_json::from_slice(&order).unwrap();
+    odd["id"] = json!(1);
+    odd["line_items"][0]["sku"] = json!("NOT-AN-ITEM");
+    odd["line_items"][0]["variant_id"] = json!(999_999);
+    let odd = serde_json::to_vec(&odd).unwrap();
+    let (status, p) = shopify_hook(
+        &hub,
+        "orders/create",
+        "wh-4",
+        &odd,
+        &sign("hook-secret", &odd),
+    )
+    .await;
+    assert_eq!(
+        (status, p["type"].as_str()),
+        (422, Some("urn:crossdock:problem:unknown-item")),
+        "{p}"
+    );
+    let (_, x) = get(&mut admin, "/v1/exceptions?kind=unknown_item").await;
+    assert!(
+        x["exceptions"][0]["raw"]
+            .as_str()
+            .unwrap()
+            .contains("NOT-AN-ITEM"),
+        "{x}"
+    );
+    assert_eq!(sim.stats().rate_limit_violations, 0);
+}
