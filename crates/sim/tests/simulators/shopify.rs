@@ -453,3 +453,84 @@ async fn a_stopped_simulator_refuses_connections() {
     let result = reqwest::Client::new().post(url).body("{}").send().await;
     assert!(result.is_err_and(|e| e.is_connect()));
 }
+
+#[tokio::test]
+async fn requests_to_unknown_paths_are_counted_and_faulted_too() {
+    let sim = start(ShopifyConfig::default()).await;
+    let response = client()
+        .get(format!("{}/nope", sim.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    sim.faults().outage(true);
+    let response = client()
+        .get(format!("{}/nope", sim.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let stats = sim.stats();
+    assert_eq!(stats.requests_received, 2);
+    assert_eq!(stats.requests_faulted, 1);
+    let log = sim.requests();
+    assert_eq!((log[0].path.as_str(), log[0].status), ("/nope", Some(404)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_lose_and_double_nothing() {
+    let sim = std::sync::Arc::new(
+        start(ShopifyConfig {
+            throttle: ShopifyThrottle::PLUS,
+            ..ShopifyConfig::default()
+        })
+        .await,
+    );
+    const TASKS: i64 = 8;
+    const CALLS: i64 = 20;
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let sim = sim.clone();
+        tasks.push(tokio::spawn(async move {
+            let http = client();
+            for call in 0..CALLS {
+                // Each task raises its own item; every call also names a shared item, and
+                // every call is sent twice with the same idempotency key.
+                let own = 100 + task as u64;
+                let body = set_body(
+                    &format!("t{task}-c{call}"),
+                    vec![
+                        quantity(own, call, None),
+                        quantity(1, task * CALLS + call, None),
+                    ],
+                );
+                for _ in 0..2 {
+                    let (status, answer) = post_with(&http, &sim, TOKEN, &body).await.unwrap();
+                    assert_eq!(status, 200);
+                    assert_eq!(
+                        answer["data"]["inventorySetQuantities"]["userErrors"],
+                        json!([])
+                    );
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.requests_received as i64, TASKS * CALLS * 2);
+    assert_eq!(stats.duplicates as i64, TASKS * CALLS);
+    assert_eq!(stats.items_applied as i64, TASKS * CALLS * 2);
+    assert_eq!(stats.rate_limit_violations, 0);
+    for task in 0..TASKS {
+        let own = (100 + task).to_string();
+        assert_eq!(
+            sim.history(&own),
+            (0..CALLS).collect::<Vec<_>>(),
+            "item {own}"
+        );
+    }
+    assert_eq!(sim.history("1").len() as i64, TASKS * CALLS);
+    assert_eq!(sim.requests().len() as i64, TASKS * CALLS * 2);
+}
