@@ -1,6 +1,8 @@
-//! Publishers against loopback stubs of each channel: what goes on the wire, and how every
-//! answer is read back into per-message results.
+//! Publishers against loopback stubs of each channel (what goes on the wire, and how every
+//! answer is read back into per-message results) and against the `crossdock-sim` simulators
+//! (the same publishers talking to a faithful model of each platform).
 
+mod against_sim;
 mod amazon;
 mod shopify;
 mod stub;
