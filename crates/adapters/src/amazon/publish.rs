@@ -206,6 +206,17 @@ impl AmazonPublisher {
         }
     }
 
+    /// The longest any one `send` can take ([`AmazonPublisher::call_budget`] of the largest
+    /// batch): what a lane's per-call bound for this target must allow.
+    pub fn longest_call(&self) -> Duration {
+        let call = Duration::from_millis(self.config.timeout_ms);
+        if self.feeds_enabled() {
+            Duration::from_secs(self.config.feed_timeout_s) + call.saturating_mul(8)
+        } else {
+            call.saturating_mul(4)
+        }
+    }
+
     pub(super) fn feeds_enabled(&self) -> bool {
         self.config.feed_threshold > 0
     }
