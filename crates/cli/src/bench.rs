@@ -22,13 +22,13 @@ const TOKEN: &str = "bench-token-0123456789abcdef";
 pub struct Common {
     /// Repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]
-    runs: usize,
+    pub runs: usize,
     /// Concurrent connections of the load generator.
     #[arg(long)]
     connections: Option<usize>,
     /// Keep the hub's data directories here instead of a temporary folder.
     #[arg(long)]
-    dir: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -87,6 +87,35 @@ pub enum BenchWhat {
         #[command(flatten)]
         common: Common,
     },
+    /// Commit → first byte of the channel request, against an unthrottled Shopify simulator.
+    DeliveryLatency {
+        #[arg(long, default_value_t = 10_000)]
+        rate: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 10_000)]
+        items: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Time until every zero crossing is published: risk-first against FIFO, Shopify Standard.
+    DeliveryPriority {
+        #[arg(long, default_value_t = 10_000)]
+        items: usize,
+        #[arg(long, default_value_t = 500)]
+        crossing: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Availability changes coalesced per request under a burst, Shopify Standard.
+    DeliveryCoalesce {
+        #[arg(long, default_value_t = 1_000)]
+        items: usize,
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 pub fn run(what: BenchWhat) -> ExitCode {
@@ -113,6 +142,22 @@ pub fn run(what: BenchWhat) -> ExitCode {
             } => reserve(items, requests, pgbench_s, &pg, &common).await,
             BenchWhat::Memory { positions, common } => memory(positions, &common).await,
             BenchWhat::Restart { events, common } => restart(events, &common).await,
+            BenchWhat::DeliveryLatency {
+                rate,
+                seconds,
+                items,
+                common,
+            } => crate::bench_delivery::latency(rate, seconds, items, &common).await,
+            BenchWhat::DeliveryPriority {
+                items,
+                crossing,
+                common,
+            } => crate::bench_delivery::priority(items, crossing, &common).await,
+            BenchWhat::DeliveryCoalesce {
+                items,
+                events,
+                common,
+            } => crate::bench_delivery::coalesce(items, events, &common).await,
         }
     });
     match result {
@@ -251,7 +296,7 @@ fn cleanup(common: &Common, dir: &Path) {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     v[v.len() / 2]
 }

@@ -1,6 +1,7 @@
 //! `crossdock`: the one binary. Serve the hub, check a config, import opening stock, benchmark.
 
 mod bench;
+mod bench_delivery;
 mod import;
 
 use std::path::PathBuf;

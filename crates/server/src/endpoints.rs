@@ -48,6 +48,10 @@ pub struct EndpointEntry {
     pub retry: Option<RetryConfig>,
     #[serde(default)]
     pub breaker: Option<BreakerConfig>,
+    /// `risk_first` (default: zero crossings, then low stock, then the rest, oldest first) or
+    /// `fifo` (oldest first only; a baseline for benchmarks).
+    #[serde(default)]
+    pub order: Option<String>,
     #[serde(default)]
     pub shopify: Option<ShopifyConfig>,
     #[serde(default)]
@@ -161,6 +165,14 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
     if let Some(p) = rate.problem() {
         problems.push(("rate".into(), p));
     }
+    let fifo = match e.order.as_deref() {
+        None | Some("risk_first") => false,
+        Some("fifo") => true,
+        Some(other) => {
+            problems.push(("order".into(), format!("must be \"risk_first\" or \"fifo\", not {other:?}")));
+            false
+        }
+    };
     let sections = [
         ("shopify", e.shopify.is_some()),
         ("amazon", e.amazon.is_some()),
@@ -247,7 +259,7 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
             breaker: e.breaker.unwrap_or_default(),
             // The publisher bounds each HTTP call; a feed or a resync read can take a few.
             call_timeout: Duration::from_millis(timeout_ms.saturating_mul(4).max(1_000)),
-            fifo: false,
+            fifo,
         },
         target,
         webhook_secret: secrets

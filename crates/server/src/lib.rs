@@ -32,6 +32,15 @@ pub struct Hub {
 /// Opens the store and starts the engine the config describes, with a delivery lane per
 /// configured endpoint (the lanes start working in [`serve`]).
 pub fn start(config: &Config) -> Result<Hub, crossdock_store::StoreError> {
+    start_observed(config, None)
+}
+
+/// [`start`], with `observe` called on each committed batch's outbox rows before delivery
+/// takes them (benchmarks time commits with it).
+pub fn start_observed(
+    config: &Config,
+    observe: Option<crossdock_engine::OutboxSink>,
+) -> Result<Hub, crossdock_store::StoreError> {
     let store = match &config.store {
         config::StoreChoice::Sqlite(path) => {
             std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -66,7 +75,12 @@ pub fn start(config: &Config) -> Result<Hub, crossdock_store::StoreError> {
         batch_max: config.batch_max,
         outbox: OutboxHook {
             channels: Some(Arc::new(channels)),
-            on_commit: Some(Arc::new(move |rows| sink.on_commit(rows))),
+            on_commit: Some(Arc::new(move |rows| {
+                if let Some(o) = &observe {
+                    o(rows);
+                }
+                sink.on_commit(rows);
+            })),
         },
     };
     let engine = Engine::start(engine_config, Arc::new(config.policy.clone()))?;

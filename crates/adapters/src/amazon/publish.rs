@@ -192,20 +192,6 @@ impl AmazonPublisher {
         })
     }
 
-    /// The longest one `send` of `batch` can take. A patch is at most four calls (a token, the
-    /// patch, and both again after a 403); a feed runs up to `feed_timeout_s` and then a few
-    /// calls to fetch its report. A lane's own bound on a call must not be shorter, or every
-    /// feed is abandoned and sent again as a new feed.
-    pub fn call_budget(&self, batch: &[Message]) -> Duration {
-        let call = Duration::from_millis(self.config.timeout_ms);
-        if batch.len() > 1 && self.feeds_enabled() {
-            Duration::from_secs(self.config.feed_timeout_s) + call.saturating_mul(8)
-        } else {
-            call.saturating_mul(4)
-                .saturating_mul(batch.len().max(1) as u32)
-        }
-    }
-
     /// The longest any one `send` can take ([`AmazonPublisher::call_budget`] of the largest
     /// batch): what a lane's per-call bound for this target must allow.
     pub fn longest_call(&self) -> Duration {
@@ -368,6 +354,20 @@ impl AmazonPublisher {
 }
 
 impl Target for AmazonPublisher {
+    /// The longest one `send` of `batch` can take. A patch is at most four calls (a token, the
+    /// patch, and both again after a 403); a feed runs up to `feed_timeout_s` and then a few
+    /// calls to fetch its report. A lane's own bound on a call must not be shorter, or every
+    /// feed is abandoned and sent again as a new feed.
+    fn call_budget(&self, batch: &[Message]) -> Duration {
+        let call = Duration::from_millis(self.config.timeout_ms);
+        if batch.len() > 1 && self.feeds_enabled() {
+            Duration::from_secs(self.config.feed_timeout_s) + call.saturating_mul(8)
+        } else {
+            call.saturating_mul(4)
+                .saturating_mul(batch.len().max(1) as u32)
+        }
+    }
+
     fn max_batch(&self) -> usize {
         if self.feeds_enabled() { FEED_MAX } else { 1 }
     }

@@ -147,12 +147,6 @@ impl ShopifyPublisher {
         })
     }
 
-    /// The longest one `send` can take: one GraphQL call. A lane's own bound on a call should
-    /// not be shorter.
-    pub fn call_budget(&self, _batch: &[Message]) -> Duration {
-        self.timeout
-    }
-
     /// The inventory item gid for `item`, or the failure to report.
     fn inventory_item(&self, item: &str) -> Result<String, Failure> {
         let Some(external) = self.crosswalk.external(item) else {
@@ -285,6 +279,12 @@ impl ShopifyPublisher {
 }
 
 impl Target for ShopifyPublisher {
+    /// The longest one `send` can take: one GraphQL call. A lane's own bound on a call should
+    /// not be shorter.
+    fn call_budget(&self, _batch: &[Message]) -> Duration {
+        self.timeout
+    }
+
     fn max_batch(&self) -> usize {
         MAX_BATCH
     }

@@ -73,11 +73,6 @@ impl WebhookPublisher {
         })
     }
 
-    /// The longest one `send` of `batch` can take: one POST per message.
-    pub fn call_budget(&self, batch: &[Message]) -> Duration {
-        self.timeout.saturating_mul(batch.len().max(1) as u32)
-    }
-
     /// Sends one message; the result and the receiver's `Retry-After`, if any.
     async fn deliver(&self, message: &Message) -> (MsgResult, Option<Duration>) {
         let body = match encode(message) {
@@ -112,6 +107,11 @@ impl WebhookPublisher {
 }
 
 impl Target for WebhookPublisher {
+    /// The longest one `send` of `batch` can take: one POST per message.
+    fn call_budget(&self, batch: &[Message]) -> Duration {
+        self.timeout.saturating_mul(batch.len().max(1) as u32)
+    }
+
     fn max_batch(&self) -> usize {
         1
     }

@@ -113,13 +113,6 @@ impl WooPublisher {
         })
     }
 
-    /// The longest one `send` of `batch` can take: its calls are made one after another. A
-    /// lane's own bound on a call should not be shorter.
-    pub fn call_budget(&self, batch: &[Message]) -> std::time::Duration {
-        let calls = self.estimated_cost(batch).max(1.0) as u32;
-        self.timeout.saturating_mul(calls)
-    }
-
     fn woo_item(&self, item: &str) -> Result<WooItem, Failure> {
         let Some(external) = self.crosswalk.external(item) else {
             return Err(util::no_crosswalk_entry(item, &self.channel));
@@ -267,6 +260,13 @@ impl WooPublisher {
 }
 
 impl Target for WooPublisher {
+    /// The longest one `send` of `batch` can take: its calls are made one after another. A
+    /// lane's own bound on a call should not be shorter.
+    fn call_budget(&self, batch: &[Message]) -> std::time::Duration {
+        let calls = self.estimated_cost(batch).max(1.0) as u32;
+        self.timeout.saturating_mul(calls)
+    }
+
     fn max_batch(&self) -> usize {
         MAX_BATCH
     }
