@@ -6,7 +6,7 @@
 //!
 //! The queue, limiter and breaker sit behind one short-held mutex so the committer can push rows
 //! and the API can read the lane's state; nothing awaits while holding it. Store writes are
-//! buffered and flushed after each call: a failed write is retried, never lost, and a message
+//! buffered and written by a recorder task beside the sending: a failed write is retried, never lost, and a message
 //! resent after a crash carries the same idempotency key.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -94,6 +94,8 @@ pub struct Lane {
     target: Arc<dyn Target>,
     state: Mutex<State>,
     wake: Notify,
+    /// Results are waiting to be written.
+    recorded: Notify,
 }
 
 /// What the lane does next.
@@ -124,6 +126,7 @@ impl Lane {
             config,
             target,
             wake: Notify::new(),
+            recorded: Notify::new(),
         })
     }
 
@@ -151,6 +154,7 @@ impl Lane {
         }
         drop(st);
         self.wake.notify_one();
+        self.recorded.notify_one();
     }
 
     /// Lets ordered keys go whose parked message was retried or discarded.
@@ -186,6 +190,7 @@ impl Lane {
         st.queue.resend(row, Some(shown), now);
         drop(st);
         self.wake.notify_one();
+        self.recorded.notify_one();
     }
 
     /// The newest value delivered for `key`: `(ledger sequence, value)`.
@@ -223,26 +228,17 @@ impl Lane {
                 return;
             }
         }
-        let mut flush_backoff = Duration::ZERO;
+        // Results are recorded beside the sending, so a call never waits for an fsync.
+        let recorder = tokio::spawn(self.clone().record(store, stop.clone()));
         loop {
             if *stop.borrow() {
-                return;
+                break;
             }
-            if !flush_backoff.is_zero() && sleep_or_stop(flush_backoff, &mut stop).await {
-                return;
-            }
-            flush_backoff = match self.flush(&store).await {
-                Ok(()) => Duration::ZERO,
-                Err(e) => {
-                    warn!(endpoint = %self.config.endpoint, error = %e, "lane could not record results; retrying");
-                    (flush_backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
-                }
-            };
             match self.next_step() {
                 Step::Send(entries, messages, cost) => self.send(entries, messages, cost).await,
                 Step::Wait(d) => {
                     if sleep_or_stop(d, &mut stop).await {
-                        return;
+                        break;
                     }
                 }
                 Step::Idle(due) => {
@@ -252,10 +248,40 @@ impl Lane {
                     tokio::select! {
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(sleep) => {}
-                        _ = stop.changed() => return,
+                        _ = stop.changed() => break,
                     }
                 }
             }
+        }
+        let _ = recorder.await;
+    }
+
+    /// Writes the lane's results to the store as they come, batching whatever accumulated
+    /// during the previous write; retries a failed write with backoff; writes once more on stop.
+    async fn record(self: Arc<Lane>, store: StoreThread, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Duration::ZERO;
+        loop {
+            let mut stopping = *stop.borrow();
+            if !backoff.is_zero() {
+                tokio::time::sleep(backoff).await;
+            } else if !stopping {
+                tokio::select! {
+                    _ = self.recorded.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    r = stop.changed() => stopping = r.is_err() || *stop.borrow(),
+                }
+            }
+            backoff = match self.flush(&store).await {
+                Ok(()) if stopping => return,
+                Ok(()) => Duration::ZERO,
+                Err(e) => {
+                    warn!(endpoint = %self.config.endpoint, error = %e, "lane could not record results; retrying");
+                    if stopping && backoff >= Duration::from_secs(1) {
+                        return;
+                    }
+                    (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
+                }
+            };
         }
     }
 
@@ -380,7 +406,10 @@ impl Lane {
     }
 
     async fn send(&self, entries: Vec<Entry>, messages: Vec<Message>, cost: f64) {
-        let bound = self.config.call_timeout.max(self.target.call_budget(&messages));
+        let bound = self
+            .config
+            .call_timeout
+            .max(self.target.call_budget(&messages));
         let call = self.target.send(&messages);
         let outcome = match tokio::time::timeout(bound, call).await {
             Ok(o) if o.results.len() == messages.len() => o,
@@ -442,6 +471,7 @@ impl Lane {
         for (entry, msg, found) in mismatched {
             self.mismatch(entry, msg, found).await;
         }
+        self.recorded.notify_one();
     }
 
     fn failed(&self, st: &mut State, mut entry: Entry, f: &Failure, now: Instant) {
