@@ -519,3 +519,124 @@ async fn shopify_webhooks_become_allocations_releases_and_drift_repairs() {
     );
     assert_eq!(sim.stats().rate_limit_violations, 0);
 }
+
+/// The ledger sequences of the feed documents received for `key`, in arrival order.
+fn feed_seqs(sim: &crossdock_sim::WebhookSim, key: &str) -> Vec<u64> {
+    sim.received()
+        .iter()
+        .filter(|d| d.body["key"] == key)
+        .map(|d| d.body["ledger_seq"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_feed_keeps_order_per_item_and_a_parked_item_holds_only_itself() {
+    let sim = crossdock_sim::WebhookSim::start(crossdock_sim::WebhookConfig::default())
+        .await
+        .expect("start the webhook receiver");
+    sim.faults().permanent_items(["SKU-2"]);
+    let feed = format!(
+        r#"
+[[endpoints]]
+name = "erp-feed"
+kind = "webhook"
+events = ["inventory.*"]
+secrets_env = {{ signing_secret = "FEED_SECRET" }}
+[endpoints.webhook]
+url = "{}/crossdock/events"
+"#,
+        sim.url()
+    );
+    let mut hub = Hub::start_full(
+        "feed",
+        &common::config(&feed),
+        &[],
+        &[],
+        &[("FEED_SECRET", "whsec_simulator")],
+    )
+    .await;
+    let mut c = hub.client(EAST).await;
+    for round in 0..5 {
+        for item in ["SKU-1", "SKU-2", "SKU-3"] {
+            assert_eq!(
+                receive(&mut c, &format!("f-{round}-{item}"), item, 1).await,
+                200
+            );
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while feed_seqs(&sim, "SKU-1").len() < 5 || feed_seqs(&sim, "SKU-3").len() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "feed for SKU-1 and SKU-3: {:?}",
+            sim.received().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for key in ["SKU-1", "SKU-3"] {
+        let seqs = feed_seqs(&sim, key);
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{key} out of order: {seqs:?}"
+        );
+    }
+    assert!(
+        feed_seqs(&sim, "SKU-2").is_empty(),
+        "the refused item's documents are not delivered"
+    );
+    let received = sim.received();
+    assert_eq!(
+        received[0].body["document"]["type"], "inventory.received.v1",
+        "{}",
+        received[0].body
+    );
+    assert!(
+        received
+            .iter()
+            .all(|d| d.idempotency_key.is_some() && d.correlation_id.is_some())
+    );
+    assert_eq!(sim.stats().auth_failures, 0, "every delivery was signed");
+
+    // One SKU-2 document is parked; the four after it wait behind it, also across a restart.
+    let mut admin = hub.client(ADMIN).await;
+    let (_, v) = get(&mut admin, "/v1/dlq?endpoint=erp-feed").await;
+    let letters = v["dead_letters"].as_array().unwrap().clone();
+    assert_eq!(letters.len(), 1, "{v}");
+    assert_eq!(
+        (letters[0]["key"].as_str(), letters[0]["kind"].as_str()),
+        (Some("SKU-2"), Some("ordered"))
+    );
+    hub.kill();
+    hub.restart().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        feed_seqs(&sim, "SKU-2").is_empty(),
+        "still held after a restart"
+    );
+
+    // The receiver is fixed; the operator retries the parked document: all five arrive in order.
+    sim.faults().clear();
+    let mut admin = hub.client(ADMIN).await;
+    let (status, v) = post(
+        &mut admin,
+        "/v1/dlq/retry",
+        &json!({"endpoint": "erp-feed", "note": "receiver fixed"}),
+    )
+    .await;
+    assert_eq!((status, v["retried"].as_u64()), (200, Some(1)), "{v}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while feed_seqs(&sim, "SKU-2").len() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "SKU-2 feed: {:?}",
+            feed_seqs(&sim, "SKU-2")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seqs = feed_seqs(&sim, "SKU-2");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "SKU-2 out of order: {seqs:?}"
+    );
+    assert_eq!(sim.stats().duplicates, 0, "{:?}", sim.stats());
+}

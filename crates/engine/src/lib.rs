@@ -84,13 +84,35 @@ pub struct OutboxHook {
     /// Channels whose availability changes go to the outbox (those with a delivery endpoint);
     /// `None`: every channel.
     pub channels: Option<Arc<HashSet<String>>>,
+    /// Endpoints that take every applied event of some types, in ledger order per key.
+    pub feeds: Arc<Vec<Feed>>,
     pub on_commit: Option<OutboxSink>,
+}
+
+/// An event feed: every applied event whose type matches goes to `endpoint` as an "ordered"
+/// outbox message (the CloudEvents envelope), keyed by its first item (or its reservation, or
+/// its source), so a subscriber sees each item's events in ledger order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feed {
+    pub endpoint: String,
+    /// `inventory.*`, `inventory.received.v1`, or `*`.
+    pub types: Vec<String>,
+}
+
+impl Feed {
+    pub fn wants(&self, ty: &str) -> bool {
+        self.types.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => ty.starts_with(prefix),
+            None => p == ty,
+        })
+    }
 }
 
 impl std::fmt::Debug for OutboxHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutboxHook")
             .field("channels", &self.channels)
+            .field("feeds", &self.feeds)
             .field("on_commit", &self.on_commit.is_some())
             .finish()
     }

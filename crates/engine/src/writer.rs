@@ -12,8 +12,8 @@ use crossdock_ledger::{Effects, Ledger, Outcome, Policy, Rejection, ResStatus};
 use crossdock_model::{Envelope, Event};
 use crossdock_model::{EventData, ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
 use crossdock_store::{
-    CommitBatch, EventStatus, ExceptionStatusChange, OutboxKind, OutboxRow, SourceSeqRow, Store,
-    StoreError, TimerRow,
+    CommitBatch, EventRow, EventStatus, ExceptionStatusChange, OutboxKind, OutboxRow, SourceSeqRow,
+    Store, StoreError, TimerRow,
 };
 use tracing::{error, warn};
 
@@ -202,6 +202,11 @@ impl Writer {
             pending.push(p);
         }
         self.ledger.finish_batch(&self.policy, &mut fx);
+        for &(seq, applied) in &fx.released {
+            if applied {
+                self.feed_released(seq, &mut batch);
+            }
+        }
         self.collect(&fx, &mut batch);
         self.keys.extend(batch_keys.keys().copied());
         let batch = Arc::new(batch);
@@ -330,9 +335,62 @@ impl Writer {
             .entry(event.key_hash())
             .or_default()
             .push(batch.events.len());
-        batch
-            .events
-            .push(event_row(self.partition, self.ledger.seq, event, status));
+        let row = event_row(self.partition, self.ledger.seq, event, status);
+        if status == EventStatus::Applied {
+            self.feed(event, &row, batch);
+        }
+        batch.events.push(row);
+    }
+
+    /// Outbox rows for the event feeds that want this applied event.
+    fn feed(&self, event: &Event, row: &EventRow, batch: &mut CommitBatch) {
+        for f in self.outbox.feeds.iter().filter(|f| f.wants(&row.ty)) {
+            let key = match event.data.items().first() {
+                Some(item) => item.to_string(),
+                None => reservation_of(&event.data).unwrap_or_else(|| event.source.to_string()),
+            };
+            batch.outbox.push(OutboxRow {
+                partition: self.partition,
+                endpoint: f.endpoint.clone(),
+                key,
+                ledger_seq: row.seq,
+                priority: 2,
+                kind: OutboxKind::Ordered,
+                payload: row.envelope.clone(),
+                correlation_id: Some(row.correlation_id.clone()),
+                created_at_us: row.received_at_us,
+            });
+        }
+    }
+
+    /// A held event the resequencer let through in this batch: feed it now, from the batch it
+    /// was logged in (still in the pipeline) or from the store.
+    fn feed_released(&mut self, seq: u64, batch: &mut CommitBatch) {
+        if self.outbox.feeds.is_empty() {
+            return;
+        }
+        let in_flight = self
+            .recent
+            .iter()
+            .flat_map(|r| r.batch.events.iter())
+            .chain(batch.events.iter())
+            .find(|e| e.seq == seq)
+            .cloned();
+        let row = match in_flight {
+            Some(row) => Some(row),
+            None => match self.store.read_events(self.partition, seq - 1, 1) {
+                Ok(rows) => rows.into_iter().find(|e| e.seq == seq),
+                Err(e) => {
+                    tracing::error!(partition = self.partition, seq, error = %e, "cannot read a released event to feed it");
+                    None
+                }
+            },
+        };
+        if let Some(row) = row
+            && let Ok(event) = crate::persist::event_from_row(&row)
+        {
+            self.feed(&event, &row, batch);
+        }
     }
 
     fn apply_event(
@@ -569,6 +627,17 @@ impl Writer {
                 )
             }));
         batch.last_seq = self.ledger.seq;
+    }
+}
+
+/// The reservation a hub command is about, if it is one.
+fn reservation_of(data: &EventData) -> Option<String> {
+    match data {
+        EventData::ReservationRequested(r) => Some(r.reservation.clone()),
+        EventData::ReservationReleased(r)
+        | EventData::ReservationCommitted(r)
+        | EventData::ReservationExpired(r) => Some(r.reservation.clone()),
+        _ => None,
     }
 }
 

@@ -582,17 +582,22 @@ impl Checker<'_> {
         let mut endpoints: Vec<crate::endpoints::EndpointSpec> = Vec::new();
         for (i, e) in raw.endpoints.iter().enumerate() {
             let key = format!("endpoints.{i}");
-            if !raw.channels.iter().any(|c| c.id == e.channel) {
+            if let Some(channel) = &e.channel
+                && !raw.channels.iter().any(|c| &c.id == channel)
+            {
                 self.problem(
                     format!("{key}.channel"),
-                    format!("channel {:?} is not configured in [[channels]]", e.channel),
+                    format!("channel {channel:?} is not configured in [[channels]]"),
                 );
                 continue;
             }
-            if endpoints.iter().any(|x| x.lane.endpoint == e.channel) {
+            let id = e.channel.as_ref().or(e.name.as_ref());
+            if let Some(id) = id
+                && endpoints.iter().any(|x| x.id() == id)
+            {
                 self.problem(
                     format!("{key}.channel"),
-                    format!("channel {:?} already has an endpoint", e.channel),
+                    format!("{id:?} already has an endpoint (channels and feed names share one namespace)"),
                 );
                 continue;
             }

@@ -32,7 +32,15 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 pub struct EndpointEntry {
-    pub channel: String,
+    /// The channel whose availability this endpoint publishes (the lane is named after it).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// An event feed instead: its name, and the event types it takes (`inventory.*`,
+    /// `reservation.committed.v1`, `*`), delivered in ledger order per item.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
     pub kind: String,
     #[serde(default)]
     pub crosswalk: Option<PathBuf>,
@@ -74,6 +82,15 @@ pub struct EndpointSpec {
     /// The channel's own id of the location Crossdock publishes to (Shopify), so inventory
     /// reports about other locations are not mistaken for drift.
     pub channel_location: Option<String>,
+    /// Set for an event feed; `None` for a channel's availability.
+    pub feed: Option<crossdock_engine::Feed>,
+}
+
+impl EndpointSpec {
+    /// The lane's name: the channel, or the feed's name.
+    pub fn id(&self) -> &str {
+        &self.lane.endpoint
+    }
 }
 
 impl std::fmt::Debug for EndpointSpec {
@@ -119,6 +136,37 @@ fn default_rate(kind: &str) -> RateConfig {
 /// Builds one endpoint, or reports every problem as `(key suffix, message)`.
 pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String, String)>> {
     let mut problems = Vec::new();
+    let (id, feed) = match (&e.channel, &e.name, &e.events) {
+        (Some(c), None, None) => (c.clone(), None),
+        (None, Some(name), Some(types)) => {
+            for (j, t) in types.iter().enumerate() {
+                if let Some(p) = event_pattern_problem(t) {
+                    problems.push((format!("events.{j}"), p));
+                }
+            }
+            if types.is_empty() {
+                problems.push(("events".into(), "name at least one event type".into()));
+            }
+            if e.kind != "webhook" {
+                problems.push((
+                    "kind".into(),
+                    "an event feed is delivered by a \"webhook\" endpoint".into(),
+                ));
+            }
+            let feed = crossdock_engine::Feed {
+                endpoint: name.clone(),
+                types: types.clone(),
+            };
+            (name.clone(), Some(feed))
+        }
+        _ => {
+            return Err(vec![(
+                "channel".into(),
+                "set either channel (publish its availability) or name and events (an event feed)"
+                    .into(),
+            )]);
+        }
+    };
     let Some(&(kind, required, optional)) = KINDS.iter().find(|k| k.0 == e.kind) else {
         let names: Vec<&str> = KINDS.iter().map(|k| k.0).collect();
         return Err(vec![(
@@ -169,7 +217,10 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
         None | Some("risk_first") => false,
         Some("fifo") => true,
         Some(other) => {
-            problems.push(("order".into(), format!("must be \"risk_first\" or \"fifo\", not {other:?}")));
+            problems.push((
+                "order".into(),
+                format!("must be \"risk_first\" or \"fifo\", not {other:?}"),
+            ));
             false
         }
     };
@@ -252,7 +303,7 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
     };
     Ok(EndpointSpec {
         lane: LaneConfig {
-            endpoint: e.channel.clone(),
+            endpoint: id,
             target: kind.to_string(),
             rate,
             retry: e.retry.unwrap_or_default(),
@@ -267,6 +318,7 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
             .map(|s| s.clone().into_bytes()),
         crosswalk: Arc::new(crosswalk),
         channel_location,
+        feed,
     })
 }
 
@@ -297,4 +349,18 @@ fn secret(e: &EndpointEntry, name: &str, base: &Path) -> Result<Option<String>, 
         },
         (None, None) => Ok(None),
     }
+}
+
+/// Why an event type pattern matches nothing, if it does not.
+fn event_pattern_problem(pattern: &str) -> Option<String> {
+    let names = crossdock_model::EventData::TYPES.iter().map(|(n, _)| *n);
+    let matches = match pattern.strip_suffix('*') {
+        Some(prefix) => names.clone().any(|n| n.starts_with(prefix)),
+        None => names.clone().any(|n| n == pattern),
+    };
+    (!matches).then(|| {
+        format!(
+            "{pattern:?} matches no event type; use a type such as inventory.received.v1, a prefix such as inventory.*, or *"
+        )
+    })
 }

@@ -65,7 +65,13 @@ pub fn start_observed(
     let channels: HashSet<String> = config
         .endpoints
         .iter()
-        .map(|e| e.lane.endpoint.clone())
+        .filter(|e| e.feed.is_none())
+        .map(|e| e.id().to_string())
+        .collect();
+    let feeds = config
+        .endpoints
+        .iter()
+        .filter_map(|e| e.feed.clone())
         .collect();
     let sink = delivery.clone();
     let engine_config = EngineConfig {
@@ -75,6 +81,7 @@ pub fn start_observed(
         batch_max: config.batch_max,
         outbox: OutboxHook {
             channels: Some(Arc::new(channels)),
+            feeds: Arc::new(feeds),
             on_commit: Some(Arc::new(move |rows| {
                 if let Some(o) = &observe {
                     o(rows);
