@@ -773,6 +773,57 @@ locations = ["DC-EAST"]
     }
 
     #[test]
+    fn endpoint_problems_are_named_by_key() {
+        let bad = format!(
+            "{OK}{}",
+            r#"
+[[endpoints]]
+channel = "nowhere"
+kind = "webhook"
+
+[[endpoints]]
+channel = "shopify"
+kind = "carrier-pigeon"
+
+[[endpoints]]
+channel = "b2b"
+kind = "shopify"
+secrets_env = { access_token = "CROSSDOCK_TEST_UNSET_VAR", pin = "X" }
+rate = { kind = "token", rate = 0 }
+
+[[endpoints]]
+name = "feed"
+kind = "shopify"
+events = ["inventory.*", "nonsense.*"]
+"#
+        );
+        let problems = parse(&bad, Path::new(".")).unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let has =
+            |key: &str, words: &str| text.iter().any(|t| t.contains(key) && t.contains(words));
+        assert!(has("endpoints.0.channel", "not configured"), "{text:#?}");
+        assert!(has("endpoints.1.kind", "carrier-pigeon"), "{text:#?}");
+        assert!(
+            has("endpoints.2.secrets_env.pin", "takes no secret"),
+            "{text:#?}"
+        );
+        assert!(
+            has(
+                "endpoints.2.secrets_env.access_token",
+                "CROSSDOCK_TEST_UNSET_VAR is not set"
+            ),
+            "{text:#?}"
+        );
+        assert!(has("endpoints.2.rate", "positive"), "{text:#?}");
+        assert!(
+            has("endpoints.3.events.1", "matches no event type"),
+            "{text:#?}"
+        );
+        assert!(has("endpoints.3.kind", "webhook"), "{text:#?}");
+        assert!(problems.iter().all(|p| p.line.is_some()), "{text:#?}");
+    }
+
+    #[test]
     fn every_problem_is_reported_with_key_and_line() {
         let bad = OK
             .replace("buffer = \"10%\"", "bufer = 3\nbuffer = \"ten\"")
