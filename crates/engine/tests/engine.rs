@@ -413,6 +413,84 @@ mod commit_failure {
         fail: Arc<AtomicBool>,
     }
 
+    /// Delivery's tables are not under test here: straight through.
+    impl crossdock_store::DeliveryStore for Flaky {
+        fn lane_backlog(
+            &mut self,
+            e: &str,
+        ) -> crossdock_store::Result<Vec<crossdock_store::OutboxRow>> {
+            self.inner.lane_backlog(e)
+        }
+        fn sent_values(
+            &mut self,
+            e: &str,
+        ) -> crossdock_store::Result<Vec<crossdock_store::SentRow>> {
+            self.inner.sent_values(e)
+        }
+        fn record_acks(
+            &mut self,
+            e: &str,
+            acks: &[crossdock_store::Ack],
+            at: i64,
+        ) -> crossdock_store::Result<()> {
+            self.inner.record_acks(e, acks, at)
+        }
+        fn park(
+            &mut self,
+            letters: &[crossdock_store::NewDeadLetter],
+        ) -> crossdock_store::Result<()> {
+            self.inner.park(letters)
+        }
+        fn dead_letters(
+            &mut self,
+            f: &crossdock_store::DeadLetterFilter,
+        ) -> crossdock_store::Result<Vec<crossdock_store::DeadLetter>> {
+            self.inner.dead_letters(f)
+        }
+        fn dead_letter_counts(&mut self) -> crossdock_store::Result<Vec<(String, u64)>> {
+            self.inner.dead_letter_counts()
+        }
+        fn act_on_dead_letters(
+            &mut self,
+            f: &crossdock_store::DeadLetterFilter,
+            action: crossdock_store::DeadLetterAction,
+            actor: &str,
+            note: &str,
+            at: i64,
+        ) -> crossdock_store::Result<Vec<crossdock_store::DeadLetter>> {
+            self.inner.act_on_dead_letters(f, action, actor, note, at)
+        }
+        fn add_exceptions(
+            &mut self,
+            r: &[crossdock_model::ExceptionRecord],
+        ) -> crossdock_store::Result<()> {
+            self.inner.add_exceptions(r)
+        }
+        fn audit_log(
+            &mut self,
+            limit: u32,
+        ) -> crossdock_store::Result<Vec<crossdock_store::AuditRow>> {
+            self.inner.audit_log(limit)
+        }
+        fn webhook_receipt(
+            &mut self,
+            c: &str,
+            id: &str,
+        ) -> crossdock_store::Result<Option<String>> {
+            self.inner.webhook_receipt(c, id)
+        }
+        fn record_webhook(
+            &mut self,
+            c: &str,
+            id: &str,
+            topic: &str,
+            outcome: &str,
+            at: i64,
+        ) -> crossdock_store::Result<()> {
+            self.inner.record_webhook(c, id, topic, outcome, at)
+        }
+    }
+
     impl Store for Flaky {
         fn migrate(&mut self, partitions: u32) -> crossdock_store::Result<()> {
             self.inner.migrate(partitions)
