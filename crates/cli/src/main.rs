@@ -60,12 +60,13 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => match crossdock_server::config::load(&file) {
             Ok(c) => {
                 println!(
-                    "{}: ok ({} locations, {} channels, {} sources, {} tokens, {} items)",
+                    "{}: ok ({} locations, {} channels, {} sources, {} tokens, {} endpoints, {} items)",
                     file.display(),
                     c.policy.locations.len(),
                     c.policy.channels.len(),
                     c.policy.sources.len(),
                     c.tokens.len(),
+                    c.endpoints.len(),
                     c.policy
                         .items
                         .as_ref()
