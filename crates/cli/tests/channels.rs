@@ -454,6 +454,8 @@ timeout_ms = 2000
     let (_, x) = get(&mut admin, "/v1/exceptions?kind=delivery_failed").await;
     let exceptions = x["exceptions"].as_array().unwrap();
     assert_eq!(exceptions.len(), all.len(), "one per parked message: {x}");
+    let open = exceptions.iter().filter(|e| e["status"] == "open").count();
+    assert_eq!(open, 1, "superseded letters' records are resolved: {x}");
     assert!(
         exceptions.iter().all(|e| e["entity"] == "item:SKU-7"),
         "{x}"

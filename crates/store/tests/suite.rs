@@ -1328,6 +1328,23 @@ fn case_park_moves_to_the_dlq_and_supersedes_older_letters(s: &mut dyn Store) {
             .iter()
             .all(|x| x.kind == ExceptionKind::DeliveryFailed)
     );
+    let superseded = exceptions
+        .iter()
+        .find(|x| x.id == "delivery_failed:shop:A:5")
+        .unwrap();
+    assert_eq!(
+        superseded.status,
+        ExceptionStatus::Resolved,
+        "{superseded:?}"
+    );
+    assert_eq!(
+        exceptions
+            .iter()
+            .filter(|x| x.status == ExceptionStatus::Open)
+            .count(),
+        2,
+        "the parked letters' records stay open"
+    );
 }
 
 fn case_retry_and_discard_dead_letters(s: &mut dyn Store) {
@@ -1434,11 +1451,23 @@ fn case_retry_and_discard_dead_letters(s: &mut dyn Store) {
 
 fn case_webhook_receipts_keep_the_first_answer(s: &mut dyn Store) {
     assert_eq!(s.webhook_receipt("shop", "w-1").unwrap(), None);
-    s.record_webhook("shop", "w-1", "orders/create", r#"{"status":"reserved"}"#, 10).unwrap();
-    s.record_webhook("shop", "w-1", "orders/create", r#"{"status":"other"}"#, 20).unwrap();
+    s.record_webhook(
+        "shop",
+        "w-1",
+        "orders/create",
+        r#"{"status":"reserved"}"#,
+        10,
+    )
+    .unwrap();
+    s.record_webhook("shop", "w-1", "orders/create", r#"{"status":"other"}"#, 20)
+        .unwrap();
     assert_eq!(
         s.webhook_receipt("shop", "w-1").unwrap().as_deref(),
         Some(r#"{"status":"reserved"}"#)
     );
-    assert_eq!(s.webhook_receipt("other", "w-1").unwrap(), None, "ids are per channel");
+    assert_eq!(
+        s.webhook_receipt("other", "w-1").unwrap(),
+        None,
+        "ids are per channel"
+    );
 }

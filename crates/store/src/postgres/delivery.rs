@@ -27,6 +27,12 @@ const UPSERT_SENT: &str = "INSERT INTO delivery_sent (endpoint, key, ledger_seq,
      ledger_seq = excluded.ledger_seq, value = excluded.value, sent_at_us = excluded.sent_at_us \
      WHERE excluded.ledger_seq > delivery_sent.ledger_seq";
 
+/// Closes the exceptions of the letters [`SUPERSEDE`] is about to retire.
+const CLOSE_SUPERSEDED: &str = "UPDATE exceptions SET status = 'resolved', updated_at_us = $3, \
+     actor = 'delivery', note = 'superseded by a newer value for the same key' \
+     WHERE status IN ('open', 'acknowledged') AND id IN (SELECT exception_id FROM dead_letters \
+     WHERE endpoint = $1 AND key = $2 AND kind = 'latest' AND status = 'parked')";
+
 const SUPERSEDE: &str = "UPDATE dead_letters SET status = 'superseded', updated_at_us = $3 \
      WHERE endpoint = $1 AND key = $2 AND kind = 'latest' AND status = 'parked'";
 
@@ -123,6 +129,7 @@ impl DeliveryStore for PgStore {
         let latest = st.get(&mut tx, DELETE_LATEST)?;
         let ordered = st.get(&mut tx, DELETE_ORDERED)?;
         let supersede = st.get(&mut tx, SUPERSEDE)?;
+        let close = st.get(&mut tx, CLOSE_SUPERSEDED)?;
         let insert = st.get(&mut tx, INSERT_DEAD_LETTER)?;
         for l in letters {
             let r = &l.row;
@@ -131,6 +138,7 @@ impl DeliveryStore for PgStore {
             match r.kind {
                 OutboxKind::Latest => {
                     tx.execute(&latest, &[&r.endpoint, &r.key, &seq])?;
+                    tx.execute(&close, &[&r.endpoint, &r.key, &at])?;
                     tx.execute(&supersede, &[&r.endpoint, &r.key, &at])?;
                 }
                 OutboxKind::Ordered => {

@@ -28,6 +28,12 @@ const UPSERT_SENT: &str = "INSERT INTO delivery_sent (endpoint, key, ledger_seq,
      ledger_seq = excluded.ledger_seq, value = excluded.value, sent_at_us = excluded.sent_at_us \
      WHERE excluded.ledger_seq > delivery_sent.ledger_seq";
 
+/// Closes the exceptions of the letters [`SUPERSEDE`] is about to retire.
+const CLOSE_SUPERSEDED: &str = "UPDATE exceptions SET status = 'resolved', updated_at_us = ?3, \
+     actor = 'delivery', note = 'superseded by a newer value for the same key' \
+     WHERE status IN ('open', 'acknowledged') AND id IN (SELECT exception_id FROM dead_letters \
+     WHERE endpoint = ?1 AND key = ?2 AND kind = 'latest' AND status = 'parked')";
+
 const SUPERSEDE: &str = "UPDATE dead_letters SET status = 'superseded', updated_at_us = ?3 \
      WHERE endpoint = ?1 AND key = ?2 AND kind = 'latest' AND status = 'parked'";
 
@@ -109,6 +115,7 @@ impl DeliveryStore for SqliteStore {
             let mut latest = tx.prepare_cached(DELETE_LATEST)?;
             let mut ordered = tx.prepare_cached(DELETE_ORDERED)?;
             let mut supersede = tx.prepare_cached(SUPERSEDE)?;
+            let mut close = tx.prepare_cached(CLOSE_SUPERSEDED)?;
             let mut insert = tx.prepare_cached(INSERT_DEAD_LETTER)?;
             for l in letters {
                 let r = &l.row;
@@ -117,6 +124,7 @@ impl DeliveryStore for SqliteStore {
                 match r.kind {
                     OutboxKind::Latest => {
                         latest.execute(params![r.endpoint, r.key, seq])?;
+                        close.execute(params![r.endpoint, r.key, at])?;
                         supersede.execute(params![r.endpoint, r.key, at])?;
                     }
                     OutboxKind::Ordered => {
