@@ -38,6 +38,20 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
 }
 
+/// Shopify's REST bucket, `X-Shopify-Shop-Api-Call-Limit: 32/40` (calls used / bucket size), as
+/// feedback in requests: what is left and the bucket size.
+pub fn shopify_call_limit(headers: &reqwest::header::HeaderMap) -> Option<(f64, f64)> {
+    let raw = headers
+        .get("x-shopify-shop-api-call-limit")?
+        .to_str()
+        .ok()?;
+    let (used, size) = raw.trim().split_once('/')?;
+    let used: f64 = used.trim().parse().ok()?;
+    let size: f64 = size.trim().parse().ok()?;
+    (used.is_finite() && size.is_finite() && size > 0.0 && used >= 0.0)
+        .then(|| ((size - used).max(0.0), size))
+}
+
 /// Cuts `text` to at most [`DETAIL_MAX`] bytes on a character boundary.
 pub fn truncate(mut text: String) -> String {
     if text.len() > DETAIL_MAX {
@@ -62,6 +76,18 @@ mod tests {
         assert!(cut.len() <= DETAIL_MAX + '…'.len_utf8());
         assert!(cut.ends_with('…'));
         assert_eq!(truncate("short".into()), "short");
+    }
+
+    #[test]
+    fn reads_shopifys_rest_call_limit() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(shopify_call_limit(&h), None);
+        h.insert("X-Shopify-Shop-Api-Call-Limit", "32/40".parse().unwrap());
+        assert_eq!(shopify_call_limit(&h), Some((8.0, 40.0)));
+        h.insert("X-Shopify-Shop-Api-Call-Limit", "41/40".parse().unwrap());
+        assert_eq!(shopify_call_limit(&h), Some((0.0, 40.0)));
+        h.insert("X-Shopify-Shop-Api-Call-Limit", "lots".parse().unwrap());
+        assert_eq!(shopify_call_limit(&h), None);
     }
 
     #[test]

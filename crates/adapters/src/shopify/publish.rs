@@ -178,6 +178,7 @@ impl ShopifyPublisher {
             .map_err(|e| http::transport_failure(&e))?;
         let status = response.status().as_u16();
         let retry_after = http::retry_after(response.headers());
+        let call_limit = http::shopify_call_limit(response.headers());
         let text = response
             .text()
             .await
@@ -185,6 +186,7 @@ impl ShopifyPublisher {
         Ok(Answer {
             status,
             retry_after,
+            call_limit,
             text,
         })
     }
@@ -349,6 +351,8 @@ fn finish(results: Vec<Option<MsgResult>>, feedback: RateFeedback) -> Outcome {
 struct Answer {
     status: u16,
     retry_after: Option<Duration>,
+    /// `X-Shopify-Shop-Api-Call-Limit` (REST): requests left and bucket size.
+    call_limit: Option<(f64, f64)>,
     text: String,
 }
 
@@ -401,10 +405,17 @@ fn feedback(answer: &Answer, parsed: Option<&GraphqlResponse>) -> RateFeedback {
         .and_then(|p| p.extensions.as_ref())
         .and_then(|e| e.cost.as_ref());
     let throttle = cost.and_then(|c| c.throttle_status.as_ref());
+    // GraphQL answers carry the points bucket; a REST-style answer (an edge 429) carries the
+    // request bucket instead, which only a `leaky` limit in requests should be configured for.
+    let rest = throttle.is_none().then_some(answer.call_limit).flatten();
     RateFeedback {
         retry_after: answer.retry_after,
-        available: throttle.and_then(|t| t.currently_available),
-        capacity: throttle.and_then(|t| t.maximum_available),
+        available: throttle
+            .and_then(|t| t.currently_available)
+            .or(rest.map(|r| r.0)),
+        capacity: throttle
+            .and_then(|t| t.maximum_available)
+            .or(rest.map(|r| r.1)),
         rate: throttle.and_then(|t| t.restore_rate),
         cost: cost.and_then(|c| c.actual_query_cost),
     }
@@ -591,8 +602,25 @@ mod tests {
         Answer {
             status,
             retry_after: None,
+            call_limit: None,
             text: text.to_owned(),
         }
+    }
+
+    #[test]
+    fn a_rest_style_answer_reports_the_request_bucket() {
+        let mut a = answer(429, "Exceeded 2 calls per second for api client.");
+        a.call_limit = Some((0.0, 40.0));
+        a.retry_after = Some(Duration::from_secs(1));
+        let fb = feedback(&a, None);
+        assert_eq!((fb.available, fb.capacity), (Some(0.0), Some(40.0)));
+        assert_eq!(fb.retry_after, Some(Duration::from_secs(1)));
+        // A GraphQL answer's points bucket wins over the header.
+        let parsed: GraphqlResponse =
+            serde_json::from_str(&format!("{{\"data\": {{}}, {COST}}}")).unwrap();
+        a.status = 200;
+        let fb = feedback(&a, Some(&parsed));
+        assert_eq!((fb.available, fb.capacity), (Some(1990.0), Some(2000.0)));
     }
 
     const COST: &str = r#""extensions": {"cost": {"requestedQueryCost": 10, "actualQueryCost": 10,
