@@ -62,11 +62,28 @@ pub struct LastError {
     pub detail: String,
 }
 
+/// What a lane is doing, in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaneState {
+    /// Nothing pending.
+    Idle,
+    /// Messages pending and going out.
+    Delivering,
+    /// Everything pending waits for a retry backoff.
+    BackingOff,
+    /// The target asked for a pause (`Retry-After`).
+    Paused,
+    /// The breaker is open: messages wait (and keep coalescing) for a probe.
+    BreakerOpen,
+}
+
 /// A lane as the endpoints API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LaneStatus {
     pub endpoint: String,
     pub target: String,
+    pub state: LaneState,
     pub breaker: BreakerState,
     pub rate: Budget,
     pub depth: Depth,
@@ -206,11 +223,26 @@ impl Lane {
             let age = Timestamp::now().as_micros().saturating_sub(c);
             (age.max(0) / 1000) as u64
         });
+        let breaker = st.breaker.state(now);
+        let rate = st.limiter.budget(now);
+        let pending: u64 = depth.by_priority.iter().sum::<u64>() + depth.in_flight;
+        let state = if breaker == BreakerState::Open {
+            LaneState::BreakerOpen
+        } else if pending == 0 {
+            LaneState::Idle
+        } else if rate.paused_ms.is_some() {
+            LaneState::Paused
+        } else if depth.in_flight == 0 && depth.backing_off == pending {
+            LaneState::BackingOff
+        } else {
+            LaneState::Delivering
+        };
         LaneStatus {
             endpoint: self.config.endpoint.clone(),
             target: self.config.target.clone(),
-            breaker: st.breaker.state(now),
-            rate: st.limiter.budget(now),
+            state,
+            breaker,
+            rate,
             depth,
             oldest_age_ms,
             last_error: st.last_error.clone(),

@@ -12,7 +12,7 @@ pub mod retry;
 pub mod target;
 
 pub use hub::{Delivery, DeliveryError, EndpointStatus};
-pub use lane::{Lane, LaneConfig, LaneStats, LaneStatus};
+pub use lane::{Lane, LaneConfig, LaneState, LaneStats, LaneStatus};
 pub use target::{
     Body, BoxFuture, Failure, Message, MsgResult, Outcome, RateFeedback, RetryClass, Target,
 };

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use crossdock_delivery::rate::RateConfig;
 use crossdock_delivery::retry::{BreakerConfig, BreakerState, RetryConfig};
 use crossdock_delivery::{
-    Body, BoxFuture, Delivery, Failure, Lane, LaneConfig, Message, MsgResult, Outcome, Target,
+    Body, BoxFuture, Delivery, Failure, Lane, LaneConfig, LaneState, Message, MsgResult, Outcome,
+    Target,
 };
 use crossdock_model::ExceptionKind;
 use crossdock_store::sqlite::SqliteStore;
@@ -303,6 +304,13 @@ async fn an_outage_opens_the_breaker_keeps_coalescing_and_parks_nothing() {
         status[0].lane.breaker_opened >= 1,
         "the breaker opened: {status:?}"
     );
+    assert!(
+        matches!(
+            status[0].lane.state,
+            LaneState::BreakerOpen | LaneState::BackingOff
+        ),
+        "{status:?}"
+    );
     assert_eq!(
         status[0].lane.depth.by_priority[2], 10,
         "one pending value per item"
@@ -320,8 +328,9 @@ async fn an_outage_opens_the_breaker_keeps_coalescing_and_parks_nothing() {
         (0..10).all(|i| v.get(&format!("SKU-{i}")) == Some(&9))
     })
     .await;
-    eventually("the breaker closed", || {
-        delivery.lane("shop").unwrap().status().breaker == BreakerState::Closed
+    eventually("the breaker closed and the lane is idle", || {
+        let s = delivery.lane("shop").unwrap().status();
+        s.breaker == BreakerState::Closed && s.state == LaneState::Idle
     })
     .await;
     assert!(
