@@ -640,3 +640,130 @@ url = "{}/crossdock/events"
     );
     assert_eq!(sim.stats().duplicates, 0, "{:?}", sim.stats());
 }
+
+fn woo_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../../../shared/extdata/channels/woocommerce/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+async fn woo_hook(hub: &Hub, topic: &str, id: &str, body: &[u8], signature: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/webhooks/woocommerce/b2b", hub.addr))
+        .header("X-WC-Webhook-Topic", topic)
+        .header("X-WC-Webhook-Delivery-ID", id)
+        .header("X-WC-Webhook-Signature", signature)
+        .header("Content-Type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("webhook request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn woocommerce_order_webhooks_allocate_and_cancel() {
+    let sim = crossdock_sim::WooSim::start(crossdock_sim::WooConfig::default())
+        .await
+        .expect("start the WooCommerce simulator");
+    sim.insert_product(93, 0);
+    sim.insert_variation(22, 23, 0);
+    let endpoint = format!(
+        r#"
+[[endpoints]]
+channel = "b2b"
+kind = "woocommerce"
+crosswalk = "woo-items.csv"
+secrets_env = {{ consumer_key = "WOO_KEY", consumer_secret = "WOO_SECRET", webhook_secret = "WOO_HOOK" }}
+[endpoints.woocommerce]
+url = "{}"
+"#,
+        sim.url()
+    );
+    // The fixture's lines: product 93 with no SKU (found by the crosswalk), and SKU "Bar3"
+    // (variation 22/23).
+    let hub = Hub::start_full(
+        "woo-hooks",
+        &common::config(&endpoint),
+        &["WOO-93", "Bar3"],
+        &[(
+            "woo-items.csv",
+            "item,external_id\nWOO-93,93\nBar3,22/23\n".into(),
+        )],
+        &[
+            ("WOO_KEY", "ck_simulator"),
+            ("WOO_SECRET", "cs_simulator"),
+            ("WOO_HOOK", "woo-secret"),
+        ],
+    )
+    .await;
+    let mut c = hub.client(EAST).await;
+    assert_eq!(receive(&mut c, "w-1", "WOO-93", 10).await, 200);
+    assert_eq!(receive(&mut c, "w-2", "Bar3", 10).await, 200);
+    let order = woo_fixture("orders__create_an_order__response.json");
+
+    let (status, _) = woo_hook(
+        &hub,
+        "order.created",
+        "d-1",
+        &order,
+        &sign("not-it", &order),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, v) = woo_hook(
+        &hub,
+        "order.created",
+        "d-1",
+        &order,
+        &sign("woo-secret", &order),
+    )
+    .await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("allocated")),
+        "{v}"
+    );
+    let mut admin = hub.client(ADMIN).await;
+    assert_eq!(
+        common::positions(&mut admin, "WOO-93").await[0].3,
+        2,
+        "two of product 93"
+    );
+    assert_eq!(common::positions(&mut admin, "Bar3").await[0].3, 1);
+
+    // The shop publishes what is left: b2b shows 90% of DC-EAST's available, rounded down.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.quantity("93") != Some(7) || sim.quantity("22/23") != Some(8) {
+        assert!(
+            Instant::now() < deadline,
+            "woo shows 93={:?} 22/23={:?}",
+            sim.quantity("93"),
+            sim.quantity("22/23")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The same order updated to cancelled: the allocation goes back.
+    let mut cancelled: Value = serde_json::from_slice(&order).unwrap();
+    cancelled["status"] = json!("cancelled");
+    let cancelled = serde_json::to_vec(&cancelled).unwrap();
+    let (status, v) = woo_hook(
+        &hub,
+        "order.updated",
+        "d-2",
+        &cancelled,
+        &sign("woo-secret", &cancelled),
+    )
+    .await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("released")),
+        "{v}"
+    );
+    assert_eq!(common::positions(&mut admin, "WOO-93").await[0].3, 0);
+    assert_eq!(sim.stats().rate_limit_violations, 0);
+}
