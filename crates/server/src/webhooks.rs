@@ -437,6 +437,15 @@ async fn refunded(
             );
         }
     };
+    if !matches!(
+        state.status,
+        crossdock_ledger::ResStatus::Held | crossdock_ledger::ResStatus::Committed
+    ) {
+        return Ok(json!({
+            "status": "ignored", "reservation": id,
+            "reason": format!("the order is already {}", state.status.as_str()),
+        }));
+    }
     let allocated: i64 = state.lines.iter().map(|l| l.qty).sum();
     if cancelled >= allocated {
         return release(st, channel, &refund.order_id).await;
