@@ -68,6 +68,10 @@ async fn the_hub_runs_on_postgres_and_survives_a_kill() {
         "idempotency survives too: {v}"
     );
     hub.kill();
+    drop_schema(schema).await;
+}
+
+async fn drop_schema(schema: String) {
     tokio::task::spawn_blocking(move || {
         let mut c =
             postgres::Client::connect(&pg_url(), postgres::NoTls).expect("postgres is running");
@@ -76,4 +80,62 @@ async fn the_hub_runs_on_postgres_and_survives_a_kill() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delivery_runs_on_postgres_across_a_kill() {
+    use common::shop::*;
+    let schema = format!("cd_e2e_{}", fastrand::u64(..));
+    let store = format!(
+        "[store]\nkind = \"postgres\"\nurl = \"{}\"\nschema = \"{schema}\"\n",
+        pg_url()
+    );
+    let sim = shopify_sim(1).await;
+    sim.faults().permanent_items(["9"]);
+    let mut hub = start_hub_with("pg-delivery", &sim, 1, &[], &[], &store).await;
+    assert!(!hub.db().exists(), "nothing went to an embedded file");
+    let mut east = hub.client(EAST).await;
+    for i in 1..=ITEMS {
+        assert_eq!(
+            receive(&mut east, &format!("pd-{i}"), &format!("SKU-{i}"), 3).await,
+            200
+        );
+    }
+    hub.kill();
+    hub.restart().await;
+    let mut east = hub.client(EAST).await;
+    for i in 1..=ITEMS {
+        assert_eq!(
+            receive(&mut east, &format!("pd2-{i}"), &format!("SKU-{i}"), 2).await,
+            200
+        );
+    }
+    // Everything but the refused item converges; the refused one is parked in PostgreSQL.
+    let mut admin = hub.client(ADMIN).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, v) = get(&mut admin, "/v1/dlq?endpoint=shopify").await;
+        let parked = v["dead_letters"].as_array().unwrap().len();
+        let others = (1..=ITEMS)
+            .filter(|i| *i != 9)
+            .all(|i| sim.quantity(&i.to_string()) == Some(5));
+        if parked >= 1 && others {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "dlq {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    sim.faults().clear();
+    let (s, v) = post(
+        &mut admin,
+        "/v1/dlq/retry",
+        &json!({"key": "SKU-9", "note": "fixed"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    converged(&hub, &sim, std::time::Duration::from_secs(30)).await;
+    assert_histories_rise(&sim);
+    assert_eq!(sim.stats().rate_limit_violations, 0);
+    hub.kill();
+    drop_schema(schema).await;
 }
