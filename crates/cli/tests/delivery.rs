@@ -663,3 +663,34 @@ url = "{}"
     assert_eq!(common::positions(&mut admin, "WOO-93").await[0].3, 0);
     assert_eq!(sim.stats().rate_limit_violations, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hand_edit_in_the_shop_is_caught_by_compare_and_set_and_repaired() {
+    let sim = shopify_sim(1).await;
+    let hub = start_hub("cas", &sim, 1, &[], &[]).await;
+    let mut c = hub.client(EAST).await;
+    assert_eq!(receive(&mut c, "cas-1", "SKU-5", 4).await, 200);
+    converged(&hub, &sim, Duration::from_secs(10)).await;
+    // Someone sets SKU-5 to 40 in the Shopify admin; Crossdock does not know.
+    sim.set_quantity("5", 40);
+    assert_eq!(receive(&mut c, "cas-2", "SKU-5", 1).await, 200);
+    converged(&hub, &sim, Duration::from_secs(10)).await;
+    assert_eq!(
+        sim.quantity("5"),
+        Some(5),
+        "Crossdock's value, not the hand edit"
+    );
+    let mut admin = hub.client(ADMIN).await;
+    let (_, x) = get(&mut admin, "/v1/exceptions?kind=inventory_mismatch").await;
+    let list = x["exceptions"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{x}");
+    assert_eq!(list[0]["entity"], "item:SKU-5");
+    let reason = list[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("showed 40") && reason.contains("last sent 4"),
+        "{reason}"
+    );
+    let s = endpoint_status(&hub).await;
+    assert_eq!(s["stats"]["mismatches"], 1, "{s}");
+    assert_eq!(s["dead_letters"], 0, "{s}");
+}
