@@ -535,6 +535,7 @@ url = "{}/crossdock/events"
         "SKU-2 out of order: {seqs:?}"
     );
     assert_eq!(sim.stats().duplicates, 0, "{:?}", sim.stats());
+    assert_eq!(sim.stats().rate_limit_violations, 0);
 }
 
 fn woo_fixture(name: &str) -> Vec<u8> {
@@ -693,4 +694,5 @@ async fn a_hand_edit_in_the_shop_is_caught_by_compare_and_set_and_repaired() {
     let s = endpoint_status(&hub).await;
     assert_eq!(s["stats"]["mismatches"], 1, "{s}");
     assert_eq!(s["dead_letters"], 0, "{s}");
+    assert_eq!(sim.stats().rate_limit_violations, 0);
 }
