@@ -31,7 +31,7 @@ fn the_quickstart_config_checks_clean() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("2 locations, 2 channels, 3 sources, 1 tokens, 1000 items"),
+        stdout.contains("2 locations, 2 channels, 3 sources, 1 tokens, 0 endpoints, 1000 items"),
         "{stdout}"
     );
 }

@@ -169,7 +169,7 @@ async fn a_killed_hub_resumes_delivery_without_loss_or_double_application() {
 
 fn shopify_fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
-        "{}/../../../shared/extdata/channels/shopify/{name}",
+        "{}/../../testdata/channels/shopify/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -540,7 +540,7 @@ url = "{}/crossdock/events"
 
 fn woo_fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
-        "{}/../../../shared/extdata/channels/woocommerce/{name}",
+        "{}/../../testdata/channels/woocommerce/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap_or_else(|e| panic!("{name}: {e}"))

@@ -473,7 +473,7 @@ mod tests {
 
     pub(crate) fn fixture(name: &str) -> String {
         let path = format!(
-            "{}/testdata/amazon_spapi/{name}",
+            "{}/../../testdata/channels/amazon_spapi/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -257,7 +257,10 @@ mod tests {
 
     /// A real Shopify payload from `testdata/shopify` (see its MANIFEST.tsv).
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/testdata/shopify/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../testdata/channels/shopify/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 

@@ -206,7 +206,10 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/testdata/woocommerce/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../testdata/channels/woocommerce/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 

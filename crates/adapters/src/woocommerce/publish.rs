@@ -390,7 +390,10 @@ mod tests {
     use crossdock_delivery::RetryClass;
 
     fn fixture(name: &str) -> String {
-        let path = format!("{}/testdata/woocommerce/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../testdata/channels/woocommerce/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 

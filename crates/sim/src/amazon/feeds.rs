@@ -571,12 +571,12 @@ mod tests {
 
     #[test]
     fn reads_each_kind_of_message() {
-        // Amazon's own example feed, from the shared test material beside the project.
+        // Amazon's own example feed, from testdata/channels (see its MANIFEST.tsv).
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/extdata/channels/amazon_spapi/schemas__feeds__listings-feed-schema-v2.example.json"
+            "/../../testdata/channels/amazon_spapi/schemas__feeds__listings-feed-schema-v2.example.json"
         );
-        let text = std::fs::read_to_string(path).expect("the example feed is in ../shared");
+        let text = std::fs::read_to_string(path).expect("the example feed is in testdata/channels");
         let example: Value = serde_json::from_str(&text).expect("the example feed is JSON");
         let read: Vec<_> = example["messages"]
             .as_array()
