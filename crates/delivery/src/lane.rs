@@ -260,8 +260,10 @@ impl Lane {
                 return;
             }
         }
-        // Results are recorded beside the sending, so a call never waits for an fsync.
-        let recorder = tokio::spawn(self.clone().record(store, stop.clone()));
+        // Results are recorded beside the sending, so a call never waits for an fsync. The
+        // recorder stops only after the lane has, so the last call's results are written too.
+        let (finished, lane_done) = watch::channel(false);
+        let recorder = tokio::spawn(self.clone().record(store, lane_done));
         loop {
             if *stop.borrow() {
                 break;
@@ -285,11 +287,13 @@ impl Lane {
                 }
             }
         }
+        let _ = finished.send(true);
         let _ = recorder.await;
     }
 
     /// Writes the lane's results to the store as they come, batching whatever accumulated
-    /// during the previous write; retries a failed write with backoff; writes once more on stop.
+    /// during the previous write; retries a failed write with backoff; once the lane has
+    /// stopped, writes what is left (giving up after a few failed tries).
     async fn record(self: Arc<Lane>, store: StoreThread, mut stop: watch::Receiver<bool>) {
         let mut backoff = Duration::ZERO;
         loop {
@@ -308,7 +312,8 @@ impl Lane {
                 Ok(()) => Duration::ZERO,
                 Err(e) => {
                     warn!(endpoint = %self.config.endpoint, error = %e, "lane could not record results; retrying");
-                    if stopping && backoff >= Duration::from_secs(1) {
+                    if stopping && backoff >= Duration::from_secs(2) {
+                        warn!(endpoint = %self.config.endpoint, "stopping with results unrecorded; they are sent again after a restart");
                         return;
                     }
                     (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
@@ -368,20 +373,18 @@ impl Lane {
         let at = Timestamp::now().as_micros();
         let result = store
             .call(move |s| {
-                let r = s
-                    .add_exceptions(&exceptions)
-                    .and_then(|()| s.park(&parks))
-                    .and_then(|()| s.record_acks(&endpoint, &acks, at));
+                let r = s.record_results(&endpoint, &exceptions, &parks, &acks, at);
                 (r, acks, parks, exceptions)
             })
             .await;
         match result {
             Ok((Ok(()), ..)) => Ok(()),
             Ok((Err(e), acks, parks, exceptions)) => {
+                // Back in front of anything newer, so the store sees them in order.
                 let mut st = self.lock();
-                st.acks.extend(acks);
-                st.parks.extend(parks);
-                st.exceptions.extend(exceptions);
+                st.acks.splice(0..0, acks);
+                st.parks.splice(0..0, parks);
+                st.exceptions.splice(0..0, exceptions);
                 Err(e.to_string())
             }
             Err(e) => Err(e.to_string()),
@@ -495,7 +498,7 @@ impl Lane {
                             status: f.status,
                             detail: f.detail.clone(),
                         });
-                        self.failed(st, entry, &f, now);
+                        self.failed(st, entry, value_of(msg), &f, now);
                     }
                 }
             }
@@ -506,8 +509,23 @@ impl Lane {
         self.recorded.notify_one();
     }
 
-    fn failed(&self, st: &mut State, mut entry: Entry, f: &Failure, now: Instant) {
+    fn failed(
+        &self,
+        st: &mut State,
+        mut entry: Entry,
+        value: Option<i64>,
+        f: &Failure,
+        now: Instant,
+    ) {
         entry.attempts += 1;
+        if f.class == RetryClass::Retryable
+            && let Some(v) = value
+            && !entry.attempted.contains(&v)
+            && entry.attempted.len() < 8
+        {
+            // It may have landed (a timeout after the target applied it).
+            entry.attempted.push(v);
+        }
         let give_up = f.class == RetryClass::Permanent
             || (entry.attempts >= self.config.retry.max_attempts
                 && st.breaker.state(now) == BreakerState::Closed);
@@ -559,7 +577,10 @@ impl Lane {
         let intended = value_of(&msg);
         let current = match found {
             Some(v) => Some(Ok(v)),
-            None => self.target.read_current(&msg.key).await,
+            None => {
+                self.budget_for(self.target.read_cost()).await;
+                self.target.read_current(&msg.key).await
+            }
         };
         let now = Instant::now();
         let mut guard = self.lock();
@@ -570,6 +591,26 @@ impl Lane {
             st.stats.delivered += 1;
             let acks = st.queue.delivered(entry, intended, now);
             st.acks.extend(acks);
+            return;
+        }
+        if let Some(Ok(v)) = current
+            && entry.attempted.contains(&v)
+        {
+            // An earlier attempt of ours landed after all: compare against it, no drift.
+            entry.cas_from = Some(Some(v));
+            entry.attempted.clear();
+            st.queue.retry(entry, None, now);
+            drop(guard);
+            self.wake.notify_one();
+            return;
+        }
+        entry.attempts += 1;
+        if entry.attempts >= self.config.retry.max_attempts {
+            let f = Failure::permanent(
+                None,
+                format!("compare-and-set refused {} times in a row", entry.attempts),
+            );
+            self.park(st, entry, &f, now);
             return;
         }
         st.stats.mismatches += 1;
@@ -607,6 +648,27 @@ impl Lane {
         st.queue.retry(entry, None, now);
         drop(guard);
         self.wake.notify_one();
+    }
+}
+
+impl Lane {
+    /// Waits until the rate limit allows a call costing `cost`, and spends it.
+    async fn budget_for(&self, cost: f64) {
+        loop {
+            let wait = {
+                let now = Instant::now();
+                let mut st = self.lock();
+                let wait = st.limiter.ready_in(now, cost);
+                if wait.is_zero() {
+                    st.limiter.take(now, cost);
+                }
+                wait
+            };
+            if wait.is_zero() {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

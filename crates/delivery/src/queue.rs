@@ -33,6 +33,9 @@ pub struct Entry {
     /// When set, the compare-and-set "from" value to use instead of the last delivered value
     /// (after a mismatch the channel's real value is known).
     pub cas_from: Option<Option<i64>>,
+    /// Values sent for this key in calls whose outcome is unknown (timed out): one of them may
+    /// have landed, so finding it on the channel is not drift.
+    pub attempted: Vec<i64>,
 }
 
 type Slot = (OutboxKind, String);
@@ -135,6 +138,7 @@ impl Queue {
             not_before: None,
             rows: 1,
             cas_from: None,
+            attempted: Vec::new(),
             row,
         };
         match entry.row.kind {
@@ -208,6 +212,14 @@ impl Queue {
     /// A pending newer value is kept and compared against `shown` instead.
     pub fn resend(&mut self, row: OutboxRow, shown: Option<i64>, now: Instant) {
         let key = row.key.clone();
+        if self
+            .sent
+            .get(&key)
+            .is_some_and(|(seq, _)| row.ledger_seq < *seq)
+        {
+            // A newer value went out since `row` was computed; it already overwrote the channel.
+            return;
+        }
         if let Some(pending) = self.latest.get_mut(&key) {
             pending.cas_from = Some(shown);
             return;
@@ -228,6 +240,7 @@ impl Queue {
                 not_before: None,
                 rows: 1,
                 cas_from: Some(shown),
+                attempted: Vec::new(),
                 row,
             },
         );
@@ -280,13 +293,17 @@ impl Queue {
         }];
         if kind == OutboxKind::Latest {
             self.remember_sent(key.clone(), entry.row.ledger_seq, value);
-            // A pending entry that is not newer than what just went out is moot.
-            if let Some(p) = self.latest.get(&key)
-                && p.row.ledger_seq <= entry.row.ledger_seq
-            {
-                let p = self.latest.remove(&key).expect("present");
-                self.unschedule(OutboxKind::Latest, &key, p.priority, p.order);
-                acks.push(stale_ack(&p.row));
+            // A pending entry that is not newer than what just went out is moot; a newer one
+            // compares against what just went out, not against an older reading.
+            if let Some(p) = self.latest.get_mut(&key) {
+                if p.row.ledger_seq <= entry.row.ledger_seq {
+                    let p = self.latest.remove(&key).expect("present");
+                    self.unschedule(OutboxKind::Latest, &key, p.priority, p.order);
+                    acks.push(stale_ack(&p.row));
+                } else {
+                    p.cas_from = None;
+                    p.attempted.clear();
+                }
             }
         }
         self.finish(kind, &key, now);
@@ -304,9 +321,13 @@ impl Queue {
                 if let Some(newer) = self.latest.remove(&key) {
                     self.unschedule(OutboxKind::Latest, &key, newer.priority, newer.order);
                     if newer.row.ledger_seq > entry.row.ledger_seq {
+                        // The newer value goes out; what the channel shows (`cas_from`) and
+                        // what may have landed (`attempted`) still hold.
                         entry.row = newer.row;
                         entry.rows += newer.rows;
-                        entry.cas_from = None;
+                        if newer.cas_from.is_some() {
+                            entry.cas_from = newer.cas_from;
+                        }
                     }
                     entry.priority = entry.priority.min(newer.priority);
                 }
@@ -589,6 +610,33 @@ mod tests {
         let out = q.take(10, now);
         assert_eq!(keys(&out), [k("A", 5)]);
         assert_eq!(out[0].cas_from, Some(Some(9)));
+    }
+
+    #[test]
+    fn a_resend_older_than_what_went_out_is_dropped() {
+        let now = Instant::now();
+        let mut q = Queue::new();
+        q.push(latest("A", 7, 2), now);
+        let e = q.take(1, now).pop().unwrap();
+        q.delivered(e, Some(7), now);
+        q.resend(latest("A", 5, 2), Some(9), now);
+        assert!(q.take(10, now).is_empty(), "seq 5 must not follow seq 7");
+    }
+
+    #[test]
+    fn what_the_channel_showed_is_forgotten_once_a_value_lands() {
+        let now = Instant::now();
+        let mut q = Queue::new();
+        q.push(latest("A", 1, 2), now);
+        let in_flight = q.take(1, now).pop().unwrap();
+        q.push(latest("A", 2, 2), now);
+        // A drift report arrives while 1 is in flight: the pending 2 would compare against 9 ...
+        q.resend(latest("A", 1, 2), Some(9), now);
+        // ... but 1 lands first, so 2 compares against what was just delivered.
+        q.delivered(in_flight, Some(1), now);
+        let next = q.take(10, now);
+        assert_eq!(keys(&next), [k("A", 2)]);
+        assert_eq!(next[0].cas_from, None);
     }
 
     #[derive(Debug, Clone)]

@@ -207,9 +207,9 @@ impl Limiter {
             && let Some(actual) = feedback.cost
             && actual.is_finite()
             && actual >= 0.0
-            && actual < estimated
         {
-            // The target charged less than reserved: give the difference back.
+            // Settle the estimate against what the target charged: give back the difference,
+            // or take the rest (the bucket may go below zero and refill from there).
             self.own.refill(now);
             self.own.level = (self.own.level + estimated - actual).min(self.own.capacity);
         }
@@ -368,6 +368,20 @@ mod tests {
         };
         l.observe(t, &fb, 10.0);
         assert_eq!(l.budget(t).available, 996.0);
+    }
+
+    #[test]
+    fn a_call_dearer_than_estimated_is_charged_in_full() {
+        let start = Instant::now();
+        let mut l = Limiter::new(RateConfig::cost(100.0, 1000.0), start);
+        let t = start + Duration::from_secs(10);
+        l.take(t, 10.0);
+        let fb = RateFeedback {
+            cost: Some(50.0),
+            ..RateFeedback::default()
+        };
+        l.observe(t, &fb, 10.0);
+        assert_eq!(l.budget(t).available, 950.0);
     }
 
     #[test]

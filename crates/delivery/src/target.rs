@@ -156,6 +156,11 @@ pub trait Target: Send + Sync + 'static {
     /// transport problem is a [`Failure`] in the outcome.
     fn send<'a>(&'a self, batch: &'a [Message]) -> BoxFuture<'a, Outcome>;
 
+    /// What one [`Target::read_current`] costs against the rate limit.
+    fn read_cost(&self) -> f64 {
+        1.0
+    }
+
     /// Reads the quantity the target currently shows for `key`, to resync after a
     /// compare-and-set mismatch. `None` when the target cannot be asked.
     fn read_current<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Option<Result<i64, Failure>>> {

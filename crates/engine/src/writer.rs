@@ -386,10 +386,35 @@ impl Writer {
                 }
             },
         };
-        if let Some(row) = row
-            && let Ok(event) = crate::persist::event_from_row(&row)
-        {
-            self.feed(&event, &row, batch);
+        match row.map(|r| crate::persist::event_from_row(&r).map(|e| (e, r))) {
+            Some(Ok((event, row))) => self.feed(&event, &row, batch),
+            failed => {
+                // Not silent: an operator sees which event the feeds missed.
+                let why = match failed {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "the event was not found".into(),
+                };
+                let endpoints: Vec<&str> = self
+                    .outbox
+                    .feeds
+                    .iter()
+                    .map(|f| f.endpoint.as_str())
+                    .collect();
+                batch.exceptions.push(ExceptionRecord::open(
+                    ExceptionKind::DeliveryFailed,
+                    &format!("feed-release\0{}\0{seq}", self.partition),
+                    format!("event:partition {}/seq {seq}", self.partition),
+                    None,
+                    format!(
+                        "event {seq} of partition {} was released by the resequencer but could not \
+                         be read to feed {}: {why}",
+                        self.partition,
+                        endpoints.join(", ")
+                    ),
+                    None,
+                    Timestamp::now(),
+                ));
+            }
         }
     }
 

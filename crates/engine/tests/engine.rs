@@ -427,19 +427,15 @@ mod commit_failure {
         ) -> crossdock_store::Result<Vec<crossdock_store::SentRow>> {
             self.inner.sent_values(e)
         }
-        fn record_acks(
+        fn record_results(
             &mut self,
             e: &str,
+            x: &[crossdock_model::ExceptionRecord],
+            parks: &[crossdock_store::NewDeadLetter],
             acks: &[crossdock_store::Ack],
             at: i64,
         ) -> crossdock_store::Result<()> {
-            self.inner.record_acks(e, acks, at)
-        }
-        fn park(
-            &mut self,
-            letters: &[crossdock_store::NewDeadLetter],
-        ) -> crossdock_store::Result<()> {
-            self.inner.park(letters)
+            self.inner.record_results(e, x, parks, acks, at)
         }
         fn dead_letters(
             &mut self,
@@ -459,12 +455,6 @@ mod commit_failure {
             at: i64,
         ) -> crossdock_store::Result<Vec<crossdock_store::DeadLetter>> {
             self.inner.act_on_dead_letters(f, action, actor, note, at)
-        }
-        fn add_exceptions(
-            &mut self,
-            r: &[crossdock_model::ExceptionRecord],
-        ) -> crossdock_store::Result<()> {
-            self.inner.add_exceptions(r)
         }
         fn audit_log(
             &mut self,

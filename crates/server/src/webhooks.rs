@@ -363,7 +363,24 @@ async fn order_placed(
                 json!({"status": "oversold", "reservation": id, "reason": reason, "exception_id": exception_id}),
             );
         }
-        ReservationReply::Rejected(r) => return Err(rejection(r)),
+        ReservationReply::Rejected(r) => {
+            let reason = format!(
+                "{channel} order {} was refused: {}",
+                order.order_id,
+                rejection_text(&r)
+            );
+            let exception_id = reject(
+                st,
+                ExceptionKind::SchemaViolation,
+                channel.as_str(),
+                delivery_id,
+                &corr,
+                reason,
+                raw,
+            )
+            .await?;
+            return Err(rejection(r).with("exception_id", exception_id));
+        }
     }
     match st
         .engine
@@ -548,6 +565,13 @@ async fn inventory_level(
     };
     lane.resync(row, shown, reason.clone(), Some(raw.to_string()));
     Ok(json!({"status": "drift", "item": item, "shown": shown, "resync_to": ats, "reason": reason}))
+}
+
+fn rejection_text(r: &Rejection) -> String {
+    match r {
+        Rejection::NotFound(d) | Rejection::Conflict(d) | Rejection::InvalidState(d) => d.clone(),
+        Rejection::Invalid { field, reason } => format!("{field}: {reason}"),
+    }
 }
 
 fn rejection(r: Rejection) -> Problem {

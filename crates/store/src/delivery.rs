@@ -134,12 +134,29 @@ pub trait DeliveryStore {
     /// Every pending outbox row of an endpoint, oldest first (a lane's backlog at start).
     fn lane_backlog(&mut self, endpoint: &str) -> Result<Vec<OutboxRow>>;
     fn sent_values(&mut self, endpoint: &str) -> Result<Vec<SentRow>>;
-    /// Removes finished messages from the outbox and records delivered values, in one
-    /// transaction. A "latest" ack removes every row of its key up to its sequence.
-    fn record_acks(&mut self, endpoint: &str, acks: &[Ack], at_us: i64) -> Result<()>;
-    /// Moves messages from the outbox to the dead-letter queue and records their exceptions, in
-    /// one transaction. An older parked "latest" letter of the same key becomes superseded.
-    fn park(&mut self, letters: &[NewDeadLetter]) -> Result<()>;
+    /// Records a lane's results in one transaction: exceptions raised (a closed record of the
+    /// same id opens again), messages parked (moved from the outbox to the dead-letter queue; an
+    /// older parked "latest" letter of the same key becomes superseded and its record resolved),
+    /// and messages finished (a "latest" ack removes every row of its key up to its sequence and
+    /// records the value delivered).
+    fn record_results(
+        &mut self,
+        endpoint: &str,
+        exceptions: &[ExceptionRecord],
+        parks: &[NewDeadLetter],
+        acks: &[Ack],
+        at_us: i64,
+    ) -> Result<()>;
+    fn record_acks(&mut self, endpoint: &str, acks: &[Ack], at_us: i64) -> Result<()> {
+        self.record_results(endpoint, &[], &[], acks, at_us)
+    }
+    fn park(&mut self, letters: &[NewDeadLetter]) -> Result<()> {
+        self.record_results("", &[], letters, &[], 0)
+    }
+    /// Records exceptions raised outside a ledger commit.
+    fn add_exceptions(&mut self, records: &[ExceptionRecord]) -> Result<()> {
+        self.record_results("", records, &[], &[], 0)
+    }
     fn dead_letters(&mut self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>>;
     /// Parked letters per endpoint.
     fn dead_letter_counts(&mut self) -> Result<Vec<(String, u64)>>;
@@ -153,8 +170,6 @@ pub trait DeliveryStore {
         note: &str,
         at_us: i64,
     ) -> Result<Vec<DeadLetter>>;
-    /// Records exceptions raised outside a ledger commit (an id already present is kept).
-    fn add_exceptions(&mut self, records: &[ExceptionRecord]) -> Result<()>;
     /// The newest audit rows first.
     fn audit_log(&mut self, limit: u32) -> Result<Vec<AuditRow>>;
     /// The answer given to an inbound webhook already handled, if it was.

@@ -129,6 +129,7 @@ macro_rules! suite {
                 case_park_moves_to_the_dlq_and_supersedes_older_letters,
                 case_retry_and_discard_dead_letters,
                 case_webhook_receipts_keep_the_first_answer,
+                case_a_message_parked_again_reopens_its_record,
             );
             suite!(@fixture $fixture;
                 case_reopen_keeps_data,
@@ -1470,4 +1471,32 @@ fn case_webhook_receipts_keep_the_first_answer(s: &mut dyn Store) {
         None,
         "ids are per channel"
     );
+}
+
+fn case_a_message_parked_again_reopens_its_record(s: &mut dyn Store) {
+    commit_outbox(s, vec![outbox(0, "shop", "A", 5, 2)]);
+    s.park(&[letter(outbox(0, "shop", "A", 5, 2), 1_000)])
+        .unwrap();
+    s.act_on_dead_letters(
+        &parked(None),
+        DeadLetterAction::Retry,
+        "ops",
+        "try again",
+        2_000,
+    )
+    .unwrap();
+    assert_eq!(all_exceptions(s)[0].status, ExceptionStatus::Replayed);
+    // Refused again: the same record is open again, with the new reason.
+    let mut again = letter(outbox(0, "shop", "A", 5, 2), 3_000);
+    again.exception.reason = "refused a second time".into();
+    s.record_results("shop", &[], &[again], &[], 3_000).unwrap();
+    let x = all_exceptions(s);
+    assert_eq!(x.len(), 1, "{x:?}");
+    assert_eq!(x[0].status, ExceptionStatus::Open);
+    assert_eq!(x[0].reason, "refused a second time");
+    assert!(
+        s.lane_backlog("shop").unwrap().is_empty(),
+        "parked again, out of the outbox"
+    );
+    assert_eq!(s.dead_letters(&parked(None)).unwrap().len(), 1);
 }

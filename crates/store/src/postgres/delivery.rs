@@ -3,12 +3,30 @@
 use ::postgres::{Row, Transaction};
 use crossdock_model::{ExceptionRecord, ExceptionStatus};
 
-use super::{INSERT_EXCEPTIONS, PgStore, Statements, col, select};
+use super::{PgStore, Statements, select};
 use crate::common;
 use crate::{
     Ack, AuditRow, DeadLetter, DeadLetterAction, DeadLetterFilter, DeadLetterStatus, DeliveryStore,
     NewDeadLetter, OutboxKind, OutboxRow, Result, SentRow, StoreError,
 };
+
+const RAISE_EXCEPTION: &str = concat!(
+    "INSERT INTO exceptions (",
+    exception_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET \
+     status = excluded.status, reason = excluded.reason, raw = excluded.raw, \
+     updated_at_us = excluded.updated_at_us, actor = '', note = '' \
+     WHERE exceptions.status NOT IN ('open', 'acknowledged')"
+);
+
+/// [`SELECT_DEAD_LETTERS`] locking the rows, for acting on them.
+const SELECT_DEAD_LETTERS_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    dead_letter_columns!(),
+    " FROM dead_letters WHERE ($1::BIGINT[] IS NULL OR id = ANY($1)) \
+     AND ($2::TEXT IS NULL OR endpoint = $2) AND ($3::TEXT IS NULL OR key = $3) \
+     AND ($4::TEXT IS NULL OR status = $4) ORDER BY id LIMIT $5 FOR UPDATE"
+);
 
 const SELECT_BACKLOG: &str = "SELECT partition, endpoint, key, ledger_seq, priority, kind, payload, \
      correlation_id, created_at_us FROM outbox WHERE endpoint = $1 ORDER BY id";
@@ -31,10 +49,10 @@ const UPSERT_SENT: &str = "INSERT INTO delivery_sent (endpoint, key, ledger_seq,
 const CLOSE_SUPERSEDED: &str = "UPDATE exceptions SET status = 'resolved', updated_at_us = $3, \
      actor = 'delivery', note = 'superseded by a newer value for the same key' \
      WHERE status IN ('open', 'acknowledged') AND id IN (SELECT exception_id FROM dead_letters \
-     WHERE endpoint = $1 AND key = $2 AND kind = 'latest' AND status = 'parked')";
+     WHERE endpoint = $1 AND key = $2 AND kind = 'latest' AND status = 'parked' AND ledger_seq < $4)";
 
 const SUPERSEDE: &str = "UPDATE dead_letters SET status = 'superseded', updated_at_us = $3 \
-     WHERE endpoint = $1 AND key = $2 AND kind = 'latest' AND status = 'parked'";
+     WHERE endpoint = $1 AND key = $2 AND kind = 'latest' AND status = 'parked' AND ledger_seq < $4";
 
 const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (partition, endpoint, key, kind, ledger_seq, \
      priority, payload, correlation_id, created_at_us, status, reason, attempts, last_status, \
@@ -96,78 +114,38 @@ impl DeliveryStore for PgStore {
         )
     }
 
-    fn record_acks(&mut self, endpoint: &str, acks: &[Ack], at_us: i64) -> Result<()> {
-        if acks.is_empty() {
+    fn record_results(
+        &mut self,
+        endpoint: &str,
+        exceptions: &[ExceptionRecord],
+        parks: &[NewDeadLetter],
+        acks: &[Ack],
+        at_us: i64,
+    ) -> Result<()> {
+        if exceptions.is_empty() && parks.is_empty() && acks.is_empty() {
             return Ok(());
         }
         let mut tx = self.client.transaction()?;
         let st = &mut self.statements;
-        let latest = st.get(&mut tx, DELETE_LATEST)?;
-        let ordered = st.get(&mut tx, DELETE_ORDERED)?;
-        let sent = st.get(&mut tx, UPSERT_SENT)?;
-        for a in acks {
-            let seq = a.ledger_seq as i64;
-            let delete = match a.kind {
-                OutboxKind::Latest => &latest,
-                OutboxKind::Ordered => &ordered,
-            };
-            tx.execute(delete, &[&endpoint, &a.key, &seq])?;
-            if a.delivered && a.kind == OutboxKind::Latest {
-                tx.execute(&sent, &[&endpoint, &a.key, &seq, &a.value, &at_us])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn park(&mut self, letters: &[NewDeadLetter]) -> Result<()> {
-        if letters.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.client.transaction()?;
-        let st = &mut self.statements;
-        let latest = st.get(&mut tx, DELETE_LATEST)?;
-        let ordered = st.get(&mut tx, DELETE_ORDERED)?;
-        let supersede = st.get(&mut tx, SUPERSEDE)?;
-        let close = st.get(&mut tx, CLOSE_SUPERSEDED)?;
-        let insert = st.get(&mut tx, INSERT_DEAD_LETTER)?;
-        for l in letters {
-            let r = &l.row;
-            let seq = r.ledger_seq as i64;
-            let at = l.exception.created_at.as_micros();
-            match r.kind {
-                OutboxKind::Latest => {
-                    tx.execute(&latest, &[&r.endpoint, &r.key, &seq])?;
-                    tx.execute(&close, &[&r.endpoint, &r.key, &at])?;
-                    tx.execute(&supersede, &[&r.endpoint, &r.key, &at])?;
-                }
-                OutboxKind::Ordered => {
-                    tx.execute(&ordered, &[&r.endpoint, &r.key, &seq])?;
-                }
-            }
+        let raise = st.get(&mut tx, RAISE_EXCEPTION)?;
+        for x in exceptions.iter().chain(parks.iter().map(|l| &l.exception)) {
             tx.execute(
-                &insert,
+                &raise,
                 &[
-                    &i64::from(r.partition),
-                    &r.endpoint,
-                    &r.key,
-                    &r.kind.as_str(),
-                    &seq,
-                    &i64::from(r.priority),
-                    &r.payload,
-                    &r.correlation_id,
-                    &r.created_at_us,
-                    &l.reason,
-                    &i64::from(l.attempts),
-                    &l.last_status.map(i64::from),
-                    &l.last_response,
-                    &l.exception.id,
-                    &at,
+                    &x.id,
+                    &x.kind.as_str(),
+                    &x.status.as_str(),
+                    &x.entity,
+                    &x.correlation_id,
+                    &x.reason,
+                    &x.raw,
+                    &x.created_at.as_micros(),
+                    &x.updated_at.as_micros(),
                 ],
             )?;
         }
-        let records: Vec<ExceptionRecord> = letters.iter().map(|l| l.exception.clone()).collect();
-        insert_exceptions(&mut tx, st, &records)?;
+        park_in(&mut tx, st, parks)?;
+        acks_in(&mut tx, st, endpoint, acks, at_us)?;
         tx.commit()?;
         Ok(())
     }
@@ -213,7 +191,7 @@ impl DeliveryStore for PgStore {
         let mut letters = select(
             &mut tx,
             st,
-            SELECT_DEAD_LETTERS,
+            SELECT_DEAD_LETTERS_FOR_UPDATE,
             &[
                 &filter.ids,
                 &filter.endpoint,
@@ -284,16 +262,6 @@ impl DeliveryStore for PgStore {
         Ok(letters)
     }
 
-    fn add_exceptions(&mut self, records: &[ExceptionRecord]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.client.transaction()?;
-        insert_exceptions(&mut tx, &mut self.statements, records)?;
-        tx.commit()?;
-        Ok(())
-    }
-
     fn webhook_receipt(&mut self, channel: &str, id: &str) -> Result<Option<String>> {
         let stmt = self.statements.get(
             &mut self.client,
@@ -345,26 +313,80 @@ impl DeliveryStore for PgStore {
     }
 }
 
-fn insert_exceptions(
+/// Moves messages from the outbox to the dead-letter queue; an older parked "latest" letter of
+/// the same key is superseded (and its record resolved).
+fn park_in(tx: &mut Transaction<'_>, st: &mut Statements, letters: &[NewDeadLetter]) -> Result<()> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let latest = st.get(tx, DELETE_LATEST)?;
+    let ordered = st.get(tx, DELETE_ORDERED)?;
+    let supersede = st.get(tx, SUPERSEDE)?;
+    let close = st.get(tx, CLOSE_SUPERSEDED)?;
+    let insert = st.get(tx, INSERT_DEAD_LETTER)?;
+    for l in letters {
+        let r = &l.row;
+        let seq = r.ledger_seq as i64;
+        let at = l.exception.created_at.as_micros();
+        match r.kind {
+            OutboxKind::Latest => {
+                tx.execute(&latest, &[&r.endpoint, &r.key, &seq])?;
+                tx.execute(&close, &[&r.endpoint, &r.key, &at, &seq])?;
+                tx.execute(&supersede, &[&r.endpoint, &r.key, &at, &seq])?;
+            }
+            OutboxKind::Ordered => {
+                tx.execute(&ordered, &[&r.endpoint, &r.key, &seq])?;
+            }
+        }
+        tx.execute(
+            &insert,
+            &[
+                &i64::from(r.partition),
+                &r.endpoint,
+                &r.key,
+                &r.kind.as_str(),
+                &seq,
+                &i64::from(r.priority),
+                &r.payload,
+                &r.correlation_id,
+                &r.created_at_us,
+                &l.reason,
+                &i64::from(l.attempts),
+                &l.last_status.map(i64::from),
+                &l.last_response,
+                &l.exception.id,
+                &at,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Removes finished messages from the outbox and records delivered values.
+fn acks_in(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
-    x: &[ExceptionRecord],
+    endpoint: &str,
+    acks: &[Ack],
+    at_us: i64,
 ) -> Result<()> {
-    let stmt = st.get(tx, INSERT_EXCEPTIONS)?;
-    tx.execute(
-        &stmt,
-        &[
-            &col(x, |x| x.id.as_str()),
-            &col(x, |x| x.kind.as_str()),
-            &col(x, |x| x.status.as_str()),
-            &col(x, |x| x.entity.as_str()),
-            &col(x, |x| x.correlation_id.as_deref()),
-            &col(x, |x| x.reason.as_str()),
-            &col(x, |x| x.raw.as_deref()),
-            &col(x, |x| x.created_at.as_micros()),
-            &col(x, |x| x.updated_at.as_micros()),
-        ],
-    )?;
+    if acks.is_empty() {
+        return Ok(());
+    }
+    let latest = st.get(tx, DELETE_LATEST)?;
+    let ordered = st.get(tx, DELETE_ORDERED)?;
+    let sent = st.get(tx, UPSERT_SENT)?;
+    for a in acks {
+        let seq = a.ledger_seq as i64;
+        let delete = match a.kind {
+            OutboxKind::Latest => &latest,
+            OutboxKind::Ordered => &ordered,
+        };
+        tx.execute(delete, &[&endpoint, &a.key, &seq])?;
+        if a.delivered && a.kind == OutboxKind::Latest {
+            tx.execute(&sent, &[&endpoint, &a.key, &seq, &a.value, &at_us])?;
+        }
+    }
     Ok(())
 }
 

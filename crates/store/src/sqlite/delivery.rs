@@ -3,13 +3,22 @@
 use crossdock_model::{ExceptionRecord, ExceptionStatus};
 use rusqlite::{Row, Transaction, TransactionBehavior, params};
 
-use super::{INSERT_EXCEPTION, INSERT_OUTBOX, SqliteStore, select, text};
+use super::{INSERT_OUTBOX, SqliteStore, select, text};
 use crate::common;
 use crate::delivery::ids_json;
 use crate::{
     Ack, AuditRow, DeadLetter, DeadLetterAction, DeadLetterFilter, DeadLetterStatus, DeliveryStore,
     NewDeadLetter, OutboxKind, OutboxRow, Result, SentRow, StoreError,
 };
+
+const RAISE_EXCEPTION: &str = concat!(
+    "INSERT INTO exceptions (",
+    exception_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO UPDATE SET \
+     status = excluded.status, reason = excluded.reason, raw = excluded.raw, \
+     updated_at_us = excluded.updated_at_us, actor = '', note = '' \
+     WHERE exceptions.status NOT IN ('open', 'acknowledged')"
+);
 
 const SELECT_BACKLOG: &str = "SELECT partition, endpoint, key, ledger_seq, priority, kind, payload, \
      correlation_id, created_at_us FROM outbox WHERE endpoint = ?1 ORDER BY id";
@@ -32,10 +41,10 @@ const UPSERT_SENT: &str = "INSERT INTO delivery_sent (endpoint, key, ledger_seq,
 const CLOSE_SUPERSEDED: &str = "UPDATE exceptions SET status = 'resolved', updated_at_us = ?3, \
      actor = 'delivery', note = 'superseded by a newer value for the same key' \
      WHERE status IN ('open', 'acknowledged') AND id IN (SELECT exception_id FROM dead_letters \
-     WHERE endpoint = ?1 AND key = ?2 AND kind = 'latest' AND status = 'parked')";
+     WHERE endpoint = ?1 AND key = ?2 AND kind = 'latest' AND status = 'parked' AND ledger_seq < ?4)";
 
 const SUPERSEDE: &str = "UPDATE dead_letters SET status = 'superseded', updated_at_us = ?3 \
-     WHERE endpoint = ?1 AND key = ?2 AND kind = 'latest' AND status = 'parked'";
+     WHERE endpoint = ?1 AND key = ?2 AND kind = 'latest' AND status = 'parked' AND ledger_seq < ?4";
 
 const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (partition, endpoint, key, kind, ledger_seq, \
      priority, payload, correlation_id, created_at_us, status, reason, attempts, last_status, \
@@ -82,75 +91,24 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn record_acks(&mut self, endpoint: &str, acks: &[Ack], at_us: i64) -> Result<()> {
-        if acks.is_empty() {
+    fn record_results(
+        &mut self,
+        endpoint: &str,
+        exceptions: &[ExceptionRecord],
+        parks: &[NewDeadLetter],
+        acks: &[Ack],
+        at_us: i64,
+    ) -> Result<()> {
+        if exceptions.is_empty() && parks.is_empty() && acks.is_empty() {
             return Ok(());
         }
         let tx = self.write_tx()?;
-        {
-            let mut latest = tx.prepare_cached(DELETE_LATEST)?;
-            let mut ordered = tx.prepare_cached(DELETE_ORDERED)?;
-            let mut sent = tx.prepare_cached(UPSERT_SENT)?;
-            for a in acks {
-                let seq = a.ledger_seq as i64;
-                match a.kind {
-                    OutboxKind::Latest => latest.execute(params![endpoint, a.key, seq])?,
-                    OutboxKind::Ordered => ordered.execute(params![endpoint, a.key, seq])?,
-                };
-                if a.delivered && a.kind == OutboxKind::Latest {
-                    sent.execute(params![endpoint, a.key, seq, a.value, at_us])?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn park(&mut self, letters: &[NewDeadLetter]) -> Result<()> {
-        if letters.is_empty() {
-            return Ok(());
-        }
-        let tx = self.write_tx()?;
-        {
-            let mut latest = tx.prepare_cached(DELETE_LATEST)?;
-            let mut ordered = tx.prepare_cached(DELETE_ORDERED)?;
-            let mut supersede = tx.prepare_cached(SUPERSEDE)?;
-            let mut close = tx.prepare_cached(CLOSE_SUPERSEDED)?;
-            let mut insert = tx.prepare_cached(INSERT_DEAD_LETTER)?;
-            for l in letters {
-                let r = &l.row;
-                let seq = r.ledger_seq as i64;
-                let at = l.exception.created_at.as_micros();
-                match r.kind {
-                    OutboxKind::Latest => {
-                        latest.execute(params![r.endpoint, r.key, seq])?;
-                        close.execute(params![r.endpoint, r.key, at])?;
-                        supersede.execute(params![r.endpoint, r.key, at])?;
-                    }
-                    OutboxKind::Ordered => {
-                        ordered.execute(params![r.endpoint, r.key, seq])?;
-                    }
-                }
-                insert.execute(params![
-                    i64::from(r.partition),
-                    r.endpoint,
-                    r.key,
-                    r.kind.as_str(),
-                    seq,
-                    i64::from(r.priority),
-                    r.payload,
-                    r.correlation_id,
-                    r.created_at_us,
-                    l.reason,
-                    i64::from(l.attempts),
-                    l.last_status.map(i64::from),
-                    l.last_response,
-                    l.exception.id,
-                    at,
-                ])?;
-            }
-        }
-        insert_exceptions(&tx, letters.iter().map(|l| &l.exception))?;
+        raise_exceptions(
+            &tx,
+            exceptions.iter().chain(parks.iter().map(|l| &l.exception)),
+        )?;
+        park_in(&tx, parks)?;
+        acks_in(&tx, endpoint, acks, at_us)?;
         tx.commit()?;
         Ok(())
     }
@@ -252,16 +210,6 @@ impl DeliveryStore for SqliteStore {
         Ok(letters)
     }
 
-    fn add_exceptions(&mut self, records: &[ExceptionRecord]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let tx = self.write_tx()?;
-        insert_exceptions(&tx, records.iter())?;
-        tx.commit()?;
-        Ok(())
-    }
-
     fn webhook_receipt(&mut self, channel: &str, id: &str) -> Result<Option<String>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT outcome FROM webhook_receipts WHERE channel = ?1 AND id = ?2",
@@ -312,11 +260,13 @@ impl SqliteStore {
     }
 }
 
-fn insert_exceptions<'a>(
+/// Records exceptions raised by delivery. A record that was closed (a retried message refused
+/// again) opens again with the new reason; an open one is left as it is.
+fn raise_exceptions<'a>(
     tx: &Transaction<'_>,
     records: impl Iterator<Item = &'a ExceptionRecord>,
 ) -> Result<()> {
-    let mut stmt = tx.prepare_cached(INSERT_EXCEPTION)?;
+    let mut stmt = tx.prepare_cached(RAISE_EXCEPTION)?;
     for x in records {
         stmt.execute(params![
             x.id,
@@ -329,6 +279,73 @@ fn insert_exceptions<'a>(
             x.created_at.as_micros(),
             x.updated_at.as_micros(),
         ])?;
+    }
+    Ok(())
+}
+
+/// Moves messages from the outbox to the dead-letter queue; an older parked "latest" letter of
+/// the same key is superseded (and its record resolved).
+fn park_in(tx: &Transaction<'_>, letters: &[NewDeadLetter]) -> Result<()> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let mut latest = tx.prepare_cached(DELETE_LATEST)?;
+    let mut ordered = tx.prepare_cached(DELETE_ORDERED)?;
+    let mut supersede = tx.prepare_cached(SUPERSEDE)?;
+    let mut close = tx.prepare_cached(CLOSE_SUPERSEDED)?;
+    let mut insert = tx.prepare_cached(INSERT_DEAD_LETTER)?;
+    for l in letters {
+        let r = &l.row;
+        let seq = r.ledger_seq as i64;
+        let at = l.exception.created_at.as_micros();
+        match r.kind {
+            OutboxKind::Latest => {
+                latest.execute(params![r.endpoint, r.key, seq])?;
+                close.execute(params![r.endpoint, r.key, at, seq])?;
+                supersede.execute(params![r.endpoint, r.key, at, seq])?;
+            }
+            OutboxKind::Ordered => {
+                ordered.execute(params![r.endpoint, r.key, seq])?;
+            }
+        }
+        insert.execute(params![
+            i64::from(r.partition),
+            r.endpoint,
+            r.key,
+            r.kind.as_str(),
+            seq,
+            i64::from(r.priority),
+            r.payload,
+            r.correlation_id,
+            r.created_at_us,
+            l.reason,
+            i64::from(l.attempts),
+            l.last_status.map(i64::from),
+            l.last_response,
+            l.exception.id,
+            at,
+        ])?;
+    }
+    Ok(())
+}
+
+/// Removes finished messages from the outbox and records delivered values.
+fn acks_in(tx: &Transaction<'_>, endpoint: &str, acks: &[Ack], at_us: i64) -> Result<()> {
+    if acks.is_empty() {
+        return Ok(());
+    }
+    let mut latest = tx.prepare_cached(DELETE_LATEST)?;
+    let mut ordered = tx.prepare_cached(DELETE_ORDERED)?;
+    let mut sent = tx.prepare_cached(UPSERT_SENT)?;
+    for a in acks {
+        let seq = a.ledger_seq as i64;
+        match a.kind {
+            OutboxKind::Latest => latest.execute(params![endpoint, a.key, seq])?,
+            OutboxKind::Ordered => ordered.execute(params![endpoint, a.key, seq])?,
+        };
+        if a.delivered && a.kind == OutboxKind::Latest {
+            sent.execute(params![endpoint, a.key, seq, a.value, at_us])?;
+        }
     }
     Ok(())
 }
