@@ -94,6 +94,14 @@ impl Delivery {
         }
     }
 
+    /// Has every lane read its backlog from the store again (after the engine reloaded a
+    /// partition, rows may be there that were never handed over).
+    pub fn rescan(&self) {
+        for lane in self.lanes.values() {
+            lane.request_rescan();
+        }
+    }
+
     /// Stops the lanes after their current call.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);

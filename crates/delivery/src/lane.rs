@@ -113,6 +113,8 @@ pub struct Lane {
     wake: Notify,
     /// Results are waiting to be written.
     recorded: Notify,
+    /// The backlog should be read from the store again.
+    rescan: std::sync::atomic::AtomicBool,
 }
 
 /// What the lane does next.
@@ -144,6 +146,7 @@ impl Lane {
             target,
             wake: Notify::new(),
             recorded: Notify::new(),
+            rescan: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -172,6 +175,13 @@ impl Lane {
         drop(st);
         self.wake.notify_one();
         self.recorded.notify_one();
+    }
+
+    /// Asks the lane to read its backlog from the store again.
+    pub fn request_rescan(&self) {
+        self.rescan
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.wake.notify_one();
     }
 
     /// Lets ordered keys go whose parked message was retried or discarded.
@@ -263,10 +273,22 @@ impl Lane {
         // Results are recorded beside the sending, so a call never waits for an fsync. The
         // recorder stops only after the lane has, so the last call's results are written too.
         let (finished, lane_done) = watch::channel(false);
-        let recorder = tokio::spawn(self.clone().record(store, lane_done));
+        let recorder = tokio::spawn(self.clone().record(store.clone(), lane_done));
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if self.rescan.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                let endpoint = self.config.endpoint.clone();
+                match store.call(move |s| s.lane_backlog(&endpoint)).await {
+                    Ok(Ok(rows)) => self.push(rows),
+                    Ok(Err(e)) => {
+                        warn!(endpoint = %self.config.endpoint, error = %e, "lane could not rescan its backlog; will retry");
+                        self.rescan
+                            .store(true, std::sync::atomic::Ordering::Release);
+                    }
+                    Err(_) => break,
+                }
             }
             match self.next_step() {
                 Step::Send(entries, messages, cost) => self.send(entries, messages, cost).await,

@@ -390,3 +390,27 @@ fn parked() -> DeadLetterFilter {
         ..DeadLetterFilter::default()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_the_committer_never_handed_over_are_found_by_a_rescan() {
+    let db = Db::new();
+    let channel = Arc::new(FakeChannel::default());
+    let delivery = start(&db, channel.clone());
+    let mut store = db.open();
+    // Committed, but (as after a commit that reported failure) never given to the lanes.
+    store
+        .commit(&CommitBatch {
+            outbox: vec![row("SKU-1", 3, 7)],
+            last_seq: 1,
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(channel.values.lock().unwrap().is_empty());
+    delivery.rescan();
+    eventually("the row is delivered", || {
+        channel.values.lock().unwrap().get("SKU-1") == Some(&7)
+    })
+    .await;
+    delivery.shutdown().await;
+}

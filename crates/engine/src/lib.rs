@@ -87,6 +87,9 @@ pub struct OutboxHook {
     /// Endpoints that take every applied event of some types, in ledger order per key.
     pub feeds: Arc<Vec<Feed>>,
     pub on_commit: Option<OutboxSink>,
+    /// Called after a partition reloaded from the store (a failed commit): outbox rows may be
+    /// in the store that `on_commit` never saw.
+    pub on_reload: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// An event feed: every applied event whose type matches goes to `endpoint` as an "ordered"
@@ -114,6 +117,7 @@ impl std::fmt::Debug for OutboxHook {
             .field("channels", &self.channels)
             .field("feeds", &self.feeds)
             .field("on_commit", &self.on_commit.is_some())
+            .field("on_reload", &self.on_reload.is_some())
             .finish()
     }
 }

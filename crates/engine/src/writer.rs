@@ -250,6 +250,11 @@ impl Writer {
                 Ok(ledger) => {
                     self.ledger = ledger;
                     self.publish_all();
+                    // A commit that reported failure may have landed after all; its outbox rows
+                    // were never handed over, so delivery looks at the store again.
+                    if let Some(rescan) = &self.outbox.on_reload {
+                        rescan();
+                    }
                     return;
                 }
                 Err(e) => {

@@ -74,6 +74,7 @@ pub fn start_observed(
         .filter_map(|e| e.feed.clone())
         .collect();
     let sink = delivery.clone();
+    let rescan = delivery.clone();
     let engine_config = EngineConfig {
         store,
         partitions: config.partitions,
@@ -82,6 +83,7 @@ pub fn start_observed(
         outbox: OutboxHook {
             channels: Some(Arc::new(channels)),
             feeds: Arc::new(feeds),
+            on_reload: Some(Arc::new(move || rescan.rescan())),
             on_commit: Some(Arc::new(move |rows| {
                 if let Some(o) = &observe {
                     o(rows);
