@@ -167,12 +167,17 @@ async fn a_killed_hub_resumes_delivery_without_loss_or_double_application() {
     assert_eq!(sim.stats().rate_limit_violations, 0);
 }
 
-fn shopify_fixture(name: &str) -> Vec<u8> {
+/// A real payload from `testdata/channels/<platform>/` (see its MANIFEST.tsv).
+fn fixture(platform: &str, name: &str) -> Vec<u8> {
     std::fs::read(format!(
-        "{}/../../testdata/channels/shopify/{name}",
+        "{}/../../testdata/channels/{platform}/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
-    .unwrap_or_else(|e| panic!("{name}: {e}"))
+    .unwrap_or_else(|e| panic!("{platform}/{name}: {e}"))
+}
+
+fn shopify_fixture(name: &str) -> Vec<u8> {
+    fixture("shopify", name)
 }
 
 /// The bare resource a webhook carries (the fixtures wrap it as the REST API does).
@@ -196,16 +201,24 @@ async fn shopify_hook(
     body: &[u8],
     signature: &str,
 ) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/v1/webhooks/shopify/shopify", hub.addr))
-        .header("X-Shopify-Topic", topic)
-        .header("X-Shopify-Webhook-Id", id)
-        .header("X-Shopify-Hmac-Sha256", signature)
+    let headers = [
+        ("X-Shopify-Topic", topic),
+        ("X-Shopify-Webhook-Id", id),
+        ("X-Shopify-Hmac-Sha256", signature),
+    ];
+    webhook(hub, "shopify/shopify", &headers, body).await
+}
+
+/// Posts a channel webhook to `/v1/webhooks/{path}` with the platform's headers.
+async fn webhook(hub: &Hub, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}/v1/webhooks/{path}", hub.addr))
         .header("Content-Type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .await
-        .expect("webhook request");
+        .body(body.to_vec());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let r = request.send().await.expect("webhook request");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -538,27 +551,13 @@ url = "{}/crossdock/events"
     assert_eq!(sim.stats().rate_limit_violations, 0);
 }
 
-fn woo_fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../../testdata/channels/woocommerce/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
 async fn woo_hook(hub: &Hub, topic: &str, id: &str, body: &[u8], signature: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/v1/webhooks/woocommerce/b2b", hub.addr))
-        .header("X-WC-Webhook-Topic", topic)
-        .header("X-WC-Webhook-Delivery-ID", id)
-        .header("X-WC-Webhook-Signature", signature)
-        .header("Content-Type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .await
-        .expect("webhook request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    let headers = [
+        ("X-WC-Webhook-Topic", topic),
+        ("X-WC-Webhook-Delivery-ID", id),
+        ("X-WC-Webhook-Signature", signature),
+    ];
+    webhook(hub, "woocommerce/b2b", &headers, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -600,7 +599,7 @@ url = "{}"
     let mut c = hub.client(EAST).await;
     assert_eq!(receive(&mut c, "w-1", "WOO-93", 10).await, 200);
     assert_eq!(receive(&mut c, "w-2", "Bar3", 10).await, 200);
-    let order = woo_fixture("orders__create_an_order__response.json");
+    let order = fixture("woocommerce", "orders__create_an_order__response.json");
 
     let (status, _) = woo_hook(
         &hub,
