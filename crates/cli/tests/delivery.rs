@@ -209,6 +209,11 @@ async fn shopify_hook(
     webhook(hub, "shopify/shopify", &headers, body).await
 }
 
+/// A Shopify webhook signed with the endpoint's secret.
+async fn shopify_signed(hub: &Hub, topic: &str, id: &str, body: &[u8]) -> (u16, Value) {
+    shopify_hook(hub, topic, id, body, &sign("hook-secret", body)).await
+}
+
 /// Posts a channel webhook to `/v1/webhooks/{path}` with the platform's headers.
 async fn webhook(hub: &Hub, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
     let mut request = reqwest::Client::new()
@@ -270,14 +275,7 @@ async fn shopify_webhooks_become_allocations_releases_and_drift_repairs() {
     );
 
     // The real order: each line allocated on the channel.
-    let (status, v) = shopify_hook(
-        &hub,
-        "orders/create",
-        "wh-1",
-        &order,
-        &sign("hook-secret", &order),
-    )
-    .await;
+    let (status, v) = shopify_signed(&hub, "orders/create", "wh-1", &order).await;
     assert_eq!(
         (status, v["status"].as_str()),
         (200, Some("allocated")),
@@ -292,28 +290,14 @@ async fn shopify_webhooks_become_allocations_releases_and_drift_repairs() {
         );
     }
     // Redelivered: the first answer again, applied once.
-    let (status, v) = shopify_hook(
-        &hub,
-        "orders/create",
-        "wh-1",
-        &order,
-        &sign("hook-secret", &order),
-    )
-    .await;
+    let (status, v) = shopify_signed(&hub, "orders/create", "wh-1", &order).await;
     assert_eq!((status, v["duplicate"].as_bool()), (200, Some(true)), "{v}");
     assert_eq!(common::positions(&mut admin, "IPOD2008RED").await[0].3, 1);
 
     // A refund with the old `restock` flag: the goods come back through the warehouse's
     // return receipt, so nothing changes now.
     let refund = unwrap(&shopify_fixture("pyapi_refund.json"), "refund");
-    let (status, v) = shopify_hook(
-        &hub,
-        "refunds/create",
-        "wh-r1",
-        &refund,
-        &sign("hook-secret", &refund),
-    )
-    .await;
+    let (status, v) = shopify_signed(&hub, "refunds/create", "wh-r1", &refund).await;
     assert_eq!(
         (status, v["status"].as_str()),
         (200, Some("ignored")),
@@ -327,14 +311,7 @@ async fn shopify_webhooks_become_allocations_releases_and_drift_repairs() {
     }
     partial["id"] = json!(1);
     let partial = serde_json::to_vec(&partial).unwrap();
-    let (status, v) = shopify_hook(
-        &hub,
-        "refunds/create",
-        "wh-r2",
-        &partial,
-        &sign("hook-secret", &partial),
-    )
-    .await;
+    let (status, v) = shopify_signed(&hub, "refunds/create", "wh-r2", &partial).await;
     assert_eq!(
         (status, v["status"].as_str()),
         (200, Some("held_for_review")),
@@ -343,14 +320,7 @@ async fn shopify_webhooks_become_allocations_releases_and_drift_repairs() {
     assert!(v["exception_id"].is_string(), "{v}");
 
     // Cancelled: the allocation goes back.
-    let (status, v) = shopify_hook(
-        &hub,
-        "orders/cancelled",
-        "wh-2",
-        &order,
-        &sign("hook-secret", &order),
-    )
-    .await;
+    let (status, v) = shopify_signed(&hub, "orders/cancelled", "wh-2", &order).await;
     assert_eq!(
         (status, v["status"].as_str()),
         (200, Some("released")),
@@ -372,14 +342,7 @@ async fn shopify_webhooks_become_allocations_releases_and_drift_repairs() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     sim.set_quantity("808950810", 6);
-    let (status, v) = shopify_hook(
-        &hub,
-        "inventory_levels/update",
-        "wh-3",
-        &level,
-        &sign("hook-secret", &level),
-    )
-    .await;
+    let (status, v) = shopify_signed(&hub, "inventory_levels/update", "wh-3", &level).await;
     assert_eq!((status, v["status"].as_str()), (200, Some("drift")), "{v}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while sim.quantity("808950810") != Some(5) {
@@ -405,14 +368,7 @@ async fn shopify_webhooks_become_allocations_releases_and_drift_repairs() {
     odd["line_items"][0]["sku"] = json!("NOT-AN-ITEM");
     odd["line_items"][0]["variant_id"] = json!(999_999);
     let odd = serde_json::to_vec(&odd).unwrap();
-    let (status, p) = shopify_hook(
-        &hub,
-        "orders/create",
-        "wh-4",
-        &odd,
-        &sign("hook-secret", &odd),
-    )
-    .await;
+    let (status, p) = shopify_signed(&hub, "orders/create", "wh-4", &odd).await;
     assert_eq!(
         (status, p["type"].as_str()),
         (422, Some("urn:crossdock:problem:unknown-item")),
