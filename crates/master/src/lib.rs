@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use crossdock_model::{ItemId, LocationId};
 
 pub use gtin::Gtin;
-pub use load::{LoadError, RowProblem};
+pub use load::{CsvSheet, LoadError, RowProblem};
 pub use uom::{Conversion, Uom, UomError};
 
 /// An item as master data knows it.

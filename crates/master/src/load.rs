@@ -58,14 +58,23 @@ pub struct CrosswalkRow {
     pub internal: String,
 }
 
-/// Reads rows as column-name → value maps, collecting problems.
-struct Sheet {
+/// A CSV file with a header row, read by column name, collecting every problem with its line:
+/// the one CSV reader of the project (files of master data, crosswalks, stock snapshots).
+pub struct CsvSheet {
     source_name: String,
     problems: Vec<RowProblem>,
 }
 
-impl Sheet {
-    fn problem(&mut self, line: u64, column: Option<&str>, reason: impl Into<String>) {
+impl CsvSheet {
+    /// `source_name` names the file in errors.
+    pub fn new(source_name: &str) -> CsvSheet {
+        CsvSheet {
+            source_name: source_name.to_string(),
+            problems: Vec::new(),
+        }
+    }
+
+    pub fn problem(&mut self, line: u64, column: Option<&str>, reason: impl Into<String>) {
         self.problems.push(RowProblem {
             line,
             column: column.map(str::to_string),
@@ -73,12 +82,13 @@ impl Sheet {
         });
     }
 
-    /// Calls `row` with each record's (line, value-of-column) accessor.
-    fn read(
+    /// Calls `row` with each non-blank record's line and a lookup of its (trimmed, non-empty)
+    /// value by column name. A header without a `required` column is one problem on line 1.
+    pub fn read(
         &mut self,
         text: &str,
         required: &[&str],
-        mut row: impl FnMut(&mut Sheet, u64, &dyn Fn(&str) -> Option<String>),
+        mut row: impl FnMut(&mut CsvSheet, u64, &dyn Fn(&str) -> Option<String>),
     ) {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut reader = csv::ReaderBuilder::new()
@@ -130,7 +140,13 @@ impl Sheet {
         }
     }
 
-    fn finish<T>(self, rows: Vec<T>) -> Result<Vec<T>, LoadError> {
+    /// Problems so far.
+    pub fn problems(&self) -> &[RowProblem] {
+        &self.problems
+    }
+
+    /// `rows`, or every problem found.
+    pub fn finish<T>(self, rows: Vec<T>) -> Result<Vec<T>, LoadError> {
         if self.problems.is_empty() {
             Ok(rows)
         } else {
@@ -142,11 +158,8 @@ impl Sheet {
     }
 }
 
-fn sheet(source_name: &str) -> Sheet {
-    Sheet {
-        source_name: source_name.to_string(),
-        problems: Vec::new(),
-    }
+fn sheet(source_name: &str) -> CsvSheet {
+    CsvSheet::new(source_name)
 }
 
 fn read_file(path: &Path) -> Result<String, LoadError> {
