@@ -88,3 +88,16 @@ pub(crate) fn event_status(raw: &str) -> Result<EventStatus> {
     EventStatus::parse(raw)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown event status {raw:?}")))
 }
+
+/// The control numbers after `last`: `count` of them, wrapping to 1 after `max`. Returns the
+/// first and the new last.
+pub(crate) fn control_range(last: u64, count: u32, max: u64) -> (u64, u64) {
+    let max = max.max(1);
+    let next = |n: u64| if n >= max { 1 } else { n + 1 };
+    let first = next(last);
+    let mut end = first;
+    for _ in 1..count {
+        end = next(end);
+    }
+    (first, end)
+}

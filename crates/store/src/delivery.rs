@@ -4,7 +4,7 @@
 //! Delivery has its own connection (its writes never share a transaction with a ledger commit),
 //! so every method here is one short transaction of its own.
 
-use crossdock_model::ExceptionRecord;
+use crossdock_model::{ExceptionRecord, ExceptionStatus};
 
 use crate::{OutboxKind, OutboxRow, Result};
 
@@ -174,6 +174,20 @@ pub trait DeliveryStore {
     fn audit_log(&mut self, limit: u32) -> Result<Vec<AuditRow>>;
     /// The answer given to an inbound webhook already handled, if it was.
     fn webhook_receipt(&mut self, channel: &str, id: &str) -> Result<Option<String>>;
+    /// Takes the next `count` control numbers of `scope` (1, 2, ... after the last one taken),
+    /// durably, wrapping to 1 after `max`; returns the first. A number is never handed out twice
+    /// before the wrap, also across restarts and between processes sharing the store.
+    fn next_control_numbers(&mut self, scope: &str, count: u32, max: u64) -> Result<u64>;
+    /// Sets the status of exception `id` with the actor and note of the change and one audit
+    /// row; returns the record as changed, `None` when there is no such exception.
+    fn set_exception_status(
+        &mut self,
+        id: &str,
+        status: ExceptionStatus,
+        actor: &str,
+        note: &str,
+        at_us: i64,
+    ) -> Result<Option<ExceptionRecord>>;
     /// Records a handled inbound webhook (the first record of an id stays).
     fn record_webhook(
         &mut self,

@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "delivery",
         sql: include_str!("../migrations/postgres/0002_delivery.sql"),
     },
+    Migration {
+        version: 3,
+        name: "edi",
+        sql: include_str!("../migrations/postgres/0003_edi.sql"),
+    },
 ];
 
 const INSERT_EVENTS: &str = concat!(

@@ -35,6 +35,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "delivery",
         sql: include_str!("../migrations/sqlite/0002_delivery.sql"),
     },
+    Migration {
+        version: 3,
+        name: "edi",
+        sql: include_str!("../migrations/sqlite/0003_edi.sql"),
+    },
 ];
 
 /// Enough for every statement this module prepares, so none is ever evicted and re-prepared.

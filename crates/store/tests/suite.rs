@@ -130,6 +130,8 @@ macro_rules! suite {
                 case_retry_and_discard_dead_letters,
                 case_webhook_receipts_keep_the_first_answer,
                 case_a_message_parked_again_reopens_its_record,
+                case_control_numbers_move_forward_and_wrap,
+                case_exception_status_changes_are_audited,
             );
             suite!(@fixture $fixture;
                 case_reopen_keeps_data,
@@ -1499,4 +1501,69 @@ fn case_a_message_parked_again_reopens_its_record(s: &mut dyn Store) {
         "parked again, out of the outbox"
     );
     assert_eq!(s.dead_letters(&parked(None)).unwrap().len(), 1);
+}
+
+fn case_control_numbers_move_forward_and_wrap(s: &mut dyn Store) {
+    assert_eq!(
+        s.next_control_numbers("acme/isa", 1, 999_999_999).unwrap(),
+        1
+    );
+    assert_eq!(
+        s.next_control_numbers("acme/isa", 3, 999_999_999).unwrap(),
+        2
+    );
+    assert_eq!(
+        s.next_control_numbers("acme/isa", 1, 999_999_999).unwrap(),
+        5
+    );
+    assert_eq!(
+        s.next_control_numbers("other/isa", 1, 999_999_999).unwrap(),
+        1
+    );
+    assert_eq!(s.next_control_numbers("small", 2, 3).unwrap(), 1);
+    assert_eq!(s.next_control_numbers("small", 1, 3).unwrap(), 3);
+    assert_eq!(
+        s.next_control_numbers("small", 1, 3).unwrap(),
+        1,
+        "wraps after max"
+    );
+}
+
+fn case_exception_status_changes_are_audited(s: &mut dyn Store) {
+    let rec = ExceptionRecord::open(
+        ExceptionKind::UnknownItem,
+        "edi\0acme\0line-1",
+        "edi:acme/1/1/0001/1".into(),
+        None,
+        "item X is unknown".into(),
+        Some("LIN**UP*X~".into()),
+        Timestamp::from_micros(10),
+    );
+    s.add_exceptions(std::slice::from_ref(&rec)).unwrap();
+    let changed = s
+        .set_exception_status(&rec.id, ExceptionStatus::Replayed, "ops", "items fixed", 20)
+        .unwrap()
+        .expect("the record exists");
+    assert_eq!(changed.status, ExceptionStatus::Replayed);
+    assert_eq!(changed.raw.as_deref(), Some("LIN**UP*X~"));
+    assert!(
+        s.set_exception_status("nope", ExceptionStatus::Resolved, "ops", "", 30)
+            .unwrap()
+            .is_none()
+    );
+    let audit = s.audit_log(10).unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "ops");
+    assert_eq!(audit[0].action, "replayed");
+    assert_eq!(audit[0].subject, format!("exception:{}", rec.id));
+    // Raised again (still unknown after a replay): the record opens again.
+    s.add_exceptions(std::slice::from_ref(&rec)).unwrap();
+    let open = s
+        .list_exceptions(&ExceptionFilter {
+            kind: Some(ExceptionKind::UnknownItem),
+            status: Some(ExceptionStatus::Open),
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(open.len(), 1);
 }

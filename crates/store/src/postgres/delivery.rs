@@ -274,6 +274,58 @@ impl DeliveryStore for PgStore {
         })
     }
 
+    fn next_control_numbers(&mut self, scope: &str, count: u32, max: u64) -> Result<u64> {
+        let mut tx = self.client.transaction()?;
+        // Inserting first takes the row lock, so concurrent callers queue instead of racing.
+        tx.execute(
+            "INSERT INTO control_numbers (scope, last) VALUES ($1, 0) ON CONFLICT (scope) DO NOTHING",
+            &[&scope],
+        )?;
+        let last: i64 = tx
+            .query_one(
+                "SELECT last FROM control_numbers WHERE scope = $1 FOR UPDATE",
+                &[&scope],
+            )?
+            .try_get(0)?;
+        let (first, last) = common::control_range(last as u64, count, max);
+        tx.execute(
+            "UPDATE control_numbers SET last = $2 WHERE scope = $1",
+            &[&scope, &(last as i64)],
+        )?;
+        tx.commit()?;
+        Ok(first)
+    }
+
+    fn set_exception_status(
+        &mut self,
+        id: &str,
+        status: ExceptionStatus,
+        actor: &str,
+        note: &str,
+        at_us: i64,
+    ) -> Result<Option<ExceptionRecord>> {
+        let mut tx = self.client.transaction()?;
+        let rows = tx.query(
+            concat!(
+                "UPDATE exceptions SET status = $2, updated_at_us = $3, actor = $4, note = $5 \
+                 WHERE id = $1 RETURNING ",
+                exception_columns!()
+            ),
+            &[&id, &status.as_str(), &at_us, &actor, &note],
+        )?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let record = super::exception_row(row)?;
+        let subject = format!("exception:{id}");
+        tx.execute(
+            INSERT_AUDIT,
+            &[&at_us, &actor, &status.as_str(), &subject, &note, &"{}"],
+        )?;
+        tx.commit()?;
+        Ok(Some(record))
+    }
+
     fn record_webhook(
         &mut self,
         channel: &str,

@@ -1,7 +1,7 @@
 //! [`DeliveryStore`] on SQLite.
 
 use crossdock_model::{ExceptionRecord, ExceptionStatus};
-use rusqlite::{Row, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::{INSERT_OUTBOX, SqliteStore, select, text};
 use crate::common;
@@ -18,6 +18,12 @@ const RAISE_EXCEPTION: &str = concat!(
      status = excluded.status, reason = excluded.reason, raw = excluded.raw, \
      updated_at_us = excluded.updated_at_us, actor = '', note = '' \
      WHERE exceptions.status NOT IN ('open', 'acknowledged')"
+);
+
+const SELECT_EXCEPTION: &str = concat!(
+    "SELECT ",
+    exception_columns!(),
+    " FROM exceptions WHERE id = ?1"
 );
 
 const SELECT_BACKLOG: &str = "SELECT partition, endpoint, key, ledger_seq, priority, kind, payload, \
@@ -219,6 +225,59 @@ impl DeliveryStore for SqliteStore {
             Some(row) => Some(row.get(0)?),
             None => None,
         })
+    }
+
+    fn next_control_numbers(&mut self, scope: &str, count: u32, max: u64) -> Result<u64> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let last: Option<i64> = tx
+            .query_row(
+                "SELECT last FROM control_numbers WHERE scope = ?1",
+                [scope],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let (first, last) = common::control_range(last.unwrap_or(0) as u64, count, max);
+        tx.execute(
+            "INSERT INTO control_numbers (scope, last) VALUES (?1, ?2) \
+             ON CONFLICT (scope) DO UPDATE SET last = excluded.last",
+            params![scope, last as i64],
+        )?;
+        tx.commit()?;
+        Ok(first)
+    }
+
+    fn set_exception_status(
+        &mut self,
+        id: &str,
+        status: ExceptionStatus,
+        actor: &str,
+        note: &str,
+        at_us: i64,
+    ) -> Result<Option<ExceptionRecord>> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE exceptions SET status = ?2, updated_at_us = ?3, actor = ?4, note = ?5 \
+             WHERE id = ?1",
+            params![id, status.as_str(), at_us, actor, note],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        tx.execute(
+            INSERT_AUDIT,
+            params![
+                at_us,
+                actor,
+                status.as_str(),
+                format!("exception:{id}"),
+                note,
+                "{}"
+            ],
+        )?;
+        let record =
+            tx.query_row(SELECT_EXCEPTION, [id], |row| Ok(super::exception_row(row)))??;
+        tx.commit()?;
+        Ok(Some(record))
     }
 
     fn record_webhook(
