@@ -469,6 +469,24 @@ mod commit_failure {
         ) -> crossdock_store::Result<Option<String>> {
             self.inner.webhook_receipt(c, id)
         }
+        fn next_control_numbers(
+            &mut self,
+            scope: &str,
+            count: u32,
+            max: u64,
+        ) -> crossdock_store::Result<u64> {
+            self.inner.next_control_numbers(scope, count, max)
+        }
+        fn set_exception_status(
+            &mut self,
+            id: &str,
+            status: crossdock_model::ExceptionStatus,
+            actor: &str,
+            note: &str,
+            at: i64,
+        ) -> crossdock_store::Result<Option<crossdock_model::ExceptionRecord>> {
+            self.inner.set_exception_status(id, status, actor, note, at)
+        }
         fn record_webhook(
             &mut self,
             c: &str,
