@@ -63,6 +63,8 @@ pub struct MasterData {
     locations: HashMap<LocationId, Location>,
     /// (partner, kind, partner's code) → our id.
     crosswalk: HashMap<(String, CrosswalkKind, String), String>,
+    /// (partner, kind, our id) → the partner's code (the first one listed).
+    reverse: HashMap<(String, CrosswalkKind, String), String>,
     conversions: uom::Table,
 }
 
@@ -77,6 +79,12 @@ impl MasterData {
             .iter()
             .filter_map(|i| i.gtin.map(|g| (g, i.id.clone())))
             .collect();
+        let mut reverse = HashMap::new();
+        for c in &crosswalks {
+            reverse
+                .entry((c.partner.clone(), c.kind, c.internal.clone()))
+                .or_insert_with(|| c.external.clone());
+        }
         MasterData {
             items: items.into_iter().map(|i| (i.id.clone(), i)).collect(),
             by_gtin,
@@ -85,6 +93,7 @@ impl MasterData {
                 .into_iter()
                 .map(|c| ((c.partner, c.kind, c.external), c.internal))
                 .collect(),
+            reverse,
             conversions: uom::Table::new(conversions),
         }
     }
@@ -150,6 +159,13 @@ impl MasterData {
             partner: partner.to_string(),
             code: code.to_string(),
         })
+    }
+
+    /// The partner's code for one of our items or locations, if the crosswalk has one.
+    pub fn partner_code(&self, partner: &str, kind: CrosswalkKind, ours: &str) -> Option<&str> {
+        self.reverse
+            .get(&(partner.to_string(), kind, ours.to_string()))
+            .map(String::as_str)
     }
 
     /// `qty` of `item` in `unit`, in the item's base unit, exactly.

