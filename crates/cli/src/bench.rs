@@ -80,6 +80,14 @@ pub enum BenchWhat {
         #[command(flatten)]
         common: Common,
     },
+    /// `crossdock import positions` of an N-row snapshot: rows/s and peak memory of the
+    /// importer and of the hub.
+    Import {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Time from start to ready with N events in the log.
     Restart {
         #[arg(long, default_value_t = 10_000_000)]
@@ -142,6 +150,7 @@ pub fn run(what: BenchWhat) -> ExitCode {
             } => reserve(items, requests, pgbench_s, &pg, &common).await,
             BenchWhat::Memory { positions, common } => memory(positions, &common).await,
             BenchWhat::Restart { events, common } => restart(events, &common).await,
+            BenchWhat::Import { rows, common } => import(rows, &common).await,
             BenchWhat::DeliveryLatency {
                 rate,
                 seconds,
@@ -743,6 +752,79 @@ async fn memory(positions: usize, common: &Common) -> Result<()> {
     println!(
         "memory median: {:.0} MiB RSS with {positions} positions",
         median(rss)
+    );
+    Ok(())
+}
+
+/// Peak resident memory (`VmHWM`) of a running process, in MiB.
+fn peak_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn import(rows: usize, common: &Common) -> Result<()> {
+    let (mut rates, mut importer_peaks, mut hub_peaks) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..common.runs {
+        let dir = run_dir(common, "import", run);
+        let (hub, _) = Hub::start(&dir).await?;
+        // Two locations per item; the file is different each run, so nothing is a repeat.
+        let csv = dir.join("positions.csv");
+        let mut text = String::with_capacity(rows * 28);
+        text.push_str("item,location,qty\n");
+        for i in 0..rows {
+            let loc = if i % 2 == 0 { "DC-EAST" } else { "DC-WEST" };
+            text.push_str(&format!("ITEM-{},{loc},{}\n", i / 2, (i + run) % 1000));
+        }
+        std::fs::write(&csv, text).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let mut child =
+            std::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+                .args(["import", "positions"])
+                .arg(&csv)
+                .args(["--url", &format!("http://{}", hub.addr), "--token", TOKEN])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start the importer: {e}"))?;
+        let mut importer_peak: f64 = 0.0;
+        let status = loop {
+            if let Some(p) = peak_mib(child.id()) {
+                importer_peak = importer_peak.max(p);
+            }
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let secs = started.elapsed().as_secs_f64();
+        if !status.success() {
+            return Err(format!("the import failed: {status}"));
+        }
+        let hub_peak = hub.memory_mib("VmHWM")?;
+        let rate = rows as f64 / secs;
+        println!(
+            "run {run}: {rows} rows in {secs:.2} s = {rate:.0} rows/s; peak RSS importer \
+             {importer_peak:.0} MiB, hub {hub_peak:.0} MiB"
+        );
+        rates.push(rate);
+        importer_peaks.push(importer_peak);
+        hub_peaks.push(hub_peak);
+        hub.stop();
+        cleanup(common, &dir);
+    }
+    println!(
+        "import median: {:.0} rows/s; peak RSS importer {:.0} MiB, hub {:.0} MiB",
+        median(rates),
+        median(importer_peaks),
+        median(hub_peaks)
     );
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_delivery;
+mod edi;
 mod import;
 
 use std::path::PathBuf;
@@ -42,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         what: import::ImportWhat,
     },
+    /// Read, check and write X12.
+    Edi {
+        #[command(subcommand)]
+        what: edi::EdiWhat,
+    },
     /// Measure throughput and latency against a hub started for the purpose.
     Bench {
         #[command(subcommand)]
@@ -60,13 +66,14 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => match crossdock_server::config::load(&file) {
             Ok(c) => {
                 println!(
-                    "{}: ok ({} locations, {} channels, {} sources, {} tokens, {} endpoints, {} items)",
+                    "{}: ok ({} locations, {} channels, {} sources, {} tokens, {} endpoints, {} partners, {} items)",
                     file.display(),
                     c.policy.locations.len(),
                     c.policy.channels.len(),
                     c.policy.sources.len(),
                     c.tokens.len(),
                     c.endpoints.len(),
+                    c.partners.len(),
                     c.policy
                         .items
                         .as_ref()
@@ -83,6 +90,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Import { what } => import::run(what),
+        Command::Edi { what } => edi::run(what),
         Command::Bench { what } => bench::run(what),
     }
 }
@@ -113,7 +121,7 @@ fn serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>
         config.listen = l;
     }
     if let Some(d) = data_dir {
-        config.data_dir = d;
+        config.set_data_dir(d);
     }
     let started = std::time::Instant::now();
     let hub = match crossdock_server::start(&config) {

@@ -31,7 +31,9 @@ fn the_quickstart_config_checks_clean() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("2 locations, 2 channels, 3 sources, 1 tokens, 0 endpoints, 1000 items"),
+        stdout.contains(
+            "2 locations, 2 channels, 3 sources, 1 tokens, 0 endpoints, 0 partners, 1000 items"
+        ),
         "{stdout}"
     );
 }
@@ -127,4 +129,170 @@ async fn import_positions_loads_a_snapshot_once() {
         "quarantined rows repeat as duplicates too: {stdout}"
     );
     assert_eq!(positions(&mut q, "SKU-1").await[0].1, 40);
+}
+
+fn x12_sample(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../x12/testdata")
+        .join(rel)
+}
+
+#[test]
+fn edi_parse_validate_and_render_round_trip_a_real_file() {
+    let sample = x12_sample("846/oopfactory_Example1.txt");
+    let out = crossdock()
+        .args(["edi", "validate"])
+        .arg(&sample)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("1 set(s), 0 error(s)"), "{stdout}");
+
+    let out = crossdock()
+        .args(["edi", "parse"])
+        .arg(&sample)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let typed = &doc["interchanges"][0]["groups"][0]["sets"][0]["typed"];
+    assert_eq!(typed["set"], "846", "{doc:#}");
+
+    let dir = temp_dir("edi-render");
+    let json = dir.join("846.json");
+    std::fs::write(&json, serde_json::to_vec(typed).unwrap()).unwrap();
+    let out = crossdock()
+        .args(["edi", "render", "846"])
+        .arg(&json)
+        .args([
+            "--sender",
+            "ZZ/CROSSDOCK",
+            "--receiver",
+            "01/322341109",
+            "--control",
+            "42",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = dir.join("846.x12");
+    std::fs::write(&rendered, &out.stdout).unwrap();
+    let again = crossdock()
+        .args(["edi", "parse"])
+        .arg(&rendered)
+        .output()
+        .unwrap();
+    let back: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        &back["interchanges"][0]["groups"][0]["sets"][0]["typed"],
+        typed
+    );
+    assert_eq!(back["interchanges"][0]["header"]["control_number"], 42);
+}
+
+#[test]
+fn edi_validate_names_the_position_of_an_error_and_refuses_edifact() {
+    let dir = temp_dir("edi-bad");
+    let bad = dir.join("bad.x12");
+    std::fs::write(
+        &bad,
+        "ISA*00*          *00*          *ZZ*A              *ZZ*B              *261123*1000*U*00401*000000001*0*P*>~\
+GS*IN*A*B*20261123*1000*1*X*004010~ST*846*0001~BIA*00*MM*R1*20261123~SE*9*0001~GE*1*1~IEA*1*000000001~",
+    )
+    .unwrap();
+    let out = crossdock()
+        .args(["edi", "validate"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("segment 5 (SE)"),
+        "the count error is positioned: {stdout}"
+    );
+
+    let edifact = std::fs::read_dir(x12_sample("edifact"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .expect("an EDIFACT sample");
+    let out = crossdock()
+        .args(["edi", "validate"])
+        .arg(&edifact)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("EDIFACT is not supported yet"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn master_files_are_checked_row_by_row_before_anything_changes() {
+    let hub = Hub::start("import-master", "").await;
+    let dir = temp_dir("import-master");
+    let bad = dir.join("items.csv");
+    std::fs::write(&bad, "item,gtin\nSKU-1,036000291452\nSKU-2,036000291453\n").unwrap();
+    let out = crossdock()
+        .args(["import", "items"])
+        .arg(&bad)
+        .args(["--url", &format!("http://{}", hub.addr), "--token", ADMIN])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("line 3"),
+        "the bad check digit is named by line: {stderr}"
+    );
+
+    // A crosswalk naming an item the hub does not know is refused by the hub, row by row.
+    let walk = dir.join("walk.csv");
+    std::fs::write(
+        &walk,
+        "partner,kind,external,internal\nacme,item,A-1,SKU-1\nacme,item,A-2,NOPE\n",
+    )
+    .unwrap();
+    let out = crossdock()
+        .args(["import", "crosswalks"])
+        .arg(&walk)
+        .args(["--url", &format!("http://{}", hub.addr), "--token", ADMIN])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("line 3") && stderr.contains("NOPE"),
+        "{stderr}"
+    );
+    let mut q = hub.client(QUERY).await;
+    let (_, counts) = get(&mut q, "/v1/master").await;
+    assert_eq!(counts["crosswalks"], 0, "nothing changed: {counts}");
+
+    std::fs::write(
+        &walk,
+        "partner,kind,external,internal\nacme,item,A-1,SKU-1\n",
+    )
+    .unwrap();
+    let out = crossdock()
+        .args(["import", "crosswalks"])
+        .arg(&walk)
+        .args(["--url", &format!("http://{}", hub.addr), "--token", ADMIN])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, counts) = get(&mut q, "/v1/master").await;
+    assert_eq!(counts["crosswalks"], 1, "{counts}");
 }

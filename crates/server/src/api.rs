@@ -27,6 +27,7 @@ use crate::problem::Problem;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub delivery: Arc<crossdock_delivery::Delivery>,
+    pub partners: Arc<crate::edi::Partners>,
     pub config: Arc<Config>,
 }
 
@@ -52,6 +53,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/dlq/retry", post(delivery_api::post_dlq_retry))
         .route("/v1/dlq/discard", post(delivery_api::post_dlq_discard))
         .route("/v1/audit", get(delivery_api::get_audit))
+        .route("/v1/partners", get(crate::edi_api::get_partners))
+        .route(
+            "/v1/partners/{id}/send/{set}",
+            post(crate::edi_api::post_send),
+        )
+        .route("/v1/master", get(crate::edi_api::get_master))
+        .route("/v1/master/{kind}", post(crate::edi_api::post_master))
+        .route(
+            "/v1/exceptions/{id}/replay",
+            post(crate::edi_api::post_replay),
+        )
         .route(
             "/v1/webhooks/{platform}/{channel}",
             post(crate::webhooks::post_webhook),

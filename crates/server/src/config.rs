@@ -127,6 +127,7 @@ pub struct RawConfig {
     pub resequencer: ResequencerSection,
     pub tokens: Vec<TokenEntry>,
     pub endpoints: Vec<crate::endpoints::EndpointEntry>,
+    pub partners: Vec<crossdock_edi::PartnerEntry>,
 }
 
 /// One problem in the config file.
@@ -181,6 +182,27 @@ pub struct Config {
     pub policy: Policy,
     pub tokens: Vec<Token>,
     pub endpoints: Vec<crate::endpoints::EndpointSpec>,
+    /// Trading partners (X12 and CSV files).
+    pub partners: Vec<crossdock_edi::PartnerSpec>,
+    /// `[master] items_file`, resolved: the item master when `<data_dir>/master/items.csv`
+    /// has not been imported.
+    pub items_file: Option<PathBuf>,
+    /// `[[locations]]`, for master data.
+    pub locations: Vec<crossdock_master::Location>,
+}
+
+impl Config {
+    /// Moves the data directory, and with it the partner folders that live under it.
+    pub fn set_data_dir(&mut self, dir: PathBuf) {
+        for p in &mut self.partners {
+            for folder in [&mut p.inbound, &mut p.outbound] {
+                if let Ok(rest) = folder.strip_prefix(&self.data_dir) {
+                    *folder = dir.join(rest);
+                }
+            }
+        }
+        self.data_dir = dir;
+    }
 }
 
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:8080";
@@ -611,9 +633,53 @@ impl Checker<'_> {
             }
         }
 
+        let mut partners: Vec<crossdock_edi::PartnerSpec> = Vec::new();
+        let known = crossdock_edi::partner::Known {
+            sources: &|s| raw.sources.iter().any(|x| x.id == s),
+            locations: &|l| raw.locations.iter().any(|x| x.id == l),
+            channels: &|c| raw.channels.iter().any(|x| x.id == c),
+        };
+        let mut partner_ids = HashSet::new();
+        for (i, p) in raw.partners.iter().enumerate() {
+            let key = format!("partners.{i}");
+            if !partner_ids.insert(p.id.as_str()) {
+                self.problem(
+                    format!("{key}.id"),
+                    format!("partner {:?} is listed twice", p.id),
+                );
+                continue;
+            }
+            if let Some(c) = &p.channel
+                && endpoints.iter().any(|e| e.id() == c)
+            {
+                self.problem(
+                    format!("{key}.channel"),
+                    format!("channel {c:?} already has an endpoint; an EDI partner publishes its own channel"),
+                );
+            }
+            match p.check(base, &data_dir, &known) {
+                Ok(spec) => partners.push(spec),
+                Err(problems) => {
+                    for (k, message) in problems {
+                        self.problem(format!("{key}.{k}"), message);
+                    }
+                }
+            }
+        }
+
         if !self.problems.is_empty() {
             return None;
         }
+        let master_locations = raw
+            .locations
+            .iter()
+            .filter_map(|l| {
+                Some(crossdock_master::Location {
+                    id: crossdock_model::LocationId::new(&l.id).ok()?,
+                    name: l.name.clone(),
+                })
+            })
+            .collect();
         let mut policy = Policy::new(items, locations, channels, sources);
         if let Some(w) = raw.resequencer.gap_wait_s {
             policy.gap_wait_s = w;
@@ -636,32 +702,18 @@ impl Checker<'_> {
             policy,
             tokens,
             endpoints,
+            partners,
+            items_file: raw.master.items_file.as_ref().map(|f| base.join(f)),
+            locations: master_locations,
         })
     }
 }
 
-/// Reads the `item` column of an items CSV (header row required; other columns are kept for
-/// later master-data work and ignored here).
+/// The item ids of an items CSV (see `crossdock_master::load`).
 pub fn read_items(path: &Path) -> Result<HashSet<ItemId>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-    let mut lines = text.lines();
-    let header = lines
-        .next()
-        .ok_or("empty file; a header row with an `item` column is needed")?;
-    let col = header
-        .split(',')
-        .position(|h| h.trim() == "item")
-        .ok_or("the header row has no `item` column")?;
-    let mut items = HashSet::new();
-    for (n, line) in lines.enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let raw = line.split(',').nth(col).map(str::trim).unwrap_or("");
-        let id = ItemId::new(raw).map_err(|e| format!("row {}: item {e}", n + 2))?;
-        items.insert(id);
-    }
-    Ok(items)
+    crossdock_master::load::items_from_path(path)
+        .map(|items| items.into_iter().map(|i| i.id).collect())
+        .map_err(|e| e.to_string())
 }
 
 struct LineIndex {
@@ -821,6 +873,42 @@ events = ["inventory.*", "nonsense.*"]
         );
         assert!(has("endpoints.3.kind", "webhook"), "{text:#?}");
         assert!(problems.iter().all(|p| p.line.is_some()), "{text:#?}");
+    }
+
+    #[test]
+    fn partner_problems_are_named_by_key() {
+        let bad = format!(
+            "{OK}{}",
+            r#"
+[[partners]]
+id = "acme"
+source = "nobody"
+isa_id = "WAY-TOO-LONG-FOR-AN-ISA-ID"
+location = "MOON"
+channel = "shopify"
+version = "003050"
+qty_846 = { "17" = "counted", "33" = "guessed" }
+status_947 = { "07" = "broken" }
+
+[[partners]]
+id = "acme"
+source = "wms-east"
+"#
+        );
+        let problems = parse(&bad, Path::new(".")).unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let has =
+            |key: &str, words: &str| text.iter().any(|t| t.contains(key) && t.contains(words));
+        assert!(
+            has("partners.0.source", "not a [[sources]] id"),
+            "{text:#?}"
+        );
+        assert!(has("partners.0.isa_id", "1 to 15"), "{text:#?}");
+        assert!(has("partners.0.location", "MOON"), "{text:#?}");
+        assert!(has("partners.0.version", "004010 or 005010"), "{text:#?}");
+        assert!(has("partners.0.qty_846.33", "guessed"), "{text:#?}");
+        assert!(has("partners.0.status_947.07", "broken"), "{text:#?}");
+        assert!(has("partners.1.id", "listed twice"), "{text:#?}");
     }
 
     #[test]

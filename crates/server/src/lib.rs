@@ -8,7 +8,10 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod delivery_api;
+pub mod edi;
+pub mod edi_api;
 pub mod endpoints;
+pub mod master_data;
 pub mod openapi;
 pub mod problem;
 pub mod webhooks;
@@ -27,6 +30,7 @@ pub use config::Config;
 pub struct Hub {
     pub engine: Arc<Engine>,
     pub delivery: Arc<Delivery>,
+    pub partners: Arc<edi::Partners>,
 }
 
 /// Opens the store and starts the engine the config describes, with a delivery lane per
@@ -56,18 +60,40 @@ pub fn start_observed(
             schema: schema.clone(),
         },
     };
-    let lanes = config
+    let master = Arc::new(
+        master_data::MasterHandle::open(
+            master_data::dir(&config.data_dir),
+            config.items_file.clone(),
+            config.locations.clone(),
+        )
+        .map_err(|e| crossdock_store::StoreError::Config(format!("master data: {e}")))?,
+    );
+    let partner_store = StoreThread::spawn("partners-store", store.open()?);
+    let mut lanes: Vec<_> = config
         .endpoints
         .iter()
         .map(|e| Lane::new(e.lane.clone(), e.target.clone()))
         .collect();
-    let delivery = Delivery::new(StoreThread::spawn("delivery-store", store.open()?), lanes);
-    let channels: HashSet<String> = config
+    let mut channels: HashSet<String> = config
         .endpoints
         .iter()
         .filter(|e| e.feed.is_none())
         .map(|e| e.id().to_string())
         .collect();
+    for p in &config.partners {
+        if let (Some(channel), Some(_)) = (&p.channel, &p.isa) {
+            channels.insert(channel.to_string());
+            lanes.push(Lane::new(
+                edi::lane_config(channel.as_str()),
+                Arc::new(edi::Edi846Target {
+                    spec: p.clone(),
+                    master: master.clone(),
+                    store: partner_store.clone(),
+                }),
+            ));
+        }
+    }
+    let delivery = Delivery::new(StoreThread::spawn("delivery-store", store.open()?), lanes);
     let feeds = config
         .endpoints
         .iter()
@@ -93,7 +119,18 @@ pub fn start_observed(
         },
     };
     let engine = Engine::start(engine_config, Arc::new(config.policy.clone()))?;
-    Ok(Hub { engine, delivery })
+    let partners = Arc::new(edi::Partners {
+        engine: engine.clone(),
+        store: partner_store,
+        master,
+        specs: config.partners.clone(),
+        data_dir: config.data_dir.clone(),
+    });
+    Ok(Hub {
+        engine,
+        delivery,
+        partners,
+    })
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
@@ -104,15 +141,19 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     hub.delivery.start();
+    let (stop_partners, stopped) = tokio::sync::watch::channel(false);
+    hub.partners.start(stopped);
     let delivery = hub.delivery.clone();
     let state = Arc::new(api::AppState {
         engine: hub.engine,
         delivery: hub.delivery,
+        partners: hub.partners,
         config,
     });
     let result = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
         .await;
+    let _ = stop_partners.send(true);
     delivery.shutdown().await;
     result
 }

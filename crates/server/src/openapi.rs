@@ -37,7 +37,7 @@ pub fn document() -> Value {
             "line": {"type": "integer", "description": "1-based line of an NDJSON batch"}
         }
     });
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "Crossdock", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Inventory and order sync hub. Errors are RFC 7807 problem+json with a stable type."},
@@ -199,7 +199,13 @@ pub fn document() -> Value {
                 }
             }}
         }
-    })
+    });
+    if let (Some(paths), Value::Object(more)) =
+        (doc["paths"].as_object_mut(), partner_paths(&bearer))
+    {
+        paths.extend(more);
+    }
+    doc
 }
 
 fn dlq_action() -> Value {
@@ -213,5 +219,40 @@ fn dlq_action() -> Value {
             "note": {"type": "string", "description": "why (audited)"},
             "limit": {"type": "integer"}
         }
+    })
+}
+
+/// Trading partners, master data and exception replay.
+fn partner_paths(bearer: &Value) -> Value {
+    json!({
+            "/v1/partners": {"get": {
+                "summary": "Trading partners: interchange ids, channel, folders, version", "security": bearer,
+                "responses": {"200": {"description": "{partners}"}}
+            }},
+            "/v1/partners/{id}/send/{set}": {"post": {
+                "summary": "Render an 856 or 810 (body: a shipment) or a 940 (body: a release) for the partner and write it to its outbound folder (admin)", "security": bearer,
+                "parameters": [
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "set", "in": "path", "required": true, "schema": {"type": "string", "enum": ["856", "810", "940"]}}
+                ],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {"200": {"description": "{partner, set, file}"}, "400": problem_response("malformed document"), "404": problem_response("no such partner")}
+            }},
+            "/v1/master": {"get": {
+                "summary": "Master data counts: items, locations, crosswalks, units", "security": bearer,
+                "responses": {"200": {"description": "{items, locations, crosswalks, units}"}}
+            }},
+            "/v1/master/{kind}": {"post": {
+                "summary": "Replace one master data file (CSV body); a file with a bad row changes nothing (admin)", "security": bearer,
+                "parameters": [{"name": "kind", "in": "path", "required": true, "schema": {"type": "string", "enum": ["items", "locations", "crosswalks", "units"]}}],
+                "requestBody": {"required": true, "content": {"text/csv": {"schema": {"type": "string"}}}},
+                "responses": {"200": {"description": "{replaced, counts}"}, "422": problem_response("bad rows, each with its line")}
+            }},
+            "/v1/exceptions/{id}/replay": {"post": {
+                "summary": "Run the stored input of a partner-file exception again, after master data was fixed (admin; audited)", "security": bearer,
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["note"], "properties": {"note": {"type": "string"}}}}}},
+                "responses": {"200": {"description": "{exception, replayed, report}"}, "404": problem_response("no such exception"), "422": problem_response("nothing stored to replay")}
+            }}
     })
 }

@@ -1,0 +1,390 @@
+//! Trading partners end to end: files dropped in a partner's folder, through the real binary,
+//! with 997s, 855s and 846s written back and checked by the independent X12 validator.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{ADMIN, Hub, QUERY, get, positions, post, post_raw};
+use serde_json::{Value, json};
+
+const PARTNER: &str = r#"
+[[sources]]
+id = "acme-wms"
+[[sources.owns]]
+types = ["inventory.*", "transfer.*"]
+locations = ["DC-EAST"]
+
+[[channels]]
+id = "retail"
+locations = ["DC-EAST"]
+
+[[partners]]
+id = "acme"
+source = "acme-wms"
+isa_id = "ACMEWMS"
+location = "DC-EAST"
+channel = "retail"
+poll_ms = 50
+settle_ms = 0
+"#;
+
+/// The independent validator: `$X12_VALIDATE`, else `shared/tools/x12-validate` beside or above
+/// the checkout.
+fn validator() -> PathBuf {
+    if let Ok(p) = std::env::var("X12_VALIDATE") {
+        return PathBuf::from(p);
+    }
+    let mut dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
+    while let Some(d) = dir {
+        for candidate in [
+            d.join("shared/tools/x12-validate"),
+            d.join("../shared/tools/x12-validate"),
+        ] {
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+        dir = d.parent();
+    }
+    let fallback = PathBuf::from("/work/shared/tools/x12-validate");
+    assert!(
+        fallback.is_file(),
+        "the X12 validator was not found: set X12_VALIDATE to shared/tools/x12-validate"
+    );
+    fallback
+}
+
+fn assert_valid_x12(files: &[PathBuf]) {
+    let out = std::process::Command::new(validator())
+        .args(files)
+        .output()
+        .expect("run x12-validate");
+    assert!(
+        out.status.success(),
+        "x12-validate refused what Crossdock wrote:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn folder(hub: &Hub, name: &str) -> PathBuf {
+    hub.dir.join("data/partners/acme").join(name)
+}
+
+/// Drops a file (written beside, then renamed in, as a partner's client would).
+fn drop_file(hub: &Hub, name: &str, text: &str) {
+    let inbound = folder(hub, "inbound");
+    std::fs::create_dir_all(&inbound).unwrap();
+    let tmp = inbound.join(format!(".{name}.part"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, inbound.join(name)).unwrap();
+}
+
+/// Waits for a dropped file's report under processed/ or rejected/.
+async fn report(hub: &Hub, stored: &str) -> (bool, Value) {
+    let started = Instant::now();
+    loop {
+        for (dir, accepted) in [("processed", true), ("rejected", false)] {
+            let path = folder(hub, "inbound")
+                .join(dir)
+                .join(format!("{stored}.report.json"));
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                return (accepted, serde_json::from_str(&text).unwrap());
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{stored} was not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Outbound files of one set, oldest first.
+fn outbound(hub: &Hub, set: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder(hub, "outbound"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .contains(&format!("-{set}-"))
+    });
+    files.sort();
+    files
+}
+
+async fn wait_outbound(hub: &Hub, set: &str, n: usize) -> Vec<PathBuf> {
+    let started = Instant::now();
+    loop {
+        let files = outbound(hub, set);
+        if files.len() >= n {
+            return files;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no {set} written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The values of one element of every segment `id` in a file.
+fn elements(path: &Path, id: &str, n: usize) -> Vec<String> {
+    let doc = crossdock_x12::parse(&std::fs::read(path).unwrap()).expect("our own X12 parses");
+    assert!(!doc.has_errors(), "{:?}", doc.diagnostics);
+    doc.sets()
+        .flat_map(|(_, s)| s.segments.iter())
+        .filter(|s| s.id == id)
+        .map(|s| s.value(n).to_string())
+        .collect()
+}
+
+fn isa13(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split('*').nth(13).unwrap().trim().parse().unwrap()
+}
+
+fn x12_846(control: u32, lines: &[(&str, i64)]) -> String {
+    let mut body = vec![format!("BIA*00*MM*INV{control}*20261123")];
+    for (n, (code, qty)) in lines.iter().enumerate() {
+        body.push(format!("LIN*{}*VN*{code}", n + 1));
+        body.push(format!("QTY*17*{qty}*EA"));
+    }
+    interchange("IB", "846", control, &body)
+}
+
+fn interchange(functional: &str, set: &str, control: u32, body: &[String]) -> String {
+    let mut segs = vec![
+        format!(
+            "ISA*00*          *00*          *ZZ*ACMEWMS        *ZZ*CROSSDOCK      *261123*1000*U*00401*{control:09}*0*P*>"
+        ),
+        format!("GS*{functional}*ACMEWMS*CROSSDOCK*20261123*1000*{control}*X*004010"),
+        format!("ST*{set}*0001"),
+    ];
+    segs.extend(body.iter().cloned());
+    segs.push(format!("SE*{}*0001", body.len() + 2));
+    segs.push(format!("GE*1*{control}"));
+    segs.push(format!("IEA*1*{control:09}"));
+    segs.iter().map(|s| format!("{s}~\n")).collect()
+}
+
+async fn on_hand(hub: &Hub, item: &str) -> i64 {
+    let mut c = hub.client(QUERY).await;
+    positions(&mut c, item)
+        .await
+        .iter()
+        .filter(|p| p.0 == "DC-EAST")
+        .map(|p| p.1)
+        .sum()
+}
+
+#[tokio::test]
+async fn partner_files_apply_once_answer_with_997s_and_replay_after_master_data_is_fixed() {
+    let hub = Hub::start("edi-flow", PARTNER).await;
+    let mut admin = hub.client(ADMIN).await;
+    let (status, v) = post_raw(
+        &mut admin,
+        "/v1/master/crosswalks",
+        "text/csv",
+        b"partner,kind,external,internal\nacme,item,A-1,SKU-1\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+
+    // A-2 is not in the crosswalk yet: that line is an exception, the other applies.
+    drop_file(
+        &hub,
+        "stock-1.x12",
+        &x12_846(101, &[("A-1", 40), ("A-2", 7)]),
+    );
+    let (accepted, r) = report(&hub, "stock-1.x12").await;
+    assert!(accepted, "{r:#}");
+    assert_eq!(r["events"]["applied"], 1, "{r:#}");
+    assert_eq!(on_hand(&hub, "SKU-1").await, 40);
+    assert_eq!(on_hand(&hub, "SKU-2").await, 0);
+    let exceptions = r["exceptions"].as_array().unwrap();
+    assert_eq!(exceptions.len(), 1, "{r:#}");
+    assert_eq!(exceptions[0]["kind"], "unknown_item");
+    let exception_id = exceptions[0]["id"].as_str().unwrap().to_string();
+    let (_, list) = get(&mut admin, "/v1/exceptions?kind=unknown_item").await;
+    let record = list["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == exception_id.as_str())
+        .expect("the exception is listed")
+        .clone();
+    assert_eq!(record["raw"], "LIN*2*VN*A-2~", "the raw segment is kept");
+
+    // The 997 says: accepted with errors, naming the LIN segment.
+    let acks = wait_outbound(&hub, "997", 1).await;
+    assert_eq!(elements(&acks[0], "AK5", 1), vec!["E"]);
+    assert_eq!(elements(&acks[0], "AK3", 1), vec!["LIN"]);
+    assert_eq!(elements(&acks[0], "AK9", 1), vec!["E"]);
+
+    // The same file again changes nothing.
+    drop_file(
+        &hub,
+        "stock-1.x12",
+        &x12_846(101, &[("A-1", 40), ("A-2", 7)]),
+    );
+    let (_, again) = report(&hub, "stock-1.x12.1").await;
+    assert_eq!(again["events"]["applied"], 0, "{again:#}");
+    assert_eq!(again["events"]["repeats"], 1, "{again:#}");
+    assert_eq!(on_hand(&hub, "SKU-1").await, 40);
+
+    // Fix the crosswalk, replay the exception: the missing line applies, the rest are repeats.
+    let (status, v) = post_raw(
+        &mut admin,
+        "/v1/master/crosswalks",
+        "text/csv",
+        b"partner,kind,external,internal\nacme,item,A-1,SKU-1\nacme,item,A-2,SKU-2\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = post(
+        &mut admin,
+        &format!("/v1/exceptions/{exception_id}/replay"),
+        &json!({"note": "A-2 added to the crosswalk"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["report"]["events"]["applied"], 1, "{v:#}");
+    assert_eq!(v["report"]["events"]["repeats"], 1, "{v:#}");
+    assert_eq!(on_hand(&hub, "SKU-2").await, 7);
+    let (_, audit) = get(&mut admin, "/v1/audit").await;
+    assert!(
+        audit["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "replayed" && a["note"] == "A-2 added to the crosswalk"),
+        "{audit:#}"
+    );
+
+    // Every document written so far is valid X12; control numbers never repeat.
+    let written: Vec<PathBuf> = std::fs::read_dir(folder(&hub, "outbound"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_valid_x12(&written);
+    let mut numbers: Vec<u64> = written.iter().map(|p| isa13(p)).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), written.len());
+}
+
+#[tokio::test]
+async fn orders_are_acknowledged_availability_is_published_and_bad_files_are_rejected() {
+    let mut hub = Hub::start("edi-orders", PARTNER).await;
+    let mut admin = hub.client(ADMIN).await;
+    post_raw(
+        &mut admin,
+        "/v1/master/crosswalks",
+        "text/csv",
+        b"partner,kind,external,internal\nacme,item,A-1,SKU-1\nacme,item,A-3,SKU-3\n".to_vec(),
+    )
+    .await;
+    drop_file(&hub, "stock.x12", &x12_846(201, &[("A-1", 10), ("A-3", 1)]));
+    assert!(report(&hub, "stock.x12").await.0);
+
+    // The channel's availability goes out as an 846.
+    let feeds = wait_outbound(&hub, "846", 1).await;
+    let qty: Vec<String> = elements(feeds.last().unwrap(), "QTY", 2);
+    assert!(!qty.is_empty());
+
+    // An order: A-1 is covered, A-3 is short and backordered.
+    let po = interchange(
+        "PO",
+        "850",
+        202,
+        &[
+            "BEG*00*SA*PO-9**20261123".to_string(),
+            "PO1*1*4*EA*9.5**VN*A-1".to_string(),
+            "PO1*2*5*EA*3**VN*A-3".to_string(),
+            "CTT*2".to_string(),
+        ],
+    );
+    drop_file(&hub, "po.x12", &po);
+    let (accepted, r) = report(&hub, "po.x12").await;
+    assert!(accepted, "{r:#}");
+    assert_eq!(r["orders"][0]["status"], "reserved", "{r:#}");
+    let acks = wait_outbound(&hub, "855", 1).await;
+    assert_eq!(elements(&acks[0], "ACK", 1), vec!["IA", "IB"]);
+    let mut q = hub.client(QUERY).await;
+    let (_, avail) = get(&mut q, "/v1/availability?item=SKU-1&channel=retail").await;
+    assert_eq!(avail["available"], 6, "{avail}");
+
+    // The same order again is one order.
+    drop_file(&hub, "po.x12", &po);
+    report(&hub, "po.x12.1").await;
+    let (_, avail) = get(&mut q, "/v1/availability?item=SKU-1&channel=retail").await;
+    assert_eq!(avail["available"], 6, "{avail}");
+
+    // EDIFACT and garbage are rejected with a report and an exception; nothing is lost.
+    drop_file(
+        &hub,
+        "orders.edi",
+        "UNA:+.? 'UNB+UNOC:3+SENDER+RECEIVER+261123:1000+1'UNH+1+ORDERS:D:96A:UN'",
+    );
+    let (accepted, r) = report(&hub, "orders.edi").await;
+    assert!(!accepted);
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("EDIFACT is not supported yet"),
+        "{r:#}"
+    );
+    assert!(folder(&hub, "inbound/rejected/orders.edi").is_file());
+    drop_file(
+        &hub,
+        "other.x12",
+        &x12_846(203, &[("A-1", 1)]).replace("ACMEWMS        ", "SOMEONEELSE    "),
+    );
+    let (accepted, r) = report(&hub, "other.x12").await;
+    assert!(!accepted);
+    assert!(
+        r["error"].as_str().unwrap().contains("not partner acme"),
+        "{r:#}"
+    );
+
+    // A CSV drop: a snapshot, with a bad row kept as an exception.
+    drop_file(
+        &hub,
+        "counts.csv",
+        "item,location,qty\nA-1,DC-EAST,12\nA-9,DC-EAST,1\n",
+    );
+    let (accepted, r) = report(&hub, "counts.csv").await;
+    assert!(accepted, "{r:#}");
+    assert_eq!(r["events"]["applied"], 1);
+    assert_eq!(r["exceptions"][0]["kind"], "unknown_item");
+    assert_eq!(on_hand(&hub, "SKU-1").await, 12);
+
+    // Control numbers continue across a restart.
+    let before = std::fs::read_dir(folder(&hub, "outbound")).unwrap().count();
+    let last = std::fs::read_dir(folder(&hub, "outbound"))
+        .unwrap()
+        .map(|e| isa13(&e.unwrap().path()))
+        .max()
+        .unwrap();
+    hub.kill();
+    hub.restart().await;
+    drop_file(&hub, "stock-2.x12", &x12_846(204, &[("A-1", 11)]));
+    report(&hub, "stock-2.x12").await;
+    let after: Vec<PathBuf> = std::fs::read_dir(folder(&hub, "outbound"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(after.len() > before);
+    let newest = after.iter().map(|p| isa13(p)).max().unwrap();
+    assert!(
+        newest > last,
+        "control numbers are never reused: {newest} after {last}"
+    );
+    assert_valid_x12(&after);
+}

@@ -1,0 +1,557 @@
+//! Trading partners at runtime: one task per partner watches its inbound folder, maps each file
+//! (X12 or CSV) through master data, applies the result through the engine, writes 997s and
+//! 855s to the outbound folder with control numbers from the store, and files the input under
+//! `processed/` or `rejected/` with a report. A partner with a channel also gets a delivery
+//! lane that publishes the channel's availability as 846 files.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossdock_delivery::{
+    Body, BoxFuture, Failure, Message, MsgResult, Outcome, RateFeedback, Target,
+};
+use crossdock_edi::files::{self, Claimed};
+use crossdock_edi::inbound::{self, Mapped, OrderIn};
+use crossdock_edi::outbound::{self, LineAnswer};
+use crossdock_edi::{PartnerSpec, csvdrop};
+use crossdock_engine::{Engine, EventReply, ReservationReply};
+use crossdock_model::event::ReserveLine;
+use crossdock_model::{ExceptionKind, ExceptionRecord, ItemId, Timestamp};
+use crossdock_store::thread::StoreThread;
+use crossdock_x12::envelope::Usage;
+use crossdock_x12::sets::TypedSet;
+use crossdock_x12::{OutboundEnvelope, render};
+use serde_json::{Value, json};
+
+use crate::master_data::MasterHandle;
+
+/// The largest interchange control number (ISA13 has nine digits).
+const CONTROL_MAX: u64 = 999_999_999;
+/// How long an order from a partner holds stock before it is committed (it is committed at once).
+const ORDER_HOLD_S: u64 = 3600;
+
+/// What the partner tasks share.
+pub struct Partners {
+    pub engine: Arc<Engine>,
+    pub store: StoreThread,
+    pub master: Arc<MasterHandle>,
+    pub specs: Vec<PartnerSpec>,
+    pub data_dir: PathBuf,
+}
+
+impl Partners {
+    pub fn spec(&self, id: &str) -> Option<&PartnerSpec> {
+        self.specs.iter().find(|p| p.id == id)
+    }
+
+    /// Starts one folder watcher per partner; they stop when `stop` fires.
+    pub fn start(self: &Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        for spec in &self.specs {
+            let this = self.clone();
+            let spec = spec.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                if let Err(e) = files::prepare(&spec.inbound) {
+                    tracing::error!(partner = %spec.id, error = %e, "cannot prepare the inbound folder");
+                    return;
+                }
+                loop {
+                    this.poll(&spec).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(spec.poll_ms)) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
+            });
+        }
+    }
+
+    /// Handles every file ready in the partner's inbound folder.
+    pub async fn poll(&self, spec: &PartnerSpec) {
+        let inbound = spec.inbound.clone();
+        let settle = files::settle(spec.settle_ms);
+        let claimed = tokio::task::spawn_blocking(move || files::claim_ready(&inbound, settle))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(partner = %spec.id, error = %e, "cannot read the inbound folder");
+                return;
+            }
+        };
+        for file in claimed {
+            let (accepted, report) = self.handle(spec, &file).await;
+            let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+            match files::finish(&spec.inbound, &file, accepted, &text) {
+                Ok(path) => {
+                    tracing::info!(partner = %spec.id, file = %path.display(), accepted, "handled a partner file")
+                }
+                Err(e) => {
+                    tracing::error!(partner = %spec.id, file = %file.name, error = %e, "cannot file away a handled file")
+                }
+            }
+        }
+    }
+
+    /// Re-runs a file kept under `processed/` or `rejected/` (after master data was fixed):
+    /// lines applied before are repeats, lines that failed are tried again.
+    pub async fn replay(&self, spec: &PartnerSpec, stored: &str) -> Result<Value, String> {
+        let path = [files::PROCESSED, files::REJECTED]
+            .iter()
+            .map(|d| spec.inbound.join(d).join(stored))
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("partner {} has no stored file {stored:?}", spec.id))?;
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = Claimed {
+            name: stored.to_string(),
+            stored: stored.to_string(),
+            path,
+            bytes,
+            modified: std::time::SystemTime::now(),
+        };
+        Ok(self.handle(spec, &file).await.1)
+    }
+
+    /// Maps and applies one file; returns whether it was readable and its report.
+    async fn handle(&self, spec: &PartnerSpec, file: &Claimed) -> (bool, Value) {
+        let received_at = Timestamp::now();
+        if file.name.to_ascii_lowercase().ends_with(".csv") {
+            return self.handle_csv(spec, file, received_at).await;
+        }
+        let doc = match crossdock_x12::parse(&file.bytes) {
+            Ok(doc) if !doc.interchanges.is_empty() => doc,
+            Ok(doc) => {
+                let reason = doc.diagnostics.iter().find(|d| d.is_error()).map_or_else(
+                    || "no interchange in the file".to_string(),
+                    ToString::to_string,
+                );
+                return self
+                    .refuse(spec, file, reason, json!(doc.diagnostics))
+                    .await;
+            }
+            Err(e) => {
+                return self
+                    .refuse(spec, file, e.to_string(), json!(e.diagnostics))
+                    .await;
+            }
+        };
+        if let Some(other) = doc
+            .interchanges
+            .iter()
+            .find(|i| !spec.sent(&i.header.sender_qualifier, &i.header.sender_id))
+        {
+            let reason = format!(
+                "the interchange is from {}/{}, not partner {} ({:?})",
+                other.header.sender_qualifier.trim(),
+                other.header.sender_id.trim(),
+                spec.id,
+                spec.isa
+            );
+            return self.refuse(spec, file, reason, json!([])).await;
+        }
+        let master = self.master.current();
+        let engine = self.engine.clone();
+        let open_supply =
+            move |item: &ItemId, location: &crossdock_model::LocationId, reference: &str| {
+                let l = engine.policy().location(location)?;
+                let (state, _) = engine.item(item)?;
+                Some(
+                    state
+                        .supply()
+                        .iter()
+                        .filter(|s| s.location == l && s.reference == reference)
+                        .map(|s| s.open)
+                        .sum(),
+                )
+            };
+        let mapped =
+            inbound::map_document(&doc, spec, &master, &open_supply, &file.stored, received_at);
+        let mut report = self.apply(spec, mapped, &file.stored).await;
+        report["file"] = json!(file.stored);
+        report["diagnostics"] = json!(doc.diagnostics);
+        (true, report)
+    }
+
+    async fn handle_csv(
+        &self,
+        spec: &PartnerSpec,
+        file: &Claimed,
+        received_at: Timestamp,
+    ) -> (bool, Value) {
+        let as_of = Timestamp::from_micros(
+            file.modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        );
+        let master = self.master.current();
+        match csvdrop::map_csv(&file.bytes, &file.stored, spec, &master, as_of, received_at) {
+            Ok(m) => {
+                let rows = m.rows;
+                let mapped = Mapped {
+                    events: m.events,
+                    exceptions: m.exceptions,
+                    ..Mapped::default()
+                };
+                let mut report = self.apply(spec, mapped, &file.stored).await;
+                report["file"] = json!(file.stored);
+                report["rows"] = json!(rows);
+                (true, report)
+            }
+            Err(e) => self.refuse(spec, file, e.to_string(), json!([])).await,
+        }
+    }
+
+    /// A file that cannot be read at all: an exception keeping its start, and `rejected/`.
+    async fn refuse(
+        &self,
+        spec: &PartnerSpec,
+        file: &Claimed,
+        reason: String,
+        detail: Value,
+    ) -> (bool, Value) {
+        let head: String = String::from_utf8_lossy(&file.bytes)
+            .chars()
+            .take(4096)
+            .collect();
+        let digest = xxhash_rust::xxh3::xxh3_64(&file.bytes);
+        let record = ExceptionRecord::open(
+            ExceptionKind::SchemaViolation,
+            &format!("file\0{}\0{digest:016x}", spec.id),
+            format!("file:{}/{}", spec.id, file.stored),
+            None,
+            format!("{}: {reason}", file.name),
+            Some(head),
+            Timestamp::now(),
+        );
+        let id = record.id.clone();
+        self.record(vec![record]).await;
+        (
+            false,
+            json!({"file": file.name, "status": "rejected", "error": reason, "exception_id": id, "diagnostics": detail}),
+        )
+    }
+
+    async fn record(&self, records: Vec<ExceptionRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let result = self.store.call(move |s| s.add_exceptions(&records)).await;
+        if !matches!(result, Ok(Ok(()))) {
+            tracing::error!("cannot record partner exceptions: {result:?}");
+        }
+    }
+
+    /// Applies what a file mapped to and writes the answers; returns the report.
+    async fn apply(&self, spec: &PartnerSpec, mapped: Mapped, file: &str) -> Value {
+        let Mapped {
+            events,
+            orders,
+            snapshots,
+            documents,
+            exceptions,
+            acks,
+            notes,
+        } = mapped;
+        let exception_notes: Vec<Value> = exceptions
+            .iter()
+            .map(|e| json!({"id": e.id, "kind": e.kind.as_str(), "reason": e.reason}))
+            .collect();
+        self.record(exceptions).await;
+        let (mut applied, mut repeats, mut refused) = (0, 0, Vec::new());
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        for (id, reply) in ids.iter().zip(self.engine.submit_many(events).await) {
+            match reply {
+                Ok(EventReply::Recorded {
+                    exception: None, ..
+                }) => applied += 1,
+                Ok(EventReply::Duplicate { .. }) => repeats += 1,
+                Ok(EventReply::Recorded {
+                    exception: Some((kind, exception_id)),
+                    ..
+                }) => refused.push(
+                    json!({"event": id, "kind": kind.as_str(), "exception_id": exception_id}),
+                ),
+                Ok(other) => refused.push(json!({"event": id, "reply": format!("{other:?}")})),
+                Err(e) => refused.push(json!({"event": id, "error": e.to_string()})),
+            }
+        }
+        let mut outbound_files = Vec::new();
+        let mut order_notes = Vec::new();
+        let mut acks_855 = Vec::new();
+        for order in &orders {
+            let (answers, note) = self.place_order(spec, order).await;
+            order_notes.push(note);
+            acks_855.push(TypedSet::from(outbound::po_ack_855(
+                order,
+                &answers,
+                Timestamp::now(),
+            )));
+        }
+        for sets in [
+            acks.into_iter().map(TypedSet::from).collect::<Vec<_>>(),
+            acks_855,
+        ] {
+            if sets.is_empty() {
+                continue;
+            }
+            match self.send(spec, &sets).await {
+                Ok(name) => outbound_files.push(name),
+                Err(e) => {
+                    tracing::error!(partner = %spec.id, error = %e, "cannot write an outbound document")
+                }
+            }
+        }
+        let snapshot_file = if snapshots.is_empty() {
+            None
+        } else {
+            self.keep_snapshot(spec, file, &snapshots).ok()
+        };
+        json!({
+            "status": "processed",
+            "partner": spec.id,
+            "events": {"applied": applied, "repeats": repeats, "refused": refused},
+            "orders": order_notes,
+            "snapshot_rows": snapshots.len(),
+            "snapshot_file": snapshot_file,
+            "documents": documents,
+            "exceptions": exception_notes,
+            "outbound": outbound_files,
+            "notes": notes,
+        })
+    }
+
+    /// Reserves an order's lines on the partner's channel and commits them (an allocation).
+    /// Lines that cannot be covered are backordered; lines that could not be read are rejected.
+    async fn place_order(&self, spec: &PartnerSpec, order: &OrderIn) -> (Vec<LineAnswer>, Value) {
+        let mut answers = vec![LineAnswer::Rejected; order.po.lines.len()];
+        let Some(channel) = spec.channel.clone() else {
+            return (
+                answers,
+                json!({"po": order.po_number, "status": "refused", "reason": format!("partner {} has no channel for orders", spec.id)}),
+            );
+        };
+        let mut lines: Vec<&inbound::OrderLine> = order.lines.iter().collect();
+        loop {
+            let mut wanted: Vec<ReserveLine> = Vec::new();
+            for l in &lines {
+                match wanted.iter_mut().find(|w| w.item == l.item) {
+                    Some(w) => w.qty += l.qty,
+                    None => wanted.push(ReserveLine {
+                        item: l.item.clone(),
+                        qty: l.qty,
+                    }),
+                }
+            }
+            if wanted.is_empty() {
+                for l in &order.lines {
+                    answers[l.index] = LineAnswer::Backordered;
+                }
+                return (
+                    answers,
+                    json!({"po": order.po_number, "status": "backordered"}),
+                );
+            }
+            let reply = self
+                .engine
+                .reserve(
+                    order.reservation.clone(),
+                    channel.clone(),
+                    wanted,
+                    ORDER_HOLD_S,
+                    order.correlation_id.clone(),
+                )
+                .await;
+            match reply {
+                Ok(ReservationReply::Done { .. }) => {
+                    let _ = self
+                        .engine
+                        .settle(
+                            order.reservation.clone(),
+                            true,
+                            order.correlation_id.clone(),
+                        )
+                        .await;
+                    for l in &order.lines {
+                        answers[l.index] = if lines.iter().any(|x| x.index == l.index) {
+                            LineAnswer::Accepted
+                        } else {
+                            LineAnswer::Backordered
+                        };
+                    }
+                    return (
+                        answers,
+                        json!({"po": order.po_number, "status": "reserved", "reservation": order.reservation}),
+                    );
+                }
+                Ok(ReservationReply::Insufficient(short)) => {
+                    lines.retain(|l| !short.iter().any(|s| s.item == l.item));
+                }
+                Ok(ReservationReply::Rejected(r)) => {
+                    return (
+                        answers,
+                        json!({"po": order.po_number, "status": "refused", "reason": format!("{r:?}")}),
+                    );
+                }
+                Err(e) => {
+                    return (
+                        answers,
+                        json!({"po": order.po_number, "status": "failed", "reason": e.to_string()}),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Renders `sets` as one interchange to the partner and writes it to the outbound folder.
+    pub async fn send(&self, spec: &PartnerSpec, sets: &[TypedSet]) -> Result<String, String> {
+        send_document(&self.store, spec, sets).await
+    }
+
+    /// Keeps an 846's availability snapshot as CSV for reconciliation.
+    fn keep_snapshot(
+        &self,
+        spec: &PartnerSpec,
+        file: &str,
+        rows: &[inbound::SnapshotRow],
+    ) -> std::io::Result<String> {
+        let mut text = String::from("item,location,qty,as_of\n");
+        for r in rows {
+            text.push_str(&format!(
+                "{},{},{},{}\n",
+                r.item,
+                r.location,
+                r.qty,
+                r.as_of.to_rfc3339()
+            ));
+        }
+        let dir = self.data_dir.join("snapshots").join(&spec.id);
+        let name = format!("{file}.csv");
+        files::write_atomic(&dir, &name, text.as_bytes())?;
+        Ok(dir.join(name).display().to_string())
+    }
+}
+
+/// Takes control numbers, renders, writes atomically; returns the file name.
+async fn send_document(
+    store: &StoreThread,
+    spec: &PartnerSpec,
+    sets: &[TypedSet],
+) -> Result<String, String> {
+    let Some(receiver) = spec.isa.clone() else {
+        return Err(format!(
+            "partner {} has no isa_id to address X12 to",
+            spec.id
+        ));
+    };
+    let scope = spec.id.clone();
+    let numbers = store
+        .call(move |s| -> Result<(u64, u64), String> {
+            let isa = s
+                .next_control_numbers(&format!("{scope}/isa"), 1, CONTROL_MAX)
+                .map_err(|e| e.to_string())?;
+            let gs = s
+                .next_control_numbers(&format!("{scope}/gs"), 1, CONTROL_MAX)
+                .map_err(|e| e.to_string())?;
+            Ok((isa, gs))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+    let (date, time) = outbound::date_time(Timestamp::now());
+    let mut envelope = OutboundEnvelope::new(
+        (&spec.us.0, &spec.us.1),
+        (&receiver.0, &receiver.1),
+        u32::try_from(numbers.0).unwrap_or(1),
+        u32::try_from(numbers.1).unwrap_or(1),
+        date,
+        time,
+    );
+    envelope.release = spec.release;
+    envelope.version_suffix = spec.version_suffix.clone();
+    envelope.usage = Usage::Production;
+    let text = render(&envelope, sets).map_err(|e| e.to_string())?;
+    let kind = sets.first().map_or("x12", |s| s.id());
+    let name = format!("{}-{kind}-{:09}.x12", spec.id, numbers.0);
+    let dir = spec.outbound.clone();
+    let file = name.clone();
+    tokio::task::spawn_blocking(move || files::write_atomic(&dir, &file, text.as_bytes()))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(name)
+}
+
+/// Publishes a channel's availability to an EDI partner as 846 files: each lane batch is one
+/// interchange.
+pub struct Edi846Target {
+    pub spec: PartnerSpec,
+    pub master: Arc<MasterHandle>,
+    pub store: StoreThread,
+}
+
+impl Target for Edi846Target {
+    fn max_batch(&self) -> usize {
+        10_000
+    }
+
+    fn send<'a>(&'a self, batch: &'a [Message]) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let master = self.master.current();
+            let mut lines = Vec::with_capacity(batch.len());
+            let mut results = Vec::with_capacity(batch.len());
+            for m in batch {
+                match (&m.body, ItemId::new(&m.key)) {
+                    (Body::Availability { available, .. }, Ok(item)) => {
+                        lines.push((item, *available));
+                        results.push(MsgResult::Delivered);
+                    }
+                    _ => results.push(MsgResult::Failed(Failure::permanent(
+                        None,
+                        format!("an 846 carries availability, not {:?}", m.body),
+                    ))),
+                }
+            }
+            if lines.is_empty() {
+                return Outcome {
+                    results,
+                    feedback: RateFeedback::default(),
+                };
+            }
+            let reference = batch
+                .last()
+                .map_or_else(String::new, |m| m.ledger_seq.to_string());
+            let set =
+                outbound::inventory_846(&self.spec, &master, &reference, Timestamp::now(), &lines);
+            match send_document(&self.store, &self.spec, &[TypedSet::from(set)]).await {
+                Ok(_) => Outcome {
+                    results,
+                    feedback: RateFeedback::default(),
+                },
+                Err(e) => Outcome::all(
+                    batch.len(),
+                    MsgResult::Failed(Failure::retryable(None, e)),
+                    RateFeedback::default(),
+                ),
+            }
+        })
+    }
+}
+
+/// A lane for an EDI partner's 846s: one file a second at most, each carrying up to 10,000
+/// items (a partner's mailbox is not an API; fewer, bigger files are kinder).
+pub fn lane_config(channel: &str) -> crossdock_delivery::LaneConfig {
+    crossdock_delivery::LaneConfig {
+        endpoint: channel.to_string(),
+        target: "x12".into(),
+        rate: crossdock_delivery::rate::RateConfig {
+            kind: crossdock_delivery::rate::LimitKind::Token,
+            rate: 1.0,
+            burst: 1.0,
+        },
+        retry: Default::default(),
+        breaker: Default::default(),
+        call_timeout: Duration::from_secs(30),
+        fifo: false,
+    }
+}
