@@ -139,6 +139,15 @@ fn file_time(file: &std::path::Path) -> std::io::Result<crossdock_model::Timesta
     ))
 }
 
+/// One NDJSON batch and the file lines it carries.
+struct Batch {
+    body: Vec<u8>,
+    lines: Vec<u64>,
+}
+
+/// How many batches are in flight at once (each on its own connection).
+const IN_FLIGHT: usize = 4;
+
 async fn import_positions(
     file: PathBuf,
     as_of: crossdock_model::Timestamp,
@@ -148,100 +157,159 @@ async fn import_positions(
 ) -> Result<Report, String> {
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     let digest = crossdock_model::event::key_hash("import", &text);
-    let mut lines = text.lines().enumerate();
-    let (_, header) = lines.next().ok_or("empty file")?;
-    let cols: Vec<&str> = header.split(',').map(str::trim).collect();
-    let col = |name: &str| cols.iter().position(|c| *c == name);
-    let (Some(ci), Some(cl), Some(cq)) = (col("item"), col("location"), col("qty")) else {
-        return Err("the header must name item, location and qty columns".into());
-    };
-    let clot = col("lot");
-    let rows: Vec<(usize, &str)> = lines.filter(|(_, l)| !l.trim().is_empty()).collect();
-    let bar = ProgressBar::new(rows.len() as u64);
+    let rows = text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    let bar = ProgressBar::new(rows as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} eta {eta}")
             .expect("progress template"),
     );
-    let mut client = Client::connect(addr, token)
-        .await
-        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
-    let mut report = Report {
-        rows: rows.len(),
-        ..Default::default()
-    };
-    for chunk in rows.chunks(batch) {
-        let mut body = Vec::with_capacity(chunk.len() * 200);
-        let mut sent_rows = Vec::with_capacity(chunk.len());
-        for (n, line) in chunk {
-            let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            let get = |i: usize| f.get(i).copied().unwrap_or("");
-            let qty = match get(cq).parse::<i64>() {
-                Ok(q) => q,
-                Err(_) => {
-                    report.rejected.push(format!(
-                        "row {}: qty {:?} is not a whole number",
-                        n + 1,
-                        get(cq)
-                    ));
-                    continue;
+    let mut clients = Vec::with_capacity(IN_FLIGHT);
+    for _ in 0..IN_FLIGHT {
+        clients.push(
+            Client::connect(addr, token)
+                .await
+                .map_err(|e| format!("cannot reach {addr}: {e}"))?,
+        );
+    }
+
+    // A reader thread turns rows into batches; IN_FLIGHT senders post them. The channel is
+    // bounded, so memory stays a few batches whatever the file's size.
+    let (batches_tx, batches_rx) = tokio::sync::mpsc::channel::<Batch>(IN_FLIGHT * 2);
+    let name = file.display().to_string();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut sheet = crossdock_master::CsvSheet::new(&name);
+        let mut current = Batch {
+            body: Vec::with_capacity(batch * 160),
+            lines: Vec::with_capacity(batch),
+        };
+        sheet.read(&text, &["item", "location", "qty"], |sheet, line, get| {
+            let qty = match get("qty").map(|q| q.parse::<i64>()) {
+                Some(Ok(q)) => q,
+                _ => {
+                    let raw = get("qty").unwrap_or_default();
+                    return sheet.problem(
+                        line,
+                        Some("qty"),
+                        format!("{raw:?} is not a whole number"),
+                    );
                 }
             };
-            let mut data = json!({"item": get(ci), "location": get(cl), "qty": qty});
-            if let Some(c) = clot
-                && !get(c).is_empty()
-            {
-                data["lot"] = json!(get(c));
+            let mut data = json!({
+                "item": get("item").unwrap_or_default(),
+                "location": get("location").unwrap_or_default(),
+                "qty": qty,
+            });
+            if let Some(lot) = get("lot") {
+                data["lot"] = json!(lot);
             }
             let ev = json!({
                 "specversion": "1.0",
-                "id": format!("import-{digest:016x}-{}", n + 1),
+                "id": format!("import-{digest:016x}-{line}"),
                 "source": "crossdock.import",
                 "type": "inventory.counted.v1",
                 "time": as_of,
                 "data": data,
             });
-            serde_json::to_writer(&mut body, &ev).expect("json");
-            body.push(b'\n');
-            sent_rows.push(n + 1);
-        }
-        if sent_rows.is_empty() {
-            continue;
-        }
-        let reply = client
-            .send(
-                Method::POST,
-                "/v1/events",
-                "application/x-ndjson",
-                Bytes::from(body),
-            )
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
-        if reply.status != 200 {
-            return Err(format!(
-                "hub answered {}: {}",
-                reply.status,
-                String::from_utf8_lossy(&reply.body)
-            ));
-        }
-        for (line, row) in reply
-            .body
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .zip(&sent_rows)
-        {
-            let v: serde_json::Value =
-                serde_json::from_slice(line).map_err(|e| format!("bad answer: {e}"))?;
-            match v["status"].as_str() {
-                Some("applied") => report.applied += 1,
-                Some("duplicate") => report.duplicate += 1,
-                _ => report.rejected.push(format!(
-                    "row {row}: {}",
-                    v["problem"]["detail"].as_str().unwrap_or("rejected")
-                )),
+            serde_json::to_writer(&mut current.body, &ev).expect("json");
+            current.body.push(b'\n');
+            current.lines.push(line);
+            if current.lines.len() >= batch {
+                let full = std::mem::replace(
+                    &mut current,
+                    Batch {
+                        body: Vec::with_capacity(batch * 160),
+                        lines: Vec::with_capacity(batch),
+                    },
+                );
+                // A closed channel means the senders stopped on an error; they report it.
+                let _ = batches_tx.blocking_send(full);
             }
+        });
+        if !current.lines.is_empty() {
+            let _ = batches_tx.blocking_send(current);
         }
-        bar.inc(chunk.len() as u64);
+        sheet
+            .problems()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    });
+
+    let batches_rx = std::sync::Arc::new(tokio::sync::Mutex::new(batches_rx));
+    let mut senders = Vec::with_capacity(IN_FLIGHT);
+    for mut client in clients {
+        let rx = batches_rx.clone();
+        let bar = bar.clone();
+        senders.push(tokio::spawn(async move {
+            let mut report = Report::default();
+            loop {
+                let Some(b) = rx.lock().await.recv().await else {
+                    return Ok::<Report, String>(report);
+                };
+                let n = b.lines.len();
+                let reply = client
+                    .send(
+                        Method::POST,
+                        "/v1/events",
+                        "application/x-ndjson",
+                        Bytes::from(b.body),
+                    )
+                    .await
+                    .map_err(|e| format!("request failed: {e}"))?;
+                if reply.status != 200 {
+                    return Err(format!(
+                        "hub answered {}: {}",
+                        reply.status,
+                        String::from_utf8_lossy(&reply.body)
+                    ));
+                }
+                for (answer, line) in reply
+                    .body
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .zip(&b.lines)
+                {
+                    let v: serde_json::Value =
+                        serde_json::from_slice(answer).map_err(|e| format!("bad answer: {e}"))?;
+                    match v["status"].as_str() {
+                        Some("applied") => report.applied += 1,
+                        Some("duplicate") => report.duplicate += 1,
+                        _ => report.rejected.push(format!(
+                            "line {line}: {}",
+                            v["problem"]["detail"].as_str().unwrap_or("rejected")
+                        )),
+                    }
+                }
+                bar.inc(n as u64);
+            }
+        }));
     }
+    let mut report = Report {
+        rows,
+        ..Default::default()
+    };
+    let mut failure = None;
+    for s in senders {
+        match s.await.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok(r) => {
+                report.applied += r.applied;
+                report.duplicate += r.duplicate;
+                report.rejected.extend(r.rejected);
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    drop(batches_rx);
+    let problems = reader.await.map_err(|e| e.to_string())?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    report.rejected.extend(problems);
+    bar.inc(report.rejected.len() as u64);
     bar.finish();
     Ok(report)
 }

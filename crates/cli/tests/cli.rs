@@ -110,10 +110,10 @@ async fn import_positions_loads_a_snapshot_once() {
         "{stdout}"
     );
     assert!(
-        stderr.contains("row 5: qty \"many\" is not a whole number"),
+        stderr.contains("line 5, column qty: \"many\" is not a whole number"),
         "{stderr}"
     );
-    assert!(stderr.contains("row 6: unknown item"), "{stderr}");
+    assert!(stderr.contains("line 6: unknown item"), "{stderr}");
     let mut q = hub.client(QUERY).await;
     let p = positions(&mut q, "SKU-1").await;
     assert_eq!((p[0].1, p[1].1), (40, 15));

@@ -365,6 +365,48 @@ async fn orders_are_acknowledged_availability_is_published_and_bad_files_are_rej
     assert_eq!(r["exceptions"][0]["kind"], "unknown_item");
     assert_eq!(on_hand(&hub, "SKU-1").await, 12);
 
+    // A shipment goes out as an 856 and an 810, a release as a 940.
+    let shipment = json!({
+        "shipment": "SH-9", "po_number": "PO-9", "shipped_at": "2026-11-23T12:00:00Z",
+        "ship_from": "DC-EAST", "ship_to": "STORE-4",
+        "lines": [{"item": "SKU-1", "qty": 4, "unit_price_cents": 950}],
+    });
+    for set in ["856", "810"] {
+        let (status, v) = post(
+            &mut admin,
+            &format!("/v1/partners/acme/send/{set}"),
+            &shipment,
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let release = json!({
+        "order": "SO-9", "ship_from": "DC-EAST", "ship_to_name": "Store 4",
+        "lines": [{"item": "SKU-1", "qty": 4}],
+    });
+    let (status, v) = post(&mut admin, "/v1/partners/acme/send/940", &release).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        elements(&outbound(&hub, "856")[0], "LIN", 3),
+        vec!["A-1"],
+        "the partner's code"
+    );
+    assert_eq!(
+        elements(&outbound(&hub, "810")[0], "TDS", 1),
+        vec!["3800"],
+        "4 x 9.50"
+    );
+    assert_eq!(elements(&outbound(&hub, "940")[0], "W05", 2), vec!["SO-9"]);
+    let (status, v) = post(&mut admin, "/v1/partners/acme/send/850", &release).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = post(
+        &mut admin,
+        "/v1/partners/acme/send/856",
+        &json!({"shipment": 1}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+
     // Control numbers continue across a restart.
     let before = std::fs::read_dir(folder(&hub, "outbound")).unwrap().count();
     let last = std::fs::read_dir(folder(&hub, "outbound"))

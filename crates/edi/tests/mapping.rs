@@ -410,3 +410,106 @@ source = "wms-east"
         Err(CsvError::NotText(_))
     ));
 }
+
+/// Renders `set` to `partner` (as the hub does) and parses it back as that partner's input.
+fn through_the_wire(set: crossdock_x12::TypedSet, sender: &str) -> crossdock_x12::Document {
+    let date = crossdock_x12::Date::new(2026, 11, 23).unwrap();
+    let time = crossdock_x12::Time::hm(10, 0).unwrap();
+    let envelope =
+        crossdock_x12::OutboundEnvelope::new(("ZZ", sender), ("ZZ", "CROSSDOCK"), 7, 7, date, time);
+    let text = crossdock_x12::render(&envelope, &[set]).expect("renders");
+    let doc = crossdock_x12::parse(text.as_bytes()).expect("parses");
+    assert!(!doc.has_errors(), "{:?}", doc.diagnostics);
+    doc
+}
+
+#[test]
+fn canonical_846_and_856_survive_render_and_parse() {
+    use crossdock_edi::outbound::{DocLine, ShipmentDoc, asn_856, inventory_846};
+    let p = partner(
+        r#"
+id = "acme"
+source = "wms-east"
+isa_id = "ACME"
+location = "DC-EAST"
+qty_846 = { "33" = "counted" }
+"#,
+    );
+    let m = master(
+        "item,gtin\nSKU-1,036000291452\nSKU-2,\n",
+        "partner,kind,external,internal\nacme,item,A-1,SKU-1\nacme,location,E1,DC-EAST\n",
+        "item,uom,base_qty\n",
+    );
+    let sku = |s: &str| ItemId::new(s).unwrap();
+
+    // 846: what we publish reads back as the same quantities of the same items.
+    let lines = vec![(sku("SKU-1"), 12), (sku("SKU-2"), 0)];
+    let doc = through_the_wire(
+        inventory_846(&p, &m, "R1", Timestamp::from_micros(0), &lines).into(),
+        "ACME",
+    );
+    let out = map_document(
+        &doc,
+        &p,
+        &m,
+        &|_, _, _| None,
+        "846.x12",
+        Timestamp::from_micros(0),
+    );
+    assert!(out.exceptions.is_empty(), "{:#?}", out.exceptions);
+    let back: Vec<(ItemId, i64)> = out
+        .events
+        .iter()
+        .map(|e| match &e.data {
+            EventData::Counted(c) => (c.item.clone(), c.qty),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(back, lines);
+
+    // 856: a shipment reads back as the same items and quantities, to the same place, on the PO.
+    let shipment = ShipmentDoc {
+        shipment: "SH-1".into(),
+        po_number: "PO-1".into(),
+        shipped_at: Timestamp::from_micros(0),
+        ship_from: LocationId::new("DC-WEST").unwrap(),
+        ship_to: Some("E1".into()),
+        lines: vec![
+            DocLine {
+                item: sku("SKU-1"),
+                qty: 5,
+                unit_price_cents: None,
+            },
+            DocLine {
+                item: sku("SKU-2"),
+                qty: 2,
+                unit_price_cents: None,
+            },
+        ],
+        invoice: None,
+    };
+    let doc = through_the_wire(asn_856(&p, &m, &shipment).into(), "ACME");
+    let open = |_: &ItemId, loc: &LocationId, po: &str| {
+        assert_eq!((loc.as_str(), po), ("DC-EAST", "PO-1"));
+        Some(100)
+    };
+    let out = map_document(&doc, &p, &m, &open, "856.x12", Timestamp::from_micros(0));
+    assert!(out.exceptions.is_empty(), "{:#?}", out.exceptions);
+    let back: Vec<(String, String, i64)> = out
+        .events
+        .iter()
+        .filter_map(|e| match &e.data {
+            EventData::SupplyExpected(s) if s.qty > 0 => {
+                Some((s.item.to_string(), s.reference.clone(), s.qty))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        back,
+        vec![
+            ("SKU-1".to_string(), "asn:SH-1".to_string(), 5),
+            ("SKU-2".to_string(), "asn:SH-1".to_string(), 2)
+        ]
+    );
+}
