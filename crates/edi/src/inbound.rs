@@ -683,44 +683,28 @@ fn transfer_943(
         .or_else(|| s.depositor_order_number.clone())
         .unwrap_or_else(|| ctx.doc_key.clone());
     for (n, line) in s.lines.iter().enumerate() {
-        let no = (n + 1).to_string();
-        let seg = nth_segment(ctx.set, "W04", n, |_| true);
-        let mut ids = line.product_ids.clone();
-        ids.extend(line.upc_case_code.iter().map(|u| ProductId {
-            qualifier: "UK".into(),
-            id: u.clone(),
-        }));
-        let Some(item) = ctx.item(out, diags, &no, &ids, seg) else {
+        let w04 = WarehouseLine {
+            segment: "W04",
+            qty_element: 1,
+            product_ids: &line.product_ids,
+            upc_case_code: line.upc_case_code.as_ref(),
+            qty: line.quantity.as_ref(),
+            unit: line.unit.as_deref(),
+        };
+        let Some(r) = ctx.warehouse_line(out, diags, n, &w04, &s.parties, &["WH", "ST"]) else {
             continue;
         };
-        let Some(from) = ctx.location(out, diags, &no, &[&s.parties], &["SF"]) else {
-            continue;
-        };
-        let Some(to) = ctx.location(out, diags, &no, &[&s.parties], &["WH", "ST"]) else {
-            continue;
-        };
-        let Some(qty) = ctx.quantity(
-            out,
-            diags,
-            At {
-                line: &no,
-                seg,
-                element: 1,
-            },
-            &item,
-            line.quantity.as_ref(),
-            line.unit.as_deref(),
-        ) else {
+        let Some(from) = ctx.location(out, diags, &r.no, &[&s.parties], &["SF"]) else {
             continue;
         };
         out.events.push(ctx.event(
-            &no,
+            &r.no,
             EventData::TransferShipped(TransferShipped {
                 transfer: transfer.clone(),
-                item,
+                item: r.item,
                 from,
-                to,
-                qty,
+                to: r.location,
+                qty: r.qty,
             }),
             at(s.date.as_ref(), None).unwrap_or(ctx.time),
             ctx.time,
@@ -740,40 +724,24 @@ fn receipt_944(
         .or_else(|| s.depositor_order_number.clone())
         .unwrap_or_else(|| s.receipt_number.clone());
     for (n, line) in s.lines.iter().enumerate() {
-        let no = (n + 1).to_string();
-        let seg = nth_segment(ctx.set, "W07", n, |_| true);
-        let mut ids = line.product_ids.clone();
-        ids.extend(line.upc_case_code.iter().map(|u| ProductId {
-            qualifier: "UK".into(),
-            id: u.clone(),
-        }));
-        let Some(item) = ctx.item(out, diags, &no, &ids, seg) else {
-            continue;
+        let w07 = WarehouseLine {
+            segment: "W07",
+            qty_element: 1,
+            product_ids: &line.product_ids,
+            upc_case_code: line.upc_case_code.as_ref(),
+            qty: line.quantity.as_ref(),
+            unit: line.unit.as_deref(),
         };
-        let Some(location) = ctx.location(out, diags, &no, &[&s.parties], &["WH", "ST"]) else {
-            continue;
-        };
-        let Some(qty) = ctx.quantity(
-            out,
-            diags,
-            At {
-                line: &no,
-                seg,
-                element: 1,
-            },
-            &item,
-            line.quantity.as_ref(),
-            line.unit.as_deref(),
-        ) else {
+        let Some(r) = ctx.warehouse_line(out, diags, n, &w07, &s.parties, &["WH", "ST"]) else {
             continue;
         };
         out.events.push(ctx.event(
-            &no,
+            &r.no,
             EventData::TransferReceived(TransferReceived {
                 transfer: transfer.clone(),
-                item,
-                location,
-                qty,
+                item: r.item,
+                location: r.location,
+                qty: r.qty,
             }),
             at(s.date.as_ref(), None).unwrap_or(ctx.time),
             ctx.time,
@@ -789,38 +757,21 @@ fn shipped_945(
 ) {
     let mut lines = Vec::new();
     for (n, line) in s.lines.iter().enumerate() {
-        let no = (n + 1).to_string();
-        let seg = nth_segment(ctx.set, "W12", n, |_| true);
-        let mut ids = line.product_ids.clone();
-        ids.extend(line.upc_case_code.iter().map(|u| ProductId {
-            qualifier: "UK".into(),
-            id: u.clone(),
-        }));
-        let Some(item) = ctx.item(out, diags, &no, &ids, seg) else {
-            continue;
+        let w12 = WarehouseLine {
+            segment: "W12",
+            qty_element: 4,
+            product_ids: &line.product_ids,
+            upc_case_code: line.upc_case_code.as_ref(),
+            qty: line.quantity_shipped.as_ref(),
+            unit: line.unit.as_deref(),
         };
-        let Some(location) = ctx.location(out, diags, &no, &[&s.parties], &["SF", "WH"]) else {
-            continue;
-        };
-        let Some(qty) = ctx.quantity(
-            out,
-            diags,
-            At {
-                line: &no,
-                seg,
-                element: 4,
-            },
-            &item,
-            line.quantity_shipped.as_ref(),
-            line.unit.as_deref(),
-        ) else {
-            continue;
-        };
-        if qty > 0 {
+        if let Some(r) = ctx.warehouse_line(out, diags, n, &w12, &s.parties, &["SF", "WH"])
+            && r.qty > 0
+        {
             lines.push(ShipLine {
-                item,
-                location,
-                qty,
+                item: r.item,
+                location: r.location,
+                qty: r.qty,
             });
         }
     }
@@ -851,31 +802,21 @@ fn adjustment_947(
     out: &mut Mapped,
 ) {
     for (n, line) in s.lines.iter().enumerate() {
-        let no = (n + 1).to_string();
-        let seg = nth_segment(ctx.set, "W19", n, |_| true);
-        let mut ids = line.product_ids.clone();
-        ids.extend(line.upc_case_code.iter().map(|u| ProductId {
-            qualifier: "UK".into(),
-            id: u.clone(),
-        }));
-        let Some(item) = ctx.item(out, diags, &no, &ids, seg) else {
-            continue;
+        let w19 = WarehouseLine {
+            segment: "W19",
+            qty_element: 2,
+            product_ids: &line.product_ids,
+            upc_case_code: line.upc_case_code.as_ref(),
+            qty: line.quantity.as_ref(),
+            unit: line.unit.as_deref(),
         };
-        let Some(location) = ctx.location(out, diags, &no, &[&s.parties], &["WH", "SF"]) else {
-            continue;
-        };
-        let Some(qty) = ctx.quantity(
-            out,
-            diags,
-            At {
-                line: &no,
-                seg,
-                element: 2,
-            },
-            &item,
-            line.quantity.as_ref(),
-            line.unit.as_deref(),
-        ) else {
+        let Some(Resolved {
+            no,
+            item,
+            location,
+            qty,
+        }) = ctx.warehouse_line(out, diags, n, &w19, &s.parties, &["WH", "SF"])
+        else {
             continue;
         };
         let data = match ctx.partner.status_947.get(&line.reason) {
@@ -908,6 +849,62 @@ fn adjustment_947(
             at(s.date.as_ref(), None).unwrap_or(ctx.time),
             ctx.time,
         ));
+    }
+}
+
+/// One line of a warehouse set (943 W04, 944 W07, 945 W12, 947 W19) as the mapping needs it.
+struct WarehouseLine<'a> {
+    /// The segment that carries the line, and the element its quantity is in.
+    segment: &'static str,
+    qty_element: usize,
+    product_ids: &'a [ProductId],
+    upc_case_code: Option<&'a String>,
+    qty: Option<&'a Decimal>,
+    unit: Option<&'a str>,
+}
+
+/// A warehouse line resolved: its number, item, location and quantity in base units.
+struct Resolved {
+    no: String,
+    item: ItemId,
+    location: LocationId,
+    qty: i64,
+}
+
+impl Ctx<'_> {
+    /// Resolves the `n`-th line of a warehouse set: item (its product ids, then the UPC case
+    /// code), location (the first of `entities` among `parties`) and quantity. Each failure is
+    /// an exception and a 997 note; `None` then.
+    fn warehouse_line(
+        &self,
+        out: &mut Mapped,
+        diags: &mut Vec<Diagnostic>,
+        n: usize,
+        line: &WarehouseLine<'_>,
+        parties: &[Party],
+        entities: &[&str],
+    ) -> Option<Resolved> {
+        let no = (n + 1).to_string();
+        let seg = nth_segment(self.set, line.segment, n, |_| true);
+        let mut ids = line.product_ids.to_vec();
+        ids.extend(line.upc_case_code.map(|u| ProductId {
+            qualifier: "UK".into(),
+            id: u.clone(),
+        }));
+        let item = self.item(out, diags, &no, &ids, seg)?;
+        let location = self.location(out, diags, &no, &[parties], entities)?;
+        let at = At {
+            line: &no,
+            seg,
+            element: line.qty_element,
+        };
+        let qty = self.quantity(out, diags, at, &item, line.qty, line.unit)?;
+        Some(Resolved {
+            no,
+            item,
+            location,
+            qty,
+        })
     }
 }
 
