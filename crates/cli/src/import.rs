@@ -308,8 +308,8 @@ async fn import_positions(
     if let Some(e) = failure {
         return Err(e);
     }
+    bar.inc(problems.len() as u64);
     report.rejected.extend(problems);
-    bar.inc(report.rejected.len() as u64);
     bar.finish();
     Ok(report)
 }

@@ -232,7 +232,7 @@ async fn partner_files_apply_once_answer_with_997s_and_replay_after_master_data_
         "stock-1.x12",
         &x12_846(101, &[("A-1", 40), ("A-2", 7)]),
     );
-    let (_, again) = report(&hub, "stock-1.x12.1").await;
+    let (_, again) = report(&hub, "stock-1.1.x12").await;
     assert_eq!(again["events"]["applied"], 0, "{again:#}");
     assert_eq!(again["events"]["repeats"], 1, "{again:#}");
     assert_eq!(on_hand(&hub, "SKU-1").await, 40);
@@ -264,6 +264,53 @@ async fn partner_files_apply_once_answer_with_997s_and_replay_after_master_data_
             .iter()
             .any(|a| a["action"] == "replayed" && a["note"] == "A-2 added to the crosswalk"),
         "{audit:#}"
+    );
+
+    // Replay is for stored partner input only: anything else is refused and stays open.
+    let (status, _) = post(
+        &mut admin,
+        "/v1/exceptions/nope/replay",
+        &json!({"note": "x"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let mut east = hub.client(common::EAST).await;
+    let bad = common::event(
+        "e-1",
+        "wms-east",
+        "inventory.received.v1",
+        json!({"item": "NOT-AN-ITEM", "location": "DC-EAST", "qty": 1}),
+    );
+    post(&mut east, "/v1/events", &bad).await;
+    let (_, list) = get(&mut admin, "/v1/exceptions?kind=unknown_item&status=open").await;
+    let api_exception = list["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["entity"]
+                .as_str()
+                .is_some_and(|x| !x.starts_with("file:"))
+        })
+        .expect("an exception from the API")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, v) = post(
+        &mut admin,
+        &format!("/v1/exceptions/{api_exception}/replay"),
+        &json!({"note": "try"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{v}");
+    let (_, list) = get(&mut admin, "/v1/exceptions?kind=unknown_item&status=open").await;
+    assert!(
+        list["exceptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == api_exception.as_str()),
+        "a refused replay leaves the record open: {list:#}"
     );
 
     // Every document written so far is valid X12; control numbers never repeat.
@@ -321,7 +368,7 @@ async fn orders_are_acknowledged_availability_is_published_and_bad_files_are_rej
 
     // The same order again is one order.
     drop_file(&hub, "po.x12", &po);
-    report(&hub, "po.x12.1").await;
+    report(&hub, "po.1.x12").await;
     let (_, avail) = get(&mut q, "/v1/availability?item=SKU-1&channel=retail").await;
     assert_eq!(avail["available"], 6, "{avail}");
 

@@ -1,5 +1,6 @@
-//! CSV drops: stock snapshots (`item,location,qty[,lot]` → `inventory.counted`) and adjustments
-//! (`item,location,delta,reason[,lot]` → `inventory.adjusted`) from a partner's inbound folder.
+//! CSV drops: stock snapshots (`item,location,qty[,lot][,as_of]` → `inventory.counted`) and
+//! adjustments (`item,location,delta,reason[,lot]` → `inventory.adjusted`) from a partner's
+//! inbound folder. A count's time is its `as_of` (RFC 3339), else the file's modification time.
 //! Codes go through the partner's crosswalk. A bad row becomes an exception keeping the row and
 //! the other rows still apply; event ids derive from the file's content and the line, so a
 //! resent file is a repeat.
@@ -106,6 +107,18 @@ pub fn map_csv(
             }
             None => None,
         };
+        // An `as_of` column says when each count was true; else the file's time.
+        let time = match get("as_of").map(|t| Timestamp::parse_rfc3339(&t)) {
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                return fail(
+                    &mut out,
+                    ExceptionKind::SchemaViolation,
+                    format!("as_of: {e}"),
+                );
+            }
+            None => as_of,
+        };
         let column = if snapshot { "qty" } else { "delta" };
         let number = match get(column).map(|q| q.parse::<i64>()) {
             Some(Ok(n)) if !snapshot || n >= 0 => n,
@@ -146,7 +159,7 @@ pub fn map_csv(
         out.events.push(Event {
             id: format!("csv:{}/{digest:016x}/{line}", partner.id),
             source: partner.source.clone(),
-            time: as_of,
+            time,
             sequence: None,
             correlation_id: format!("csv:{}/{digest:016x}", partner.id),
             causation_id: None,

@@ -27,16 +27,42 @@ pub const PROCESSED: &str = "processed";
 pub const REJECTED: &str = "rejected";
 
 /// Creates the folders a partner's inbound side uses, and puts back files a crash left in
-/// `.work/` (handling them again is safe: their events are repeats).
+/// `.work/` (handling them again is safe: their events are repeats). A file dropped since under
+/// the same name is kept: the one put back gets a numbered name.
 pub fn prepare(inbound: &Path) -> io::Result<()> {
     for sub in [WORK, PROCESSED, REJECTED] {
         fs::create_dir_all(inbound.join(sub))?;
     }
     for entry in fs::read_dir(inbound.join(WORK))? {
         let entry = entry?;
-        fs::rename(entry.path(), inbound.join(entry.file_name()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let target = free_name(&name, |n| inbound.join(n).exists());
+        fs::rename(entry.path(), inbound.join(target))?;
     }
     Ok(())
+}
+
+/// Puts a claimed file back in the inbound folder to be handled again later (the hub could not
+/// apply it now), under a free name.
+pub fn release(inbound: &Path, claimed: &Claimed) -> io::Result<()> {
+    let target = free_name(&claimed.name, |n| inbound.join(n).exists());
+    fs::rename(&claimed.path, inbound.join(target))
+}
+
+/// `name`, or `name` with `.1`, `.2`, ... before its extension (`a.1.edi`), the first that
+/// `taken` says is free.
+fn free_name(name: &str, taken: impl Fn(&str) -> bool) -> String {
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem, format!(".{ext}")),
+        _ => (name, String::new()),
+    };
+    let mut candidate = name.to_string();
+    let mut n = 1;
+    while taken(&candidate) {
+        candidate = format!("{stem}.{n}{ext}");
+        n += 1;
+    }
+    candidate
 }
 
 /// Claims every regular file in `inbound` unchanged for `settle`, oldest first. Hidden files
@@ -63,30 +89,41 @@ pub fn claim_ready(inbound: &Path, settle: Duration) -> io::Result<Vec<Claimed>>
     ready.sort();
     let mut claimed = Vec::with_capacity(ready.len());
     for (modified, name) in ready {
-        let path = inbound.join(WORK).join(&name);
-        match fs::rename(inbound.join(&name), &path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // taken by another poller
-            Err(e) => return Err(e),
+        // A file that cannot be taken now stays where it is and is tried at the next poll;
+        // the ones already taken are still handed over.
+        match claim(inbound, &name, modified) {
+            Ok(Some(c)) => claimed.push(c),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(file = %name, error = %e, "cannot claim an inbound file"),
         }
-        let bytes = fs::read(&path)?;
-        let mut stored = name.clone();
-        let mut n = 1;
-        while inbound.join(PROCESSED).join(&stored).exists()
-            || inbound.join(REJECTED).join(&stored).exists()
-        {
-            stored = format!("{name}.{n}");
-            n += 1;
-        }
-        claimed.push(Claimed {
-            stored,
-            name,
-            path,
-            bytes,
-            modified,
-        });
     }
     Ok(claimed)
+}
+
+fn claim(inbound: &Path, name: &str, modified: SystemTime) -> io::Result<Option<Claimed>> {
+    let path = inbound.join(WORK).join(name);
+    match fs::rename(inbound.join(name), &path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None), // another poller
+        Err(e) => return Err(e),
+    }
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            fs::rename(&path, inbound.join(name))?;
+            return Err(e);
+        }
+    };
+    let stored = free_name(name, |n| {
+        inbound.join(PROCESSED).join(n).exists() || inbound.join(REJECTED).join(n).exists()
+    });
+    Ok(Some(Claimed {
+        stored,
+        name: name.to_string(),
+        path,
+        bytes,
+        modified,
+    }))
 }
 
 /// Moves a handled file to `processed/` or `rejected/` under its stored name and writes
@@ -158,13 +195,13 @@ mod tests {
         // The same name again is kept beside the first.
         fs::write(inbound.join("a.edi"), b"ISA2").unwrap();
         let again = claim_ready(inbound, Duration::ZERO).unwrap();
-        assert_eq!(again[0].stored, "a.edi.1");
+        assert_eq!(again[0].stored, "a.1.edi", "the extension stays last");
         let moved = finish(inbound, &again[0], false, "{\"error\":1}").unwrap();
-        assert_eq!(moved, inbound.join(REJECTED).join("a.edi.1"));
+        assert_eq!(moved, inbound.join(REJECTED).join("a.1.edi"));
         fs::write(inbound.join("a.edi"), b"ISA3").unwrap();
         let third = claim_ready(inbound, Duration::ZERO).unwrap();
         let moved = finish(inbound, &third[0], true, "{}").unwrap();
-        assert_eq!(moved, inbound.join(PROCESSED).join("a.edi.2"));
+        assert_eq!(moved, inbound.join(PROCESSED).join("a.2.edi"));
     }
 
     #[test]
@@ -180,9 +217,19 @@ mod tests {
         );
         let claimed = claim_ready(inbound, Duration::ZERO).unwrap();
         assert_eq!(claimed.len(), 1);
-        // A crash before finish: the next start puts it back.
+        // A crash before finish, and the partner drops a new file of the same name: the next
+        // start puts the old one back beside it, overwriting nothing.
+        fs::write(inbound.join("new.edi"), b"ISA-NEWER").unwrap();
         prepare(inbound).unwrap();
-        assert!(inbound.join("new.edi").exists());
+        assert_eq!(fs::read(inbound.join("new.edi")).unwrap(), b"ISA-NEWER");
+        assert_eq!(fs::read(inbound.join("new.1.edi")).unwrap(), b"ISA");
+        // A file the hub cannot apply now goes back the same way.
+        let again = claim_ready(inbound, Duration::ZERO).unwrap();
+        assert_eq!(again.len(), 2);
+        for c in &again {
+            release(inbound, c).unwrap();
+        }
+        assert!(inbound.join("new.edi").exists() && inbound.join("new.1.edi").exists());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! becomes an exception keeping the raw segment, and a warning in the group's 997 (accepted with
 //! errors); the other lines still apply.
 
+use std::collections::HashMap;
+
 use crossdock_master::MasterData;
 use crossdock_model::event::{
     Adjusted, Counted, EventData, ShipLine, Shipped, StatusChanged, StockStatus, SupplyExpected,
@@ -118,6 +120,7 @@ pub fn map_document(
                         set.control_number
                     ),
                     time: set_time(group, received_at),
+                    received_at,
                 };
                 let mut set_diags = Vec::new();
                 map_set(&ctx, open_supply, &mut set_diags, &mut out);
@@ -159,7 +162,9 @@ struct Ctx<'a> {
     file: &'a str,
     /// `sender/ISA13/GS06/ST02`.
     doc_key: String,
+    /// When the set says it was made (its group's date), else when it arrived.
     time: Timestamp,
+    received_at: Timestamp,
 }
 
 impl Ctx<'_> {
@@ -167,7 +172,7 @@ impl Ctx<'_> {
         format!("x12:{}", self.doc_key)
     }
 
-    fn event(&self, line: &str, data: EventData, time: Timestamp, received_at: Timestamp) -> Event {
+    fn event(&self, line: &str, data: EventData, time: Timestamp) -> Event {
         Event {
             id: format!("x12:{}/{line}", self.doc_key),
             source: self.partner.source.clone(),
@@ -176,7 +181,7 @@ impl Ctx<'_> {
             correlation_id: self.correlation(),
             causation_id: None,
             data,
-            received_at,
+            received_at: self.received_at,
         }
     }
 
@@ -206,11 +211,13 @@ impl Ctx<'_> {
             raw,
             Timestamp::now(),
         ));
-        let mut d = Diagnostic::warning(DiagCode::ElementValue, reason);
-        if let Some(s) = seg {
-            d = d.at(s.position, &s.id).element(element);
-        }
-        diags.push(d);
+        // A problem with no segment of its own (no location anywhere) is noted on the set's ST,
+        // so the 997 still says the set was accepted with errors.
+        let d = Diagnostic::warning(DiagCode::ElementValue, reason);
+        diags.push(match seg {
+            Some(s) => d.at(s.position, &s.id).element(element),
+            None => d.at(self.set.position, "ST"),
+        });
     }
 
     /// The item a line names: the first of its product ids master data resolves.
@@ -463,11 +470,12 @@ fn inventory_846(
             let qseg = nth_segment(ctx.set, "QTY", 0, |x| {
                 x.position > seg.map_or(0, |s| s.position) && x.value(1) == q.qualifier
             });
+            let qline = format!("{no}/{}", q.qualifier);
             let Some(qty) = ctx.quantity(
                 out,
                 diags,
                 At {
-                    line: &no,
+                    line: &qline,
                     seg: qseg,
                     element: 2,
                 },
@@ -479,7 +487,7 @@ fn inventory_846(
             };
             match meaning {
                 QtyMeaning::Counted => out.events.push(ctx.event(
-                    &format!("{no}/{}", q.qualifier),
+                    &qline,
                     EventData::Counted(Counted {
                         item: item.clone(),
                         location: location.clone(),
@@ -487,7 +495,6 @@ fn inventory_846(
                         lot: None,
                     }),
                     time,
-                    ctx.time,
                 )),
                 QtyMeaning::Snapshot => out.snapshots.push(SnapshotRow {
                     item: item.clone(),
@@ -575,6 +582,7 @@ fn asn_856(
     for node in &s.hierarchy {
         walk(node, Vec::new(), None, &mut items);
     }
+    let mut used: HashMap<(ItemId, LocationId, String), i64> = HashMap::new();
     for (n, (node, parties, po)) in items.into_iter().enumerate() {
         let Some(asn_item) = &node.item else { continue };
         let no = (n + 1).to_string();
@@ -617,7 +625,15 @@ fn asn_856(
             );
             continue;
         };
-        let open = open_supply(&item, &location, po).unwrap_or(0);
+        // What this ASN may still move: the PO's open supply, plus what this same ASN moved
+        // before (a file handled again: those lines are repeats), less what earlier lines of
+        // this file take.
+        let asn_ref = format!("asn:{}", s.shipment_id);
+        let key = (item.clone(), location.clone(), po.to_string());
+        let taken = used.get(&key).copied().unwrap_or(0);
+        let open = open_supply(&item, &location, po).unwrap_or(0)
+            + open_supply(&item, &location, &asn_ref).unwrap_or(0)
+            - taken;
         if open <= 0 {
             ctx.problem(out, diags, ExceptionKind::AsnMismatch, At { line: &no, seg, element: 1 }, format!(
                 "ASN {} ships {qty} of {item} to {location} on PO {po}, which has no open line for it",
@@ -643,6 +659,7 @@ fn asn_856(
             );
             continue;
         }
+        used.insert(key, taken + qty);
         // The PO's open supply becomes the ASN's, with the ASN's date.
         out.events.push(ctx.event(
             &format!("{no}/po"),
@@ -654,18 +671,16 @@ fn asn_856(
                 expected_at,
             }),
             ctx.time,
-            ctx.time,
         ));
         out.events.push(ctx.event(
             &format!("{no}/asn"),
             EventData::SupplyExpected(SupplyExpected {
-                reference: format!("asn:{}", s.shipment_id),
+                reference: asn_ref,
                 item,
                 location,
                 qty,
                 expected_at,
             }),
-            ctx.time,
             ctx.time,
         ));
     }
@@ -707,7 +722,6 @@ fn transfer_943(
                 qty: r.qty,
             }),
             at(s.date.as_ref(), None).unwrap_or(ctx.time),
-            ctx.time,
         ));
     }
 }
@@ -744,7 +758,6 @@ fn receipt_944(
                 qty: r.qty,
             }),
             at(s.date.as_ref(), None).unwrap_or(ctx.time),
-            ctx.time,
         ));
     }
 }
@@ -791,7 +804,6 @@ fn shipped_945(
             lines,
         }),
         at(s.date.as_ref(), None).unwrap_or(ctx.time),
-        ctx.time,
     ));
 }
 
@@ -843,12 +855,8 @@ fn adjustment_947(
                 lot: None,
             }),
         };
-        out.events.push(ctx.event(
-            &no,
-            data,
-            at(s.date.as_ref(), None).unwrap_or(ctx.time),
-            ctx.time,
-        ));
+        out.events
+            .push(ctx.event(&no, data, at(s.date.as_ref(), None).unwrap_or(ctx.time)));
     }
 }
 

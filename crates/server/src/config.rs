@@ -657,6 +657,16 @@ impl Checker<'_> {
                     format!("channel {c:?} already has an endpoint; an EDI partner publishes its own channel"),
                 );
             }
+            if let Some(c) = &p.channel
+                && raw.partners[..i]
+                    .iter()
+                    .any(|x| x.channel.as_ref() == Some(c))
+            {
+                self.problem(
+                    format!("{key}.channel"),
+                    format!("channel {c:?} already belongs to another partner"),
+                );
+            }
             match p.check(base, &data_dir, &known) {
                 Ok(spec) => partners.push(spec),
                 Err(problems) => {

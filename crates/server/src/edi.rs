@@ -28,7 +28,7 @@ use crate::master_data::MasterHandle;
 
 /// The largest interchange control number (ISA13 has nine digits).
 const CONTROL_MAX: u64 = 999_999_999;
-/// How long an order from a partner holds stock before it is committed (it is committed at once).
+/// The hold on an order's stock between reserving and committing it (done at once).
 const ORDER_HOLD_S: u64 = 3600;
 
 /// What the partner tasks share.
@@ -82,7 +82,18 @@ impl Partners {
             }
         };
         for file in claimed {
-            let (accepted, report) = self.handle(spec, &file).await;
+            let (accepted, report) = match self.handle(spec, &file).await {
+                Ok(handled) => handled,
+                Err(e) => {
+                    // Nothing is lost: the file goes back and is handled again (what applied is
+                    // then a repeat).
+                    tracing::warn!(partner = %spec.id, file = %file.name, error = %e, "the hub could not take a partner file now; it will be retried");
+                    if let Err(e) = files::release(&spec.inbound, &file) {
+                        tracing::error!(partner = %spec.id, file = %file.name, error = %e, "cannot put a partner file back");
+                    }
+                    continue;
+                }
+            };
             let text = serde_json::to_string_pretty(&report).unwrap_or_default();
             match files::finish(&spec.inbound, &file, accepted, &text) {
                 Ok(path) => {
@@ -104,18 +115,23 @@ impl Partners {
             .find(|p| p.is_file())
             .ok_or_else(|| format!("partner {} has no stored file {stored:?}", spec.id))?;
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Filing a file keeps its modification time, so a replayed CSV has its first time.
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let file = Claimed {
             name: stored.to_string(),
             stored: stored.to_string(),
             path,
             bytes,
-            modified: std::time::SystemTime::now(),
+            modified,
         };
-        Ok(self.handle(spec, &file).await.1)
+        Ok(self.handle(spec, &file).await?.1)
     }
 
-    /// Maps and applies one file; returns whether it was readable and its report.
-    async fn handle(&self, spec: &PartnerSpec, file: &Claimed) -> (bool, Value) {
+    /// Maps and applies one file; returns whether it was readable and its report, or why the
+    /// hub cannot take it now (stopping, overloaded, the store failing).
+    async fn handle(&self, spec: &PartnerSpec, file: &Claimed) -> Result<(bool, Value), String> {
         let received_at = Timestamp::now();
         if file.name.to_ascii_lowercase().ends_with(".csv") {
             return self.handle_csv(spec, file, received_at).await;
@@ -168,10 +184,10 @@ impl Partners {
             };
         let mapped =
             inbound::map_document(&doc, spec, &master, &open_supply, &file.stored, received_at);
-        let mut report = self.apply(spec, mapped, &file.stored).await;
+        let mut report = self.apply(spec, mapped, &file.stored).await?;
         report["file"] = json!(file.stored);
         report["diagnostics"] = json!(doc.diagnostics);
-        (true, report)
+        Ok((true, report))
     }
 
     async fn handle_csv(
@@ -179,7 +195,7 @@ impl Partners {
         spec: &PartnerSpec,
         file: &Claimed,
         received_at: Timestamp,
-    ) -> (bool, Value) {
+    ) -> Result<(bool, Value), String> {
         let as_of = Timestamp::from_micros(
             file.modified
                 .duration_since(std::time::UNIX_EPOCH)
@@ -194,10 +210,10 @@ impl Partners {
                     exceptions: m.exceptions,
                     ..Mapped::default()
                 };
-                let mut report = self.apply(spec, mapped, &file.stored).await;
+                let mut report = self.apply(spec, mapped, &file.stored).await?;
                 report["file"] = json!(file.stored);
                 report["rows"] = json!(rows);
-                (true, report)
+                Ok((true, report))
             }
             Err(e) => self.refuse(spec, file, e.to_string(), json!([])).await,
         }
@@ -210,7 +226,7 @@ impl Partners {
         file: &Claimed,
         reason: String,
         detail: Value,
-    ) -> (bool, Value) {
+    ) -> Result<(bool, Value), String> {
         let head: String = String::from_utf8_lossy(&file.bytes)
             .chars()
             .take(4096)
@@ -226,25 +242,27 @@ impl Partners {
             Timestamp::now(),
         );
         let id = record.id.clone();
-        self.record(vec![record]).await;
-        (
+        self.record(vec![record]).await?;
+        Ok((
             false,
             json!({"file": file.name, "status": "rejected", "error": reason, "exception_id": id, "diagnostics": detail}),
-        )
+        ))
     }
 
-    async fn record(&self, records: Vec<ExceptionRecord>) {
+    async fn record(&self, records: Vec<ExceptionRecord>) -> Result<(), String> {
         if records.is_empty() {
-            return;
+            return Ok(());
         }
-        let result = self.store.call(move |s| s.add_exceptions(&records)).await;
-        if !matches!(result, Ok(Ok(()))) {
-            tracing::error!("cannot record partner exceptions: {result:?}");
-        }
+        self.store
+            .call(move |s| s.add_exceptions(&records))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot record exceptions: {e}"))
     }
 
-    /// Applies what a file mapped to and writes the answers; returns the report.
-    async fn apply(&self, spec: &PartnerSpec, mapped: Mapped, file: &str) -> Value {
+    /// Applies what a file mapped to and writes the answers; returns the report, or why the hub
+    /// cannot take the file now (then nothing is answered and the file is handled again).
+    async fn apply(&self, spec: &PartnerSpec, mapped: Mapped, file: &str) -> Result<Value, String> {
         let Mapped {
             events,
             orders,
@@ -258,7 +276,7 @@ impl Partners {
             .iter()
             .map(|e| json!({"id": e.id, "kind": e.kind.as_str(), "reason": e.reason}))
             .collect();
-        self.record(exceptions).await;
+        self.record(exceptions).await?;
         let (mut applied, mut repeats, mut refused) = (0, 0, Vec::new());
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
         for (id, reply) in ids.iter().zip(self.engine.submit_many(events).await) {
@@ -274,7 +292,7 @@ impl Partners {
                     json!({"event": id, "kind": kind.as_str(), "exception_id": exception_id}),
                 ),
                 Ok(other) => refused.push(json!({"event": id, "reply": format!("{other:?}")})),
-                Err(e) => refused.push(json!({"event": id, "error": e.to_string()})),
+                Err(e) => return Err(format!("event {id}: {e}")),
             }
         }
         let mut outbound_files = Vec::new();
@@ -303,12 +321,16 @@ impl Partners {
                 }
             }
         }
+        // A snapshot that cannot be kept fails the file: it is handled again later.
         let snapshot_file = if snapshots.is_empty() {
             None
         } else {
-            self.keep_snapshot(spec, file, &snapshots).ok()
+            Some(
+                self.keep_snapshot(spec, file, &snapshots)
+                    .map_err(|e| format!("cannot keep the availability snapshot: {e}"))?,
+            )
         };
-        json!({
+        Ok(json!({
             "status": "processed",
             "partner": spec.id,
             "events": {"applied": applied, "repeats": repeats, "refused": refused},
@@ -319,7 +341,7 @@ impl Partners {
             "exceptions": exception_notes,
             "outbound": outbound_files,
             "notes": notes,
-        })
+        }))
     }
 
     /// Reserves an order's lines on the partner's channel and commits them (an allocation).
@@ -365,14 +387,21 @@ impl Partners {
                 .await;
             match reply {
                 Ok(ReservationReply::Done { .. }) => {
-                    let _ = self
+                    // Committed at once: an order from a partner is an allocation, not a hold.
+                    if let Err(e) = self
                         .engine
                         .settle(
                             order.reservation.clone(),
                             true,
                             order.correlation_id.clone(),
                         )
-                        .await;
+                        .await
+                    {
+                        return (
+                            answers,
+                            json!({"po": order.po_number, "status": "failed", "reason": format!("reserved but not committed: {e}")}),
+                        );
+                    }
                     for l in &order.lines {
                         answers[l.index] = if lines.iter().any(|x| x.index == l.index) {
                             LineAnswer::Accepted

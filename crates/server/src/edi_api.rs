@@ -158,47 +158,50 @@ pub async fn post_replay(
                 .field("note"),
         );
     }
-    let (actor, note, key) = (caller.name.clone(), req.note.clone(), id.clone());
-    let record = st
-        .partners
-        .store
-        .call(move |s| {
-            s.set_exception_status(
-                &key,
-                ExceptionStatus::Replayed,
-                &actor,
-                &note,
-                Timestamp::now().as_micros(),
-            )
-        })
-        .await
-        .map_err(|e| Problem::unavailable(e.to_string()))?
-        .map_err(|e| Problem::unavailable(e.to_string()))?
+    let record = set_status(&st, &id, ExceptionStatus::Replayed, &caller.name, &req.note)
+        .await?
         .ok_or_else(|| Problem::not_found("no-such-exception", format!("no exception {id:?}")))?;
     let stored = record
         .entity
         .strip_prefix("file:")
         .and_then(|rest| rest.split_once('/'))
         .map(|(partner, rest)| (partner, rest.split('#').next().unwrap_or(rest)));
-    let Some((partner, file)) = stored else {
-        return Err(Problem::unprocessable(
-            "not-replayable",
-            format!(
-                "exception {id} ({}) has no stored input to replay",
-                record.entity
-            ),
-        ));
+    let replayed = match stored {
+        None => Err(format!(
+            "exception {id} ({}) has no stored input to replay",
+            record.entity
+        )),
+        Some((partner, file)) => match st.partners.spec(partner) {
+            None => Err(format!("partner {partner:?} is no longer configured")),
+            Some(spec) => st.partners.replay(spec, file).await.map(|r| (file, r)),
+        },
     };
-    let spec = st.partners.spec(partner).ok_or_else(|| {
-        Problem::unprocessable(
-            "not-replayable",
-            format!("partner {partner:?} is no longer configured"),
-        )
-    })?;
-    let report = st
-        .partners
-        .replay(spec, file)
-        .await
-        .map_err(|e| Problem::unprocessable("not-replayable", e))?;
+    let (file, report) = match replayed {
+        Ok(done) => done,
+        Err(e) => {
+            // Not replayed after all: the record goes back to open, saying why.
+            let note = format!("replay failed: {e}");
+            set_status(&st, &id, ExceptionStatus::Open, &caller.name, &note).await?;
+            return Err(Problem::unprocessable("not-replayable", e));
+        }
+    };
     Ok(Json(json!({ "exception": record.id, "replayed": file, "report": report })).into_response())
+}
+
+async fn set_status(
+    st: &AppState,
+    id: &str,
+    status: ExceptionStatus,
+    actor: &str,
+    note: &str,
+) -> Result<Option<crossdock_model::ExceptionRecord>, Problem> {
+    let (id, actor, note) = (id.to_string(), actor.to_string(), note.to_string());
+    st.partners
+        .store
+        .call(move |s| {
+            s.set_exception_status(&id, status, &actor, &note, Timestamp::now().as_micros())
+        })
+        .await
+        .map_err(|e| Problem::unavailable(e.to_string()))?
+        .map_err(|e| Problem::unavailable(e.to_string()))
 }

@@ -3,7 +3,7 @@
 //! whole first; a file with a bad row changes nothing), and read by the partner adapters.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crossdock_master::MasterData;
 use crossdock_master::load::{self, LoadError};
@@ -45,6 +45,8 @@ pub struct MasterHandle {
     /// Config locations (`[[locations]]`), always known.
     config_locations: Vec<crossdock_master::Location>,
     current: RwLock<Arc<MasterData>>,
+    /// One replacement at a time: each checks against the files the last one left.
+    replacing: Mutex<()>,
 }
 
 /// The sizes of what is loaded.
@@ -68,6 +70,7 @@ impl MasterHandle {
             items_fallback,
             config_locations,
             current: RwLock::new(Arc::new(MasterData::default())),
+            replacing: Mutex::new(()),
         };
         let data = handle.load(None)?;
         *handle.current.write().expect("master lock") = Arc::new(data.0);
@@ -90,6 +93,7 @@ impl MasterHandle {
     /// Checks `text` as the new `kind` file against the rest, then stores it and switches to
     /// it. Nothing changes when any row is bad.
     pub fn replace(&self, kind: MasterKind, text: &str) -> Result<MasterCounts, LoadError> {
+        let _one_at_a_time = self.replacing.lock().expect("master replace lock");
         let (data, counts) = self.load(Some((kind, text)))?;
         crossdock_edi::files::write_atomic(&self.dir, kind.file(), text.as_bytes()).map_err(
             |error| LoadError::Io {
