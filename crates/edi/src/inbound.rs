@@ -778,17 +778,31 @@ fn shipped_945(
             qty: line.quantity_shipped.as_ref(),
             unit: line.unit.as_deref(),
         };
-        if let Some(r) = ctx.warehouse_line(out, diags, n, &w12, &s.parties, &["SF", "WH"])
-            && r.qty > 0
-        {
-            lines.push(ShipLine {
+        let Some(r) = ctx.warehouse_line(out, diags, n, &w12, &s.parties, &["SF", "WH"]) else {
+            continue;
+        };
+        match r.qty {
+            // Nothing shipped on this line (W12 status "short" or "cancelled"): nothing to apply.
+            0 => {}
+            q if q < 0 => {
+                let seg = nth_segment(ctx.set, "W12", n, |_| true);
+                let at = At {
+                    line: &r.no,
+                    seg,
+                    element: 4,
+                };
+                let reason = format!("945 line {} ships a negative quantity ({q})", r.no);
+                ctx.problem(out, diags, ExceptionKind::SchemaViolation, at, reason);
+            }
+            _ => lines.push(ShipLine {
                 item: r.item,
                 location: r.location,
                 qty: r.qty,
-            });
+            }),
         }
     }
     if lines.is_empty() {
+        out.notes.push("945: no line shipped anything".into());
         return;
     }
     let order = s

@@ -583,3 +583,48 @@ IEA*1*000000010~";
         "the same record, not a new one"
     );
 }
+
+#[test]
+fn a_945_line_shipping_a_negative_quantity_is_an_exception_and_the_rest_ships() {
+    let text = "ISA*00*          *00*          *ZZ*WMS            *ZZ*CROSSDOCK      *260101*1200*U*00401*000000011*0*P*>~\
+GS*SW*WMS*CROSSDOCK*20260101*1200*11*X*004010~\
+ST*945*0001~\
+W06*F*SO-1*20260101*SH-1~\
+N1*SF*EAST*9*E1~\
+LX*1~\
+W12*CC*5*5**EA**VN*SKU-1~\
+LX*2~\
+W12*CC*5*-2**EA**VN*SKU-1~\
+W03*3*10*LB~\
+SE*9*0001~\
+GE*1*11~\
+IEA*1*000000011~";
+    let p = partner("id = \"wms\"\nsource = \"wms-east\"\nisa_id = \"WMS\"\n");
+    let m = master(
+        "item\nSKU-1\n",
+        "partner,kind,external,internal\nwms,location,E1,DC-EAST\n",
+        "item,uom,base_qty\n",
+    );
+    let doc = crossdock_x12::parse(text.as_bytes()).unwrap();
+    let out = map_document(
+        &doc,
+        &p,
+        &m,
+        &|_, _, _| None,
+        "945.x12",
+        Timestamp::from_micros(0),
+    );
+    assert_eq!(out.exceptions.len(), 1, "{:#?}", out.exceptions);
+    assert!(
+        out.exceptions[0].reason.contains("negative"),
+        "{}",
+        out.exceptions[0].reason
+    );
+    let EventData::Shipped(s) = &out.events[0].data else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(
+        (s.order.as_str(), s.lines.len(), s.lines[0].qty),
+        ("SO-1", 1, 5)
+    );
+}
