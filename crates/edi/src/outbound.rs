@@ -6,8 +6,8 @@ use crossdock_master::{CrosswalkKind, MasterData};
 use crossdock_model::{ItemId, LocationId, Timestamp};
 use crossdock_x12::sets::{
     Asn856, AsnItem, HlLevel, HlNode, InventoryAdvice846, InventoryItem, Invoice810, InvoiceLine,
-    LineAck, OrderRef, Party, PoAck855, PoAckLine, ProductId, QualifiedQuantity, ShippingOrder940,
-    ShippingOrderLine,
+    LineAck, OrderRef, Party, PoAck855, PoAckLine, PoLine, ProductId, PurchaseOrder850,
+    QualifiedQuantity, ShippingOrder940, ShippingOrderLine,
 };
 use crossdock_x12::value::{Date, Decimal, Time};
 use serde::Deserialize;
@@ -295,6 +295,42 @@ pub fn shipping_order_940(
                 quantity: Some(Decimal::from_i64(l.qty)),
                 unit: Some("EA".into()),
                 product_ids: product_ids(partner, master, &l.item),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// 850: a purchase order to a supplier, shipping to one of our locations.
+pub fn purchase_order_850(
+    partner: &PartnerSpec,
+    master: &MasterData,
+    po: &str,
+    ship_to: &LocationId,
+    at: Timestamp,
+    lines: &[(ItemId, i64)],
+) -> PurchaseOrder850 {
+    let (date, _) = date_time(at);
+    PurchaseOrder850 {
+        purpose: "00".into(),
+        order_type: "SA".into(),
+        po_number: po.to_string(),
+        date: Some(date),
+        parties: vec![Party {
+            entity: "ST".into(),
+            id_qualifier: Some("92".into()),
+            id: Some(location_code(partner, master, ship_to)),
+            ..Default::default()
+        }],
+        lines: lines
+            .iter()
+            .enumerate()
+            .map(|(n, (item, qty))| PoLine {
+                line_number: Some((n + 1).to_string()),
+                quantity: Some(Decimal::from_i64(*qty)),
+                unit: Some("EA".into()),
+                product_ids: product_ids(partner, master, item),
                 ..Default::default()
             })
             .collect(),

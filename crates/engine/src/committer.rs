@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error};
 
 use crate::timers::TimerHandle;
-use crate::{EngineError, EventReply, OutboxSink, ReservationReply, View};
+use crate::{EngineError, EventReply, OutboxSink, ReservationReply, View, WorkflowReply};
 
 pub(crate) enum Pending {
     Event(oneshot::Sender<Result<EventReply, EngineError>>, EventReply),
@@ -27,6 +27,10 @@ pub(crate) enum Pending {
         ReservationReply,
     ),
     Unit(oneshot::Sender<Result<(), EngineError>>),
+    Workflow(
+        oneshot::Sender<Result<WorkflowReply, EngineError>>,
+        WorkflowReply,
+    ),
     None,
 }
 
@@ -36,6 +40,8 @@ impl Pending {
             (Pending::Event(tx, r), None) => drop(tx.send(Ok(r))),
             (Pending::Reservation(tx, r), None) => drop(tx.send(Ok(r))),
             (Pending::Unit(tx), None) => drop(tx.send(Ok(()))),
+            (Pending::Workflow(tx, r), None) => drop(tx.send(Ok(r))),
+            (Pending::Workflow(tx, _), Some(e)) => drop(tx.send(Err(e.clone()))),
             (Pending::Event(tx, _), Some(e)) => drop(tx.send(Err(e.clone()))),
             (Pending::Reservation(tx, _), Some(e)) => drop(tx.send(Err(e.clone()))),
             (Pending::Unit(tx), Some(e)) => drop(tx.send(Err(e.clone()))),

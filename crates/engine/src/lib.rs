@@ -18,17 +18,21 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crossdock_ledger::state::hub_command;
-use crossdock_ledger::{ItemState, Policy, Rejection, Reservation, Shortfall};
+use crossdock_ledger::workflow::workflow_key;
+use crossdock_ledger::{ItemState, Policy, PostTo, Rejection, Reservation, Shortfall, Workflow};
 use crossdock_model::event::{ReservationRef, ReservationRequested};
 use crossdock_model::{
     ChannelId, Event, EventData, ExceptionKind, ExceptionRecord, ItemId, Timestamp,
 };
 use crossdock_store::thread::{Stopped, StoreThread};
-use crossdock_store::{ExceptionFilter, OutboxRow, Store, StoreError, StoredOutbox};
+use crossdock_store::{
+    ExceptionFilter, OutboxRow, StepRow, Store, StoreError, StoredOutbox, WorkflowFilter,
+    WorkflowRow,
+};
 use tokio::sync::oneshot;
 
 pub use crossdock_store::EventStatus;
-pub use persist::{event_from_row, event_row};
+pub use persist::{event_from_row, event_row, workflow_from_row};
 
 /// Where the engine keeps its state.
 #[derive(Debug, Clone)]
@@ -90,6 +94,29 @@ pub struct OutboxHook {
     /// Called after a partition reloaded from the store (a failed commit): outbox rows may be
     /// in the store that `on_commit` never saw.
     pub on_reload: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Where workflow postings go.
+    pub postings: Arc<PostingRoutes>,
+}
+
+/// The delivery endpoint of each posting target (from config); a posting to a target without
+/// one is not sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostingRoutes {
+    pub erp: Option<String>,
+    /// Location → endpoint taking its releases.
+    pub warehouses: HashMap<String, String>,
+    /// Trading partner → endpoint writing its documents.
+    pub partners: HashMap<String, String>,
+}
+
+impl PostingRoutes {
+    pub fn endpoint(&self, to: &PostTo) -> Option<&str> {
+        match to {
+            PostTo::Erp => self.erp.as_deref(),
+            PostTo::Warehouse(l) => self.warehouses.get(l.as_str()).map(String::as_str),
+            PostTo::Partner(p) => self.partners.get(p).map(String::as_str),
+        }
+    }
 }
 
 /// An event feed: every applied event whose type matches goes to `endpoint` as an "ordered"
@@ -118,6 +145,7 @@ impl std::fmt::Debug for OutboxHook {
             .field("feeds", &self.feeds)
             .field("on_commit", &self.on_commit.is_some())
             .field("on_reload", &self.on_reload.is_some())
+            .field("postings", &self.postings)
             .finish()
     }
 }
@@ -178,6 +206,18 @@ pub enum ReservationReply {
     Rejected(Rejection),
 }
 
+/// How a workflow command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkflowReply {
+    Done {
+        workflow: Box<Workflow>,
+        repeat: bool,
+    },
+    /// Not enough stock and the channel does not backorder; nothing was recorded.
+    Insufficient(Vec<Shortfall>),
+    Rejected(Rejection),
+}
+
 type EventReceiver = oneshot::Receiver<Result<EventReply, EngineError>>;
 
 /// What a writer thread receives.
@@ -194,6 +234,11 @@ pub(crate) enum Command {
     Exception {
         record: ExceptionRecord,
         reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// A workflow command (capture an order, cancel it, create a PO, ...).
+    Workflow {
+        event: Event,
+        reply: oneshot::Sender<Result<WorkflowReply, EngineError>>,
     },
     /// A durable timer fired.
     Timer { event: Event },
@@ -300,6 +345,15 @@ impl Engine {
 
     /// Submits an event; resolves once it is durable.
     pub async fn submit(&self, event: Event) -> Result<EventReply, EngineError> {
+        if self.partitions() > 1
+            && event.data.items().is_empty()
+            && let Some(key) = workflow_key(&event.data)
+        {
+            let partition = self.workflow_partition(&key).await?;
+            let (tx, rx) = oneshot::channel();
+            self.send(partition, Command::Event { event, reply: tx })?;
+            return rx.await.map_err(|_| EngineError::Stopped)?;
+        }
         let parts = self.dispatch(event)?;
         Self::combine(parts).await
     }
@@ -429,6 +483,66 @@ impl Engine {
         .await
     }
 
+    /// Runs a workflow command (see [`crossdock_model::workflow`]) with the writer that owns the
+    /// workflow: the partition of its items when it creates one, else where it lives.
+    pub async fn workflow_command(&self, mut event: Event) -> Result<WorkflowReply, EngineError> {
+        let items = event.data.items();
+        let partition = match items.first() {
+            Some(first) => {
+                let p = partition_of(first, self.partitions());
+                if items
+                    .iter()
+                    .any(|i| partition_of(i, self.partitions()) != p)
+                {
+                    return Ok(WorkflowReply::Rejected(Rejection::Invalid {
+                        field: "lines".into(),
+                        reason: "with more than one partition configured, one workflow's items must share a partition; \
+                                 split it or set engine.partitions = 1"
+                            .into(),
+                    }));
+                }
+                p
+            }
+            None => match workflow_key(&event.data) {
+                Some(key) => self.workflow_partition(&key).await?,
+                None => 0,
+            },
+        };
+        event.received_at = Timestamp::now();
+        let (tx, rx) = oneshot::channel();
+        self.send(partition, Command::Workflow { event, reply: tx })?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    async fn workflow_partition(&self, key: &str) -> Result<u32, EngineError> {
+        if self.partitions() == 1 {
+            return Ok(0);
+        }
+        Ok(self
+            .workflow(key)
+            .await?
+            .map_or(0, |(row, _)| row.partition))
+    }
+
+    /// A workflow as last committed, with its history.
+    pub async fn workflow(
+        &self,
+        key: &str,
+    ) -> Result<Option<(WorkflowRow, Vec<StepRow>)>, EngineError> {
+        let key = key.to_string();
+        self.reader
+            .call(move |s| s.find_workflow(&key))
+            .await?
+            .map_err(|e| EngineError::Store(e.to_string()))
+    }
+
+    pub async fn workflows(&self, filter: WorkflowFilter) -> Result<Vec<WorkflowRow>, EngineError> {
+        self.reader
+            .call(move |s| s.list_workflows(&filter))
+            .await?
+            .map_err(|e| EngineError::Store(e.to_string()))
+    }
+
     /// A reservation as last committed (held, committed, released or expired).
     pub async fn reservation(&self, id: &str) -> Result<Option<Reservation>, EngineError> {
         let id = id.to_string();
@@ -499,6 +613,13 @@ impl Engine {
                 let id = r.reservation.clone();
                 match self.reader.call_blocking(move |s| s.find_reservation(&id)) {
                     Ok(Ok(row)) => row.map_or(0, |r| r.partition),
+                    _ => return false,
+                }
+            }
+            data if self.partitions() > 1 && workflow_key(data).is_some() => {
+                let key = workflow_key(data).expect("checked");
+                match self.reader.call_blocking(move |s| s.find_workflow(&key)) {
+                    Ok(Ok(row)) => row.map_or(0, |(r, _)| r.partition),
                     _ => return false,
                 }
             }

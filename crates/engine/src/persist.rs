@@ -3,10 +3,13 @@
 
 use crossdock_ledger::position::{CountMark, Delta, DeltaWindow, TimeRule};
 use crossdock_ledger::state::{Published, SupplyLine, TransferLine};
-use crossdock_ledger::{ItemState, Ledger, Policy, Position, ResStatus, Reservation};
+use crossdock_ledger::{
+    ItemState, Ledger, Policy, Position, ResStatus, Reservation, Step, Workflow,
+};
 use crossdock_model::{ChannelId, Envelope, Event, ItemId, LocationId, Lot, Timestamp};
 use crossdock_store::{
-    EventRow, EventStatus, ItemStateRow, PartitionSnapshot, PositionRow, ReservationRow, StoreError,
+    EventRow, EventStatus, ItemStateRow, PartitionSnapshot, PositionRow, ReservationRow, StepRow,
+    StoreError, WorkflowRow,
 };
 use serde::{Deserialize, Serialize};
 
@@ -308,5 +311,48 @@ pub fn ledger_from_snapshot(
     for row in &snap.held_events {
         ledger.restore_held(row.seq, event_from_row(row)?);
     }
+    let mut workflows = snap
+        .workflows
+        .iter()
+        .map(workflow_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    // Oldest first, so orders waiting for the same stock keep their turn.
+    workflows.sort_by_key(|w| w.created_seq);
+    for wf in workflows {
+        ledger.insert_workflow(wf);
+    }
     Ok(ledger)
+}
+
+pub fn workflow_row(partition: u32, wf: &Workflow) -> WorkflowRow {
+    WorkflowRow {
+        partition,
+        key: wf.key(),
+        kind: wf.kind.as_str().to_string(),
+        id: wf.id.clone(),
+        state: wf.state.clone(),
+        is_final: wf.is_final(),
+        doc: serde_json::to_string(wf).expect("a workflow serializes"),
+        updated_at_us: wf.updated_at.as_micros(),
+        updated_seq: wf.updated_seq,
+    }
+}
+
+pub fn workflow_from_row(row: &WorkflowRow) -> Result<Workflow, StoreError> {
+    serde_json::from_str(&row.doc)
+        .map_err(|e| StoreError::Corrupt(format!("workflow {}: {e}", row.key)))
+}
+
+pub fn step_row(s: &Step) -> StepRow {
+    StepRow {
+        key: s.key.clone(),
+        n: s.n,
+        from: s.from.clone(),
+        to: s.to.clone(),
+        at_us: s.at.as_micros(),
+        seq: s.seq,
+        cause: s.cause.clone(),
+        correlation_id: s.correlation_id.clone(),
+        note: s.note.clone(),
+    }
 }

@@ -20,10 +20,12 @@ use tracing::{error, warn};
 use crate::committer::{Committer, Pending, ToCommitter, Work};
 
 use crate::persist::{
-    event_row, item_rows, ledger_from_snapshot, reservation_from_row, reservation_row,
+    event_row, item_rows, ledger_from_snapshot, reservation_from_row, reservation_row, step_row,
+    workflow_row,
 };
 use crate::timers::TimerHandle;
-use crate::{Command, EventReply, OutboxHook, ReservationReply, View};
+use crate::{Command, EventReply, OutboxHook, ReservationReply, View, WorkflowReply};
+use crossdock_ledger::workflow::{creation_hash, workflow_key};
 
 pub(crate) struct Writer {
     partition: u32,
@@ -192,6 +194,10 @@ impl Writer {
                 Command::Reservation { event, reply } => Pending::Reservation(
                     reply,
                     self.apply_reservation(&event, &mut fx, &mut batch, &mut batch_keys),
+                ),
+                Command::Workflow { event, reply } => Pending::Workflow(
+                    reply,
+                    self.apply_workflow(&event, &mut fx, &mut batch, &mut batch_keys),
                 ),
                 Command::Exception { record, reply } => {
                     batch.exceptions.push(record);
@@ -470,10 +476,122 @@ impl Writer {
             Outcome::Reservation { repeat: true, .. } => {
                 EventReply::Rejected("already settled".into())
             }
+            Outcome::Workflow { repeat: false, .. } => {
+                self.log(event, EventStatus::Applied, batch, batch_keys);
+                EventReply::Recorded {
+                    status: EventStatus::Applied,
+                    seq: self.ledger.seq,
+                    exception: None,
+                }
+            }
+            Outcome::Workflow { repeat: true, .. } => EventReply::Rejected("already done".into()),
             Outcome::Insufficient(_) => EventReply::Rejected("insufficient stock".into()),
             Outcome::Rejected(r) => EventReply::Rejected(rejection_text(&r)),
             Outcome::Noop => EventReply::Rejected("nothing to do".into()),
         }
+    }
+
+    /// A workflow command: the workflow's new state (or its stored state for a repeat).
+    fn apply_workflow(
+        &mut self,
+        event: &Event,
+        fx: &mut Effects,
+        batch: &mut CommitBatch,
+        batch_keys: &mut BatchKeys,
+    ) -> WorkflowReply {
+        if let Some(reply) = self.finished_workflow(event, batch) {
+            return reply;
+        }
+        let outcome = self.ledger.apply(&self.policy, event, fx);
+        match outcome {
+            Outcome::Workflow { view, repeat } => {
+                if !repeat {
+                    self.log(event, EventStatus::Applied, batch, batch_keys);
+                }
+                WorkflowReply::Done {
+                    workflow: Box::new(view),
+                    repeat,
+                }
+            }
+            Outcome::Insufficient(s) => WorkflowReply::Insufficient(s),
+            Outcome::Rejected(r) => WorkflowReply::Rejected(r),
+            Outcome::Quarantined { reason, .. } => {
+                self.log(event, EventStatus::Quarantined, batch, batch_keys);
+                WorkflowReply::Rejected(Rejection::Invalid {
+                    field: "data".into(),
+                    reason,
+                })
+            }
+            Outcome::Noop => {
+                WorkflowReply::Rejected(Rejection::InvalidState("nothing to do".into()))
+            }
+            other => WorkflowReply::Rejected(Rejection::InvalidState(format!(
+                "unexpected outcome {other:?}"
+            ))),
+        }
+    }
+
+    /// Answers commands about workflows that finished and left memory, from the batches in
+    /// flight or the store: a repeated request gets the stored workflow, anything else is refused.
+    fn finished_workflow(&mut self, event: &Event, batch: &CommitBatch) -> Option<WorkflowReply> {
+        let key = workflow_key(&event.data)?;
+        if self.ledger.workflow(&key).is_some() {
+            return None;
+        }
+        let in_flight = self
+            .recent
+            .iter()
+            .map(|r| &*r.batch)
+            .chain(std::iter::once(batch))
+            .flat_map(|b| b.workflows.iter())
+            .rev()
+            .find(|w| w.key == key)
+            .cloned();
+        let row = match in_flight.map_or_else(
+            || {
+                self.store
+                    .find_workflow(&key)
+                    .map(|o| o.map(|(row, _)| row))
+            },
+            |row| Ok(Some(row)),
+        ) {
+            Ok(Some(row)) => row,
+            Ok(None) => return None,
+            Err(e) => {
+                return Some(WorkflowReply::Rejected(Rejection::InvalidState(format!(
+                    "lookup failed: {e}"
+                ))));
+            }
+        };
+        let stored = match crate::persist::workflow_from_row(&row) {
+            Ok(w) => w,
+            Err(e) => {
+                return Some(WorkflowReply::Rejected(Rejection::InvalidState(
+                    e.to_string(),
+                )));
+            }
+        };
+        Some(match creation_hash(&event.data) {
+            Some(hash) if hash == stored.request_hash => WorkflowReply::Done {
+                workflow: Box::new(stored),
+                repeat: true,
+            },
+            Some(_) => WorkflowReply::Rejected(Rejection::Conflict(format!(
+                "{key} already exists with other content"
+            ))),
+            None if matches!(event.data, EventData::OrderCancelled(_))
+                && stored.state == "cancelled" =>
+            {
+                WorkflowReply::Done {
+                    workflow: Box::new(stored),
+                    repeat: true,
+                }
+            }
+            None => WorkflowReply::Rejected(Rejection::InvalidState(format!(
+                "{key} is {}; nothing can change it any more",
+                stored.state
+            ))),
+        })
     }
 
     fn apply_reservation(
@@ -614,6 +732,26 @@ impl Writer {
                 kind: OutboxKind::Latest,
                 payload: serde_json::to_string(&payload).expect("message serializes"),
                 correlation_id: None,
+                created_at_us: now,
+            });
+        }
+        batch
+            .workflows
+            .extend(fx.workflows.iter().map(|w| workflow_row(p, w)));
+        batch.steps.extend(fx.steps.iter().map(step_row));
+        for posting in &fx.postings {
+            let Some(endpoint) = self.outbox.postings.endpoint(&posting.to) else {
+                continue;
+            };
+            batch.outbox.push(OutboxRow {
+                partition: p,
+                endpoint: endpoint.to_string(),
+                key: posting.key.clone(),
+                ledger_seq: self.ledger.seq,
+                priority: 2,
+                kind: OutboxKind::Ordered,
+                payload: posting.payload.to_string(),
+                correlation_id: Some(posting.correlation_id.clone()),
                 created_at_us: now,
             });
         }

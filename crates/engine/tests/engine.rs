@@ -536,6 +536,20 @@ mod commit_failure {
         ) -> crossdock_store::Result<Option<crossdock_store::ReservationRow>> {
             self.inner.find_reservation(id)
         }
+        fn find_workflow(
+            &mut self,
+            key: &str,
+        ) -> crossdock_store::Result<
+            Option<(crossdock_store::WorkflowRow, Vec<crossdock_store::StepRow>)>,
+        > {
+            self.inner.find_workflow(key)
+        }
+        fn list_workflows(
+            &mut self,
+            filter: &crossdock_store::WorkflowFilter,
+        ) -> crossdock_store::Result<Vec<crossdock_store::WorkflowRow>> {
+            self.inner.list_workflows(filter)
+        }
         fn list_exceptions(
             &mut self,
             f: &crossdock_store::ExceptionFilter,

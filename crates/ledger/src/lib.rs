@@ -7,8 +7,13 @@ pub mod policy;
 pub mod position;
 pub mod reservation;
 pub mod state;
+pub mod workflow;
 
-pub use policy::{Buffer, ChanIdx, ChannelPolicy, LocIdx, OwnershipRule, Policy, SourcePolicy};
+pub use policy::{
+    Buffer, ChanIdx, ChannelPolicy, LocIdx, OwnershipRule, Policy, SourcePolicy, SourcingRule,
+    WorkflowPolicy,
+};
 pub use position::{Buckets, Position};
 pub use reservation::{ResLine, ResStatus, Reservation, Shortfall};
 pub use state::{AtsChange, Effects, ItemState, Ledger, Outcome, Rejection};
+pub use workflow::{Doc, PostTo, Posting, Step, Workflow, WorkflowKind};

@@ -100,6 +100,69 @@ pub struct Policy {
     pub gap_wait_s: u64,
     /// Most events held per source while waiting; past it the gap is given up at once.
     pub held_max: usize,
+    /// Sourcing rules, regions, substitutions and deadlines of the workflows.
+    pub workflow: WorkflowPolicy,
+}
+
+/// How an order of a channel is sourced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcingRule {
+    /// Locations in priority order; the channel's eligible locations when `None`.
+    pub locations: Option<Vec<LocIdx>>,
+    /// Every line from one location, or split.
+    pub ship_complete: bool,
+    /// Locations beyond the first an order may be split across.
+    pub max_splits: u32,
+    /// What cannot be allocated now waits for stock; otherwise the order is refused.
+    pub backorder: bool,
+    /// A line short of stock may be filled with the item's configured substitutes.
+    pub substitute: bool,
+}
+
+impl Default for SourcingRule {
+    fn default() -> Self {
+        SourcingRule {
+            locations: None,
+            ship_complete: false,
+            max_splits: 2,
+            backorder: false,
+            substitute: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowPolicy {
+    pub sourcing: HashMap<ChanIdx, SourcingRule>,
+    /// The rule of channels without their own.
+    pub default_rule: SourcingRule,
+    /// Ship-to regions each location serves (first choice when sourcing an order to the region).
+    pub regions: HashMap<LocIdx, Vec<String>>,
+    /// Items that may stand in for an item, in order of preference.
+    pub substitutions: HashMap<ItemId, Vec<ItemId>>,
+    /// An accepted order not shipped this long after release raises `shipment_posting_delay`.
+    pub shipment_sla_s: u64,
+    /// A purchase order not acknowledged this long after creation raises `partner_ack_timeout`.
+    pub ack_timeout_s: u64,
+}
+
+impl Default for WorkflowPolicy {
+    fn default() -> Self {
+        WorkflowPolicy {
+            sourcing: HashMap::new(),
+            default_rule: SourcingRule::default(),
+            regions: HashMap::new(),
+            substitutions: HashMap::new(),
+            shipment_sla_s: 2 * 24 * 3600,
+            ack_timeout_s: 24 * 3600,
+        }
+    }
+}
+
+impl WorkflowPolicy {
+    pub fn rule(&self, channel: ChanIdx) -> &SourcingRule {
+        self.sourcing.get(&channel).unwrap_or(&self.default_rule)
+    }
 }
 
 impl Policy {
@@ -130,6 +193,7 @@ impl Policy {
             sources,
             gap_wait_s: 30,
             held_max: 10_000,
+            workflow: WorkflowPolicy::default(),
         }
     }
 

@@ -21,6 +21,7 @@ use crate::ats::{channel_ats, priority};
 use crate::policy::{ChanIdx, LocIdx, Policy};
 use crate::position::{CountMark, Position, TimeEffect};
 use crate::reservation::{ResStatus, Reservation, Shortfall, plan_reservation, request_hash};
+use crate::workflow::{Posting, Step, Workflow};
 
 /// Last value published to one channel for one item, and the ledger sequence it was computed at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +173,12 @@ pub struct Effects {
     pub released: Vec<(u64, bool)>,
     /// Latest hub clock seen in the batch; the "now" of the incoming horizon.
     pub now: Timestamp,
+    /// Latest state of every workflow the batch changed.
+    pub workflows: Vec<Workflow>,
+    /// Workflow steps the batch recorded, in order.
+    pub steps: Vec<Step>,
+    /// Messages about workflows for other systems (ERP, warehouses, partners).
+    pub postings: Vec<Posting>,
 }
 
 impl Effects {
@@ -218,6 +225,8 @@ pub enum Outcome {
     Rejected(Rejection),
     /// Nothing to do (a timer for something already settled); not logged.
     Noop,
+    /// A workflow command changed a workflow (logged) or repeated one (not logged).
+    Workflow { view: Workflow, repeat: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,7 +246,7 @@ impl Outcome {
     pub fn is_logged(&self) -> bool {
         match self {
             Outcome::Applied | Outcome::Quarantined { .. } | Outcome::Held => true,
-            Outcome::Reservation { repeat, .. } => !repeat,
+            Outcome::Reservation { repeat, .. } | Outcome::Workflow { repeat, .. } => !repeat,
             Outcome::Insufficient(_) | Outcome::Rejected(_) | Outcome::Noop => false,
         }
     }
@@ -261,9 +270,13 @@ pub struct SourceSeq {
 pub struct Ledger {
     /// Sequence of the last logged input.
     pub seq: u64,
-    items: HashMap<ItemId, Arc<ItemState>>,
+    pub(crate) items: HashMap<ItemId, Arc<ItemState>>,
     reservations: HashMap<String, Reservation>,
     sources: HashMap<SourceId, SourceSeq>,
+    /// Workflows still in progress, by key (`order:<id>`, ...); finished ones live in the store.
+    pub(crate) workflows: HashMap<String, Workflow>,
+    /// Orders waiting for stock of an item, oldest first.
+    pub(crate) backorders: BTreeMap<ItemId, Vec<String>>,
 }
 
 impl Ledger {
@@ -313,7 +326,7 @@ impl Ledger {
             .insert(seq, HeldEvent { log_seq, event });
     }
 
-    fn item_mut(&mut self, id: &ItemId, fx: &mut Effects) -> &mut ItemState {
+    pub(crate) fn item_mut(&mut self, id: &ItemId, fx: &mut Effects) -> &mut ItemState {
         fx.touch(id);
         Arc::make_mut(self.items.entry(id.clone()).or_default())
     }
@@ -491,12 +504,16 @@ impl Ledger {
             }
             _ => {}
         }
+        if let Some(outcome) = self.apply_workflow_command(policy, ev, seq, fx) {
+            return outcome;
+        }
         if let Err((kind, entity, reason)) = check_master_data(policy, ev) {
             fx.exception(ev, kind, entity, reason.clone());
             return Outcome::Quarantined { kind, reason };
         }
         let item_ids: Vec<ItemId> = ev.data.items().into_iter().cloned().collect();
         self.apply_physical(policy, ev, fx);
+        self.advance_workflows(policy, ev, seq, fx);
         for id in &item_ids {
             let item = self.item_mut(id, fx);
             item.last_seq = seq;
@@ -722,6 +739,19 @@ impl Ledger {
             | EventData::ReservationExpired(_)
             | EventData::GapTimeout(_) => {
                 unreachable!("hub commands are handled before physical events")
+            }
+            EventData::OrderCaptured(_)
+            | EventData::OrderApproved(_)
+            | EventData::OrderCancelled(_)
+            | EventData::OrderShipmentDue(_)
+            | EventData::ReturnAuthorized(_)
+            | EventData::TransferRequested(_)
+            | EventData::PurchaseOrderCreated(_)
+            | EventData::PurchaseOrderAcknowledged(_)
+            | EventData::PurchaseOrderAckDue(_)
+            | EventData::AsnReceived(_)
+            | EventData::AsnDecided(_) => {
+                unreachable!("workflow commands are handled before physical events")
             }
         }
     }

@@ -6,6 +6,8 @@ use serde_json::Value;
 
 use crate::ids::{ChannelId, ItemId, LocationId, Lot, SourceId, validate_id};
 use crate::time::Timestamp;
+pub use crate::workflow::*;
+use crate::workflow::{check_asn_lines, check_lines, check_ref};
 
 /// The source name the hub itself uses for commands it logs (reservations, timers, imports).
 pub const HUB_SOURCE: &str = "crossdock";
@@ -328,6 +330,17 @@ event_types! {
     ReservationCommitted(ReservationRef) = "reservation.committed.v1", public: false;
     ReservationExpired(ReservationRef) = "reservation.expired.v1", public: false;
     GapTimeout(GapTimeout) = "sequence.gap_timeout.v1", public: false;
+    OrderCaptured(OrderCaptured) = "order.captured.v1", public: false;
+    OrderApproved(OrderApproved) = "order.approved.v1", public: false;
+    OrderCancelled(OrderCancelled) = "order.cancelled.v1", public: false;
+    OrderShipmentDue(OrderShipmentDue) = "order.shipment_due.v1", public: false;
+    ReturnAuthorized(ReturnAuthorized) = "return.authorized.v1", public: false;
+    TransferRequested(TransferRequested) = "transfer.requested.v1", public: false;
+    PurchaseOrderCreated(PurchaseOrderCreated) = "purchase_order.created.v1", public: false;
+    PurchaseOrderAcknowledged(PurchaseOrderAcknowledged) = "purchase_order.acknowledged.v1", public: true;
+    PurchaseOrderAckDue(PurchaseOrderAckDue) = "purchase_order.ack_due.v1", public: false;
+    AsnReceived(AsnReceived) = "asn.received.v1", public: true;
+    AsnDecided(AsnDecided) = "asn.decided.v1", public: false;
 }
 
 fn parse_data<T: serde::de::DeserializeOwned>(data: &Value) -> Result<T, EventError> {
@@ -361,7 +374,7 @@ impl EventError {
             EventError::Field { field, .. } => field,
         }
     }
-    fn at(field: &str, problem: impl Into<String>) -> Self {
+    pub(crate) fn at(field: &str, problem: impl Into<String>) -> Self {
         EventError::Field {
             field: field.to_string(),
             problem: problem.into(),
@@ -643,6 +656,43 @@ impl EventData {
             | EventData::ReservationCommitted(d)
             | EventData::ReservationExpired(d) => reference("reservation", &d.reservation),
             EventData::GapTimeout(_) => Ok(()),
+            EventData::OrderCaptured(d) => {
+                check_ref("data.order", &d.order)?;
+                check_lines("data.lines", &d.lines)?;
+                if d.ship_to.region.trim().is_empty() {
+                    return Err(EventError::at("data.ship_to.region", "must not be empty"));
+                }
+                not_negative("data.amount_minor", d.amount_minor)
+            }
+            EventData::OrderApproved(d) => check_ref("data.order", &d.order),
+            EventData::OrderCancelled(d) => check_ref("data.order", &d.order),
+            EventData::OrderShipmentDue(d) => check_ref("data.order", &d.order),
+            EventData::ReturnAuthorized(d) => {
+                check_ref("data.rma", &d.rma)?;
+                check_lines("data.lines", &d.lines)
+            }
+            EventData::TransferRequested(d) => {
+                check_ref("data.transfer", &d.transfer)?;
+                if d.from == d.to {
+                    return Err(EventError::at("data.to", "must differ from data.from"));
+                }
+                check_lines("data.lines", &d.lines)
+            }
+            EventData::PurchaseOrderCreated(d) => {
+                check_ref("data.po", &d.po)?;
+                check_lines("data.lines", &d.lines)
+            }
+            EventData::PurchaseOrderAcknowledged(d) => check_ref("data.po", &d.po),
+            EventData::PurchaseOrderAckDue(d) => check_ref("data.po", &d.po),
+            EventData::AsnReceived(d) => {
+                check_ref("data.po", &d.po)?;
+                check_ref("data.asn", &d.asn)?;
+                check_asn_lines(&d.lines)
+            }
+            EventData::AsnDecided(d) => {
+                check_ref("data.po", &d.po)?;
+                check_ref("data.asn", &d.asn)
+            }
         }
     }
 
@@ -679,6 +729,19 @@ impl EventData {
             | EventData::ReservationCommitted(_)
             | EventData::ReservationExpired(_)
             | EventData::GapTimeout(_) => {}
+            EventData::OrderCaptured(d) => out.extend(d.lines.iter().map(|l| &l.item)),
+            EventData::ReturnAuthorized(d) => out.extend(d.lines.iter().map(|l| &l.item)),
+            EventData::TransferRequested(d) => out.extend(d.lines.iter().map(|l| &l.item)),
+            EventData::PurchaseOrderCreated(d) => out.extend(d.lines.iter().map(|l| &l.item)),
+            // Workflow commands that name only their workflow: routed by it, not by an item.
+            // ASN lines name the supplier's items, which may be unknown: the workflow checks them.
+            EventData::OrderApproved(_)
+            | EventData::OrderCancelled(_)
+            | EventData::OrderShipmentDue(_)
+            | EventData::PurchaseOrderAcknowledged(_)
+            | EventData::PurchaseOrderAckDue(_)
+            | EventData::AsnReceived(_)
+            | EventData::AsnDecided(_) => {}
         }
         out
     }

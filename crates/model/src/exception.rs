@@ -42,6 +42,7 @@ kinds! {
     ShipmentPostingDelay = "shipment_posting_delay",
     DeliveryFailed = "delivery_failed",
     PricingFailure = "pricing_failure",
+    CreditHold = "credit_hold",
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

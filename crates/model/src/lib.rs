@@ -5,6 +5,7 @@ pub mod event;
 pub mod exception;
 pub mod ids;
 pub mod time;
+pub mod workflow;
 
 pub use event::{Envelope, Event, EventData, EventError, HUB_SOURCE};
 pub use exception::{ExceptionKind, ExceptionRecord, ExceptionStatus};

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::workflow_api as wf;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -47,6 +48,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/reservations/{id}/release", post(release_reservation))
         .route("/v1/reservations/{id}/commit", post(commit_reservation))
         .route("/v1/exceptions", get(get_exceptions))
+        .route("/v1/orders", post(wf::post_order).get(wf::list_orders))
+        .route("/v1/orders/{id}", get(wf::get_order))
+        .route("/v1/orders/{id}/cancel", post(wf::cancel_order))
+        .route("/v1/orders/{id}/approve", post(wf::approve_order))
+        .route("/v1/returns", post(wf::post_return).get(wf::list_returns))
+        .route("/v1/returns/{id}", get(wf::get_return))
+        .route(
+            "/v1/transfers",
+            post(wf::post_transfer).get(wf::list_transfers),
+        )
+        .route("/v1/transfers/{id}", get(wf::get_transfer))
+        .route(
+            "/v1/purchase-orders",
+            post(wf::post_purchase_order).get(wf::list_purchase_orders),
+        )
+        .route("/v1/purchase-orders/{id}", get(wf::get_purchase_order))
+        .route(
+            "/v1/purchase-orders/{id}/asn-decision",
+            post(wf::post_asn_decision),
+        )
         .route("/v1/outbox", get(get_outbox))
         .route("/v1/endpoints", get(delivery_api::get_endpoints))
         .route("/v1/dlq", get(delivery_api::get_dlq))
@@ -156,7 +177,7 @@ fn parse_event(text: &[u8], received_at: Timestamp) -> Result<Event, (Problem, b
 }
 
 /// An exception for input that never became an event, keeping the raw input.
-fn rejected_input(
+pub(crate) fn rejected_input(
     kind: ExceptionKind,
     problem: &Problem,
     raw: &[u8],
@@ -567,7 +588,7 @@ async fn query_availability(
     Ok(Json(json!({"channel": chan_id, "results": results})).into_response())
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         Problem::bad_request("malformed-json", format!("the body is not valid JSON: {e}"))
     })?;
@@ -708,7 +729,7 @@ fn reservation_reply(reply: ReservationReply, created: bool) -> AppResult {
     }
 }
 
-fn correlation_from(headers: &HeaderMap) -> String {
+pub(crate) fn correlation_from(headers: &HeaderMap) -> String {
     headers
         .get("x-correlation-id")
         .and_then(|v| v.to_str().ok())

@@ -9,6 +9,8 @@ use crossdock_ledger::{Buffer, ChannelPolicy, OwnershipRule, Policy, SourcePolic
 use crossdock_model::{ChannelId, EventData, ItemId, LocationId, SourceId};
 use serde::Deserialize;
 
+pub mod workflows;
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub struct ServerSection {
@@ -51,6 +53,9 @@ pub struct LocationEntry {
     pub id: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// Ship-to regions this location serves first when sourcing orders.
+    #[serde(default)]
+    pub regions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +133,7 @@ pub struct RawConfig {
     pub tokens: Vec<TokenEntry>,
     pub endpoints: Vec<crate::endpoints::EndpointEntry>,
     pub partners: Vec<crossdock_edi::PartnerEntry>,
+    pub workflows: workflows::WorkflowSection,
 }
 
 /// One problem in the config file.
@@ -189,6 +195,8 @@ pub struct Config {
     pub items_file: Option<PathBuf>,
     /// `[[locations]]`, for master data.
     pub locations: Vec<crossdock_master::Location>,
+    /// `[workflows]`: the credit check and where postings go.
+    pub workflows: workflows::WorkflowSettings,
 }
 
 impl Config {
@@ -690,7 +698,32 @@ impl Checker<'_> {
                 })
             })
             .collect();
+        let channel_ids: Vec<ChannelId> = channels.iter().map(|c| c.id.clone()).collect();
+        let regions = workflows::regions_of(
+            &locations
+                .iter()
+                .zip(&raw.locations)
+                .map(|(l, e)| (l.clone(), e.regions.clone()))
+                .collect::<Vec<_>>(),
+        );
+        let endpoint_names: Vec<String> = endpoints.iter().map(|e| e.id().to_string()).collect();
+        let partner_ids: Vec<String> = partners
+            .iter()
+            .filter(|p| p.isa.is_some())
+            .map(|p| p.id.clone())
+            .collect();
+        let (workflow_policy, workflow_settings) = self.workflows(
+            &raw.workflows,
+            &workflows::Known {
+                locations: &loc_index,
+                channels: &channel_ids,
+                endpoints: &endpoint_names,
+                partners: &partner_ids,
+            },
+            regions,
+        );
         let mut policy = Policy::new(items, locations, channels, sources);
+        policy.workflow = workflow_policy;
         if let Some(w) = raw.resequencer.gap_wait_s {
             policy.gap_wait_s = w;
         }
@@ -715,6 +748,7 @@ impl Checker<'_> {
             partners,
             items_file: raw.master.items_file.as_ref().map(|f| base.join(f)),
             locations: master_locations,
+            workflows: workflow_settings,
         })
     }
 }

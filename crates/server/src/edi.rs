@@ -463,7 +463,7 @@ impl Partners {
 }
 
 /// Takes control numbers, renders, writes atomically; returns the file name.
-async fn send_document(
+pub(crate) async fn send_document(
     store: &StoreThread,
     spec: &PartnerSpec,
     sets: &[TypedSet],

@@ -10,11 +10,13 @@ pub mod config;
 pub mod delivery_api;
 pub mod edi;
 pub mod edi_api;
+pub mod edi_postings;
 pub mod endpoints;
 pub mod master_data;
 pub mod openapi;
 pub mod problem;
 pub mod webhooks;
+pub mod workflow_api;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -93,6 +95,17 @@ pub fn start_observed(
             ));
         }
     }
+    for p in config.partners.iter().filter(|p| p.isa.is_some()) {
+        let endpoint = config::workflows::partner_endpoint(&p.id);
+        lanes.push(Lane::new(
+            edi_postings::lane_config(&endpoint),
+            Arc::new(edi_postings::EdiPostingTarget {
+                spec: p.clone(),
+                master: master.clone(),
+                store: partner_store.clone(),
+            }),
+        ));
+    }
     let delivery = Delivery::new(StoreThread::spawn("delivery-store", store.open()?), lanes);
     let feeds = config
         .endpoints
@@ -110,6 +123,7 @@ pub fn start_observed(
             channels: Some(Arc::new(channels)),
             feeds: Arc::new(feeds),
             on_reload: Some(Arc::new(move || rescan.rescan())),
+            postings: Arc::new(config.workflows.routes.clone()),
             on_commit: Some(Arc::new(move |rows| {
                 if let Some(o) = &observe {
                     o(rows);

@@ -6,6 +6,7 @@
 //! | [`AmazonSim`] | Amazon SP-API: Login with Amazon tokens, `patchListingsItem`, `getListingsItem`, the `JSON_LISTINGS_FEED` flow (documents, feeds, processing reports), per-operation token buckets |
 //! | [`WooSim`] | WooCommerce REST API v3: product and variation batch updates, product reads, Basic auth, an optional host rate limit |
 //! | [`WebhookSim`] | a receiver of Crossdock's signed generic webhooks |
+//! | [`credit::CreditSim`] | an ERP credit check (approve up to a limit, latency, hangs, 503s) |
 //!
 //! Each starts in-process with `XSim::start(config).await`, binds `127.0.0.1:0`, serves on a
 //! task of the current Tokio runtime until dropped or [`ShopifySim::stop`]ped, and gives the test
@@ -30,6 +31,7 @@
 
 pub mod amazon;
 pub mod bucket;
+pub mod credit;
 mod endpoint;
 mod faults;
 pub mod items;

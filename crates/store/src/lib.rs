@@ -104,6 +104,44 @@ pub struct PositionRow {
     pub updated_seq: u64,
 }
 
+/// A workflow's latest state; `doc` is the whole workflow as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowRow {
+    pub partition: u32,
+    /// `<kind>:<id>`.
+    pub key: String,
+    pub kind: String,
+    pub id: String,
+    pub state: String,
+    /// No step can change it any more; it is not loaded at start.
+    pub is_final: bool,
+    pub doc: String,
+    pub updated_at_us: i64,
+    pub updated_seq: u64,
+}
+
+/// One step of a workflow's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRow {
+    pub key: String,
+    pub n: u32,
+    pub from: String,
+    pub to: String,
+    pub at_us: i64,
+    pub seq: u64,
+    pub cause: String,
+    pub correlation_id: String,
+    pub note: String,
+}
+
+/// Which workflows to list.
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowFilter {
+    pub kind: String,
+    pub state: Option<String>,
+    pub limit: u32,
+}
+
 /// A reservation (soft hold) and, once committed, the allocation it became.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservationRow {
@@ -224,6 +262,8 @@ pub struct CommitBatch {
     pub exception_status: Vec<ExceptionStatusChange>,
     pub timers_set: Vec<TimerRow>,
     pub timers_done: Vec<String>,
+    pub workflows: Vec<WorkflowRow>,
+    pub steps: Vec<StepRow>,
     /// The partition's ledger sequence after this batch.
     pub last_seq: u64,
 }
@@ -241,6 +281,8 @@ impl CommitBatch {
             && self.exception_status.is_empty()
             && self.timers_set.is_empty()
             && self.timers_done.is_empty()
+            && self.workflows.is_empty()
+            && self.steps.is_empty()
     }
 }
 
@@ -256,6 +298,8 @@ pub struct PartitionSnapshot {
     /// Events still in status `held`, in log order.
     pub held_events: Vec<EventRow>,
     pub timers: Vec<TimerRow>,
+    /// Workflows still in progress.
+    pub workflows: Vec<WorkflowRow>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -283,6 +327,10 @@ pub trait Store: DeliveryStore + Send {
     fn list_exceptions(&mut self, filter: &ExceptionFilter) -> Result<Vec<ExceptionRecord>>;
     /// Open (status `open` or `acknowledged`) exceptions by kind.
     fn exception_counts(&mut self) -> Result<Vec<(ExceptionKind, u64)>>;
+    /// A workflow and its history, oldest step first.
+    fn find_workflow(&mut self, key: &str) -> Result<Option<(WorkflowRow, Vec<StepRow>)>>;
+    /// Workflows of a kind, most recently changed first.
+    fn list_workflows(&mut self, filter: &WorkflowFilter) -> Result<Vec<WorkflowRow>>;
     /// Pending outbox rows, oldest first.
     fn outbox(&mut self, endpoint: Option<&str>, limit: u32) -> Result<Vec<StoredOutbox>>;
 }

@@ -14,12 +14,13 @@ use crossdock_model::event::key_hash;
 use crossdock_model::{ExceptionKind, ExceptionRecord, Timestamp};
 
 mod delivery;
+mod workflow;
 
 use crate::common::{self, Migration, PARTITIONS_KEY};
 use crate::{
     CommitBatch, EventRow, ExceptionFilter, ItemStateRow, OutboxRow, PartitionSnapshot,
-    PositionRow, ReservationRow, Result, SourceSeqRow, Store, StoredOutbox, TimerRow,
-    parse_exception_kind, parse_exception_status,
+    PositionRow, ReservationRow, Result, SourceSeqRow, StepRow, Store, StoredOutbox, TimerRow,
+    WorkflowFilter, WorkflowRow, parse_exception_kind, parse_exception_status,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -37,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "edi",
         sql: include_str!("../migrations/postgres/0003_edi.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "workflows",
+        sql: include_str!("../migrations/postgres/0004_workflows.sql"),
     },
 ];
 
@@ -291,6 +297,7 @@ impl Store for PgStore {
             )?,
             held_events: select(&mut tx, statements, SELECT_HELD_EVENTS, &[&p], event_row)?,
             timers: select(&mut tx, statements, SELECT_TIMERS, &[&p], timer_row)?,
+            workflows: workflow::live(&mut tx, statements, p)?,
         };
         tx.commit()?;
         Ok(snapshot)
@@ -362,6 +369,14 @@ impl Store for PgStore {
             ],
             exception_row,
         )
+    }
+
+    fn find_workflow(&mut self, key: &str) -> Result<Option<(WorkflowRow, Vec<StepRow>)>> {
+        self.workflow(key)
+    }
+
+    fn list_workflows(&mut self, filter: &WorkflowFilter) -> Result<Vec<WorkflowRow>> {
+        self.workflows(filter)
     }
 
     fn exception_counts(&mut self) -> Result<Vec<(ExceptionKind, u64)>> {
@@ -579,6 +594,7 @@ fn write_batch(
         let stmt = statements.get(tx, DELETE_TIMERS)?;
         tx.execute(&stmt, &[&b.timers_done])?;
     }
+    workflow::write(tx, statements, b)?;
     let stmt = statements.get(tx, UPSERT_META)?;
     tx.execute(
         &stmt,

@@ -13,12 +13,13 @@ use crossdock_model::{ExceptionKind, ExceptionRecord, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, params};
 
 mod delivery;
+mod workflow;
 
 use crate::common::{self, Migration, PARTITIONS_KEY};
 use crate::{
     CommitBatch, EventRow, ExceptionFilter, ItemStateRow, OutboxRow, PartitionSnapshot,
-    PositionRow, ReservationRow, Result, SourceSeqRow, Store, StoredOutbox, TimerRow,
-    parse_exception_kind, parse_exception_status,
+    PositionRow, ReservationRow, Result, SourceSeqRow, StepRow, Store, StoredOutbox, TimerRow,
+    WorkflowFilter, WorkflowRow, parse_exception_kind, parse_exception_status,
 };
 
 /// How long a statement waits for another connection's lock before failing with `SQLITE_BUSY`.
@@ -39,6 +40,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "edi",
         sql: include_str!("../migrations/sqlite/0003_edi.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "workflows",
+        sql: include_str!("../migrations/sqlite/0004_workflows.sql"),
     },
 ];
 
@@ -267,6 +273,7 @@ impl Store for SqliteStore {
             source_seqs: select(&tx, SELECT_SOURCE_SEQS, [p], source_seq_row)?,
             held_events: select(&tx, SELECT_HELD_EVENTS, [p], event_row)?,
             timers: select(&tx, SELECT_TIMERS, [p], timer_row)?,
+            workflows: workflow::live(&tx, p)?,
         };
         tx.commit()?;
         Ok(snapshot)
@@ -330,6 +337,14 @@ impl Store for SqliteStore {
             ],
             exception_row,
         )
+    }
+
+    fn find_workflow(&mut self, key: &str) -> Result<Option<(WorkflowRow, Vec<StepRow>)>> {
+        self.workflow(key)
+    }
+
+    fn list_workflows(&mut self, filter: &WorkflowFilter) -> Result<Vec<WorkflowRow>> {
+        self.workflows(filter)
     }
 
     fn exception_counts(&mut self) -> Result<Vec<(ExceptionKind, u64)>> {
@@ -493,6 +508,7 @@ fn write_batch(tx: &Connection, b: &CommitBatch) -> Result<()> {
             stmt.execute([id])?;
         }
     }
+    workflow::write(tx, b)?;
     tx.prepare_cached(UPSERT_META)?.execute(params![
         common::last_seq_key(b.partition),
         b.last_seq.to_string()
