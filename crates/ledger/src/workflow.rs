@@ -80,10 +80,13 @@ impl Workflow {
     }
     /// No further step can change it: it may leave memory.
     pub fn is_final(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "closed" | "cancelled" | "credited" | "received"
-        ) || (self.kind == WorkflowKind::PurchaseOrder && self.state == "rejected")
+        let s = self.state.as_str();
+        match self.kind {
+            WorkflowKind::Order => matches!(s, "closed" | "cancelled"),
+            WorkflowKind::Return => s == "credited",
+            WorkflowKind::Transfer => s == "received",
+            WorkflowKind::PurchaseOrder => matches!(s, "closed" | "rejected"),
+        }
     }
 }
 

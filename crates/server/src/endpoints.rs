@@ -159,10 +159,21 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
             };
             (name.clone(), Some(feed))
         }
+        // A named endpoint without events takes workflow postings ([workflows] erp_endpoint,
+        // warehouse releases).
+        (None, Some(name), None) => {
+            if e.kind != "webhook" {
+                problems.push((
+                    "kind".into(),
+                    "workflow postings are delivered by a \"webhook\" endpoint".into(),
+                ));
+            }
+            (name.clone(), None)
+        }
         _ => {
             return Err(vec![(
                 "channel".into(),
-                "set either channel (publish its availability) or name and events (an event feed)"
+                "set either channel (publish its availability), name and events (an event feed), or name alone (workflow postings)"
                     .into(),
             )]);
         }
