@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN, Hub, QUERY, get, positions, post, post_raw};
+use common::{ADMIN, Hub, QUERY, RESERVE, get, positions, post, post_raw};
 use serde_json::{Value, json};
 
 const PARTNER: &str = r#"
@@ -359,18 +359,31 @@ async fn orders_are_acknowledged_availability_is_published_and_bad_files_are_rej
     drop_file(&hub, "po.x12", &po);
     let (accepted, r) = report(&hub, "po.x12").await;
     assert!(accepted, "{r:#}");
-    assert_eq!(r["orders"][0]["status"], "reserved", "{r:#}");
+    assert_eq!(r["orders"][0]["status"], "released", "{r:#}");
+    assert_eq!(r["orders"][0]["order"], "acme:PO-9", "{r:#}");
     let acks = wait_outbound(&hub, "855", 1).await;
     assert_eq!(elements(&acks[0], "ACK", 1), vec!["IA", "IB"]);
     let mut q = hub.client(QUERY).await;
     let (_, avail) = get(&mut q, "/v1/availability?item=SKU-1&channel=retail").await;
     assert_eq!(avail["available"], 6, "{avail}");
 
-    // The same order again is one order.
+    // The same order again, twice, is one order.
     drop_file(&hub, "po.x12", &po);
     report(&hub, "po.1.x12").await;
+    drop_file(&hub, "po.x12", &po);
+    let (_, again) = report(&hub, "po.2.x12").await;
+    assert_eq!(again["orders"][0]["repeat"], true, "{again:#}");
     let (_, avail) = get(&mut q, "/v1/availability?item=SKU-1&channel=retail").await;
     assert_eq!(avail["available"], 6, "{avail}");
+    let (_, order) = get(&mut q, "/v1/orders/acme:PO-9").await;
+    let captured = order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["to"] == "captured")
+        .count();
+    assert_eq!(captured, 1, "{order:#}");
+    assert_eq!(order["lines"][1]["backordered"], 4, "{order:#}");
 
     // EDIFACT and garbage are rejected with a report and an exception; nothing is lost.
     drop_file(
@@ -476,4 +489,110 @@ async fn orders_are_acknowledged_availability_is_published_and_bad_files_are_rej
         "control numbers are never reused: {newest} after {last}"
     );
     assert_valid_x12(&after);
+}
+
+#[tokio::test]
+async fn procurement_and_returns_run_through_partner_files() {
+    let config = format!(
+        "{PARTNER}\n[workflows]\n[[workflows.warehouses]]\nlocation = \"DC-EAST\"\npartner = \"acme\"\n"
+    );
+    let hub = Hub::start("edi-workflows", &config).await;
+    let mut admin = hub.client(ADMIN).await;
+    post_raw(
+        &mut admin,
+        "/v1/master/crosswalks",
+        "text/csv",
+        b"partner,kind,external,internal\nacme,item,A-1,SKU-1\nacme,item,A-2,SKU-2\n".to_vec(),
+    )
+    .await;
+    // A PO to the partner goes out as an 850 the independent validator accepts.
+    let (s, v) = post(
+        &mut admin,
+        "/v1/purchase-orders",
+        &serde_json::json!({"po": "PO-77", "partner": "acme", "location": "DC-EAST",
+            "lines": [{"item": "SKU-1", "qty": 10}], "expected_at": "2026-12-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let pos = wait_outbound(&hub, "850", 1).await;
+    assert_valid_x12(&pos);
+    assert_eq!(elements(&pos[0], "BEG", 3), vec!["PO-77"]);
+
+    // The 855 acknowledges it.
+    drop_file(
+        &hub,
+        "ack.x12",
+        &interchange("PR", "855", 301, &["BAK*00*AD*PO-77*20261123".to_string()]),
+    );
+    assert!(report(&hub, "ack.x12").await.0);
+    let mut q = hub.client(QUERY).await;
+    let (_, po) = get(&mut q, "/v1/purchase-orders/PO-77").await;
+    assert_eq!(po["state"], "acknowledged", "{po:#}");
+
+    // The 856 ships 6 of A-1 and 2 of an item nobody knows: the PO waits for a decision.
+    let asn: Vec<String> = [
+        "BSN*00*ASN-77*20261123*1000",
+        "HL*1**S",
+        "HL*2*1*O",
+        "PRF*PO-77",
+        "HL*3*2*I",
+        "LIN**VN*A-1",
+        "SN1**6*EA",
+        "HL*4*2*I",
+        "LIN**VN*A-9",
+        "SN1**2*EA",
+        "CTT*4",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    drop_file(&hub, "asn.x12", &interchange("SH", "856", 302, &asn));
+    assert!(report(&hub, "asn.x12").await.0);
+    let (_, po) = get(&mut q, "/v1/purchase-orders/PO-77").await;
+    assert_eq!(po["state"], "asn_hold", "{po:#}");
+    assert_eq!(po["lines"][0]["shipped"], 6, "{po:#}");
+    assert_eq!(po["pending"][0]["item"], "A-9", "{po:#}");
+    // It cannot be accepted while the item is unknown; it can be rejected.
+    let decide = |accept: bool| serde_json::json!({"asn": "ASN-77", "accept": accept, "note": "A-9 was never ordered"});
+    let (s, v) = post(
+        &mut admin,
+        "/v1/purchase-orders/PO-77/asn-decision",
+        &decide(true),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let (s, v) = post(
+        &mut admin,
+        "/v1/purchase-orders/PO-77/asn-decision",
+        &decide(false),
+    )
+    .await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("asn_received")), "{v}");
+
+    // A 180 authorizes a return.
+    let rma: Vec<String> = ["BGN*00*RMA-5*20261123", "BLI*VN*A-2*2*EA", "RDR*CR*DR"]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    drop_file(&hub, "rma.x12", &interchange("AN", "180", 303, &rma));
+    let (ok, r) = report(&hub, "rma.x12").await;
+    assert!(ok, "{r:#}");
+    let (_, ret) = get(&mut q, "/v1/returns/acme:RMA-5").await;
+    assert_eq!(ret["state"], "authorized", "{ret:#}");
+    assert_eq!(ret["lines"][0]["item"], "SKU-2", "{ret:#}");
+
+    // An order released to the partner's warehouse goes out as a 940.
+    drop_file(&hub, "stock.x12", &x12_846(304, &[("A-1", 5)]));
+    assert!(report(&hub, "stock.x12").await.0);
+    let mut shop = hub.client(RESERVE).await;
+    let (s, v) = post(
+        &mut shop,
+        "/v1/orders",
+        &serde_json::json!({"id": "SO-940", "channel": "retail", "lines": [{"item": "SKU-1", "qty": 2}],
+            "ship_to": {"name": "Store 12", "region": "NY"}}),
+    )
+    .await;
+    assert_eq!((s, v["state"].as_str()), (201, Some("released")), "{v}");
+    let releases = wait_outbound(&hub, "940", 1).await;
+    assert_valid_x12(&releases);
 }

@@ -31,8 +31,6 @@ use crate::partner::{PartnerSpec, QtyMeaning};
 #[derive(Debug, Clone, Serialize)]
 pub struct OrderIn {
     pub po_number: String,
-    /// Reservation id: `<partner>:order:<po>`.
-    pub reservation: String,
     pub correlation_id: String,
     /// (PO1 line number, item, base units).
     pub lines: Vec<OrderLine>,
@@ -77,6 +75,8 @@ pub type OpenSupply<'a> = &'a dyn Fn(&ItemId, &LocationId, &str) -> Option<i64>;
 pub struct Mapped {
     pub events: Vec<Event>,
     pub orders: Vec<OrderIn>,
+    /// Return authorizations (180) to start as return workflows.
+    pub returns: Vec<crossdock_model::event::ReturnAuthorized>,
     pub snapshots: Vec<SnapshotRow>,
     pub documents: Vec<DocumentNote>,
     pub exceptions: Vec<ExceptionRecord>,
@@ -96,6 +96,31 @@ pub fn map_document(
     file: &str,
     received_at: Timestamp,
 ) -> Mapped {
+    map_document_with(
+        doc,
+        partner,
+        master,
+        open_supply,
+        &|_| false,
+        file,
+        received_at,
+    )
+}
+
+/// Whether a purchase order is run by a procurement workflow: its 856s become
+/// `asn.received.v1` for the workflow to match line by line (and hold for a decision).
+pub type WorkflowPo<'a> = &'a dyn Fn(&str) -> bool;
+
+/// [`map_document`], knowing which POs are workflows.
+pub fn map_document_with(
+    doc: &Document,
+    partner: &PartnerSpec,
+    master: &MasterData,
+    open_supply: OpenSupply<'_>,
+    workflow_po: WorkflowPo<'_>,
+    file: &str,
+    received_at: Timestamp,
+) -> Mapped {
     let mut out = Mapped::default();
     for interchange in &doc.interchanges {
         let h = &interchange.header;
@@ -109,6 +134,7 @@ pub fn map_document(
             for set in &group.sets {
                 let ctx = Ctx {
                     partner,
+                    workflow_po,
                     master,
                     set,
                     file,
@@ -157,6 +183,7 @@ struct At<'s> {
 /// Context of one transaction set.
 struct Ctx<'a> {
     partner: &'a PartnerSpec,
+    workflow_po: WorkflowPo<'a>,
     master: &'a MasterData,
     set: &'a TransactionSet,
     file: &'a str,
@@ -422,6 +449,22 @@ fn map_set(
         TypedSet::StockTransferReceipt(s) => receipt_944(ctx, s, diags, out),
         TypedSet::ShippingAdvice(s) => shipped_945(ctx, s, diags, out),
         TypedSet::InventoryAdjustment(s) => adjustment_947(ctx, s, diags, out),
+        TypedSet::PoAck(s) => {
+            po_ack_855(ctx, s, out);
+            out.documents.push(DocumentNote {
+                set: "855".into(),
+                control: ctx.doc_key.clone(),
+                summary: serde_json::to_string(&typed.clone().without_raw()).unwrap_or_default(),
+            });
+        }
+        TypedSet::ReturnAuthorization(s) => {
+            return_180(ctx, s, diags, out);
+            out.documents.push(DocumentNote {
+                set: "180".into(),
+                control: ctx.doc_key.clone(),
+                summary: serde_json::to_string(&typed.clone().without_raw()).unwrap_or_default(),
+            });
+        }
         other => out.documents.push(DocumentNote {
             set: other.id().to_string(),
             control: ctx.doc_key.clone(),
@@ -541,7 +584,6 @@ fn order_850(ctx: &Ctx<'_>, s: &PurchaseOrder850, diags: &mut Vec<Diagnostic>, o
     }
     out.orders.push(OrderIn {
         po_number: s.po_number.clone(),
-        reservation: format!("{}:order:{}", ctx.partner.id, s.po_number),
         correlation_id: ctx.correlation(),
         lines,
         po: s.clone(),
@@ -583,9 +625,48 @@ fn asn_856(
         walk(node, Vec::new(), None, &mut items);
     }
     let mut used: HashMap<(ItemId, LocationId, String), i64> = HashMap::new();
+    let mut for_workflows: Vec<(String, Vec<crossdock_model::event::AsnLine>)> = Vec::new();
     for (n, (node, parties, po)) in items.into_iter().enumerate() {
         let Some(asn_item) = &node.item else { continue };
         let no = (n + 1).to_string();
+        if let Some(po) = po
+            && (ctx.workflow_po)(po)
+        {
+            // The workflow matches the line (an unknown item or a substitution waits there for
+            // a decision): pass the item as resolved, else as the partner named it.
+            let item = asn_item
+                .product_ids
+                .iter()
+                .find_map(|p| ctx.master.resolve_item(&ctx.partner.id, &p.id).ok())
+                .map(|i| i.to_string())
+                .or_else(|| asn_item.product_ids.first().map(|p| p.id.clone()));
+            let qty = asn_item.quantity_shipped.as_ref().and_then(|q| q.whole());
+            let seg = nth_segment(ctx.set, "SN1", n, |_| true);
+            match (item, qty) {
+                (Some(item), Some(qty)) if qty > 0 => {
+                    let line = crossdock_model::event::AsnLine { item, qty };
+                    match for_workflows.iter_mut().find(|(p, _)| p == po) {
+                        Some((_, lines)) => lines.push(line),
+                        None => for_workflows.push((po.to_string(), vec![line])),
+                    }
+                }
+                _ => ctx.problem(
+                    out,
+                    diags,
+                    ExceptionKind::SchemaViolation,
+                    At {
+                        line: &no,
+                        seg,
+                        element: 2,
+                    },
+                    format!(
+                        "ASN {} line {no} needs a product id and a whole positive quantity",
+                        s.shipment_id
+                    ),
+                ),
+            }
+            continue;
+        }
         let seg = nth_segment(ctx.set, "LIN", n, |_| true);
         let Some(item) = ctx.item(out, diags, &no, &asn_item.product_ids, seg) else {
             continue;
@@ -684,6 +765,90 @@ fn asn_856(
             ctx.time,
         ));
     }
+    for (po, lines) in for_workflows {
+        out.events.push(ctx.event(
+            &format!("asn/{po}"),
+            EventData::AsnReceived(crossdock_model::event::AsnReceived {
+                asn: s.shipment_id.clone(),
+                po,
+                lines,
+                expected_at: Some(expected_at),
+            }),
+            ctx.time,
+        ));
+    }
+}
+
+/// 855: the supplier's answer to our PO (BAK02: `RD`/`RJ` rejected, `AC`/`AE`/`AP` accepted
+/// with changes, anything else accepted).
+fn po_ack_855(ctx: &Ctx<'_>, s: &crossdock_x12::sets::PoAck855, out: &mut Mapped) {
+    use crossdock_model::event::{AckStatus, PurchaseOrderAcknowledged};
+    let status = match s.ack_type.as_str() {
+        "RD" | "RJ" | "RF" | "RO" => AckStatus::Rejected,
+        "AC" | "AE" | "AP" => AckStatus::AcceptedWithChanges,
+        _ => AckStatus::Accepted,
+    };
+    out.events.push(ctx.event(
+        "ack",
+        EventData::PurchaseOrderAcknowledged(PurchaseOrderAcknowledged {
+            po: s.po_number.clone(),
+            status,
+        }),
+        ctx.time,
+    ));
+}
+
+/// 180: a return authorization becomes a return workflow (items through master data; the
+/// returning location is the `RL`/`ST` party, else the partner's own location).
+fn return_180(
+    ctx: &Ctx<'_>,
+    s: &crossdock_x12::sets::ReturnAuthorization180,
+    diags: &mut Vec<Diagnostic>,
+    out: &mut Mapped,
+) {
+    let Some(location) = ctx.location(out, diags, "0", &[&s.parties], &["RL", "ST", "WH"]) else {
+        return;
+    };
+    let mut lines: Vec<crossdock_model::event::OrderLine> = Vec::new();
+    for (n, item) in s.items.iter().enumerate() {
+        let no = (n + 1).to_string();
+        let seg = nth_segment(ctx.set, "BLI", n, |_| true);
+        let Some(id) = ctx.item(out, diags, &no, &item.product_ids, seg) else {
+            continue;
+        };
+        let Some(qty) = ctx.quantity(
+            out,
+            diags,
+            At {
+                line: &no,
+                seg,
+                element: 3,
+            },
+            &id,
+            item.quantity.as_ref(),
+            item.unit.as_deref(),
+        ) else {
+            continue;
+        };
+        match lines.iter_mut().find(|l| l.item == id) {
+            Some(l) => l.qty += qty,
+            None => lines.push(crossdock_model::event::OrderLine { item: id, qty }),
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    out.returns.push(crossdock_model::event::ReturnAuthorized {
+        rma: format!("{}:{}", ctx.partner.id, s.reference),
+        order: s.order.as_ref().map(|o| o.po_number.clone()),
+        location,
+        lines,
+        reason: s
+            .reason
+            .as_ref()
+            .and_then(|r| r.description.clone().or_else(|| r.request_reason.clone()))
+            .unwrap_or_else(|| format!("X12 180 from {}", ctx.partner.id)),
+    });
 }
 
 fn transfer_943(

@@ -408,7 +408,7 @@ fn plan_order<'a>(
 fn order_hash(o: &OrderCaptured) -> u64 {
     let text = serde_json::to_string(&json!({
         "channel": o.channel, "lines": o.lines, "ship_to": o.ship_to,
-        "amount": o.amount_minor, "sold": o.sold,
+        "amount": o.amount_minor, "sold": o.sold, "backorder": o.backorder,
     }))
     .expect("serializes");
     xxhash_rust::xxh3::xxh3_64(text.as_bytes())
@@ -1003,7 +1003,7 @@ impl Ledger {
         };
         // Refused for want of stock before anything is recorded: not logged, nothing changes.
         let rule = policy.workflow.rule(chan);
-        if !o.sold && !rule.backorder && o.credit.decision != CreditDecision::Held {
+        if !o.sold && !o.backorder && !rule.backorder && o.credit.decision != CreditDecision::Held {
             let locs = candidates(policy, chan, rule, &o.ship_to.region);
             let plans = plan_order(policy, rule, &locs, &o.lines, |id| {
                 self.items.get(id).map(|a| &**a)

@@ -71,6 +71,10 @@ pub struct OrderCaptured {
     /// stock; what cannot be allocated is backordered and an `oversell_risk` says so.
     #[serde(default)]
     pub sold: bool,
+    /// The customer takes backorders (a trading partner's PO answered line by line): what
+    /// cannot be allocated waits for stock even where the channel's rule would refuse the order.
+    #[serde(default)]
+    pub backorder: bool,
     /// Where it came from: `api`, `shopify`, `edi:<partner>` …
     pub origin: String,
 }

@@ -15,8 +15,11 @@ use crossdock_edi::files::{self, Claimed};
 use crossdock_edi::inbound::{self, Mapped, OrderIn};
 use crossdock_edi::outbound::{self, LineAnswer};
 use crossdock_edi::{PartnerSpec, csvdrop};
-use crossdock_engine::{Engine, EventReply, ReservationReply};
-use crossdock_model::event::ReserveLine;
+use crossdock_engine::{Engine, EventReply, WorkflowReply};
+use crossdock_ledger::Doc;
+use crossdock_ledger::state::hub_command;
+use crossdock_model::EventData;
+use crossdock_model::event::{Credit, CreditDecision, OrderCaptured, OrderLine, ShipTo};
 use crossdock_model::{ExceptionKind, ExceptionRecord, ItemId, Timestamp};
 use crossdock_store::thread::StoreThread;
 use crossdock_x12::envelope::Usage;
@@ -28,8 +31,6 @@ use crate::master_data::MasterHandle;
 
 /// The largest interchange control number (ISA13 has nine digits).
 const CONTROL_MAX: u64 = 999_999_999;
-/// The hold on an order's stock between reserving and committing it (done at once).
-const ORDER_HOLD_S: u64 = 3600;
 
 /// What the partner tasks share.
 pub struct Partners {
@@ -182,8 +183,29 @@ impl Partners {
                         .sum(),
                 )
             };
-        let mapped =
-            inbound::map_document(&doc, spec, &master, &open_supply, &file.stored, received_at);
+        // Open purchase orders run by a procurement workflow: their ASNs go to the workflow.
+        let workflow_pos: std::collections::HashSet<String> = self
+            .engine
+            .workflows(crossdock_store::WorkflowFilter {
+                kind: "purchase_order".into(),
+                state: None,
+                limit: 100_000,
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|w| !w.is_final)
+            .map(|w| w.id)
+            .collect();
+        let mapped = inbound::map_document_with(
+            &doc,
+            spec,
+            &master,
+            &open_supply,
+            &|po| workflow_pos.contains(po),
+            &file.stored,
+            received_at,
+        );
         let mut report = self.apply(spec, mapped, &file.stored).await?;
         report["file"] = json!(file.stored);
         report["diagnostics"] = json!(doc.diagnostics);
@@ -266,6 +288,7 @@ impl Partners {
         let Mapped {
             events,
             orders,
+            returns,
             snapshots,
             documents,
             exceptions,
@@ -294,6 +317,25 @@ impl Partners {
                 Ok(other) => refused.push(json!({"event": id, "reply": format!("{other:?}")})),
                 Err(e) => return Err(format!("event {id}: {e}")),
             }
+        }
+        let mut return_notes = Vec::new();
+        for r in returns {
+            let rma = r.rma.clone();
+            let event = hub_command(
+                format!("return:{rma}:authorize"),
+                Timestamp::now(),
+                format!("x12:{}:{rma}", spec.id),
+                EventData::ReturnAuthorized(r),
+            );
+            return_notes.push(match self.engine.workflow_command(event).await {
+                Ok(WorkflowReply::Done { workflow, repeat }) => {
+                    json!({"rma": rma, "status": workflow.state, "repeat": repeat})
+                }
+                Ok(other) => {
+                    json!({"rma": rma, "status": "refused", "reason": format!("{other:?}")})
+                }
+                Err(e) => return Err(format!("return {rma}: {e}")),
+            });
         }
         let mut outbound_files = Vec::new();
         let mut order_notes = Vec::new();
@@ -335,6 +377,7 @@ impl Partners {
             "partner": spec.id,
             "events": {"applied": applied, "repeats": repeats, "refused": refused},
             "orders": order_notes,
+            "returns": return_notes,
             "snapshot_rows": snapshots.len(),
             "snapshot_file": snapshot_file,
             "documents": documents,
@@ -344,8 +387,10 @@ impl Partners {
         }))
     }
 
-    /// Reserves an order's lines on the partner's channel and commits them (an allocation).
-    /// Lines that cannot be covered are backordered; lines that could not be read are rejected.
+    /// Captures a partner's order as an order workflow on the partner's channel (sourced,
+    /// allocated, released like any order; what cannot be allocated is backordered) and answers
+    /// each line: accepted when fully allocated, backordered otherwise, rejected when it could
+    /// not be read. The order id is `<partner>:<po>`, so a resent 850 is the same order.
     async fn place_order(&self, spec: &PartnerSpec, order: &OrderIn) -> (Vec<LineAnswer>, Value) {
         let mut answers = vec![LineAnswer::Rejected; order.po.lines.len()];
         let Some(channel) = spec.channel.clone() else {
@@ -354,82 +399,94 @@ impl Partners {
                 json!({"po": order.po_number, "status": "refused", "reason": format!("partner {} has no channel for orders", spec.id)}),
             );
         };
-        let mut lines: Vec<&inbound::OrderLine> = order.lines.iter().collect();
-        loop {
-            let mut wanted: Vec<ReserveLine> = Vec::new();
-            for l in &lines {
-                match wanted.iter_mut().find(|w| w.item == l.item) {
-                    Some(w) => w.qty += l.qty,
-                    None => wanted.push(ReserveLine {
-                        item: l.item.clone(),
-                        qty: l.qty,
-                    }),
-                }
+        let mut lines: Vec<OrderLine> = Vec::new();
+        for l in &order.lines {
+            match lines.iter_mut().find(|w| w.item == l.item) {
+                Some(w) => w.qty += l.qty,
+                None => lines.push(OrderLine {
+                    item: l.item.clone(),
+                    qty: l.qty,
+                }),
             }
-            if wanted.is_empty() {
-                for l in &order.lines {
-                    answers[l.index] = LineAnswer::Backordered;
-                }
-                return (
-                    answers,
-                    json!({"po": order.po_number, "status": "backordered"}),
-                );
-            }
-            let reply = self
-                .engine
-                .reserve(
-                    order.reservation.clone(),
-                    channel.clone(),
-                    wanted,
-                    ORDER_HOLD_S,
-                    order.correlation_id.clone(),
-                )
-                .await;
-            match reply {
-                Ok(ReservationReply::Done { .. }) => {
-                    // Committed at once: an order from a partner is an allocation, not a hold.
-                    if let Err(e) = self
-                        .engine
-                        .settle(
-                            order.reservation.clone(),
-                            true,
-                            order.correlation_id.clone(),
-                        )
-                        .await
-                    {
-                        return (
-                            answers,
-                            json!({"po": order.po_number, "status": "failed", "reason": format!("reserved but not committed: {e}")}),
-                        );
-                    }
+        }
+        if lines.is_empty() {
+            return (
+                answers,
+                json!({"po": order.po_number, "status": "refused", "reason": "no line could be read"}),
+            );
+        }
+        let ship_to = order
+            .po
+            .parties
+            .iter()
+            .find(|p| p.entity == "ST")
+            .and_then(|p| p.id.clone().or_else(|| p.name.clone()))
+            .unwrap_or_else(|| spec.id.clone());
+        let id = format!("{}:{}", spec.id, order.po_number);
+        let data = EventData::OrderCaptured(OrderCaptured {
+            order: id.clone(),
+            channel,
+            lines,
+            ship_to: ShipTo {
+                name: None,
+                region: ship_to,
+                country: None,
+                postal_code: None,
+            },
+            amount_minor: 0,
+            credit: Credit {
+                decision: CreditDecision::NotRequired,
+                note: format!("an order from trading partner {}", spec.id),
+            },
+            sold: false,
+            backorder: true,
+            origin: format!("edi:{}", spec.id),
+        });
+        if let Err(e) = data.validate() {
+            return (
+                answers,
+                json!({"po": order.po_number, "status": "refused", "reason": e.to_string()}),
+            );
+        }
+        let event = hub_command(
+            format!("order:{id}:capture"),
+            Timestamp::now(),
+            order.correlation_id.clone(),
+            data,
+        );
+        match self.engine.workflow_command(event).await {
+            Ok(WorkflowReply::Done { workflow, repeat }) => {
+                if let Doc::Order(d) = &workflow.doc {
                     for l in &order.lines {
-                        answers[l.index] = if lines.iter().any(|x| x.index == l.index) {
-                            LineAnswer::Accepted
-                        } else {
+                        let short = d
+                            .lines
+                            .iter()
+                            .find(|x| x.item == l.item)
+                            .is_none_or(|x| x.backordered > 0);
+                        answers[l.index] = if short {
                             LineAnswer::Backordered
+                        } else {
+                            LineAnswer::Accepted
                         };
                     }
-                    return (
-                        answers,
-                        json!({"po": order.po_number, "status": "reserved", "reservation": order.reservation}),
-                    );
                 }
-                Ok(ReservationReply::Insufficient(short)) => {
-                    lines.retain(|l| !short.iter().any(|s| s.item == l.item));
-                }
-                Ok(ReservationReply::Rejected(r)) => {
-                    return (
-                        answers,
-                        json!({"po": order.po_number, "status": "refused", "reason": format!("{r:?}")}),
-                    );
-                }
-                Err(e) => {
-                    return (
-                        answers,
-                        json!({"po": order.po_number, "status": "failed", "reason": e.to_string()}),
-                    );
-                }
+                (
+                    answers,
+                    json!({"po": order.po_number, "order": id, "status": workflow.state, "repeat": repeat}),
+                )
             }
+            Ok(WorkflowReply::Insufficient(short)) => (
+                answers,
+                json!({"po": order.po_number, "status": "refused", "reason": format!("insufficient stock: {short:?}")}),
+            ),
+            Ok(WorkflowReply::Rejected(r)) => (
+                answers,
+                json!({"po": order.po_number, "status": "refused", "reason": format!("{r:?}")}),
+            ),
+            Err(e) => (
+                answers,
+                json!({"po": order.po_number, "status": "failed", "reason": e.to_string()}),
+            ),
         }
     }
 

@@ -124,6 +124,7 @@ fn capture(b: &OrderBody, credit: Credit, origin: &str) -> OrderCaptured {
         amount_minor: b.amount_minor,
         credit,
         sold: false,
+        backorder: false,
         origin: origin.to_string(),
     }
 }
