@@ -25,10 +25,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use crossdock_adapters::inbound::{ChannelOrder, ChannelRefund, Restock};
 use crossdock_adapters::{ChannelInput, InboundError, shopify, woocommerce};
-use crossdock_engine::ReservationReply;
-use crossdock_ledger::Rejection;
-use crossdock_model::event::ReserveLine;
-use crossdock_model::{ChannelId, ExceptionKind, ExceptionRecord, ItemId, Timestamp};
+use crossdock_engine::WorkflowReply;
+use crossdock_ledger::state::hub_command;
+use crossdock_ledger::{Doc, Rejection};
+use crossdock_model::event::{
+    Credit, CreditDecision, OrderCancelled, OrderCaptured, OrderLine, ReserveLine, ShipTo,
+};
+use crossdock_model::{ChannelId, EventData, ExceptionKind, ExceptionRecord, ItemId, Timestamp};
 use crossdock_store::{OutboxKind, OutboxRow};
 use serde_json::{Value, json};
 use tracing::warn;
@@ -38,10 +41,6 @@ use crate::endpoints::EndpointSpec;
 use crate::problem::Problem;
 
 type AppResult = Result<Response, Problem>;
-
-/// How long a channel order's hold lasts before it is committed (it is committed at once; the
-/// TTL only bounds a hold left by a crash between the two steps).
-const ORDER_HOLD_S: u64 = 3600;
 
 struct Platform {
     name: &'static str,
@@ -259,8 +258,9 @@ async fn apply(
     }
 }
 
-fn order_reservation(channel: &str, order_id: &str) -> String {
-    format!("{channel}:order:{order_id}")
+/// The order workflow of a channel's order: `<channel>:<order id>`.
+fn order_key(channel: &str, order_id: &str) -> String {
+    format!("{channel}:{order_id}")
 }
 
 /// The item a line names: its SKU when that is an item id, else the crosswalk of its channel id.
@@ -319,51 +319,79 @@ async fn order_placed(
             }),
         }
     }
-    let id = order_reservation(channel.as_str(), &order.order_id);
+    // The order goes through the order workflow like any other; it is already sold, so what
+    // cannot be allocated is backordered and the oversell is an exception.
+    let id = order_key(channel.as_str(), &order.order_id);
+    let data = EventData::OrderCaptured(OrderCaptured {
+        order: id.clone(),
+        channel: channel.clone(),
+        lines: lines
+            .into_iter()
+            .map(|l| OrderLine {
+                item: l.item,
+                qty: l.qty,
+            })
+            .collect(),
+        ship_to: ShipTo {
+            name: None,
+            region: channel.to_string(),
+            country: None,
+            postal_code: None,
+        },
+        amount_minor: 0,
+        credit: Credit {
+            decision: CreditDecision::NotRequired,
+            note: format!("paid on {channel}"),
+        },
+        sold: true,
+        backorder: true,
+        origin: channel.to_string(),
+    });
     let reply = st
         .engine
-        .reserve(
-            id.clone(),
-            channel.clone(),
-            lines,
-            ORDER_HOLD_S,
+        .workflow_command(hub_command(
+            format!("order:{id}:capture"),
+            Timestamp::now(),
             corr.clone(),
-        )
+            data,
+        ))
         .await
         .map_err(engine_problem)?;
     match reply {
-        ReservationReply::Done { .. } => {}
-        ReservationReply::Insufficient(short) => {
-            let detail: Vec<String> = short
+        WorkflowReply::Done { workflow, .. } => {
+            let Doc::Order(d) = &workflow.doc else {
+                return Err(Problem::unavailable("order workflow without an order"));
+            };
+            let lines: Vec<Value> = d
+                .lines
                 .iter()
-                .map(|s| {
-                    format!(
-                        "{} wanted {} of {} available",
-                        s.item, s.requested, s.available
-                    )
-                })
+                .flat_map(|l| l.allocations.iter())
+                .map(|a| json!({"item": a.item, "location": a.location, "qty": a.qty}))
                 .collect();
-            let reason = format!(
-                "{channel} sold order {} that Crossdock cannot cover: {}",
-                order.order_id,
-                detail.join("; ")
-            );
-            let rec = ExceptionRecord::open(
-                ExceptionKind::OversellRisk,
-                &format!("order\0{id}"),
-                format!("order:{id}"),
-                Some(corr),
-                reason.clone(),
-                Some(raw.to_string()),
-                Timestamp::now(),
-            );
-            let exception_id = rec.id.clone();
-            record(st, rec).await?;
-            return Ok(
-                json!({"status": "oversold", "reservation": id, "reason": reason, "exception_id": exception_id}),
-            );
+            let backordered: i64 = d.lines.iter().map(|l| l.backordered).sum();
+            if backordered > 0 {
+                let exception_id = ExceptionRecord::open(
+                    ExceptionKind::OversellRisk,
+                    &format!("order:{id}:oversold"),
+                    String::new(),
+                    None,
+                    String::new(),
+                    None,
+                    Timestamp::now(),
+                )
+                .id;
+                return Ok(json!({
+                    "status": "oversold", "order": id, "lines": lines,
+                    "backordered": backordered, "exception_id": exception_id,
+                    "reason": format!("{channel} sold order {} with {backordered} units Crossdock cannot cover yet; backordered", order.order_id),
+                }));
+            }
+            Ok(json!({"status": "allocated", "order": id, "lines": lines}))
         }
-        ReservationReply::Rejected(r) => {
+        WorkflowReply::Insufficient(_) => Err(Problem::unavailable(
+            "a sold order was refused for want of stock; retry",
+        )),
+        WorkflowReply::Rejected(r) => {
             let reason = format!(
                 "{channel} order {} was refused: {}",
                 order.order_id,
@@ -379,48 +407,39 @@ async fn order_placed(
                 raw,
             )
             .await?;
-            return Err(rejection(r).with("exception_id", exception_id));
+            Err(rejection(r).with("exception_id", exception_id))
         }
-    }
-    match st
-        .engine
-        .settle(id.clone(), true, corr)
-        .await
-        .map_err(engine_problem)?
-    {
-        ReservationReply::Done { reservation, .. } => Ok(json!({
-            "status": "allocated",
-            "reservation": id,
-            "lines": reservation.lines.iter().map(|l| json!({
-                "item": l.item, "location": l.location, "qty": l.qty,
-            })).collect::<Vec<_>>(),
-        })),
-        ReservationReply::Insufficient(_) => Err(Problem::unavailable(
-            "the hold vanished before commit; retry",
-        )),
-        ReservationReply::Rejected(r) => Err(rejection(r)),
     }
 }
 
 async fn release(st: &AppState, channel: &str, order_id: &str) -> Result<Value, Problem> {
-    let id = order_reservation(channel, order_id);
+    let id = order_key(channel, order_id);
     let corr = format!("{channel}-order-{order_id}");
+    let data = EventData::OrderCancelled(OrderCancelled {
+        order: id.clone(),
+        reason: format!("cancelled on {channel}"),
+    });
     match st
         .engine
-        .settle(id.clone(), false, corr)
+        .workflow_command(hub_command(
+            format!("order:{id}:cancel"),
+            Timestamp::now(),
+            corr,
+            data,
+        ))
         .await
         .map_err(engine_problem)?
     {
-        ReservationReply::Done { repeat, .. } => {
-            Ok(json!({"status": "released", "reservation": id, "repeat": repeat}))
-        }
-        ReservationReply::Rejected(Rejection::NotFound(_)) => Ok(json!({
-            "status": "ignored", "reservation": id,
+        WorkflowReply::Done { repeat, workflow } => Ok(
+            json!({"status": "released", "order": id, "state": workflow.state, "repeat": repeat}),
+        ),
+        WorkflowReply::Rejected(Rejection::NotFound(_)) => Ok(json!({
+            "status": "ignored", "order": id,
             "reason": "Crossdock holds nothing for this order",
         })),
-        ReservationReply::Rejected(r) => Err(rejection(r)),
-        ReservationReply::Insufficient(_) => Err(Problem::unavailable(
-            "unexpected shortfall on release; retry",
+        WorkflowReply::Rejected(r) => Err(rejection(r)),
+        WorkflowReply::Insufficient(_) => Err(Problem::unavailable(
+            "unexpected shortfall on cancel; retry",
         )),
     }
 }
@@ -445,25 +464,29 @@ async fn refunded(
             "reason": "nothing refunded before shipping; returned goods come back with the warehouse's return receipt",
         }));
     }
-    let id = order_reservation(channel, &refund.order_id);
-    let state = match st.engine.reservation(&id).await.map_err(engine_problem)? {
-        Some(r) => r,
-        None => {
-            return Ok(
-                json!({"status": "ignored", "reservation": id, "reason": "Crossdock holds nothing for this order"}),
-            );
-        }
+    let id = order_key(channel, &refund.order_id);
+    let key = crossdock_ledger::WorkflowKind::Order.key(&id);
+    let Some((row, _)) = st.engine.workflow(&key).await.map_err(engine_problem)? else {
+        return Ok(
+            json!({"status": "ignored", "order": id, "reason": "Crossdock holds nothing for this order"}),
+        );
     };
-    if !matches!(
-        state.status,
-        crossdock_ledger::ResStatus::Held | crossdock_ledger::ResStatus::Committed
-    ) {
+    if row.is_final {
         return Ok(json!({
-            "status": "ignored", "reservation": id,
-            "reason": format!("the order is already {}", state.status.as_str()),
+            "status": "ignored", "order": id,
+            "reason": format!("the order is already {}", row.state),
         }));
     }
-    let allocated: i64 = state.lines.iter().map(|l| l.qty).sum();
+    let workflow = crossdock_engine::workflow_from_row(&row)
+        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    let allocated: i64 = match &workflow.doc {
+        Doc::Order(d) => d
+            .lines
+            .iter()
+            .map(|l| l.allocated() + l.picked() + l.backordered)
+            .sum(),
+        _ => 0,
+    };
     if cancelled >= allocated {
         return release(st, channel, &refund.order_id).await;
     }
@@ -484,7 +507,7 @@ async fn refunded(
     )
     .await?;
     Ok(
-        json!({"status": "held_for_review", "reservation": id, "reason": reason, "exception_id": exception_id}),
+        json!({"status": "held_for_review", "order": id, "reason": reason, "exception_id": exception_id}),
     )
 }
 

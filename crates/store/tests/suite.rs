@@ -17,8 +17,8 @@ use crossdock_store::sqlite::SqliteStore;
 use crossdock_store::{
     Ack, CommitBatch, DeadLetterAction, DeadLetterFilter, DeadLetterStatus, EventRow, EventStatus,
     ExceptionFilter, ExceptionStatusChange, ItemStateRow, NewDeadLetter, OutboxKind, OutboxRow,
-    PartitionSnapshot, PositionRow, ReservationRow, SourceSeqRow, Store, StoreError, StoredOutbox,
-    TimerRow,
+    PartitionSnapshot, PositionRow, ReservationRow, SourceSeqRow, StepRow, Store, StoreError,
+    StoredOutbox, TimerRow, WorkflowFilter, WorkflowRow,
 };
 
 /// The partition count every store case migrates with.
@@ -132,6 +132,7 @@ macro_rules! suite {
                 case_a_message_parked_again_reopens_its_record,
                 case_control_numbers_move_forward_and_wrap,
                 case_exception_status_changes_are_audited,
+                case_workflows_keep_their_latest_state_and_history,
             );
             suite!(@fixture $fixture;
                 case_reopen_keeps_data,
@@ -325,8 +326,41 @@ fn full_batch(partition: u32) -> CommitBatch {
             timer(p, &format!("t-{p}-a"), 500),
             timer(p, &format!("t-{p}-b"), 400),
         ],
+        workflows: vec![
+            workflow(p, &format!("SO-{p}"), "released", false),
+            workflow(p, &format!("SO-{p}-done"), "closed", true),
+        ],
+        steps: vec![step(&format!("order:SO-{p}"), 0, "", "captured")],
         last_seq: 3,
         ..CommitBatch::default()
+    }
+}
+
+fn workflow(partition: u32, id: &str, state: &str, is_final: bool) -> WorkflowRow {
+    WorkflowRow {
+        partition,
+        key: format!("order:{id}"),
+        kind: "order".into(),
+        id: id.into(),
+        state: state.into(),
+        is_final,
+        doc: format!(r#"{{"id":"{id}","state":"{state}"}}"#),
+        updated_at_us: 1_000 + i64::from(partition),
+        updated_seq: HIGH | 3,
+    }
+}
+
+fn step(key: &str, n: u32, from: &str, to: &str) -> StepRow {
+    StepRow {
+        key: key.into(),
+        n,
+        from: from.into(),
+        to: to.into(),
+        at_us: 1_000 + i64::from(n),
+        seq: HIGH | u64::from(n),
+        cause: format!("wms-1/e-{n}"),
+        correlation_id: "corr-1".into(),
+        note: format!("step {n}"),
     }
 }
 
@@ -369,6 +403,11 @@ fn assert_snapshot(actual: &PartitionSnapshot, expected: &PartitionSnapshot) {
         sorted(&expected.timers, |t| t.id.clone()),
         "timers"
     );
+    assert_eq!(
+        sorted(&actual.workflows, |w| w.key.clone()),
+        sorted(&expected.workflows, |w| w.key.clone()),
+        "workflows"
+    );
 }
 
 /// What loading `partition` should give after committing `batch` to an empty store.
@@ -391,6 +430,12 @@ fn expected_snapshot(batch: &CommitBatch) -> PartitionSnapshot {
             .cloned()
             .collect(),
         timers: batch.timers_set.clone(),
+        workflows: batch
+            .workflows
+            .iter()
+            .filter(|w| !w.is_final)
+            .cloned()
+            .collect(),
     }
 }
 
@@ -546,11 +591,17 @@ fn case_failed_commit_against_stored_writes_nothing(s: &mut dyn Store) {
         }],
         timers_set: vec![timer(2, "t-2-new", 900)],
         timers_done: vec!["t-2-a".to_string()],
+        workflows: vec![workflow(2, "SO-2", "cancelled", true)],
+        steps: vec![step("order:SO-2", 1, "released", "cancelled")],
         last_seq: 5,
     };
     assert!(
         s.commit(&second).is_err(),
         "an event whose (source, id) is already logged must fail"
+    );
+    assert!(
+        s.find_workflow("order:SO-2").unwrap().is_none(),
+        "a failed commit writes no workflow"
     );
 
     assert_snapshot(&s.load_partition(2).unwrap(), &before);
@@ -901,6 +952,7 @@ fn case_upserts_overwrite(s: &mut dyn Store) {
         source_seqs: vec![source_seq(1, "wms-1", 11), source_seq(1, "erp", HIGH | 9)],
         held_events: first.events[1..].to_vec(),
         timers: first.timers_set.clone(),
+        workflows: vec![workflow(1, "SO-1", "released", false)],
     };
     assert_snapshot(&s.load_partition(1).unwrap(), &expected);
     assert_eq!(
@@ -1566,4 +1618,68 @@ fn case_exception_status_changes_are_audited(s: &mut dyn Store) {
         })
         .unwrap();
     assert_eq!(open.len(), 1);
+}
+
+fn case_workflows_keep_their_latest_state_and_history(s: &mut dyn Store) {
+    s.commit(&full_batch(1)).unwrap();
+    let mut next = workflow(1, "SO-1", "shipped", false);
+    next.doc = r#"{"state":"shipped"}"#.into();
+    next.updated_at_us = 5_000;
+    s.commit(&CommitBatch {
+        partition: 1,
+        workflows: vec![workflow(1, "SO-1", "picked", false), next.clone()],
+        steps: vec![
+            step("order:SO-1", 1, "captured", "picked"),
+            step("order:SO-1", 2, "picked", "shipped"),
+            // A step written again (a batch retried) is kept once.
+            step("order:SO-1", 0, "", "captured"),
+        ],
+        last_seq: 4,
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    let (row, steps) = s.find_workflow("order:SO-1").unwrap().expect("stored");
+    assert_eq!(row, next, "the last state in a batch wins");
+    assert_eq!(
+        steps
+            .iter()
+            .map(|x| (x.n, x.to.as_str()))
+            .collect::<Vec<_>>(),
+        [(0, "captured"), (1, "picked"), (2, "shipped")]
+    );
+    assert_eq!(steps[2], step("order:SO-1", 2, "picked", "shipped"));
+    assert!(s.find_workflow("order:nope").unwrap().is_none());
+    // Listing: most recently changed first, by state; final ones are listed too.
+    let all = s
+        .list_workflows(&WorkflowFilter {
+            kind: "order".into(),
+            state: None,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["SO-1", "SO-1-done"]
+    );
+    let closed = s
+        .list_workflows(&WorkflowFilter {
+            kind: "order".into(),
+            state: Some("closed".into()),
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(closed.len(), 1);
+    assert!(closed[0].is_final);
+    assert!(
+        s.list_workflows(&WorkflowFilter {
+            kind: "return".into(),
+            state: None,
+            limit: 10,
+        })
+        .unwrap()
+        .is_empty()
+    );
+    // Only workflows in progress are loaded.
+    let live = s.load_partition(1).unwrap().workflows;
+    assert_eq!(live, vec![next]);
 }
