@@ -16,7 +16,7 @@ use serde_json::json;
 use crossdock_cli::client::Client;
 
 const TOKEN_VAR: &str = "CROSSDOCK_BENCH_TOKEN";
-const TOKEN: &str = "bench-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "bench-token-0123456789abcdef";
 
 #[derive(Args, Clone)]
 pub struct Common {
@@ -25,7 +25,7 @@ pub struct Common {
     pub runs: usize,
     /// Concurrent connections of the load generator.
     #[arg(long)]
-    connections: Option<usize>,
+    pub connections: Option<usize>,
     /// Keep the hub's data directories here instead of a temporary folder.
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -95,6 +95,23 @@ pub enum BenchWhat {
         #[command(flatten)]
         common: Common,
     },
+    /// Order capture over HTTP at a fixed rate (open loop), each with an ERP credit check
+    /// against the simulator: latency from the scheduled send, and a no-oversell check.
+    Orders {
+        #[arg(long, default_value_t = 2_000)]
+        rate: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        lines: usize,
+        #[arg(long, default_value_t = 1_000)]
+        items: usize,
+        /// The credit simulator's answer time.
+        #[arg(long, default_value_t = 5)]
+        credit_ms: u64,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Commit → first byte of the channel request, against an unthrottled Shopify simulator.
     DeliveryLatency {
         #[arg(long, default_value_t = 10_000)]
@@ -151,6 +168,14 @@ pub fn run(what: BenchWhat) -> ExitCode {
             BenchWhat::Memory { positions, common } => memory(positions, &common).await,
             BenchWhat::Restart { events, common } => restart(events, &common).await,
             BenchWhat::Import { rows, common } => import(rows, &common).await,
+            BenchWhat::Orders {
+                rate,
+                seconds,
+                lines,
+                items,
+                credit_ms,
+                common,
+            } => crate::bench_orders::orders(rate, seconds, lines, items, credit_ms, &common).await,
             BenchWhat::DeliveryLatency {
                 rate,
                 seconds,
@@ -181,9 +206,9 @@ pub fn run(what: BenchWhat) -> ExitCode {
 type Result<T> = std::result::Result<T, String>;
 
 /// A hub child process on a free loopback port.
-struct Hub {
+pub(crate) struct Hub {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 fn free_port() -> u16 {
@@ -194,7 +219,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn write_config(dir: &Path) -> Result<PathBuf> {
+fn write_config(dir: &Path, extra: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let path = dir.join("crossdock.toml");
     let text = format!(
@@ -222,6 +247,7 @@ buffer = "10%"
 name = "bench"
 secret_env = "{TOKEN_VAR}"
 scopes = ["admin"]
+{extra}
 "#
     );
     std::fs::write(&path, text).map_err(|e| e.to_string())?;
@@ -230,7 +256,12 @@ scopes = ["admin"]
 
 impl Hub {
     async fn start(dir: &Path) -> Result<(Hub, Duration)> {
-        let config = write_config(dir)?;
+        Self::start_with(dir, "").await
+    }
+
+    /// Like [`Hub::start`], with more config (appended to the benchmark's).
+    pub(crate) async fn start_with(dir: &Path, extra: &str) -> Result<(Hub, Duration)> {
+        let config = write_config(dir, extra)?;
         let addr = format!("127.0.0.1:{}", free_port());
         let started = Instant::now();
         let child = std::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
@@ -281,7 +312,7 @@ impl Hub {
         Ok(kb / 1024.0)
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = std::process::Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -290,7 +321,7 @@ impl Hub {
     }
 }
 
-fn run_dir(common: &Common, name: &str, run: usize) -> PathBuf {
+pub(crate) fn run_dir(common: &Common, name: &str, run: usize) -> PathBuf {
     let base = common.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("crossdock-bench-{}", std::process::id()))
     });
@@ -299,7 +330,7 @@ fn run_dir(common: &Common, name: &str, run: usize) -> PathBuf {
     dir
 }
 
-fn cleanup(common: &Common, dir: &Path) {
+pub(crate) fn cleanup(common: &Common, dir: &Path) {
     if common.dir.is_none() {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -310,7 +341,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn percentile(sorted_us: &[u32], p: f64) -> f64 {
+pub(crate) fn percentile(sorted_us: &[u32], p: f64) -> f64 {
     if sorted_us.is_empty() {
         return 0.0;
     }
@@ -350,7 +381,11 @@ fn ndjson_batches(prefix: &str, events: usize, batch: usize, items: usize, ty: &
 }
 
 /// Sends prepared NDJSON bodies over `connections` connections; checks every line was applied.
-async fn send_batches(addr: &str, bodies: Vec<Bytes>, connections: usize) -> Result<usize> {
+pub(crate) async fn send_batches(
+    addr: &str,
+    bodies: Vec<Bytes>,
+    connections: usize,
+) -> Result<usize> {
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();

@@ -200,12 +200,67 @@ pub fn document() -> Value {
             }}
         }
     });
-    if let (Some(paths), Value::Object(more)) =
-        (doc["paths"].as_object_mut(), partner_paths(&bearer))
-    {
-        paths.extend(more);
+    for more in [partner_paths(&bearer), workflow_paths(&bearer)] {
+        if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
+            paths.extend(more);
+        }
     }
     doc
+}
+
+/// Orders, returns, transfers and purchase orders.
+fn workflow_paths(bearer: &Value) -> Value {
+    let id = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let list = json!([
+        {"name": "state", "in": "query", "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}}
+    ]);
+    let body =
+        json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+    let shown = "the workflow: {kind, id, state, ...its lines...}; a repeat answers 200 with Idempotent-Replayed";
+    let mut paths = serde_json::Map::new();
+    paths.insert("/v1/orders".into(), json!({
+        "post": {
+            "summary": "Capture an order: validate, ERP credit check (timeout + fallback), source, allocate, accept, release; answers with the promised lines (location, qty, backordered). Idempotent by id (reserve scope)",
+            "security": bearer,
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["id", "channel", "lines", "ship_to"], "properties": {
+                "id": {"type": "string"}, "channel": {"type": "string"},
+                "lines": {"type": "array", "items": {"type": "object", "properties": {"item": {"type": "string"}, "qty": {"type": "integer"}}}},
+                "ship_to": {"type": "object", "required": ["region"], "properties": {"name": {"type": "string"}, "region": {"type": "string"}, "country": {"type": "string"}, "postal_code": {"type": "string"}}},
+                "amount_minor": {"type": "integer"}
+            }}}}},
+            "responses": {"201": {"description": shown}, "409": problem_response("insufficient stock (channel does not backorder) or the id exists with other content"), "422": problem_response("invalid order, field named; kept as an exception")}
+        },
+        "get": {"summary": "Orders, most recently changed first", "security": bearer, "parameters": list, "responses": {"200": {"description": "{kind, workflows: [{id, state, updated_at}]}"}}}
+    }));
+    paths.insert("/v1/orders/{id}".into(), json!({"get": {"summary": "An order's state and its full history: every step with its causing event, ledger sequence and correlation id", "security": bearer, "parameters": id, "responses": {"200": {"description": "{..., history}"}, "404": problem_response("no such order")}}}));
+    paths.insert("/v1/orders/{id}/cancel".into(), json!({"post": {"summary": "Cancel: release what is not shipped (reserve scope)", "security": bearer, "parameters": id, "requestBody": body, "responses": {"200": {"description": shown}, "404": problem_response("no such open order")}}}));
+    paths.insert("/v1/orders/{id}/approve".into(), json!({"post": {"summary": "Lift a credit hold; the order is sourced and released (admin; note required)", "security": bearer, "parameters": id, "requestBody": body, "responses": {"200": {"description": shown}}}}));
+    for (path, what, fields) in [
+        (
+            "/v1/returns",
+            "Authorize a return: {rma, order?, location, lines, reason} (admin)",
+            "returns",
+        ),
+        (
+            "/v1/transfers",
+            "Request a transfer: {transfer, from, to, lines} (admin)",
+            "transfers",
+        ),
+        (
+            "/v1/purchase-orders",
+            "Create a purchase order: {po, partner?, location, lines, expected_at, ack_within_s?}; opens incoming supply, sends an 850 to the partner (admin)",
+            "purchase orders",
+        ),
+    ] {
+        paths.insert(path.into(), json!({
+            "post": {"summary": what, "security": bearer, "requestBody": body, "responses": {"201": {"description": shown}, "409": problem_response("exists with other content"), "422": problem_response("invalid, field named")}},
+            "get": {"summary": format!("List {fields}"), "security": bearer, "parameters": list, "responses": {"200": {"description": "{kind, workflows}"}}}
+        }));
+        paths.insert(format!("{path}/{{id}}"), json!({"get": {"summary": format!("One of the {fields} with its history"), "security": bearer, "parameters": id, "responses": {"200": {"description": "{..., history}"}, "404": problem_response("not found")}}}));
+    }
+    paths.insert("/v1/purchase-orders/{id}/asn-decision".into(), json!({"post": {"summary": "Accept or reject the ASN lines that did not match the PO: {asn, accept, note} (admin)", "security": bearer, "parameters": id, "requestBody": body, "responses": {"200": {"description": shown}, "409": problem_response("no ASN waiting"), "422": problem_response("an unknown item cannot be accepted")}}}));
+    Value::Object(paths)
 }
 
 fn dlq_action() -> Value {
