@@ -661,6 +661,13 @@ async fn workflows_continue_after_a_kill_and_their_deadlines_fire_once() {
     assert_eq!(s, 201, "{v}");
     let (s, v) = post(&mut admin, "/v1/transfers", &json!({"transfer": "TR-R", "from": "DC-EAST", "to": "DC-WEST", "lines": [{"item": "SKU-10", "qty": 1}]})).await;
     assert_eq!(s, 201, "{v}");
+    let (s, v) = post(
+        &mut admin,
+        "/v1/returns",
+        &json!({"rma": "RMA-R", "location": "DC-EAST", "lines": [{"item": "SKU-10", "qty": 1}]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
     hub.kill();
     hub.restart().await;
     // Both deadlines pass while the hub runs again: one exception each.
@@ -714,4 +721,68 @@ async fn workflows_continue_after_a_kill_and_their_deadlines_fire_once() {
     assert_eq!(s, 200, "{v}");
     let (_, po) = get(&mut q, "/v1/purchase-orders/PO-R").await;
     assert_eq!(po["state"], "closed", "{po}");
+    for (id, ty, extra) in [
+        ("rr-1", "return.received.v1", json!({})),
+        (
+            "ri-1",
+            "return.inspected.v1",
+            json!({"disposition": "restock"}),
+        ),
+    ] {
+        let mut data = json!({"rma": "RMA-R", "item": "SKU-10", "location": "DC-EAST", "qty": 1});
+        if let Some(d) = extra.get("disposition") {
+            data["disposition"] = d.clone();
+        }
+        let (s, v) = wms(&hub, id, ty, data).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (_, r) = get(&mut q, "/v1/returns/RMA-R").await;
+    assert_eq!(r["state"], "credited", "{r}");
+}
+
+#[tokio::test]
+async fn a_short_line_is_filled_with_a_configured_substitute() {
+    let rules = format!(
+        r#"{WORKFLOWS}
+[workflows]
+[[workflows.sourcing]]
+channel = "shopify"
+substitute = true
+[[workflows.substitutions]]
+item = "SKU-11"
+with = ["SKU-12"]
+"#
+    );
+    let hub = hub("wf-substitute", &rules).await;
+    stock(&hub, "wms-east", "SKU-11", "DC-EAST", 1).await;
+    stock(&hub, "wms-east", "SKU-12", "DC-EAST", 5).await;
+    let mut shop = hub.client(RESERVE).await;
+    let (s, v) = post(
+        &mut shop,
+        "/v1/orders",
+        &order("SO-S", "shopify", &[("SKU-11", 3)], "NY"),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let allocs = v["lines"][0]["allocations"].as_array().unwrap();
+    assert_eq!(
+        (allocs[0]["item"].as_str(), allocs[0]["qty"].as_i64()),
+        (Some("SKU-11"), Some(1)),
+        "{v}"
+    );
+    assert_eq!(
+        (allocs[1]["item"].as_str(), allocs[1]["qty"].as_i64()),
+        (Some("SKU-12"), Some(2)),
+        "{v}"
+    );
+    let mut q = hub.client(QUERY).await;
+    assert_eq!(alloc(&positions(&mut q, "SKU-12").await, "DC-EAST"), 2);
+    // b2b has no substitution rule: the same order is refused there.
+    let (s, v) = post(
+        &mut shop,
+        "/v1/orders",
+        &order("SO-S2", "b2b", &[("SKU-11", 3)], "NY"),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
 }

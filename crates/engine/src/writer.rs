@@ -538,6 +538,11 @@ impl Writer {
         if self.ledger.workflow(&key).is_some() {
             return None;
         }
+        // A start whose command was never logged creates a new workflow: no need to ask the
+        // store (every start of an id uses the same command id, so its fingerprint is known).
+        if creation_hash(&event.data).is_some() && !self.keys.contains(&event.key_hash()) {
+            return None;
+        }
         let in_flight = self
             .recent
             .iter()
