@@ -14,6 +14,7 @@ use crossdock_model::event::key_hash;
 use crossdock_model::{ExceptionKind, ExceptionRecord, Timestamp};
 
 mod delivery;
+mod exceptions;
 
 use crate::common::{self, Migration, PARTITIONS_KEY};
 use crate::{
@@ -37,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "edi",
         sql: include_str!("../migrations/postgres/0003_edi.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "exception_queue",
+        sql: include_str!("../migrations/postgres/0005_exception_queue.sql"),
     },
 ];
 

@@ -13,6 +13,7 @@ use crossdock_model::{ExceptionKind, ExceptionRecord, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, params};
 
 mod delivery;
+mod exceptions;
 
 use crate::common::{self, Migration, PARTITIONS_KEY};
 use crate::{
@@ -39,6 +40,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "edi",
         sql: include_str!("../migrations/sqlite/0003_edi.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "exception_queue",
+        sql: include_str!("../migrations/sqlite/0005_exception_queue.sql"),
     },
 ];
 
