@@ -100,6 +100,9 @@ pub struct Policy {
     pub gap_wait_s: u64,
     /// Most events held per source while waiting; past it the gap is given up at once.
     pub held_max: usize,
+    /// Whether an `oversell_risk` record is resolved when available is back at or above zero
+    /// (the exceptions policy `auto_correct`). Either way the hold on the item's ATS is lifted.
+    pub resolves_oversell_records: bool,
 }
 
 impl Policy {
@@ -130,6 +133,7 @@ impl Policy {
             sources,
             gap_wait_s: 30,
             held_max: 10_000,
+            resolves_oversell_records: true,
         }
     }
 
