@@ -82,7 +82,7 @@ impl Partners {
             }
         };
         for file in claimed {
-            let (accepted, report) = match self.handle(spec, &file).await {
+            let (accepted, report) = match self.handle(spec, &file, true).await {
                 Ok(handled) => handled,
                 Err(e) => {
                     // Nothing is lost: the file goes back and is handled again (what applied is
@@ -107,7 +107,9 @@ impl Partners {
     }
 
     /// Re-runs a file kept under `processed/` or `rejected/` (after master data was fixed):
-    /// lines applied before are repeats, lines that failed are tried again.
+    /// lines applied before are repeats, lines that failed are tried again. The partner was
+    /// answered (997, 855) when the file first came in; a replay does not answer again, so an
+    /// automatic retry never floods its outbound folder.
     pub async fn replay(&self, spec: &PartnerSpec, stored: &str) -> Result<Value, String> {
         let path = [files::PROCESSED, files::REJECTED]
             .iter()
@@ -126,12 +128,18 @@ impl Partners {
             bytes,
             modified,
         };
-        Ok(self.handle(spec, &file).await?.1)
+        Ok(self.handle(spec, &file, false).await?.1)
     }
 
-    /// Maps and applies one file; returns whether it was readable and its report, or why the
-    /// hub cannot take it now (stopping, overloaded, the store failing).
-    async fn handle(&self, spec: &PartnerSpec, file: &Claimed) -> Result<(bool, Value), String> {
+    /// Maps and applies one file (answering the partner when `answer`); returns whether it was
+    /// readable and its report, or why the hub cannot take it now (stopping, overloaded, the
+    /// store failing).
+    async fn handle(
+        &self,
+        spec: &PartnerSpec,
+        file: &Claimed,
+        answer: bool,
+    ) -> Result<(bool, Value), String> {
         let received_at = Timestamp::now();
         if file.name.to_ascii_lowercase().ends_with(".csv") {
             return self.handle_csv(spec, file, received_at).await;
@@ -184,7 +192,7 @@ impl Partners {
             };
         let mapped =
             inbound::map_document(&doc, spec, &master, &open_supply, &file.stored, received_at);
-        let mut report = self.apply(spec, mapped, &file.stored).await?;
+        let mut report = self.apply(spec, mapped, &file.stored, answer).await?;
         report["file"] = json!(file.stored);
         report["diagnostics"] = json!(doc.diagnostics);
         Ok((true, report))
@@ -210,7 +218,7 @@ impl Partners {
                     exceptions: m.exceptions,
                     ..Mapped::default()
                 };
-                let mut report = self.apply(spec, mapped, &file.stored).await?;
+                let mut report = self.apply(spec, mapped, &file.stored, true).await?;
                 report["file"] = json!(file.stored);
                 report["rows"] = json!(rows);
                 Ok((true, report))
@@ -260,9 +268,16 @@ impl Partners {
             .map_err(|e| format!("cannot record exceptions: {e}"))
     }
 
-    /// Applies what a file mapped to and writes the answers; returns the report, or why the hub
-    /// cannot take the file now (then nothing is answered and the file is handled again).
-    async fn apply(&self, spec: &PartnerSpec, mapped: Mapped, file: &str) -> Result<Value, String> {
+    /// Applies what a file mapped to and, when `answer`, writes the answers; returns the report,
+    /// or why the hub cannot take the file now (then nothing is answered and the file is handled
+    /// again).
+    async fn apply(
+        &self,
+        spec: &PartnerSpec,
+        mapped: Mapped,
+        file: &str,
+        answer: bool,
+    ) -> Result<Value, String> {
         let Mapped {
             events,
             orders,
@@ -311,7 +326,7 @@ impl Partners {
             acks.into_iter().map(TypedSet::from).collect::<Vec<_>>(),
             acks_855,
         ] {
-            if sets.is_empty() {
+            if sets.is_empty() || !answer {
                 continue;
             }
             match self.send(spec, &sets).await {
@@ -340,6 +355,7 @@ impl Partners {
             "documents": documents,
             "exceptions": exception_notes,
             "outbound": outbound_files,
+            "answered": answer,
             "notes": notes,
         }))
     }
