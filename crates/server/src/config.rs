@@ -128,6 +128,7 @@ pub struct RawConfig {
     pub tokens: Vec<TokenEntry>,
     pub endpoints: Vec<crate::endpoints::EndpointEntry>,
     pub partners: Vec<crossdock_edi::PartnerEntry>,
+    pub exceptions: crate::exception_policy::ExceptionsEntry,
 }
 
 /// One problem in the config file.
@@ -189,6 +190,8 @@ pub struct Config {
     pub items_file: Option<PathBuf>,
     /// `[[locations]]`, for master data.
     pub locations: Vec<crossdock_master::Location>,
+    /// `[exceptions]`: the work queue's policy per kind and its notifications.
+    pub exceptions: crate::exception_policy::ExceptionsConfig,
 }
 
 impl Config {
@@ -677,6 +680,14 @@ impl Checker<'_> {
             }
         }
 
+        let exceptions =
+            crate::exception_policy::check(&raw.exceptions).unwrap_or_else(|problems| {
+                for (k, message) in problems {
+                    self.problem(format!("exceptions.{k}"), message);
+                }
+                Default::default()
+            });
+
         if !self.problems.is_empty() {
             return None;
         }
@@ -697,6 +708,7 @@ impl Checker<'_> {
         if let Some(h) = raw.resequencer.held_max {
             policy.held_max = h.max(1);
         }
+        policy.resolves_oversell_records = exceptions.ledger_resolves_oversell();
         Some(Config {
             listen: raw.server.listen.unwrap_or_else(|| LISTEN_DEFAULT.into()),
             data_dir,
@@ -715,6 +727,7 @@ impl Checker<'_> {
             partners,
             items_file: raw.master.items_file.as_ref().map(|f| base.join(f)),
             locations: master_locations,
+            exceptions,
         })
     }
 }
