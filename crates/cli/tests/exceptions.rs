@@ -1105,3 +1105,73 @@ async fn a_channel_drift_repaired_by_compare_and_set_is_closed_by_auto_correct()
     );
     assert_eq!(sim.quantity("5"), Some(5));
 }
+
+#[tokio::test]
+async fn a_refused_delivery_is_replayed_from_the_dead_letter_queue() {
+    let sim = WebhookSim::start(WebhookConfig::default()).await.unwrap();
+    sim.faults().permanent_items(["SKU-2"]);
+    let endpoint = format!(
+        r#"
+[[endpoints]]
+channel = "b2b"
+kind = "webhook"
+secrets_env = {{ signing_secret = "B2B_SECRET" }}
+retry = {{ base_ms = 50, cap_ms = 1000 }}
+[endpoints.webhook]
+url = "{}/b2b"
+"#,
+        sim.url()
+    );
+    let secret = String::from_utf8(sim.config().secret.clone()).unwrap();
+    let hub = Hub::start_full(
+        "exc-dlq",
+        &common::config(&endpoint),
+        &[],
+        &[],
+        &[("B2B_SECRET", &secret)],
+    )
+    .await;
+    let mut admin = hub.client(ADMIN).await;
+    let mut east = hub.client(EAST).await;
+    let receipt = event(
+        "r-1",
+        "wms-east",
+        "inventory.received.v1",
+        json!({"item": "SKU-2", "location": "DC-EAST", "qty": 10}),
+    );
+    assert_eq!(post(&mut east, "/v1/events", &receipt).await.0, 200);
+    let failed = wait_exception(
+        &mut admin,
+        "/v1/exceptions?kind=delivery_failed",
+        "the refused delivery",
+    )
+    .await;
+    assert_eq!(failed["replay"], "dead_letter", "{failed:#}");
+    let id = failed["id"].as_str().unwrap().to_string();
+    assert_eq!(sim.quantity("SKU-2"), None);
+
+    // The receiver takes the item now: the parked message goes back into its lane.
+    sim.faults().permanent_items(Vec::<String>::new());
+    let (status, v) = act(&mut admin, &id, "replay", "the ERP knows SKU-2 now").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["input"], "dead_letter");
+    assert_eq!(v["exception"]["status"], "replayed");
+    let started = Instant::now();
+    while sim.quantity("SKU-2") != Some(9) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "SKU-2 delivered after the replay: {:?}",
+            sim.quantity("SKU-2")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, dlq) = get(&mut admin, "/v1/dlq?status=retried").await;
+    assert_eq!(dlq["dead_letters"].as_array().unwrap().len(), 1, "{dlq:#}");
+    // Nothing is parked behind it any more.
+    let (status, p) = act(&mut admin, &id, "replay", "again").await;
+    assert_eq!(
+        (status, p["status"].as_str()),
+        (409, Some("replayed")),
+        "{p}"
+    );
+}
