@@ -531,6 +531,15 @@ mod commit_failure {
             self.inner
                 .transition_exceptions(ids, to, from, actor, note, at)
         }
+        fn note_exception(
+            &mut self,
+            id: &str,
+            actor: &str,
+            note: &str,
+            at: i64,
+        ) -> crossdock_store::Result<Option<crossdock_store::QueueRecord>> {
+            self.inner.note_exception(id, actor, note, at)
+        }
         fn mark_exception(
             &mut self,
             id: &str,

@@ -6,8 +6,8 @@
 //! Lifecycle: `open → acknowledged`; `open | acknowledged → resolved | replayed | discarded`.
 //! A closed record (resolved, replayed, discarded) does not move: 409 `invalid-transition`
 //! naming its status. The store enforces this with a conditional update, so two people acting on
-//! one record at once get one move and one refusal. (The hub itself reopens a record when its
-//! input fails again.)
+//! one record at once get one move and one refusal. (The hub itself reopens a closed record
+//! when the same input fails again, a partner file or a parked message raising it anew.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -396,7 +396,10 @@ pub async fn post_action(
                 report,
             } => Err(Problem::unprocessable(
                 "replay-failed",
-                format!("the {input} ran again and failed: {reason}; the record is open again"),
+                format!(
+                    "the {input} ran again and failed: {reason}; the record stays {}, with a note",
+                    record.record.status.as_str()
+                ),
             )
             .with("exception", record_json(&st, &record))
             .with("report", report)),

@@ -288,7 +288,7 @@ fn exception_paths(bearer: &Value) -> Value {
                 "400": problem_response("no note"),
                 "404": problem_response("no such exception or action"),
                 "409": problem_response("invalid-transition: the record is closed (or already acknowledged); status names it"),
-                "422": problem_response("not-replayable: nothing kept to run; replay-failed: it ran and failed again, the record is open again")
+                "422": problem_response("not-replayable: nothing kept to run; replay-failed: it ran and failed again; the record keeps its status, with a note saying why")
             }
         }},
         "/v1/exceptions/bulk": {"post": {

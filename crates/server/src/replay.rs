@@ -14,9 +14,9 @@
 //! the log under its id; a channel webhook belongs to the platform): a replay is refused with the
 //! reason, and the record is left as it was.
 //!
-//! The record moves to `replayed` before the input runs (a conditional move, so a closed record
-//! is never replayed); if the input fails again, or cannot run after all, it is reopened with a
-//! note saying why.
+//! The input runs first; the record then moves to `replayed` (a conditional move: a record
+//! closed meanwhile is not moved). If the input fails again, or cannot run, the record keeps its
+//! status (open or acknowledged) with a note saying why. A closed record's input is not run.
 
 use std::collections::BTreeMap;
 
@@ -115,7 +115,8 @@ pub enum Replay {
         input: &'static str,
         report: Value,
     },
-    /// The input ran and failed again, or could not run; the record is open again, saying why.
+    /// The input ran and failed again, or could not run; the record keeps its status, with a
+    /// note saying why.
     Failed {
         record: QueueRecord,
         input: &'static str,
@@ -137,46 +138,31 @@ pub struct Notes<'a> {
 }
 
 /// Replays `records` (already read) as `notes.actor`; one result per record, in order.
+///
+/// The input runs first and the record moves to `replayed` only once it went through (a
+/// conditional move: a record closed meanwhile is reported refused), so a crash between the two
+/// leaves the record open to be replayed again (running an input twice is harmless: events are
+/// repeats, a parked message is retried once). A record whose input fails again keeps its status
+/// and gets a note saying why.
 pub async fn replay_many(
     st: &AppState,
     records: &[QueueRecord],
     notes: &Notes<'_>,
 ) -> Result<Vec<Replay>, String> {
     let mut results: Vec<Option<Replay>> = Vec::with_capacity(records.len());
-    let mut runnable: Vec<(usize, Input)> = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        match Input::of(&r.record) {
-            Ok(input) => {
-                results.push(None);
-                runnable.push((i, input));
-            }
-            Err(why) => results.push(Some(Replay::NotReplayable(why))),
-        }
-    }
-    let ids: Vec<String> = runnable
-        .iter()
-        .map(|(i, _)| records[*i].record.id.clone())
-        .collect();
-    let moved = transition(
-        st,
-        ids,
-        ExceptionStatus::Replayed,
-        vec![ExceptionStatus::Open, ExceptionStatus::Acknowledged],
-        notes.actor,
-        notes.note,
-    )
-    .await?;
     // Files run once for all their records.
     let mut files: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
     let mut singles: Vec<(usize, Input)> = Vec::new();
-    for ((i, input), t) in runnable.into_iter().zip(moved) {
-        match t {
-            Transition::Changed(_) => match input {
-                Input::File { partner, file } => files.entry((partner, file)).or_default().push(i),
-                other => singles.push((i, other)),
-            },
-            Transition::Refused(r) => results[i] = Some(Replay::Refused(r)),
-            Transition::Missing => results[i] = Some(Replay::Missing),
+    for (i, r) in records.iter().enumerate() {
+        results.push(None);
+        if !REPLAY_FROM.contains(&r.record.status) {
+            results[i] = Some(Replay::Refused(r.clone()));
+            continue;
+        }
+        match Input::of(&r.record) {
+            Ok(Input::File { partner, file }) => files.entry((partner, file)).or_default().push(i),
+            Ok(other) => singles.push((i, other)),
+            Err(why) => results[i] = Some(Replay::NotReplayable(why)),
         }
     }
     for ((partner, file), members) in files {
@@ -184,68 +170,42 @@ pub async fn replay_many(
             None => Err(format!("partner {partner:?} is no longer configured")),
             Some(spec) => st.partners.replay(spec, &file).await,
         };
-        let ids: Vec<String> = members
-            .iter()
-            .map(|&i| records[i].record.id.clone())
-            .collect();
-        match ran {
-            Err(e) => {
-                for (&i, r) in members.iter().zip(reopen(st, &ids, notes, &e).await?) {
-                    results[i] = Some(failed(r, "file", e.clone(), Value::Null));
-                }
-            }
-            Ok(report) => {
-                // A line that still fails raised its record again: it is open now.
-                let now = read(st, &ids).await?;
-                for &i in &members {
-                    let id = &records[i].record.id;
-                    let Some(r) = now.iter().find(|r| &r.record.id == id).cloned() else {
-                        results[i] = Some(Replay::Missing);
-                        continue;
-                    };
-                    results[i] = Some(if r.record.status == ExceptionStatus::Open {
-                        let why =
-                            format!("the file ran again and still fails: {}", r.record.reason);
-                        let r = reopen(st, std::slice::from_ref(id), notes, &why)
-                            .await?
-                            .pop()
-                            .unwrap_or(r);
-                        failed(r, "file", why, report.clone())
-                    } else {
-                        Replay::Done {
-                            record: r,
-                            input: "file",
-                            report: report.clone(),
-                        }
-                    });
-                }
-            }
+        for &i in &members {
+            let r = &records[i];
+            results[i] = Some(match &ran {
+                Err(e) => fail(st, r, "file", e.clone(), Value::Null, notes).await?,
+                Ok(report) => match raised_again(report, &r.record.id) {
+                    Some(why) => {
+                        let why = format!("the file ran again and still fails: {why}");
+                        fail(st, r, "file", why, report.clone(), notes).await?
+                    }
+                    None => done(st, r, "file", report.clone(), notes).await?,
+                },
+            });
         }
     }
     for (i, input) in singles {
-        let id = records[i].record.id.clone();
+        let r = &records[i];
         let label = input.label();
-        let ran = match input {
-            Input::Request { token, body } => submit_again(st, &token, &body).await,
-            Input::Parked => retry_parked(st, &id, notes).await,
-            Input::File { .. } => unreachable!("files run above"),
-        };
-        results[i] = Some(match ran {
-            Ok(report) => match read(st, std::slice::from_ref(&id)).await?.pop() {
-                Some(record) => Replay::Done {
-                    record,
-                    input: label,
-                    report,
-                },
-                None => Replay::Missing,
+        results[i] = Some(match input {
+            Input::Request { token, body } => match submit_again(st, &token, &body).await {
+                Ok(report) => done(st, r, label, report, notes).await?,
+                Err(why) => fail(st, r, label, why, Value::Null, notes).await?,
             },
-            Err(why) => {
-                let r = reopen(st, std::slice::from_ref(&id), notes, &why).await?;
-                match r.into_iter().next() {
-                    Some(r) => failed(r, label, why, Value::Null),
+            // Retrying a parked message closes its record in the same transaction.
+            Input::Parked => match retry_parked(st, &r.record.id, notes).await {
+                Ok(report) => match read(st, std::slice::from_ref(&r.record.id)).await?.pop() {
+                    Some(now) if now.record.status == ExceptionStatus::Replayed => Replay::Done {
+                        record: now,
+                        input: label,
+                        report,
+                    },
+                    Some(now) => Replay::Refused(now),
                     None => Replay::Missing,
-                }
-            }
+                },
+                Err(why) => fail(st, r, label, why, Value::Null, notes).await?,
+            },
+            Input::File { .. } => unreachable!("files run above"),
         });
     }
     Ok(results
@@ -254,13 +214,79 @@ pub async fn replay_many(
         .collect())
 }
 
-fn failed(record: QueueRecord, input: &'static str, reason: String, report: Value) -> Replay {
-    Replay::Failed {
-        record,
-        input,
-        reason,
-        report,
+/// The statuses a replay starts from.
+const REPLAY_FROM: [ExceptionStatus; 2] = [ExceptionStatus::Open, ExceptionStatus::Acknowledged];
+
+/// Why a file's run raised record `id` again, if it did.
+fn raised_again(report: &Value, id: &str) -> Option<String> {
+    if report["exception_id"] == id {
+        return Some(report["error"].as_str().unwrap_or("refused").to_string());
     }
+    report["exceptions"]
+        .as_array()?
+        .iter()
+        .find(|e| e["id"] == id)
+        .map(|e| e["reason"].as_str().unwrap_or("raised again").to_string())
+}
+
+/// The input went through: the record moves to `replayed`, if nobody closed it meanwhile.
+async fn done(
+    st: &AppState,
+    r: &QueueRecord,
+    input: &'static str,
+    report: Value,
+    notes: &Notes<'_>,
+) -> Result<Replay, String> {
+    let moved = transition(
+        st,
+        vec![r.record.id.clone()],
+        ExceptionStatus::Replayed,
+        REPLAY_FROM.to_vec(),
+        notes.actor,
+        notes.note,
+    )
+    .await?;
+    Ok(match moved.into_iter().next() {
+        Some(Transition::Changed(record)) => Replay::Done {
+            record,
+            input,
+            report,
+        },
+        Some(Transition::Refused(record)) => Replay::Refused(record),
+        Some(Transition::Missing) | None => Replay::Missing,
+    })
+}
+
+/// The input failed again (or could not run): the record keeps its status, with a note why.
+async fn fail(
+    st: &AppState,
+    r: &QueueRecord,
+    input: &'static str,
+    reason: String,
+    report: Value,
+    notes: &Notes<'_>,
+) -> Result<Replay, String> {
+    let (id, actor, note) = (
+        r.record.id.clone(),
+        notes.actor.to_string(),
+        (notes.failed)(&reason),
+    );
+    let at = Timestamp::now().as_micros();
+    let noted = st
+        .exceptions
+        .call(move |s| s.note_exception(&id, &actor, &note, at))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(match noted {
+        Some(record) => Replay::Failed {
+            record,
+            input,
+            reason,
+            report,
+        },
+        None => Replay::Missing,
+    })
 }
 
 /// Submits a request refused at the HTTP edge again, as its token would now.
@@ -344,31 +370,6 @@ async fn retry_parked(st: &AppState, id: &str, notes: &Notes<'_>) -> Result<Valu
             "ledger_seq": l.row.ledger_seq,
         })),
     }
-}
-
-/// Reopens `ids` (replayed, or already open again) with the failure note.
-async fn reopen(
-    st: &AppState,
-    ids: &[String],
-    notes: &Notes<'_>,
-    why: &str,
-) -> Result<Vec<QueueRecord>, String> {
-    let note = (notes.failed)(why);
-    Ok(transition(
-        st,
-        ids.to_vec(),
-        ExceptionStatus::Open,
-        vec![ExceptionStatus::Replayed, ExceptionStatus::Open],
-        notes.actor,
-        &note,
-    )
-    .await?
-    .into_iter()
-    .filter_map(|t| match t {
-        Transition::Changed(r) | Transition::Refused(r) => Some(r),
-        Transition::Missing => None,
-    })
-    .collect())
 }
 
 /// A lifecycle move through the work queue's store thread.

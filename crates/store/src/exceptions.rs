@@ -140,6 +140,15 @@ pub trait ExceptionStore {
         note: &str,
         at_us: i64,
     ) -> Result<Vec<Transition>>;
+    /// Records why on record `id` (actor, note, one audit row) without moving it; the record as
+    /// changed, `None` when there is no such record.
+    fn note_exception(
+        &mut self,
+        id: &str,
+        actor: &str,
+        note: &str,
+        at_us: i64,
+    ) -> Result<Option<QueueRecord>>;
     /// Sets `mark` on record `id` unless it is set already; with `note` (actor, text) also
     /// records why, with an audit row. Returns whether it was set now.
     fn mark_exception(

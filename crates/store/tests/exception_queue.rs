@@ -223,6 +223,25 @@ fn moves_are_conditional_and_audited(s: &mut dyn Store) {
         ],
         "refused moves leave no row"
     );
+    // A note without a move: the status stays, the note and an audit row say why.
+    let noted = s
+        .note_exception("ex-d", "crossdock", "replay failed: still refused", 135)
+        .unwrap()
+        .expect("the record exists");
+    assert_eq!(
+        (
+            noted.record.status,
+            noted.actor.as_str(),
+            noted.note.as_str()
+        ),
+        (Open, "crossdock", "replay failed: still refused")
+    );
+    assert!(
+        s.note_exception("ex-zz", "crossdock", "x", 136)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.audit_log(1).unwrap()[0].action, "noted");
     // The hub reopens a replayed record whose input failed again.
     s.transition_exceptions(
         &ids(&["ex-c"]),

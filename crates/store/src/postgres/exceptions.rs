@@ -123,6 +123,35 @@ impl ExceptionStore for PgStore {
         Ok(out)
     }
 
+    fn note_exception(
+        &mut self,
+        id: &str,
+        actor: &str,
+        note: &str,
+        at_us: i64,
+    ) -> Result<Option<QueueRecord>> {
+        let mut tx = self.client.transaction()?;
+        let Some(row) = tx.query_opt(
+            concat!(
+                "UPDATE exceptions SET updated_at_us = $2, actor = $3, note = $4 WHERE id = $1 \
+                 RETURNING ",
+                queue_columns!()
+            ),
+            &[&id, &at_us, &actor, &note],
+        )?
+        else {
+            return Ok(None);
+        };
+        let record = queue_row(&row)?;
+        let subject = format!("exception:{id}");
+        tx.execute(
+            INSERT_AUDIT,
+            &[&at_us, &actor, &"noted", &subject, &note, &"{}"],
+        )?;
+        tx.commit()?;
+        Ok(Some(record))
+    }
+
     fn mark_exception(
         &mut self,
         id: &str,

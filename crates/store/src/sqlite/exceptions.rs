@@ -126,6 +126,32 @@ impl ExceptionStore for SqliteStore {
         Ok(out)
     }
 
+    fn note_exception(
+        &mut self,
+        id: &str,
+        actor: &str,
+        note: &str,
+        at_us: i64,
+    ) -> Result<Option<QueueRecord>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE exceptions SET updated_at_us = ?2, actor = ?3, note = ?4 WHERE id = ?1",
+            params![id, at_us, actor, note],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        tx.execute(
+            INSERT_AUDIT,
+            params![at_us, actor, "noted", format!("exception:{id}"), note, "{}"],
+        )?;
+        let record = one(&tx, id)?;
+        tx.commit()?;
+        Ok(record)
+    }
+
     fn mark_exception(
         &mut self,
         id: &str,
