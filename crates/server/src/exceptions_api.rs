@@ -200,47 +200,42 @@ fn list(raw: &Option<String>) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
+/// `GET /v1/exceptions` parameters: the [`Filter`] fields, `limit` and `cursor`.
 #[derive(Deserialize)]
 pub struct ListParams {
-    #[serde(flatten)]
-    filter: ListFilter,
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-/// [`Filter`] as query parameters (flattening cannot deny unknown fields).
-#[derive(Deserialize)]
-struct ListFilter {
     kind: Option<String>,
     status: Option<String>,
     entity_prefix: Option<String>,
     correlation_id: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
-/// `GET /v1/exceptions`: newest first, paged by `cursor` (`next_cursor` of the previous page),
-/// with the counts of everything the filter matches and the open counts by kind.
+/// `GET /v1/exceptions`: newest first, paged by `cursor` (`next_cursor` of the previous page,
+/// null on the last page), with the counts of everything the filter matches and the open counts by kind.
 pub async fn get_exceptions(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(p): Query<ListParams>,
 ) -> AppResult {
     authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
-    let f = p.filter;
     let filter = Filter {
-        kind: f.kind,
-        status: f.status,
-        entity_prefix: f.entity_prefix,
-        correlation_id: f.correlation_id,
-        since: f.since,
-        until: f.until,
+        kind: p.kind,
+        status: p.status,
+        entity_prefix: p.entity_prefix,
+        correlation_id: p.correlation_id,
+        since: p.since,
+        until: p.until,
     };
     let mut query = filter.query("")?;
-    query.limit = p
+    let limit = p
         .limit
         .unwrap_or(LIST_LIMIT_DEFAULT)
         .clamp(1, LIST_LIMIT_MAX);
+    // One more than a page says whether there is a next one.
+    query.limit = limit + 1;
     query.after = match p.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
@@ -251,7 +246,7 @@ pub async fn get_exceptions(
             .field("cursor")
         })?),
     };
-    let (page, counts, open) = st
+    let (mut page, counts, open) = st
         .exceptions
         .call(move |s| -> crossdock_store::Result<_> {
             Ok((
@@ -263,12 +258,10 @@ pub async fn get_exceptions(
         .await
         .map_err(store_problem)?
         .map_err(store_problem)?;
-    let limit = p
-        .limit
-        .unwrap_or(LIST_LIMIT_DEFAULT)
-        .clamp(1, LIST_LIMIT_MAX) as usize;
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
     let next_cursor = match page.last() {
-        Some(last) if page.len() == limit => json!(
+        Some(last) if more => json!(
             Cursor {
                 created_at_us: last.record.created_at.as_micros(),
                 id: last.record.id.clone(),
