@@ -315,6 +315,8 @@ impl Scanner {
                         )
                         .await?
                     }
+                    // Under hold, a record the hub does not correct simply waits for a person.
+                    (_, Correction::Never(_)) => {}
                     (_, Correction::Done(how)) => {
                         self.mark(
                             id,
@@ -324,10 +326,6 @@ impl Scanner {
                             )),
                         )
                         .await?;
-                    }
-                    (_, Correction::Never(_)) => {
-                        // Nothing to note: it waits for a person anyway. Stop checking it.
-                        self.mark(id, QueueMark::Corrected, None).await?;
                     }
                 }
             }
