@@ -509,7 +509,7 @@ impl Writer {
                     self.log(event, EventStatus::Applied, batch, batch_keys);
                 }
                 WorkflowReply::Done {
-                    workflow: Box::new(view),
+                    workflow: view,
                     repeat,
                 }
             }

@@ -499,6 +499,67 @@ mod commit_failure {
         }
     }
 
+    /// The exceptions work queue's reads and moves are not under test here: straight through.
+    impl crossdock_store::ExceptionStore for Flaky {
+        fn query_exceptions(
+            &mut self,
+            q: &crossdock_store::ExceptionQuery,
+        ) -> crossdock_store::Result<Vec<crossdock_store::QueueRecord>> {
+            self.inner.query_exceptions(q)
+        }
+        fn count_exceptions(
+            &mut self,
+            q: &crossdock_store::ExceptionQuery,
+        ) -> crossdock_store::Result<
+            Vec<(
+                crossdock_model::ExceptionKind,
+                crossdock_model::ExceptionStatus,
+                u64,
+            )>,
+        > {
+            self.inner.count_exceptions(q)
+        }
+        fn transition_exceptions(
+            &mut self,
+            ids: &[String],
+            to: crossdock_model::ExceptionStatus,
+            from: &[crossdock_model::ExceptionStatus],
+            actor: &str,
+            note: &str,
+            at: i64,
+        ) -> crossdock_store::Result<Vec<crossdock_store::Transition>> {
+            self.inner
+                .transition_exceptions(ids, to, from, actor, note, at)
+        }
+        fn note_exception(
+            &mut self,
+            id: &str,
+            actor: &str,
+            note: &str,
+            at: i64,
+        ) -> crossdock_store::Result<Option<crossdock_store::QueueRecord>> {
+            self.inner.note_exception(id, actor, note, at)
+        }
+        fn mark_exception(
+            &mut self,
+            id: &str,
+            mark: crossdock_store::QueueMark,
+            note: Option<(&str, &str)>,
+            at: i64,
+        ) -> crossdock_store::Result<bool> {
+            self.inner.mark_exception(id, mark, note, at)
+        }
+        fn count_attempt(&mut self, id: &str, at: i64) -> crossdock_store::Result<u32> {
+            self.inner.count_attempt(id, at)
+        }
+        fn parked_letter_of(&mut self, id: &str) -> crossdock_store::Result<Option<i64>> {
+            self.inner.parked_letter_of(id)
+        }
+        fn sent_at(&mut self, e: &str, k: &str) -> crossdock_store::Result<Option<i64>> {
+            self.inner.sent_at(e, k)
+        }
+    }
+
     impl Store for Flaky {
         fn migrate(&mut self, partitions: u32) -> crossdock_store::Result<()> {
             self.inner.migrate(partitions)

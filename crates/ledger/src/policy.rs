@@ -102,6 +102,9 @@ pub struct Policy {
     pub held_max: usize,
     /// Sourcing rules, regions, substitutions and deadlines of the workflows.
     pub workflow: WorkflowPolicy,
+    /// Whether an `oversell_risk` record is resolved when available is back at or above zero
+    /// (the exceptions policy `auto_correct`). Either way the hold on the item's ATS is lifted.
+    pub resolves_oversell_records: bool,
 }
 
 /// How an order of a channel is sourced.
@@ -194,6 +197,7 @@ impl Policy {
             gap_wait_s: 30,
             held_max: 10_000,
             workflow: WorkflowPolicy::default(),
+            resolves_oversell_records: true,
         }
     }
 

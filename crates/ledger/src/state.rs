@@ -226,7 +226,7 @@ pub enum Outcome {
     /// Nothing to do (a timer for something already settled); not logged.
     Noop,
     /// A workflow command changed a workflow (logged) or repeated one (not logged).
-    Workflow { view: Workflow, repeat: bool },
+    Workflow { view: Box<Workflow>, repeat: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -517,7 +517,7 @@ impl Ledger {
         for id in &item_ids {
             let item = self.item_mut(id, fx);
             item.last_seq = seq;
-            check_oversell(id, item, ev, seq, fx);
+            check_oversell(policy, id, item, ev, seq, fx);
             item.tidy();
         }
         Outcome::Applied
@@ -960,7 +960,14 @@ fn status_bucket(b: &mut crate::position::Buckets, s: StockStatus) -> Option<&mu
     }
 }
 
-fn check_oversell(id: &ItemId, item: &mut ItemState, ev: &Event, seq: u64, fx: &mut Effects) {
+fn check_oversell(
+    policy: &Policy,
+    id: &ItemId,
+    item: &mut ItemState,
+    ev: &Event,
+    seq: u64,
+    fx: &mut Effects,
+) {
     match (
         item.oversell_hold().map(str::to_string),
         item.any_negative(),
@@ -981,6 +988,10 @@ fn check_oversell(id: &ItemId, item: &mut ItemState, ev: &Event, seq: u64, fx: &
             );
             item.extras_mut().oversell_hold = Some(record.id.clone());
             fx.exceptions.push(record);
+        }
+        (Some(_), false) if !policy.resolves_oversell_records => {
+            // Left open for a person (exceptions policy `hold`); the hold itself is lifted.
+            item.extras_mut().oversell_hold = None;
         }
         (Some(ex), false) => {
             fx.exceptions_resolved.push((

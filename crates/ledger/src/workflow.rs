@@ -465,7 +465,7 @@ impl Ledger {
                 };
                 if wf.state != "held" {
                     return Some(Outcome::Workflow {
-                        view: wf.clone(),
+                        view: Box::new(wf.clone()),
                         repeat: true,
                     });
                 }
@@ -1361,7 +1361,7 @@ impl Ledger {
         };
         if wf.is_final() {
             return Outcome::Workflow {
-                view: wf,
+                view: Box::new(wf),
                 repeat: true,
             };
         }
@@ -1950,7 +1950,7 @@ impl Ledger {
             self.workflows.insert(key, wf.clone());
         }
         Outcome::Workflow {
-            view: wf,
+            view: Box::new(wf),
             repeat: false,
         }
     }
@@ -2054,7 +2054,7 @@ fn new_workflow(
 fn repeat_or_conflict(existing: &Workflow, hash: u64, key: &str) -> Outcome {
     if existing.request_hash == hash {
         Outcome::Workflow {
-            view: existing.clone(),
+            view: Box::new(existing.clone()),
             repeat: true,
         }
     } else {

@@ -13,10 +13,8 @@ use crossdock_engine::{Engine, EngineError, EventReply, EventStatus, Reservation
 use crossdock_ledger::{ChanIdx, Rejection, Reservation};
 use crossdock_model::event::ReserveLine;
 use crossdock_model::{
-    ChannelId, Envelope, Event, EventError, ExceptionKind, ExceptionRecord, ExceptionStatus,
-    ItemId, Timestamp,
+    ChannelId, Envelope, Event, EventError, ExceptionKind, ExceptionRecord, ItemId, Timestamp,
 };
-use crossdock_store::ExceptionFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -29,6 +27,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub delivery: Arc<crossdock_delivery::Delivery>,
     pub partners: Arc<crate::edi::Partners>,
+    /// The exceptions work queue's store connection.
+    pub exceptions: crossdock_store::thread::StoreThread,
     pub config: Arc<Config>,
 }
 
@@ -47,7 +47,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/reservations", post(post_reservation))
         .route("/v1/reservations/{id}/release", post(release_reservation))
         .route("/v1/reservations/{id}/commit", post(commit_reservation))
-        .route("/v1/exceptions", get(get_exceptions))
+        .route("/v1/exceptions", get(crate::exceptions_api::get_exceptions))
+        .route(
+            "/v1/exceptions/bulk",
+            post(crate::exceptions_api::post_bulk),
+        )
+        .route(
+            "/v1/exceptions/{id}/{action}",
+            post(crate::exceptions_api::post_action),
+        )
         .route("/v1/orders", post(wf::post_order).get(wf::list_orders))
         .route("/v1/orders/{id}", get(wf::get_order))
         .route("/v1/orders/{id}/cancel", post(wf::cancel_order))
@@ -81,10 +89,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/master", get(crate::edi_api::get_master))
         .route("/v1/master/{kind}", post(crate::edi_api::post_master))
-        .route(
-            "/v1/exceptions/{id}/replay",
-            post(crate::edi_api::post_replay),
-        )
         .route(
             "/v1/webhooks/{platform}/{channel}",
             post(crate::webhooks::post_webhook),
@@ -811,46 +815,6 @@ async fn settle_reservation(
         .await
         .map_err(engine_problem)?;
     reservation_reply(reply, false)
-}
-
-#[derive(Deserialize)]
-struct ExceptionParams {
-    kind: Option<String>,
-    status: Option<String>,
-    limit: Option<u32>,
-}
-
-async fn get_exceptions(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(q): Query<ExceptionParams>,
-) -> AppResult {
-    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
-    let kind = match q.kind.as_deref() {
-        None => None,
-        Some(k) => Some(ExceptionKind::parse(k).ok_or_else(|| {
-            Problem::bad_request("invalid-parameter", format!("unknown exception kind {k:?}"))
-                .field("kind")
-        })?),
-    };
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(ExceptionStatus::parse(s).ok_or_else(|| {
-            Problem::bad_request("invalid-parameter", format!("unknown status {s:?}"))
-                .field("status")
-        })?),
-    };
-    let filter = ExceptionFilter {
-        kind,
-        status,
-        limit: q.limit.unwrap_or(100).min(1000),
-    };
-    let (list, counts) = st.engine.exceptions(filter).await.map_err(engine_problem)?;
-    let counts: serde_json::Map<String, Value> = counts
-        .into_iter()
-        .map(|(k, n)| (k.as_str().to_string(), json!(n)))
-        .collect();
-    Ok(Json(json!({"exceptions": list, "open_by_kind": counts})).into_response())
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,15 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller a configured token makes (an exception replay submits as the token that sent
+    /// the input).
+    pub fn of(token: &Token) -> Caller {
+        Caller {
+            name: token.name.clone(),
+            scopes: token.scopes.clone(),
+        }
+    }
+
     fn admin(&self) -> bool {
         self.scopes.iter().any(|s| matches!(s, Scope::Admin))
     }

@@ -134,6 +134,7 @@ pub struct RawConfig {
     pub endpoints: Vec<crate::endpoints::EndpointEntry>,
     pub partners: Vec<crossdock_edi::PartnerEntry>,
     pub workflows: workflows::WorkflowSection,
+    pub exceptions: crate::exception_policy::ExceptionsEntry,
 }
 
 /// One problem in the config file.
@@ -197,6 +198,8 @@ pub struct Config {
     pub locations: Vec<crossdock_master::Location>,
     /// `[workflows]`: the credit check and where postings go.
     pub workflows: workflows::WorkflowSettings,
+    /// `[exceptions]`: the work queue's policy per kind and its notifications.
+    pub exceptions: crate::exception_policy::ExceptionsConfig,
 }
 
 impl Config {
@@ -685,6 +688,14 @@ impl Checker<'_> {
             }
         }
 
+        let exceptions =
+            crate::exception_policy::check(&raw.exceptions).unwrap_or_else(|problems| {
+                for (k, message) in problems {
+                    self.problem(format!("exceptions.{k}"), message);
+                }
+                Default::default()
+            });
+
         if !self.problems.is_empty() {
             return None;
         }
@@ -730,6 +741,7 @@ impl Checker<'_> {
         if let Some(h) = raw.resequencer.held_max {
             policy.held_max = h.max(1);
         }
+        policy.resolves_oversell_records = exceptions.ledger_resolves_oversell();
         Some(Config {
             listen: raw.server.listen.unwrap_or_else(|| LISTEN_DEFAULT.into()),
             data_dir,
@@ -749,6 +761,7 @@ impl Checker<'_> {
             items_file: raw.master.items_file.as_ref().map(|f| base.join(f)),
             locations: master_locations,
             workflows: workflow_settings,
+            exceptions,
         })
     }
 }

@@ -83,7 +83,7 @@ impl Partners {
             }
         };
         for file in claimed {
-            let (accepted, report) = match self.handle(spec, &file).await {
+            let (accepted, report) = match self.handle(spec, &file, true).await {
                 Ok(handled) => handled,
                 Err(e) => {
                     // Nothing is lost: the file goes back and is handled again (what applied is
@@ -108,7 +108,9 @@ impl Partners {
     }
 
     /// Re-runs a file kept under `processed/` or `rejected/` (after master data was fixed):
-    /// lines applied before are repeats, lines that failed are tried again.
+    /// lines applied before are repeats, lines that failed are tried again. The partner was
+    /// answered (997, 855) when the file first came in; a replay does not answer again, so an
+    /// automatic retry never floods its outbound folder.
     pub async fn replay(&self, spec: &PartnerSpec, stored: &str) -> Result<Value, String> {
         let path = [files::PROCESSED, files::REJECTED]
             .iter()
@@ -127,12 +129,18 @@ impl Partners {
             bytes,
             modified,
         };
-        Ok(self.handle(spec, &file).await?.1)
+        Ok(self.handle(spec, &file, false).await?.1)
     }
 
-    /// Maps and applies one file; returns whether it was readable and its report, or why the
-    /// hub cannot take it now (stopping, overloaded, the store failing).
-    async fn handle(&self, spec: &PartnerSpec, file: &Claimed) -> Result<(bool, Value), String> {
+    /// Maps and applies one file (answering the partner when `answer`); returns whether it was
+    /// readable and its report, or why the hub cannot take it now (stopping, overloaded, the
+    /// store failing).
+    async fn handle(
+        &self,
+        spec: &PartnerSpec,
+        file: &Claimed,
+        answer: bool,
+    ) -> Result<(bool, Value), String> {
         let received_at = Timestamp::now();
         if file.name.to_ascii_lowercase().ends_with(".csv") {
             return self.handle_csv(spec, file, received_at).await;
@@ -206,7 +214,7 @@ impl Partners {
             &file.stored,
             received_at,
         );
-        let mut report = self.apply(spec, mapped, &file.stored).await?;
+        let mut report = self.apply(spec, mapped, &file.stored, answer).await?;
         report["file"] = json!(file.stored);
         report["diagnostics"] = json!(doc.diagnostics);
         Ok((true, report))
@@ -232,7 +240,7 @@ impl Partners {
                     exceptions: m.exceptions,
                     ..Mapped::default()
                 };
-                let mut report = self.apply(spec, mapped, &file.stored).await?;
+                let mut report = self.apply(spec, mapped, &file.stored, true).await?;
                 report["file"] = json!(file.stored);
                 report["rows"] = json!(rows);
                 Ok((true, report))
@@ -282,9 +290,16 @@ impl Partners {
             .map_err(|e| format!("cannot record exceptions: {e}"))
     }
 
-    /// Applies what a file mapped to and writes the answers; returns the report, or why the hub
-    /// cannot take the file now (then nothing is answered and the file is handled again).
-    async fn apply(&self, spec: &PartnerSpec, mapped: Mapped, file: &str) -> Result<Value, String> {
+    /// Applies what a file mapped to and, when `answer`, writes the answers; returns the report,
+    /// or why the hub cannot take the file now (then nothing is answered and the file is handled
+    /// again).
+    async fn apply(
+        &self,
+        spec: &PartnerSpec,
+        mapped: Mapped,
+        file: &str,
+        answer: bool,
+    ) -> Result<Value, String> {
         let Mapped {
             events,
             orders,
@@ -353,7 +368,7 @@ impl Partners {
             acks.into_iter().map(TypedSet::from).collect::<Vec<_>>(),
             acks_855,
         ] {
-            if sets.is_empty() {
+            if sets.is_empty() || !answer {
                 continue;
             }
             match self.send(spec, &sets).await {
@@ -383,6 +398,7 @@ impl Partners {
             "documents": documents,
             "exceptions": exception_notes,
             "outbound": outbound_files,
+            "answered": answer,
             "notes": notes,
         }))
     }

@@ -1,6 +1,6 @@
-//! `/v1/partners`, `/v1/master` and exception replay: trading partners and their folders,
-//! sending an 856, 810 or 940 to a partner, master data files replaced at runtime, and
-//! re-running the stored input of an exception once master data is fixed.
+//! `/v1/partners` and `/v1/master`: trading partners and their folders, sending an 856, 810 or
+//! 940 to a partner, and master data files replaced at runtime (exception replay, which re-runs
+//! a stored partner file once master data is fixed, is in [`crate::replay`]).
 
 use std::sync::Arc;
 
@@ -9,9 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use crossdock_edi::outbound::{self, ReleaseDoc, ShipmentDoc};
-use crossdock_model::{ExceptionStatus, Timestamp};
 use crossdock_x12::sets::TypedSet;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::AppState;
@@ -128,80 +126,4 @@ pub async fn post_master(
         }
         Err(e) => Err(Problem::unavailable(e.to_string())),
     }
-}
-
-#[derive(Deserialize)]
-pub struct ReplayBody {
-    note: String,
-}
-
-/// `POST /v1/exceptions/{id}/replay`: re-runs the stored input of a partner-file exception.
-/// The record is marked replayed; if the input still fails, the same record opens again.
-pub async fn post_replay(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> AppResult {
-    let caller = authenticate(&st.config.tokens, &headers)?;
-    caller.require(Needed::Admin)?;
-    let req: ReplayBody = serde_json::from_slice(&body).map_err(|e| {
-        Problem::bad_request(
-            "invalid-body",
-            format!("expected {{\"note\": \"...\"}}: {e}"),
-        )
-        .field("note")
-    })?;
-    if req.note.trim().is_empty() {
-        return Err(
-            Problem::bad_request("missing-note", "say why in \"note\"; it is audited")
-                .field("note"),
-        );
-    }
-    let record = set_status(&st, &id, ExceptionStatus::Replayed, &caller.name, &req.note)
-        .await?
-        .ok_or_else(|| Problem::not_found("no-such-exception", format!("no exception {id:?}")))?;
-    let stored = record
-        .entity
-        .strip_prefix("file:")
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(partner, rest)| (partner, rest.split('#').next().unwrap_or(rest)));
-    let replayed = match stored {
-        None => Err(format!(
-            "exception {id} ({}) has no stored input to replay",
-            record.entity
-        )),
-        Some((partner, file)) => match st.partners.spec(partner) {
-            None => Err(format!("partner {partner:?} is no longer configured")),
-            Some(spec) => st.partners.replay(spec, file).await.map(|r| (file, r)),
-        },
-    };
-    let (file, report) = match replayed {
-        Ok(done) => done,
-        Err(e) => {
-            // Not replayed after all: the record goes back to open, saying why.
-            let note = format!("replay failed: {e}");
-            set_status(&st, &id, ExceptionStatus::Open, &caller.name, &note).await?;
-            return Err(Problem::unprocessable("not-replayable", e));
-        }
-    };
-    Ok(Json(json!({ "exception": record.id, "replayed": file, "report": report })).into_response())
-}
-
-async fn set_status(
-    st: &AppState,
-    id: &str,
-    status: ExceptionStatus,
-    actor: &str,
-    note: &str,
-) -> Result<Option<crossdock_model::ExceptionRecord>, Problem> {
-    let (id, actor, note) = (id.to_string(), actor.to_string(), note.to_string());
-    st.partners
-        .store
-        .call(move |s| {
-            s.set_exception_status(&id, status, &actor, &note, Timestamp::now().as_micros())
-        })
-        .await
-        .map_err(|e| Problem::unavailable(e.to_string()))?
-        .map_err(|e| Problem::unavailable(e.to_string()))
 }

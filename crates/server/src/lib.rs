@@ -12,11 +12,15 @@ pub mod edi;
 pub mod edi_api;
 pub mod edi_postings;
 pub mod endpoints;
+pub mod exception_policy;
+pub mod exceptions_api;
 pub mod master_data;
 pub mod openapi;
 pub mod problem;
+pub mod replay;
 pub mod webhooks;
 pub mod workflow_api;
+pub mod workqueue;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -33,6 +37,8 @@ pub struct Hub {
     pub engine: Arc<Engine>,
     pub delivery: Arc<Delivery>,
     pub partners: Arc<edi::Partners>,
+    /// The exceptions work queue's store connection.
+    pub exceptions: StoreThread,
 }
 
 /// Opens the store and starts the engine the config describes, with a delivery lane per
@@ -71,6 +77,7 @@ pub fn start_observed(
         .map_err(|e| crossdock_store::StoreError::Config(format!("master data: {e}")))?,
     );
     let partner_store = StoreThread::spawn("partners-store", store.open()?);
+    let exceptions = StoreThread::spawn("exceptions-store", store.open()?);
     let mut lanes: Vec<_> = config
         .endpoints
         .iter()
@@ -144,6 +151,7 @@ pub fn start_observed(
         engine,
         delivery,
         partners,
+        exceptions,
     })
 }
 
@@ -162,8 +170,10 @@ pub async fn serve(
         engine: hub.engine,
         delivery: hub.delivery,
         partners: hub.partners,
+        exceptions: hub.exceptions,
         config,
     });
+    workqueue::start(state.clone(), stop_partners.subscribe());
     let result = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
         .await;

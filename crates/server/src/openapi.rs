@@ -142,15 +142,6 @@ pub fn document() -> Value {
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "committed"}, "404": problem_response("unknown reservation"), "409": problem_response("not held")}
             }},
-            "/v1/exceptions": {"get": {
-                "summary": "Exception records, newest first, with open counts by kind", "security": bearer,
-                "parameters": [
-                    {"name": "kind", "in": "query", "schema": {"type": "string"}},
-                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["open", "acknowledged", "resolved", "replayed", "discarded"]}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}}
-                ],
-                "responses": {"200": {"description": "{exceptions, open_by_kind}"}}
-            }},
             "/v1/outbox": {"get": {
                 "summary": "Pending outbox messages (admin)", "security": bearer,
                 "parameters": [{"name": "endpoint", "in": "query", "schema": {"type": "string"}}],
@@ -200,7 +191,11 @@ pub fn document() -> Value {
             }}
         }
     });
-    for more in [partner_paths(&bearer), workflow_paths(&bearer)] {
+    for more in [
+        partner_paths(&bearer),
+        workflow_paths(&bearer),
+        exception_paths(&bearer),
+    ] {
         if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
             paths.extend(more);
         }
@@ -302,12 +297,75 @@ fn partner_paths(bearer: &Value) -> Value {
                 "parameters": [{"name": "kind", "in": "path", "required": true, "schema": {"type": "string", "enum": ["items", "locations", "crosswalks", "units"]}}],
                 "requestBody": {"required": true, "content": {"text/csv": {"schema": {"type": "string"}}}},
                 "responses": {"200": {"description": "{replaced, counts}"}, "422": problem_response("bad rows, each with its line")}
-            }},
-            "/v1/exceptions/{id}/replay": {"post": {
-                "summary": "Run the stored input of a partner-file exception again, after master data was fixed (admin; audited)", "security": bearer,
-                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["note"], "properties": {"note": {"type": "string"}}}}}},
-                "responses": {"200": {"description": "{exception, replayed, report}"}, "404": problem_response("no such exception"), "422": problem_response("nothing stored to replay")}
             }}
+    })
+}
+
+/// The exceptions work queue: records, lifecycle moves, bulk moves.
+fn exception_paths(bearer: &Value) -> Value {
+    let text = json!({"type": "string"});
+    let filter = json!({
+        "type": "object",
+        "description": "every given condition must hold",
+        "properties": {
+            "kind": {"type": "string", "description": "a kind, or several separated by commas"},
+            "status": {"type": "string", "description": "a status, several separated by commas, active (open and acknowledged) or closed (resolved, replayed, discarded)"},
+            "entity_prefix": text, "correlation_id": text,
+            "since": {"type": "string", "format": "date-time", "description": "received at or after"},
+            "until": {"type": "string", "format": "date-time", "description": "received before"}
+        }
+    });
+    json!({
+        "/v1/exceptions": {"get": {
+            "summary": "Exception records, newest first, paged, with counts of what the filter matches by kind and status and open counts by kind",
+            "security": bearer,
+            "parameters": [
+                {"name": "kind", "in": "query", "schema": text, "description": "comma-separated kinds"},
+                {"name": "status", "in": "query", "schema": text, "description": "comma-separated statuses, or active, or closed"},
+                {"name": "entity_prefix", "in": "query", "schema": text},
+                {"name": "correlation_id", "in": "query", "schema": text},
+                {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                {"name": "cursor", "in": "query", "schema": text, "description": "next_cursor of the previous page"}
+            ],
+            "responses": {
+                "200": {"description": "{exceptions: [record with actor, note, policy, replay, attempts, held_at, notified_at, corrected_at], next_cursor, matching: {total, by_kind}, open_by_kind}"},
+                "400": problem_response("unknown kind or status, a time that is not RFC 3339, a cursor that was not given")
+            }
+        }},
+        "/v1/exceptions/{id}/{action}": {"post": {
+            "summary": "acknowledge (open → acknowledged), resolve or discard (open or acknowledged → resolved or discarded), or replay: run the kept input again (a partner file, a request refused at the HTTP edge, a parked delivery) (admin; audited)",
+            "security": bearer,
+            "parameters": [
+                {"name": "id", "in": "path", "required": true, "schema": text},
+                {"name": "action", "in": "path", "required": true, "schema": {"type": "string", "enum": ["acknowledge", "resolve", "discard", "replay"]}}
+            ],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["note"], "properties": {"note": {"type": "string", "description": "why (audited)"}}}}}},
+            "responses": {
+                "200": {"description": "{exception}; for replay also {input, replayed, report}"},
+                "400": problem_response("no note"),
+                "404": problem_response("no such exception or action"),
+                "409": problem_response("invalid-transition: the record is closed (or already acknowledged); status names it"),
+                "422": problem_response("not-replayable: nothing kept to run; replay-failed: it ran and failed again; the record keeps its status, with a note saying why")
+            }
+        }},
+        "/v1/exceptions/bulk": {"post": {
+            "summary": "One move for every record a filter matches, oldest first, bounded (admin; audited per record)",
+            "security": bearer,
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["action", "filter", "note"],
+                "properties": {
+                    "action": {"type": "string", "enum": ["acknowledge", "resolve", "discard", "replay"]},
+                    "filter": filter,
+                    "note": {"type": "string"},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
+                }
+            }}}},
+            "responses": {
+                "200": {"description": "{action, matched, applied, skipped, more, results: [{id, outcome: applied | skipped, status, reason}]}"},
+                "400": problem_response("no filter, no note, unknown action, kind or status, limit out of range")
+            }
+        }}
     })
 }

@@ -10,6 +10,8 @@
 #[macro_use]
 mod common;
 pub mod delivery;
+#[macro_use]
+pub mod exceptions;
 pub mod postgres;
 pub mod sqlite;
 pub mod thread;
@@ -18,6 +20,7 @@ pub use delivery::{
     Ack, AuditRow, DeadLetter, DeadLetterAction, DeadLetterFilter, DeadLetterStatus, DeliveryStore,
     NewDeadLetter, SentRow,
 };
+pub use exceptions::{Cursor, ExceptionQuery, ExceptionStore, QueueMark, QueueRecord, Transition};
 
 use crossdock_model::{ExceptionKind, ExceptionRecord, ExceptionStatus};
 
@@ -311,7 +314,7 @@ pub struct ExceptionFilter {
 
 /// Storage for the engine. One instance per writer thread (plus one for reads); implementations
 /// are synchronous because writers are dedicated threads.
-pub trait Store: DeliveryStore + Send {
+pub trait Store: DeliveryStore + ExceptionStore + Send {
     /// Creates or upgrades the schema and checks the partition count the data was written with.
     fn migrate(&mut self, partitions: u32) -> Result<()>;
     fn load_partition(&mut self, partition: u32) -> Result<PartitionSnapshot>;

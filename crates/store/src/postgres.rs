@@ -14,6 +14,7 @@ use crossdock_model::event::key_hash;
 use crossdock_model::{ExceptionKind, ExceptionRecord, Timestamp};
 
 mod delivery;
+mod exceptions;
 mod workflow;
 
 use crate::common::{self, Migration, PARTITIONS_KEY};
@@ -43,6 +44,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "workflows",
         sql: include_str!("../migrations/postgres/0004_workflows.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "exception_queue",
+        sql: include_str!("../migrations/postgres/0005_exception_queue.sql"),
     },
 ];
 

@@ -13,6 +13,7 @@ use crossdock_model::{ExceptionKind, ExceptionRecord, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, params};
 
 mod delivery;
+mod exceptions;
 mod workflow;
 
 use crate::common::{self, Migration, PARTITIONS_KEY};
@@ -45,6 +46,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "workflows",
         sql: include_str!("../migrations/sqlite/0004_workflows.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "exception_queue",
+        sql: include_str!("../migrations/sqlite/0005_exception_queue.sql"),
     },
 ];
 

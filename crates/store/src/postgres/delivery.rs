@@ -40,10 +40,11 @@ const DELETE_LATEST: &str = "DELETE FROM outbox WHERE endpoint = $1 AND key = $2
 const DELETE_ORDERED: &str = "DELETE FROM outbox WHERE endpoint = $1 AND key = $2 AND kind = 'ordered' \
      AND ledger_seq = $3";
 
+/// A value written again at the same sequence (a resync after drift) records its new time.
 const UPSERT_SENT: &str = "INSERT INTO delivery_sent (endpoint, key, ledger_seq, value, sent_at_us) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (endpoint, key) DO UPDATE SET \
      ledger_seq = excluded.ledger_seq, value = excluded.value, sent_at_us = excluded.sent_at_us \
-     WHERE excluded.ledger_seq > delivery_sent.ledger_seq";
+     WHERE excluded.ledger_seq >= delivery_sent.ledger_seq";
 
 /// Closes the exceptions of the letters [`SUPERSEDE`] is about to retire.
 const CLOSE_SUPERSEDED: &str = "UPDATE exceptions SET status = 'resolved', updated_at_us = $3, \
