@@ -31,7 +31,7 @@ pub async fn orders(
     credit_ms: u64,
     common: &Common,
 ) -> Result<()> {
-    let connections = common.connections.unwrap_or(128);
+    let connections = common.connections.unwrap_or(64);
     let total = rate * seconds as usize;
     let mut runs = Vec::new();
     for run in 0..common.runs {

@@ -91,13 +91,11 @@ pub async fn post_order(
     })
     .await?;
     let corr = correlation_from(&headers);
-    // A repeat is answered from the stored order without asking the ERP again.
-    let credit = match st.engine.workflow(&WorkflowKind::Order.key(&b.id)).await {
-        Ok(Some(_)) => credit_not_required(),
-        _ => match &st.config.workflows.credit {
-            Some(settings) => credit_check(settings, &b).await,
-            None => credit_not_required(),
-        },
+    // A repeated order asks the ERP again (a read on its side), but the ledger answers it with
+    // the stored order: the first credit answer stands.
+    let credit = match &st.config.workflows.credit {
+        Some(settings) => credit_check(settings, &b).await,
+        None => credit_not_required(),
     };
     let data = capture(&b, credit, "api");
     let event = hub_command(
