@@ -254,6 +254,8 @@ pub(crate) struct View {
 }
 
 pub struct Engine {
+    /// The embedded store's WAL checkpoints, off the commit path.
+    checkpointer: Mutex<Option<crossdock_store::sqlite::Checkpointer>>,
     policy: Arc<Policy>,
     partitions: Vec<SyncSender<Command>>,
     views: Vec<Arc<RwLock<View>>>,
@@ -305,7 +307,15 @@ impl Engine {
                 .expect("spawn writer thread");
             threads.push(handle);
         }
+        let checkpointer = match &config.store {
+            StoreSpec::Sqlite(path) => Some(crossdock_store::sqlite::Checkpointer::spawn(
+                path,
+                std::time::Duration::from_millis(200),
+            )?),
+            _ => None,
+        };
         let engine = Arc::new(Engine {
+            checkpointer: Mutex::new(checkpointer),
             policy,
             partitions: senders,
             views,
@@ -698,5 +708,6 @@ impl Engine {
         for t in threads {
             let _ = t.join();
         }
+        drop(self.checkpointer.lock().expect("checkpointer lock").take());
     }
 }

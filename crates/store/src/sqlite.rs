@@ -183,6 +183,69 @@ macro_rules! outbox_select {
 const SELECT_OUTBOX: &str = outbox_select!("");
 const SELECT_OUTBOX_FOR: &str = outbox_select!("WHERE endpoint = ?");
 
+/// WAL pages after which a committing connection checkpoints by itself.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 65_536;
+
+/// Copies the WAL back into the database file from its own thread and connection, so commits
+/// never wait for it: a `PASSIVE` checkpoint every `every`, which neither blocks nor waits for
+/// writers and readers. Stops when dropped.
+#[derive(Debug)]
+pub struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub fn spawn(path: &Path, every: Duration) -> Result<Checkpointer> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let store = SqliteStore::open(path)?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                let tick = Duration::from_millis(20).min(every);
+                let mut waited = Duration::ZERO;
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    waited += tick;
+                    if waited < every {
+                        continue;
+                    }
+                    waited = Duration::ZERO;
+                    let done = store
+                        .conn
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, i64>(1)?,
+                                r.get::<_, i64>(2)?,
+                            ))
+                        });
+                    if let Err(e) = done {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
+                    }
+                }
+            })
+            .map_err(|e| {
+                crate::StoreError::Config(format!("cannot start the checkpoint thread: {e}"))
+            })?;
+        Ok(Checkpointer {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// The embedded store. One instance per thread; open as many as needed on the same file.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -208,10 +271,11 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", false)?;
         conn.pragma_update(None, "cache_size", -32768)?;
-        // Checkpoint every 8,192 pages (32 MiB) of WAL rather than the default 1,000: a group
-        // commit of 10,000 events writes several MiB, and a checkpoint (copy back + fsync) after
-        // nearly every batch cost a fifth of ingest throughput. The WAL stays bounded.
-        conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+        // The WAL is copied back by a [`Checkpointer`] thread, off the commit path: a
+        // checkpoint in the committing connection (copy back + fsync of tens of MiB) stalled
+        // every commit behind it for tens of milliseconds. This limit (256 MiB of WAL) is only
+        // the safety net for when no checkpointer runs or it cannot keep up.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(SqliteStore { conn })
     }
