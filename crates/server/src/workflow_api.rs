@@ -36,7 +36,7 @@ type AppResult = Result<Response, Problem>;
 #[serde(deny_unknown_fields)]
 struct OrderBody {
     id: String,
-    channel: String,
+    channel: ChannelId,
     lines: Vec<OrderLine>,
     ship_to: ShipTo,
     #[serde(default)]
@@ -80,9 +80,6 @@ pub async fn post_order(
     let caller = authenticate(&st.config.tokens, &headers)?;
     caller.require(Needed::Reserve)?;
     let b: OrderBody = checked(&st, &caller, &body, |b: &OrderBody| {
-        ChannelId::new(&b.channel).map_err(|e| {
-            Problem::unprocessable("invalid-workflow", format!("channel {e}")).field("channel")
-        })?;
         validate(EventData::OrderCaptured(capture(
             b,
             credit_not_required(),
@@ -115,8 +112,7 @@ pub async fn post_order(
 fn capture(b: &OrderBody, credit: Credit, origin: &str) -> OrderCaptured {
     OrderCaptured {
         order: b.id.clone(),
-        channel: ChannelId::new(&b.channel)
-            .unwrap_or_else(|_| ChannelId::new("invalid").expect("valid")),
+        channel: b.channel.clone(),
         lines: b.lines.clone(),
         ship_to: b.ship_to.clone(),
         amount_minor: b.amount_minor,
