@@ -221,6 +221,19 @@ endpoint = "wms-east-releases"
         (6, 0),
         "shipped units left on_hand and allocation"
     );
+    // SKU-2 shipped without a pick message: it leaves the allocation all the same.
+    let (_, pos) = get(&mut q, "/v1/items/SKU-2/positions").await;
+    let p2 = &pos["positions"][0];
+    assert_eq!(
+        (
+            p2["on_hand"].as_i64(),
+            p2["allocated"].as_i64(),
+            p2["picked"].as_i64(),
+            p2["available"].as_i64()
+        ),
+        (Some(3), Some(0), Some(0), Some(3)),
+        "{pos}"
+    );
 
     // Postings went through the outbox: accepted + invoiced to the ERP, the release to the WMS.
     wait_for("the ERP postings", Duration::from_secs(15), || async {

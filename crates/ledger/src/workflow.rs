@@ -675,19 +675,37 @@ impl Ledger {
                 let key = WorkflowKind::Order.key(&s.order);
                 if let Some(mut wf) = self.workflows.get(&key).cloned() {
                     let Doc::Order(d) = &mut wf.doc else { return };
+                    let mut unpicked = Vec::new();
                     for line in &s.lines {
                         let mut left = line.qty;
                         for a in d.lines.iter_mut().flat_map(|l| l.allocations.iter_mut()) {
                             if a.item == line.item && a.location == line.location && left > 0 {
-                                // Shipped without a pick message: the units leave the allocation.
                                 let from_picked = a.picked.min(left);
                                 a.picked -= from_picked;
                                 let from_allocated = a.qty.min(left - from_picked);
                                 a.qty -= from_allocated;
                                 a.shipped += from_picked + from_allocated;
                                 left -= from_picked + from_allocated;
+                                if from_allocated > 0 {
+                                    unpicked.push((
+                                        a.item.clone(),
+                                        a.location.clone(),
+                                        a.lot.clone(),
+                                        from_allocated,
+                                    ));
+                                }
                             }
                         }
+                    }
+                    // Shipped without a pick message: the shipment took the units from picked;
+                    // they were still allocated, so they leave the allocation instead.
+                    for (item, location, lot, n) in unpicked {
+                        let loc = policy
+                            .location(&location)
+                            .expect("allocated at a configured location");
+                        let b = &mut self.item_mut(&item, fx).position_mut(loc, lot.as_ref()).b;
+                        b.allocated -= n;
+                        b.picked += n;
                     }
                     let complete = d.lines.iter().all(|l| l.shipped() + l.cancelled >= l.qty);
                     let shipped: i64 = s.lines.iter().map(|l| l.qty).sum();
@@ -1311,8 +1329,9 @@ impl Ledger {
                 }
             }
             if filled.is_empty() {
-                // Stock went elsewhere or is not at this channel's locations: later orders wait too.
-                break;
+                // Nothing free where this order's channel sources: a later order of another
+                // channel may still be filled from it.
+                continue;
             }
             for a in &filled {
                 self.allocate(policy, a, seq, fx);
