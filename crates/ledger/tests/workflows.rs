@@ -226,7 +226,7 @@ fn to_event(n: usize, op: &Op) -> Event {
             capture(
                 &format!("o{o}"),
                 &lines,
-                if n % 2 == 0 { "CA" } else { "NY" },
+                if n.is_multiple_of(2) { "CA" } else { "NY" },
             )
         }
         Op::Cancel(o) => hub_command(
