@@ -47,7 +47,7 @@ pub async fn orders(
             credit.url()
         );
         let (hub, _) = Hub::start_with(&dir, &extra).await?;
-        let seed: String = (0..items)
+        let seed: Vec<String> = (0..items)
             .flat_map(|i| ["DC-EAST", "DC-WEST"].map(move |loc| (i, loc)))
             .map(|(i, loc)| {
                 json!({"specversion": "1.0", "id": format!("seed-{i}-{loc}"), "source": "bench",
@@ -57,7 +57,12 @@ pub async fn orders(
                     + "\n"
             })
             .collect();
-        send_batches(&hub.addr, vec![Bytes::from(seed)], 1).await?;
+        // At most 10,000 lines per batch, as the API takes them.
+        let batches = seed
+            .chunks(10_000)
+            .map(|c| Bytes::from(c.concat()))
+            .collect();
+        send_batches(&hub.addr, batches, 1).await?;
 
         let next = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -71,7 +76,7 @@ pub async fn orders(
                 let mut c = Client::connect(&addr, TOKEN)
                     .await
                     .map_err(|e| e.to_string())?;
-                let mut lat: Vec<u32> = Vec::new();
+                let mut lat: Vec<(u32, u32)> = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= total {
@@ -102,7 +107,10 @@ pub async fn orders(
                         )
                         .await
                         .map_err(|e| e.to_string())?;
-                    lat.push(due.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    lat.push((
+                        due.elapsed().as_micros().min(u128::from(u32::MAX)) as u32,
+                        (i * 1000 / rate) as u32,
+                    ));
                     match r.status {
                         201 => accepted.fetch_add(1, Ordering::Relaxed),
                         409 => refused.fetch_add(1, Ordering::Relaxed),
@@ -116,12 +124,25 @@ pub async fn orders(
                 }
             }));
         }
-        let mut lat = Vec::with_capacity(total);
+        let mut timed = Vec::with_capacity(total);
         for t in tasks {
-            lat.extend(t.await.map_err(|e| e.to_string())??);
+            timed.extend(t.await.map_err(|e| e.to_string())??);
         }
         let elapsed = start.elapsed().as_secs_f64();
+        // Where the slow answers were: the seconds holding most of the slowest 1%.
+        let mut lat: Vec<u32> = timed.iter().map(|t| t.0).collect();
         lat.sort_unstable();
+        let cut = lat[lat.len() * 99 / 100];
+        let mut slow_by_second = std::collections::BTreeMap::<u32, usize>::new();
+        for (l, at_ms) in &timed {
+            if *l >= cut {
+                *slow_by_second.entry(at_ms / 1000).or_default() += 1;
+            }
+        }
+        let mut worst: Vec<(u32, usize)> = slow_by_second.into_iter().collect();
+        worst.sort_by_key(|w| std::cmp::Reverse(w.1));
+        worst.truncate(5);
+        println!("run {run}: the slowest 1% by second of the run (second, count): {worst:?}");
 
         // Zero oversell: no position allocates more than it has.
         let mut c = Client::connect(&hub.addr, TOKEN)

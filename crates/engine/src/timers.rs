@@ -13,7 +13,8 @@ use crossdock_model::{Event, Timestamp};
 struct Wheel {
     heap: BinaryHeap<Reverse<(Timestamp, String)>>,
     /// The live timers; heap entries not found here (or with another due time) are stale.
-    live: HashMap<String, (Timestamp, Event)>,
+    /// Boxed: growing the map then moves pointers, not commands (no pause when it doubles).
+    live: HashMap<String, (Timestamp, Box<Event>)>,
     stopped: bool,
 }
 
@@ -39,7 +40,7 @@ impl TimerHandle {
             .peek()
             .is_none_or(|Reverse((head, _))| due_at < *head);
         w.heap.push(Reverse((due_at, id.clone())));
-        w.live.insert(id, (due_at, command));
+        w.live.insert(id, (due_at, Box::new(command)));
         if earliest {
             cv.notify_one();
         }
@@ -94,7 +95,7 @@ impl TimerHandle {
                     }
                     w.heap.pop();
                     drop(w);
-                    let queued = fire(command.clone());
+                    let queued = fire((*command).clone());
                     w = lock.lock().expect("timer lock");
                     if queued {
                         // Stays live until its commit cancels it; re-armed in case the commit fails.

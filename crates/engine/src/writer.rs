@@ -87,6 +87,12 @@ impl Writer {
             let t = expiry_timer(&reservation_from_row(row)?);
             timers.set(t.id, t.due_at, t.command);
         }
+        // So are workflow deadlines, from the workflow rows.
+        for wf in ledger.workflows() {
+            if let Some(t) = crossdock_ledger::workflow::deadline_timer(wf) {
+                timers.set(t.id, t.due_at, t.command);
+            }
+        }
         let mut writer = Writer {
             partition,
             store,

@@ -274,7 +274,8 @@ pub struct Ledger {
     reservations: HashMap<String, Reservation>,
     sources: HashMap<SourceId, SourceSeq>,
     /// Workflows still in progress, by key (`order:<id>`, ...); finished ones live in the store.
-    pub(crate) workflows: HashMap<String, Workflow>,
+    /// Boxed: growing the map then moves pointers, not workflows (no pause when it doubles).
+    pub(crate) workflows: HashMap<String, Box<Workflow>>,
     /// Orders waiting for stock of an item, oldest first.
     pub(crate) backorders: BTreeMap<ItemId, Vec<String>>,
 }

@@ -72,6 +72,10 @@ pub struct Workflow {
     pub steps: u32,
     /// Identifies the request that created it, so a repeat is recognised.
     pub request_hash: u64,
+    /// The pending deadline (an order's shipment posting, a PO's acknowledgment), until it is
+    /// met or fires. Its timer is derived from this on start, as a reservation's expiry is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Timestamp>,
 }
 
 impl Workflow {
@@ -418,6 +422,35 @@ fn data_hash<T: Serialize>(value: &T) -> u64 {
     xxhash_rust::xxh3::xxh3_64(serde_json::to_string(value).expect("serializes").as_bytes())
 }
 
+/// The timer of a workflow's pending deadline. Not stored: it is derived from the workflow row
+/// (armed again on start), and the command that fires clears the deadline, so it acts once.
+pub fn deadline_timer(wf: &Workflow) -> Option<TimerSet> {
+    let due = wf.deadline?;
+    let (id, name, data) = match wf.kind {
+        WorkflowKind::Order => (
+            shipment_timer_id(&wf.id),
+            format!("order:{}:shipment-due", wf.id),
+            EventData::OrderShipmentDue(crossdock_model::event::OrderShipmentDue {
+                order: wf.id.clone(),
+            }),
+        ),
+        WorkflowKind::PurchaseOrder => (
+            ack_timer_id(&wf.id),
+            format!("po:{}:ack-due", wf.id),
+            EventData::PurchaseOrderAckDue(crossdock_model::event::PurchaseOrderAckDue {
+                po: wf.id.clone(),
+            }),
+        ),
+        WorkflowKind::Return | WorkflowKind::Transfer => return None,
+    };
+    Some(TimerSet {
+        id,
+        due_at: due,
+        command: hub_command(name, due, wf.correlation_id.clone(), data),
+        durable: false,
+    })
+}
+
 pub fn shipment_timer_id(order: &str) -> String {
     format!("wf:order:{order}:ship")
 }
@@ -428,7 +461,7 @@ pub fn ack_timer_id(po: &str) -> String {
 
 impl Ledger {
     pub fn workflow(&self, key: &str) -> Option<&Workflow> {
-        self.workflows.get(key)
+        self.workflows.get(key).map(|w| &**w)
     }
 
     /// Puts a workflow back after a restart.
@@ -441,11 +474,11 @@ impl Ledger {
                 }
             }
         }
-        self.workflows.insert(wf.key(), wf);
+        self.workflows.insert(wf.key(), Box::new(wf));
     }
 
     pub fn workflows(&self) -> impl Iterator<Item = &Workflow> {
-        self.workflows.values()
+        self.workflows.values().map(|w| &**w)
     }
 
     /// Workflow hub commands. `None`: not a workflow command.
@@ -465,11 +498,11 @@ impl Ledger {
                 };
                 if wf.state != "held" {
                     return Some(Outcome::Workflow {
-                        view: Box::new(wf.clone()),
+                        view: wf.clone(),
                         repeat: true,
                     });
                 }
-                let mut wf = wf.clone();
+                let mut wf = (**wf).clone();
                 if let Doc::Order(d) = &mut wf.doc {
                     d.credit = Credit {
                         decision: CreditDecision::Approved,
@@ -498,16 +531,14 @@ impl Ledger {
             EventData::OrderShipmentDue(d) => {
                 let key = WorkflowKind::Order.key(&d.order);
                 fx.timers_done.push(shipment_timer_id(&d.order));
-                let Some(wf) = self.workflows.get(&key).cloned() else {
+                let Some(wf) = self.workflows.get(&key).map(|w| (**w).clone()) else {
                     return Some(Outcome::Noop);
                 };
-                if !matches!(
-                    wf.state.as_str(),
-                    "released" | "picked" | "partially_shipped" | "backordered"
-                ) {
+                if wf.deadline.is_none() {
                     return Some(Outcome::Noop);
                 }
                 let mut wf = wf;
+                wf.deadline = None;
                 let reason = format!(
                     "order {} is {} and not shipped {}s after release",
                     d.order, wf.state, policy.workflow.shipment_sla_s
@@ -529,7 +560,7 @@ impl Ledger {
             EventData::PurchaseOrderCreated(p) => self.create_po(policy, ev, p, seq, fx),
             EventData::PurchaseOrderAcknowledged(a) => {
                 let key = WorkflowKind::PurchaseOrder.key(&a.po);
-                let Some(mut wf) = self.workflows.get(&key).cloned() else {
+                let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) else {
                     return Some(quarantine(
                         fx,
                         ev,
@@ -576,6 +607,7 @@ impl Ledger {
                         );
                     }
                 }
+                wf.deadline = None;
                 let note = format!("{:?}", a.status).to_lowercase();
                 if wf.state == "created" || a.status == AckStatus::Rejected {
                     self.step(&mut wf, to, ev, seq, fx, note);
@@ -595,9 +627,12 @@ impl Ledger {
             EventData::PurchaseOrderAckDue(d) => {
                 fx.timers_done.push(ack_timer_id(&d.po));
                 let key = WorkflowKind::PurchaseOrder.key(&d.po);
-                let Some(mut wf) = self.workflows.get(&key).cloned() else {
+                let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) else {
                     return Some(Outcome::Noop);
                 };
+                if wf.deadline.take().is_none() {
+                    return Some(Outcome::Noop);
+                }
                 let Doc::PurchaseOrder(po) = &wf.doc else {
                     unreachable!("keyed by kind")
                 };
@@ -639,7 +674,7 @@ impl Ledger {
         match &ev.data {
             EventData::Picked(p) => {
                 let key = WorkflowKind::Order.key(&p.order);
-                if let Some(mut wf) = self.workflows.get(&key).cloned() {
+                if let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) {
                     let Doc::Order(d) = &mut wf.doc else { return };
                     let mut left = p.qty;
                     for a in d.lines.iter_mut().flat_map(|l| l.allocations.iter_mut()) {
@@ -673,7 +708,7 @@ impl Ledger {
             }
             EventData::Shipped(s) => {
                 let key = WorkflowKind::Order.key(&s.order);
-                if let Some(mut wf) = self.workflows.get(&key).cloned() {
+                if let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) {
                     let Doc::Order(d) = &mut wf.doc else { return };
                     let mut unpicked = Vec::new();
                     for line in &s.lines {
@@ -715,6 +750,7 @@ impl Ledger {
                     );
                     if complete {
                         fx.timers_done.push(shipment_timer_id(&s.order));
+                        wf.deadline = None;
                         self.step(&mut wf, "shipped", ev, seq, fx, note);
                         let invoice = order_invoice(&wf);
                         let (origin, corr) =
@@ -750,7 +786,7 @@ impl Ledger {
             }
             EventData::TransferShipped(t) => {
                 let key = WorkflowKind::Transfer.key(&t.transfer);
-                if let Some(mut wf) = self.workflows.get(&key).cloned() {
+                if let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) {
                     let Doc::Transfer(d) = &mut wf.doc else {
                         return;
                     };
@@ -769,7 +805,7 @@ impl Ledger {
             }
             EventData::TransferReceived(t) => {
                 let key = WorkflowKind::Transfer.key(&t.transfer);
-                if let Some(mut wf) = self.workflows.get(&key).cloned() {
+                if let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) {
                     let Doc::Transfer(d) = &mut wf.doc else {
                         return;
                     };
@@ -824,7 +860,7 @@ impl Ledger {
             }
             EventData::ReturnReceived(r) => {
                 let key = WorkflowKind::Return.key(&r.rma);
-                if let Some(mut wf) = self.workflows.get(&key).cloned() {
+                if let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) {
                     let Doc::Return(d) = &mut wf.doc else { return };
                     let note = match d.lines.iter_mut().find(|l| l.item == r.item) {
                         Some(l) => {
@@ -853,7 +889,7 @@ impl Ledger {
             }
             EventData::ReturnInspected(r) => {
                 let key = WorkflowKind::Return.key(&r.rma);
-                if let Some(mut wf) = self.workflows.get(&key).cloned() {
+                if let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) {
                     let Doc::Return(d) = &mut wf.doc else { return };
                     if let Some(l) = d.lines.iter_mut().find(|l| l.item == r.item) {
                         match r.disposition {
@@ -916,7 +952,7 @@ impl Ledger {
             EventData::Received(r) => {
                 if let Some(po) = &r.reference {
                     let key = WorkflowKind::PurchaseOrder.key(po);
-                    if let Some(mut wf) = self.workflows.get(&key).cloned() {
+                    if let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) {
                         let Doc::PurchaseOrder(d) = &mut wf.doc else {
                             return;
                         };
@@ -1018,6 +1054,7 @@ impl Ledger {
             updated_seq: seq,
             steps: 0,
             request_hash: hash,
+            deadline: None,
         };
         // Refused for want of stock before anything is recorded: not logged, nothing changes.
         let rule = policy.workflow.rule(chan);
@@ -1202,20 +1239,8 @@ impl Ledger {
                 "nothing in stock yet; waiting for supply".into(),
             );
         }
-        let due = ev.time.plus_secs(policy.workflow.shipment_sla_s);
-        fx.timers_set.push(TimerSet {
-            id: shipment_timer_id(&wf.id),
-            due_at: due,
-            command: hub_command(
-                format!("order:{}:shipment-due", wf.id),
-                due,
-                wf.correlation_id.clone(),
-                EventData::OrderShipmentDue(crossdock_model::event::OrderShipmentDue {
-                    order: wf.id.clone(),
-                }),
-            ),
-            durable: true,
-        });
+        wf.deadline = Some(ev.time.plus_secs(policy.workflow.shipment_sla_s));
+        fx.timers_set.extend(deadline_timer(wf));
     }
 
     /// Release messages to each warehouse with allocations (all of them, or only `fill`'s).
@@ -1279,7 +1304,7 @@ impl Ledger {
         };
         for order in waiting {
             let key = WorkflowKind::Order.key(&order);
-            let Some(mut wf) = self.workflows.get(&key).cloned() else {
+            let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) else {
                 continue;
             };
             let d = order_doc(&wf).clone();
@@ -1375,7 +1400,7 @@ impl Ledger {
         fx: &mut Effects,
     ) -> Outcome {
         let key = WorkflowKind::Order.key(order);
-        let Some(mut wf) = self.workflows.get(&key).cloned() else {
+        let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) else {
             return not_found(&key);
         };
         if wf.is_final() {
@@ -1423,6 +1448,7 @@ impl Ledger {
             p.b.picked -= picked;
         }
         fx.timers_done.push(shipment_timer_id(order));
+        wf.deadline = None;
         let payload = json!({"type": "order.cancelled", "order": order, "reason": reason});
         fx.postings.push(Posting {
             to: PostTo::Erp,
@@ -1640,19 +1666,8 @@ impl Ledger {
             payload,
             correlation_id: ev.correlation_id.clone(),
         });
-        fx.timers_set.push(TimerSet {
-            id: ack_timer_id(&p.po),
-            due_at: ack_due_at,
-            command: hub_command(
-                format!("po:{}:ack-due", p.po),
-                ack_due_at,
-                ev.correlation_id.clone(),
-                EventData::PurchaseOrderAckDue(crossdock_model::event::PurchaseOrderAckDue {
-                    po: p.po.clone(),
-                }),
-            ),
-            durable: true,
-        });
+        wf.deadline = Some(ack_due_at);
+        fx.timers_set.extend(deadline_timer(&wf));
         self.step(
             &mut wf,
             "created",
@@ -1729,7 +1744,7 @@ impl Ledger {
         fx: &mut Effects,
     ) -> Outcome {
         let key = WorkflowKind::PurchaseOrder.key(&a.po);
-        let Some(mut wf) = self.workflows.get(&key).cloned() else {
+        let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) else {
             return quarantine(
                 fx,
                 ev,
@@ -1827,7 +1842,7 @@ impl Ledger {
         fx: &mut Effects,
     ) -> Outcome {
         let key = WorkflowKind::PurchaseOrder.key(&dcs.po);
-        let Some(mut wf) = self.workflows.get(&key).cloned() else {
+        let Some(mut wf) = self.workflows.get(&key).map(|w| (**w).clone()) else {
             return not_found(&key);
         };
         let Doc::PurchaseOrder(d) = &mut wf.doc else {
@@ -1966,7 +1981,7 @@ impl Ledger {
         if wf.is_final() {
             self.workflows.remove(&key);
         } else {
-            self.workflows.insert(key, wf.clone());
+            self.workflows.insert(key, Box::new(wf.clone()));
         }
         Outcome::Workflow {
             view: Box::new(wf),
@@ -2067,6 +2082,7 @@ fn new_workflow(
         updated_seq: seq,
         steps: 0,
         request_hash: hash,
+        deadline: None,
     }
 }
 

@@ -184,7 +184,7 @@ const SELECT_OUTBOX: &str = outbox_select!("");
 const SELECT_OUTBOX_FOR: &str = outbox_select!("WHERE endpoint = ?");
 
 /// WAL pages after which a committing connection checkpoints by itself.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 65_536;
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 8_192;
 
 /// Copies the WAL back into the database file from its own thread and connection, so commits
 /// never wait for it: a `PASSIVE` checkpoint every `every`, which neither blocks nor waits for
@@ -273,8 +273,9 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -32768)?;
         // The WAL is copied back by a [`Checkpointer`] thread, off the commit path: a
         // checkpoint in the committing connection (copy back + fsync of tens of MiB) stalled
-        // every commit behind it for tens of milliseconds. This limit (256 MiB of WAL) is only
-        // the safety net for when no checkpointer runs or it cannot keep up.
+        // every commit behind it for tens of milliseconds. Under steady writes that thread never
+        // catches the last frames, so the WAL would only grow; past this limit (32 MiB) the
+        // committing connection checkpoints what little is left and the WAL starts over.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(SqliteStore { conn })
