@@ -274,24 +274,39 @@ pub async fn approve_order(
     .await
 }
 
+/// Starts a workflow from an admin's JSON body: parsed, checked, recorded as an exception when
+/// refused, then run as the hub command `command_id(&body)`.
+async fn start<T: serde::de::DeserializeOwned + Clone>(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    wrap: fn(T) -> EventData,
+    command_id: fn(&T) -> String,
+    check: impl FnOnce(&T) -> Result<(), Problem>,
+) -> AppResult {
+    let caller = authenticate(&st.config.tokens, headers)?;
+    caller.require(Needed::Admin)?;
+    let b: T = checked(st, &caller, body, |b: &T| {
+        check(b)?;
+        validate(wrap(b.clone()))
+    })
+    .await?;
+    let id = command_id(&b);
+    command(st, headers, id, wrap(b), StatusCode::CREATED).await
+}
+
 pub async fn post_return(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> AppResult {
-    let caller = authenticate(&st.config.tokens, &headers)?;
-    caller.require(Needed::Admin)?;
-    let b: ReturnAuthorized = checked(&st, &caller, &body, |b: &ReturnAuthorized| {
-        validate(EventData::ReturnAuthorized(b.clone()))
-    })
-    .await?;
-    let id = format!("return:{}:authorize", b.rma);
-    command(
+    start(
         &st,
         &headers,
-        id,
-        EventData::ReturnAuthorized(b),
-        StatusCode::CREATED,
+        &body,
+        EventData::ReturnAuthorized,
+        |r: &ReturnAuthorized| format!("return:{}:authorize", r.rma),
+        |_| Ok(()),
     )
     .await
 }
@@ -301,19 +316,13 @@ pub async fn post_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> AppResult {
-    let caller = authenticate(&st.config.tokens, &headers)?;
-    caller.require(Needed::Admin)?;
-    let b: TransferRequested = checked(&st, &caller, &body, |b: &TransferRequested| {
-        validate(EventData::TransferRequested(b.clone()))
-    })
-    .await?;
-    let id = format!("transfer:{}:request", b.transfer);
-    command(
+    start(
         &st,
         &headers,
-        id,
-        EventData::TransferRequested(b),
-        StatusCode::CREATED,
+        &body,
+        EventData::TransferRequested,
+        |t: &TransferRequested| format!("transfer:{}:request", t.transfer),
+        |_| Ok(()),
     )
     .await
 }
@@ -323,28 +332,22 @@ pub async fn post_purchase_order(
     headers: HeaderMap,
     body: Bytes,
 ) -> AppResult {
-    let caller = authenticate(&st.config.tokens, &headers)?;
-    caller.require(Needed::Admin)?;
-    let b: PurchaseOrderCreated = checked(&st, &caller, &body, |b: &PurchaseOrderCreated| {
-        if let Some(p) = &b.partner
-            && st.config.partners.iter().all(|x| &x.id != p)
-        {
-            return Err(Problem::unprocessable(
-                "invalid-workflow",
-                format!("no partner {p:?} is configured"),
-            )
-            .field("partner"));
-        }
-        validate(EventData::PurchaseOrderCreated(b.clone()))
-    })
-    .await?;
-    let id = format!("po:{}:create", b.po);
-    command(
+    start(
         &st,
         &headers,
-        id,
-        EventData::PurchaseOrderCreated(b),
-        StatusCode::CREATED,
+        &body,
+        EventData::PurchaseOrderCreated,
+        |p: &PurchaseOrderCreated| format!("po:{}:create", p.po),
+        |b: &PurchaseOrderCreated| match &b.partner {
+            Some(p) if st.config.partners.iter().all(|x| &x.id != p) => {
+                Err(Problem::unprocessable(
+                    "invalid-workflow",
+                    format!("no partner {p:?} is configured"),
+                )
+                .field("partner"))
+            }
+            _ => Ok(()),
+        },
     )
     .await
 }
