@@ -114,7 +114,19 @@ pub struct Report {
 struct Side {
     total: i64,
     by_status: [i64; 3],
-    by_lot: BTreeMap<Option<Lot>, i64>,
+    /// Only when some row names a lot: quantities by lot (no allocation for the common case).
+    by_lot: Option<Vec<(Option<Lot>, i64)>>,
+    status_given: bool,
+}
+
+impl Side {
+    fn add_lot(&mut self, lot: &Option<Lot>, qty: i64) {
+        let lots = self.by_lot.get_or_insert_with(Vec::new);
+        match lots.iter_mut().find(|(l, _)| l == lot) {
+            Some((_, q)) => *q += qty,
+            None => lots.push((lot.clone(), qty)),
+        }
+    }
 }
 
 fn status_index(s: StockStatus) -> usize {
@@ -124,6 +136,19 @@ fn status_index(s: StockStatus) -> usize {
         StockStatus::Damaged => 2,
     }
 }
+
+/// Hashes keys with xxh3: the keys are ids we hold, not attacker-chosen input to a server map.
+#[derive(Default, Clone, Copy)]
+struct Xxh3Build;
+
+impl std::hash::BuildHasher for Xxh3Build {
+    type Hasher = xxhash_rust::xxh3::Xxh3;
+    fn build_hasher(&self) -> Self::Hasher {
+        xxhash_rust::xxh3::Xxh3::new()
+    }
+}
+
+type Key<'a> = (&'a str, &'a str);
 
 /// Compares a snapshot taken `as_of` with the ledger as of the same time. A snapshot older than
 /// `stale_after_s` at `now` is classified stale as a whole (nothing in it is trusted).
@@ -137,84 +162,125 @@ pub fn compare(
 ) -> Report {
     let stale =
         now.as_micros() - as_of.as_micros() > (stale_after_s as i64).saturating_mul(1_000_000);
-    let mut source: HashMap<(&ItemId, &LocationId), Side> = HashMap::with_capacity(snapshot.len());
-    let mut status_given: HashSet<(&ItemId, &LocationId)> = HashSet::new();
-    let mut lots_given: HashSet<(&ItemId, &LocationId)> = HashSet::new();
+    let mut source: HashMap<Key<'_>, (Side, &SnapshotRow), Xxh3Build> =
+        HashMap::with_capacity_and_hasher(snapshot.len(), Xxh3Build);
     for r in snapshot {
-        let key = (&r.item, &r.location);
-        let side = source.entry(key).or_default();
+        let (side, _) = source
+            .entry((r.item.as_str(), r.location.as_str()))
+            .or_insert_with(|| (Side::default(), r));
         side.total += r.qty;
         side.by_status[status_index(r.status.unwrap_or(StockStatus::Sellable))] += r.qty;
-        *side.by_lot.entry(r.lot.clone()).or_default() += r.qty;
-        if r.status.is_some() {
-            status_given.insert(key);
-        }
-        if r.lot.is_some() {
-            lots_given.insert(key);
+        side.status_given |= r.status.is_some();
+        if r.lot.is_some() || side.by_lot.is_some() {
+            side.add_lot(&r.lot, r.qty);
         }
     }
-    let covered: HashSet<&LocationId> = snapshot.iter().map(|r| &r.location).collect();
-    let mut ours: HashMap<(&ItemId, &LocationId), Side> = HashMap::with_capacity(ledger.len());
-    for r in ledger.iter().filter(|r| covered.contains(&r.location)) {
-        let side = ours.entry((&r.item, &r.location)).or_default();
+    let covered: HashSet<&str> = snapshot.iter().map(|r| r.location.as_str()).collect();
+    let mut ours: HashMap<Key<'_>, (Side, &LedgerRow), Xxh3Build> =
+        HashMap::with_capacity_and_hasher(ledger.len(), Xxh3Build);
+    for r in ledger
+        .iter()
+        .filter(|r| covered.contains(r.location.as_str()))
+    {
+        let (side, _) = ours
+            .entry((r.item.as_str(), r.location.as_str()))
+            .or_insert_with(|| (Side::default(), r));
         side.total += r.on_hand;
         side.by_status[0] += r.on_hand - r.quarantined - r.damaged;
         side.by_status[1] += r.quarantined;
         side.by_status[2] += r.damaged;
-        *side.by_lot.entry(r.lot.clone()).or_default() += r.on_hand;
-    }
-    let mut report = Report::default();
-    let mut keys: Vec<(&ItemId, &LocationId)> = source.keys().chain(ours.keys()).copied().collect();
-    keys.sort_unstable();
-    keys.dedup();
-    for key in keys {
-        let (s, l) = (source.get(&key), ours.get(&key));
-        let class = match (s, l) {
-            _ if stale => Class::Stale,
-            (Some(s), None) if s.total == 0 => Class::Match,
-            (Some(_), None) => Class::MissingInCrossdock,
-            (None, Some(l)) if l.total == 0 => Class::Match,
-            (None, Some(_)) => Class::MissingInSource,
-            (None, None) => unreachable!("the key came from one side"),
-            (Some(s), Some(l)) if !tolerance.accepts(s.total, l.total) => Class::QuantityVariance,
-            (Some(s), Some(l))
-                if status_given.contains(&key) && !statuses_agree(s, l, tolerance) =>
-            {
-                Class::StatusVariance
-            }
-            (Some(s), Some(l)) if lots_given.contains(&key) && !lots_agree(s, l, tolerance) => {
-                Class::LotVariance
-            }
-            (Some(_), Some(_)) => Class::Match,
-        };
-        *report.counts.entry(class).or_default() += 1;
-        if class != Class::Match {
-            let (source_qty, ledger_qty) = (s.map(|s| s.total), l.map(|l| l.total));
-            report.variances.push(Variance {
-                item: key.0.clone(),
-                location: key.1.clone(),
-                class,
-                source_qty,
-                ledger_qty,
-                delta: source_qty.unwrap_or(0) - ledger_qty.unwrap_or(0),
-            });
+        if r.lot.is_some() || side.by_lot.is_some() {
+            side.add_lot(&r.lot, r.on_hand);
+        } else if side.total != r.on_hand {
+            // A second lot-less row of the same key cannot happen (one position per lot).
+            side.add_lot(&None, r.on_hand);
         }
     }
+    let mut report = Report::default();
+    let mut counts = [0u64; 7];
+    let mut note =
+        |class: Class, item: &ItemId, location: &LocationId, s: Option<&Side>, l: Option<&Side>| {
+            counts[Class::ALL
+                .iter()
+                .position(|c| *c == class)
+                .expect("a class")] += 1;
+            if class != Class::Match {
+                let (source_qty, ledger_qty) = (s.map(|s| s.total), l.map(|l| l.total));
+                report.variances.push(Variance {
+                    item: item.clone(),
+                    location: location.clone(),
+                    class,
+                    source_qty,
+                    ledger_qty,
+                    delta: source_qty.unwrap_or(0) - ledger_qty.unwrap_or(0),
+                });
+            }
+        };
+    for (key, (s, row)) in &source {
+        let l = ours.get(key).map(|(side, _)| side);
+        let class = match l {
+            _ if stale => Class::Stale,
+            None if s.total == 0 => Class::Match,
+            None => Class::MissingInCrossdock,
+            Some(l) => classify(s, l, tolerance),
+        };
+        note(class, &row.item, &row.location, Some(s), l);
+    }
+    for (key, (l, row)) in &ours {
+        if source.contains_key(key) {
+            continue;
+        }
+        let class = if stale {
+            Class::Stale
+        } else if l.total == 0 {
+            Class::Match
+        } else {
+            Class::MissingInSource
+        };
+        note(class, &row.item, &row.location, None, Some(l));
+    }
+    report.counts = Class::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|(c, n)| (*c, n))
+        .collect();
+    report
+        .variances
+        .sort_unstable_by(|a, b| (&a.item, &a.location).cmp(&(&b.item, &b.location)));
     report
 }
 
-fn statuses_agree(s: &Side, l: &Side, t: Tolerance) -> bool {
-    (0..3).all(|i| t.accepts(s.by_status[i], l.by_status[i]))
+/// Both sides have the (item, location): quantity first, then the status split (when the
+/// source gave statuses), then the lot split (when the source gave lots).
+fn classify(s: &Side, l: &Side, t: Tolerance) -> Class {
+    if !t.accepts(s.total, l.total) {
+        Class::QuantityVariance
+    } else if s.status_given && !(0..3).all(|i| t.accepts(s.by_status[i], l.by_status[i])) {
+        Class::StatusVariance
+    } else if s.by_lot.is_some() && !lots_agree(s, l, t) {
+        Class::LotVariance
+    } else {
+        Class::Match
+    }
 }
 
 fn lots_agree(s: &Side, l: &Side, t: Tolerance) -> bool {
-    let lots: HashSet<&Option<Lot>> = s.by_lot.keys().chain(l.by_lot.keys()).collect();
-    lots.into_iter().all(|lot| {
-        t.accepts(
-            s.by_lot.get(lot).copied().unwrap_or(0),
-            l.by_lot.get(lot).copied().unwrap_or(0),
-        )
-    })
+    // A side without lots holds its whole quantity under no lot.
+    let (s_all, l_all) = (vec![(None, s.total)], vec![(None, l.total)]);
+    let (sl, ll) = (
+        s.by_lot.as_ref().unwrap_or(&s_all),
+        l.by_lot.as_ref().unwrap_or(&l_all),
+    );
+    let qty = |list: &[(Option<Lot>, i64)], lot: &Option<Lot>| {
+        list.iter()
+            .filter(|(x, _)| x == lot)
+            .map(|(_, q)| q)
+            .sum::<i64>()
+    };
+    sl.iter()
+        .chain(ll.iter())
+        .all(|(lot, _)| t.accepts(qty(sl, lot), qty(ll, lot)))
 }
 
 #[cfg(test)]
