@@ -1490,6 +1490,25 @@ impl Ledger {
         self.finish(wf, fx)
     }
 
+    /// Why a command may not start workflow `key`: it exists (a repeat answers with it, other
+    /// content is a conflict), or it names an unknown location or item. `None`: start it.
+    fn refuse_start(
+        &self,
+        policy: &Policy,
+        key: &str,
+        hash: u64,
+        locations: &[(&str, &LocationId)],
+        lines: &[OrderLine],
+    ) -> Option<Outcome> {
+        if let Some(existing) = self.workflows.get(key) {
+            return Some(repeat_or_conflict(existing, hash, key));
+        }
+        locations
+            .iter()
+            .find_map(|(field, l)| invalid_location(policy, field, l))
+            .or_else(|| unknown_items(policy, lines))
+    }
+
     fn authorize_return(
         &mut self,
         policy: &Policy,
@@ -1498,13 +1517,10 @@ impl Ledger {
         seq: u64,
         fx: &mut Effects,
     ) -> Outcome {
-        let key = WorkflowKind::Return.key(&r.rma);
         let hash = data_hash(r);
-        if let Some(existing) = self.workflows.get(&key) {
-            return repeat_or_conflict(existing, hash, &key);
-        }
-        if let Some(o) = invalid_location(policy, "location", &r.location)
-            .or_else(|| unknown_items(policy, &r.lines))
+        let key = WorkflowKind::Return.key(&r.rma);
+        if let Some(o) =
+            self.refuse_start(policy, &key, hash, &[("location", &r.location)], &r.lines)
         {
             return o;
         }
@@ -1544,15 +1560,10 @@ impl Ledger {
         seq: u64,
         fx: &mut Effects,
     ) -> Outcome {
-        let key = WorkflowKind::Transfer.key(&t.transfer);
         let hash = data_hash(t);
-        if let Some(existing) = self.workflows.get(&key) {
-            return repeat_or_conflict(existing, hash, &key);
-        }
-        if let Some(o) = invalid_location(policy, "from", &t.from)
-            .or_else(|| invalid_location(policy, "to", &t.to))
-            .or_else(|| unknown_items(policy, &t.lines))
-        {
+        let key = WorkflowKind::Transfer.key(&t.transfer);
+        let locations = [("from", &t.from), ("to", &t.to)];
+        if let Some(o) = self.refuse_start(policy, &key, hash, &locations, &t.lines) {
             return o;
         }
         let mut wf = new_workflow(
@@ -1604,13 +1615,10 @@ impl Ledger {
         seq: u64,
         fx: &mut Effects,
     ) -> Outcome {
-        let key = WorkflowKind::PurchaseOrder.key(&p.po);
         let hash = data_hash(p);
-        if let Some(existing) = self.workflows.get(&key) {
-            return repeat_or_conflict(existing, hash, &key);
-        }
-        if let Some(o) = invalid_location(policy, "location", &p.location)
-            .or_else(|| unknown_items(policy, &p.lines))
+        let key = WorkflowKind::PurchaseOrder.key(&p.po);
+        if let Some(o) =
+            self.refuse_start(policy, &key, hash, &[("location", &p.location)], &p.lines)
         {
             return o;
         }
