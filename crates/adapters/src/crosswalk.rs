@@ -221,6 +221,38 @@ impl Crosswalk {
         self.to_item.get(external).map(String::as_str)
     }
 
+    /// Every `(item, external id)` pair, in no particular order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.to_external
+            .iter()
+            .map(|(item, external)| (item.as_str(), external.as_str()))
+    }
+
+    /// The reverse lookup under a channel's own reading of its ids: the items whose external id
+    /// `read` turns into each key. [`Crosswalk::item`] compares the text exactly; a channel that
+    /// accepts one id in several forms (Shopify takes `123` and
+    /// `gid://shopify/InventoryItem/123` for the same inventory item) looks up here instead.
+    /// External ids `read` refuses (`None`) are left out. Two items under one key happen only
+    /// when their external ids are two forms of the same channel id; both are listed, sorted.
+    pub fn index_by<K, F>(&self, read: F) -> HashMap<K, Vec<&str>>
+    where
+        K: std::hash::Hash + Eq,
+        F: Fn(&str) -> Option<K>,
+    {
+        let mut index: HashMap<K, Vec<&str>> = HashMap::with_capacity(self.len());
+        for (item, external) in self.pairs() {
+            if let Some(key) = read(external) {
+                index.entry(key).or_default().push(item);
+            }
+        }
+        for items in index.values_mut() {
+            if items.len() > 1 {
+                items.sort_unstable();
+            }
+        }
+        index
+    }
+
     pub fn len(&self) -> usize {
         self.to_external.len()
     }
@@ -342,6 +374,29 @@ mod tests {
         assert_eq!(problems.len(), 2);
         assert_eq!(problems[0].line, 2);
         assert_eq!(problems[1].line, 3);
+    }
+
+    #[test]
+    fn index_by_reads_external_ids_in_the_channels_form() {
+        let walk = Crosswalk::from_pairs([
+            ("A", "123"),
+            ("B", "gid://shopify/InventoryItem/124"),
+            ("C", "gid://shopify/InventoryItem/123"),
+            ("D", "not a number"),
+        ])
+        .unwrap();
+        let index = walk.index_by(|external| {
+            let n = external
+                .strip_prefix("gid://shopify/InventoryItem/")
+                .unwrap_or(external);
+            n.parse::<u64>().ok()
+        });
+        assert_eq!(index.len(), 2);
+        assert_eq!(index[&123], vec!["A", "C"]);
+        assert_eq!(index[&124], vec!["B"]);
+        let mut pairs: Vec<_> = walk.pairs().collect();
+        pairs.sort();
+        assert_eq!(pairs[3], ("D", "not a number"));
     }
 
     #[test]
