@@ -106,6 +106,15 @@ impl TokenBucket {
         self.refill(now);
         self.level
     }
+
+    /// Returns `amount` taken earlier and not used (Shopify refunds the requested cost a query
+    /// did not spend); never above the burst. The budget after it.
+    pub fn give_back(&mut self, now: Instant, amount: f64) -> f64 {
+        debug_assert!(amount >= 0.0, "give_back {amount}");
+        self.refill(now);
+        self.level = (self.level + amount.max(0.0)).min(self.limit.burst);
+        self.level
+    }
 }
 
 /// `Retry-After` in whole seconds for a refused request: at least 1, rounded up.
@@ -119,6 +128,15 @@ mod tests {
 
     fn at(t0: Instant, s: f64) -> Instant {
         t0 + Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn what_is_given_back_never_fills_past_the_burst() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::full(RateLimit::new(1.0, 10.0), t0);
+        assert!(matches!(bucket.take(t0, 8.0), Take::Granted { .. }));
+        assert_eq!(bucket.give_back(t0, 5.0), 7.0);
+        assert_eq!(bucket.give_back(t0, 5.0), 10.0);
     }
 
     #[test]

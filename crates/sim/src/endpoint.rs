@@ -72,9 +72,25 @@ impl Endpoint {
     }
 
     /// Sets `id`'s quantity as a person editing the channel by hand would: not a request, not in
-    /// the history. Creates the item when it is new.
+    /// the history. Creates the item when it is new. The same as [`Endpoint::edit_by_hand`];
+    /// seeding code reads better with this name.
     pub fn set_quantity(&self, id: &str, quantity: i64) {
+        self.edit_by_hand(id, quantity);
+    }
+
+    /// A merchant edits `id`'s level in the channel's admin: the channel shows `quantity` from
+    /// now on, to reads and to compare-and-set writes alike. No request is made and nothing
+    /// enters the history. Creates the item when it is new.
+    pub fn edit_by_hand(&self, id: &str, quantity: i64) {
         self.items().set_by_hand(&(self.canonical_id)(id), quantity);
+    }
+
+    /// The next `n` quantity writes (one per item a write request sets, whatever the request
+    /// carries) are lost updates: answered as successful, not applied, not in the history,
+    /// counted in [`StatsSnapshot::writes_lost`]. Replaces any count still due; 0 turns it
+    /// off. Idempotent replays apply nothing and so lose nothing.
+    pub fn lose_next_writes(&self, n: u64) {
+        self.items().lose_next(n);
     }
 
     /// Every value requests applied to `id`, oldest first (bounded by

@@ -1,5 +1,5 @@
 //! The quantities a simulated platform shows, per external item id, with the history of what
-//! requests applied.
+//! requests applied, and the lost updates a test asks for.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -9,6 +9,18 @@ pub const HISTORY_MAX: usize = 1 << 16;
 #[derive(Debug, Default)]
 pub(crate) struct ItemBook {
     items: HashMap<String, Item>,
+    /// Quantity writes still to be lost (acknowledged, not applied).
+    lose_next: u64,
+}
+
+/// What became of one quantity a request set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Write {
+    /// The quantity shown before (`None` for an item the platform did not have).
+    pub before: Option<i64>,
+    /// True when the write was lost: the request is answered as if it applied, and the item
+    /// still shows `before`.
+    pub lost: bool,
 }
 
 #[derive(Debug, Default)]
@@ -33,16 +45,29 @@ impl ItemBook {
         self.items.entry(id.to_owned()).or_default().quantity = quantity;
     }
 
-    /// Applies a value a request set; returns the quantity before it (`None` for a new item).
-    pub fn apply(&mut self, id: &str, quantity: i64) -> Option<i64> {
+    /// The next `n` quantity writes are lost (replacing any count still due).
+    pub fn lose_next(&mut self, n: u64) {
+        self.lose_next = n;
+    }
+
+    /// Applies a value a request set, unless a lost write is due: then nothing changes and no
+    /// history is kept (the value never landed), though the caller answers as if it applied.
+    pub fn apply(&mut self, id: &str, quantity: i64) -> Write {
         let before = self.quantity(id);
+        if self.lose_next > 0 {
+            self.lose_next -= 1;
+            return Write { before, lost: true };
+        }
         let item = self.items.entry(id.to_owned()).or_default();
         item.quantity = quantity;
         if item.history.len() == HISTORY_MAX {
             item.history.pop_front();
         }
         item.history.push_back(quantity);
-        before
+        Write {
+            before,
+            lost: false,
+        }
     }
 
     pub fn history(&self, id: &str) -> Vec<i64> {
@@ -68,14 +93,45 @@ mod tests {
     fn history_holds_applied_values_only() {
         let mut book = ItemBook::default();
         book.set_by_hand("A", 5);
-        assert_eq!(book.apply("A", 7), Some(5));
+        assert_eq!(book.apply("A", 7).before, Some(5));
         book.set_by_hand("A", 1);
-        assert_eq!(book.apply("A", 9), Some(1));
-        assert_eq!(book.apply("B", 2), None);
+        assert_eq!(book.apply("A", 9).before, Some(1));
+        assert_eq!(book.apply("B", 2).before, None);
         assert_eq!(book.quantity("A"), Some(9));
         assert_eq!(book.history("A"), vec![7, 9]);
         assert_eq!(book.history("C"), Vec::<i64>::new());
         assert_eq!(book.quantities().len(), 2);
+    }
+
+    #[test]
+    fn lost_writes_change_nothing_and_are_counted_down() {
+        let mut book = ItemBook::default();
+        book.set_by_hand("A", 5);
+        book.lose_next(2);
+        assert_eq!(
+            book.apply("A", 7),
+            Write {
+                before: Some(5),
+                lost: true
+            }
+        );
+        assert_eq!(
+            book.apply("B", 1),
+            Write {
+                before: None,
+                lost: true
+            }
+        );
+        assert_eq!((book.quantity("A"), book.contains("B")), (Some(5), false));
+        assert_eq!(book.history("A"), Vec::<i64>::new());
+        assert_eq!(
+            book.apply("A", 8),
+            Write {
+                before: Some(5),
+                lost: false
+            }
+        );
+        assert_eq!(book.quantity("A"), Some(8));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //!
 //! | simulator | faithful to |
 //! |---|---|
-//! | [`ShopifySim`] | Shopify GraphQL Admin API: `inventorySetQuantities` with compare-and-set and idempotency keys, the `inventoryLevel` read, cost-based throttling |
-//! | [`AmazonSim`] | Amazon SP-API: Login with Amazon tokens, `patchListingsItem`, `getListingsItem`, the `JSON_LISTINGS_FEED` flow (documents, feeds, processing reports), per-operation token buckets |
-//! | [`WooSim`] | WooCommerce REST API v3: product and variation batch updates, product reads, Basic auth, an optional host rate limit |
+//! | [`ShopifySim`] | Shopify GraphQL Admin API: `inventorySetQuantities` with compare-and-set and idempotency keys, the `inventoryLevel` read, a location's `inventoryLevels` in pages, cost-based throttling with refunds |
+//! | [`AmazonSim`] | Amazon SP-API: Login with Amazon tokens, `patchListingsItem`, `getListingsItem`, `searchListingsItems` in pages, the `JSON_LISTINGS_FEED` flow (documents, feeds, processing reports), per-operation token buckets |
+//! | [`WooSim`] | WooCommerce REST API v3: product and variation batch updates, product reads, product and variation lists in pages, Basic auth, an optional host rate limit |
 //! | [`WebhookSim`] | a receiver of Crossdock's signed generic webhooks |
 //! | [`credit::CreditSim`] | an ERP credit check (approve up to a limit, latency, hangs, 503s) |
 //!
@@ -16,7 +16,8 @@
 //! - [`StatsSnapshot`] counters and the [`RequestRecord`] log (receive instant taken before the
 //!   body is read, and the items each request named), for tests and benchmarks.
 //! - The quantity the platform shows per external item id, edits by hand
-//!   ([`Endpoint::set_quantity`]), and the history of values requests applied.
+//!   ([`Endpoint::edit_by_hand`]), lost updates ([`Endpoint::lose_next_writes`]), and the
+//!   history of values requests applied.
 //!
 //! Rate limits come from each simulator's config, at the platforms' documented plan limits by
 //! default, and are enforced by an exact token bucket ([`bucket`]): a client that keeps to the

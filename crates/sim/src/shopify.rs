@@ -12,10 +12,19 @@
 //!   literal (a repeat with the same input replays the first answer and applies nothing; a
 //!   repeat with another input is a top-level error).
 //! - `inventoryItem(id:) { inventoryLevel(locationId:) { quantities(names: ["available"]) } }`.
+//! - `location(id:) { inventoryLevels(first:, after:) { nodes { item { id } quantities(names:
+//!   ["available"]) { name quantity } } pageInfo { hasNextPage endCursor } } }`: every level of
+//!   the location, ordered by inventory item gid, at most `first` (1 to 250, else a top-level
+//!   error) and at most [`ShopifyConfig::levels_page_max`] per page, after the opaque cursor
+//!   `after` (a cursor the shop did not hand out is a top-level error); `location: null` for a
+//!   location the shop does not have. Arguments are literals or `$variables`.
 //! - Cost-based throttling: a leaky bucket of points per shop (`maximumAvailable`,
-//!   `restoreRate`), the mutation costing 10 points and the read 2. A call whose requested cost
-//!   is not available is `THROTTLED` (status 200, top-level error, nothing applied). Every
-//!   GraphQL answer carries `extensions.cost` with `throttleStatus`.
+//!   `restoreRate`), the mutation costing 10 points and the read 2. A levels page requests
+//!   `3 + level_cost × first` points and costs `3 + level_cost × levels returned`; the
+//!   difference is refunded, as Shopify does. A call whose requested cost is more than the
+//!   bucket holds at all is `MAX_COST_EXCEEDED`. A call whose requested cost is not available
+//!   is `THROTTLED` (status 200, top-level error, nothing applied). Every GraphQL answer
+//!   carries `extensions.cost` with `throttleStatus`.
 //!
 //! Left out: a real GraphQL parser (calls are recognised by the field names in the query text,
 //! and answers carry the fields Crossdock selects whether or not the query asked for them);
@@ -31,10 +40,12 @@
 //! Permanent rejection: a quantity for an item in [`crate::Faults::permanent_items`] gets the
 //! user error `ITEM_NOT_STOCKED_AT_LOCATION` on `["input","quantities","<i>","inventoryItemId"]`
 //! (and nothing of the call is applied); with [`ShopifyConfig::strict_items`], an item never
-//! inserted gets `INVALID_INVENTORY_ITEM`.
+//! inserted gets `INVALID_INVENTORY_ITEM`. Such items are not stocked anywhere: levels pages
+//! leave them out.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
+use std::ops::Bound as KeyBound;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -45,6 +56,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Extension, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use crossdock_model::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -55,6 +68,13 @@ use crate::server::{Bound, Server};
 
 const INVENTORY_ITEM_GID: &str = "gid://shopify/InventoryItem/";
 const LOCATION_GID: &str = "gid://shopify/Location/";
+
+/// Shopify's largest `first` (or `last`) on a connection.
+pub const CONNECTION_FIRST_MAX: u64 = 250;
+
+/// Points a levels page requests besides its levels: the location, the connection, its
+/// `pageInfo`.
+const LEVELS_BASE_COST: f64 = 3.0;
 
 /// The GraphQL cost bucket of a shop.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,6 +115,13 @@ pub struct ShopifyConfig {
     pub mutation_cost: f64,
     /// Requested (and actual) cost of the `inventoryLevel` read. Default 2.
     pub read_cost: f64,
+    /// Points per level of a levels page (the level, its item, its quantities): requested per
+    /// level asked for with `first`, spent per level returned. Default 3.
+    pub level_cost: f64,
+    /// Most levels one `inventoryLevels` page returns, whatever `first` asks (pages then follow
+    /// through `hasNextPage`). Default 250, Shopify's own limit; a test sets it small to page
+    /// through a few items.
+    pub levels_page_max: usize,
     /// Refuse items never inserted with [`ShopifySim::insert_item`] (`INVALID_INVENTORY_ITEM`)
     /// instead of creating them at 0. Default false.
     pub strict_items: bool,
@@ -112,6 +139,8 @@ impl Default for ShopifyConfig {
             throttle: ShopifyThrottle::STANDARD,
             mutation_cost: 10.0,
             read_cost: 2.0,
+            level_cost: 3.0,
+            levels_page_max: 250,
             strict_items: false,
             max_quantities: 250,
             idempotency_keys_max: 100_000,
@@ -136,8 +165,17 @@ impl ShopifyConfig {
                 ));
             }
         }
+        if !(self.level_cost.is_finite() && self.level_cost > 0.0) {
+            return Err(format!(
+                "level_cost must be above 0, found {}",
+                self.level_cost
+            ));
+        }
         if self.location_ids.is_empty() {
             return Err("location_ids is empty".into());
+        }
+        if self.levels_page_max == 0 {
+            return Err("levels_page_max must be at least 1".into());
         }
         if self.max_quantities == 0 || self.idempotency_keys_max == 0 {
             return Err("max_quantities and idempotency_keys_max must be at least 1".into());
@@ -358,12 +396,15 @@ struct QuantityInput {
 enum Call {
     SetQuantities,
     ReadLevel,
+    ReadLevels,
     Unsupported,
 }
 
 fn classify(query: &str) -> Call {
     if query.contains("inventorySetQuantities") {
         Call::SetQuantities
+    } else if query.contains("inventoryLevels") {
+        Call::ReadLevels
     } else if query.contains("inventoryLevel") {
         Call::ReadLevel
     } else {
@@ -375,6 +416,18 @@ fn classify(query: &str) -> Call {
 struct Answer {
     body: Value,
     accepted: bool,
+    /// What the call really cost, when less than it requested (the rest is refunded).
+    actual_cost: Option<f64>,
+}
+
+impl Answer {
+    fn new(body: Value, accepted: bool) -> Self {
+        Answer {
+            body,
+            accepted,
+            actual_cost: None,
+        }
+    }
 }
 
 async fn graphql(
@@ -404,11 +457,27 @@ async fn graphql(
     let call = classify(&request.query);
     endpoint.touch(&arrival, named_items(call, &variables));
 
-    let requested = match call {
-        Call::SetQuantities => shop.config.mutation_cost,
-        Call::ReadLevel => shop.config.read_cost,
-        Call::Unsupported => 0.0,
+    let levels = (call == Call::ReadLevels).then(|| LevelsArgs::read(&request.query, &variables));
+    let requested = match (call, &levels) {
+        (Call::SetQuantities, _) => shop.config.mutation_cost,
+        (Call::ReadLevel, _) => shop.config.read_cost,
+        (Call::ReadLevels, Some(Ok(args))) => levels_cost(&shop.config, args.first as usize),
+        (Call::ReadLevels, _) | (Call::Unsupported, _) => 0.0,
     };
+    let maximum = shop.config.throttle.maximum_available;
+    if requested > maximum {
+        let mut answer = top_level_error(
+            format!(
+                "Query cost is {}, which exceeds the single query max cost limit ({}).",
+                points(requested),
+                points(maximum)
+            ),
+            "MAX_COST_EXCEEDED",
+        );
+        let available = shop.bucket().available(arrival.at);
+        answer.body["extensions"] = shop.cost(requested, None, available);
+        return json(StatusCode::OK, answer.body);
+    }
     let take = shop.bucket().take(arrival.at, requested);
     let left = match take {
         Take::Granted { left } => left,
@@ -430,18 +499,26 @@ async fn graphql(
         }
     };
 
-    let mut answer = match call {
-        Call::SetQuantities => set_quantities(&shop, &request.query, &variables),
-        Call::ReadLevel => read_level(&shop, &variables),
-        Call::Unsupported => Answer {
-            body: json!({"errors": [{"message": "unsupported by the simulator"}]}),
-            accepted: false,
-        },
+    let mut answer = match (call, levels) {
+        (Call::SetQuantities, _) => set_quantities(&shop, &request.query, &variables),
+        (Call::ReadLevel, _) => read_level(&shop, &variables),
+        (Call::ReadLevels, Some(Ok(args))) => read_levels(&shop, &args),
+        (Call::ReadLevels, Some(Err(refusal))) => refusal,
+        (Call::ReadLevels, None) | (Call::Unsupported, _) => Answer::new(
+            json!({"errors": [{"message": "unsupported by the simulator"}]}),
+            false,
+        ),
     };
     if answer.accepted {
         endpoint.stats.accepted();
     }
-    answer.body["extensions"] = shop.cost(requested, Some(requested), left);
+    let actual = answer.actual_cost.unwrap_or(requested).min(requested);
+    let left = if actual < requested {
+        shop.bucket().give_back(arrival.at, requested - actual)
+    } else {
+        left
+    };
+    answer.body["extensions"] = shop.cost(requested, Some(actual), left);
     json(StatusCode::OK, answer.body)
 }
 
@@ -464,7 +541,7 @@ fn named_items(call: Call, variables: &Value) -> Vec<String> {
             .and_then(Value::as_str)
             .map(|id| vec![canonical_item_id(id)])
             .unwrap_or_default(),
-        Call::Unsupported => Vec::new(),
+        Call::ReadLevels | Call::Unsupported => Vec::new(),
     }
 }
 
@@ -487,10 +564,10 @@ fn idempotency_key(query: &str, variables: &Value) -> Option<String> {
 }
 
 fn top_level_error(message: String, code: &str) -> Answer {
-    Answer {
-        body: json!({"errors": [{"message": message, "extensions": {"code": code}}]}),
-        accepted: false,
-    }
+    Answer::new(
+        json!({"errors": [{"message": message, "extensions": {"code": code}}]}),
+        false,
+    )
 }
 
 fn user_error(index: usize, field: &str, message: &str, code: &str) -> Value {
@@ -545,10 +622,7 @@ fn set_quantities(shop: &Shop, query: &str, variables: &Value) -> Answer {
             );
         }
         endpoint.stats.duplicate();
-        return Answer {
-            body: json!({"data": replay.data}),
-            accepted: replay.succeeded,
-        };
+        return Answer::new(json!({"data": replay.data}), replay.succeeded);
     }
 
     let mut user_errors = Vec::new();
@@ -606,7 +680,10 @@ fn set_quantities(shop: &Shop, query: &str, variables: &Value) -> Answer {
             .iter()
             .map(|q| {
                 let item = canonical_item_id(&q.inventory_item_id);
-                let before = items.apply(&item, q.quantity).unwrap_or(0);
+                let write = items.apply(&item, q.quantity);
+                endpoint.stats.wrote(write);
+                // A lost write is answered as if it applied.
+                let before = write.before.unwrap_or(0);
                 json!({
                     "name": "available",
                     "delta": q.quantity - before,
@@ -616,7 +693,6 @@ fn set_quantities(shop: &Shop, query: &str, variables: &Value) -> Answer {
                 })
             })
             .collect();
-        endpoint.stats.applied(changes.len() as u64);
         json!({
             "inventorySetQuantities": {
                 "inventoryAdjustmentGroup": {
@@ -647,10 +723,7 @@ fn set_quantities(shop: &Shop, query: &str, variables: &Value) -> Answer {
             shop.config.idempotency_keys_max,
         );
     }
-    Answer {
-        body: json!({"data": data}),
-        accepted: succeeded,
-    }
+    Answer::new(json!({"data": data}), succeeded)
 }
 
 fn read_level(shop: &Shop, variables: &Value) -> Answer {
@@ -666,10 +739,7 @@ fn read_level(shop: &Shop, variables: &Value) -> Answer {
     let item = canonical_item_id(item);
     let quantity = shop.endpoint.items().quantity(&item);
     if shop.config.strict_items && quantity.is_none() {
-        return Answer {
-            body: json!({"data": {"inventoryItem": null}}),
-            accepted: true,
-        };
+        return Answer::new(json!({"data": {"inventoryItem": null}}), true);
     }
     let level = match quantity {
         Some(q) if !shop.is_permanent(&item) && shop.locations.contains(location) => {
@@ -677,9 +747,159 @@ fn read_level(shop: &Shop, variables: &Value) -> Answer {
         }
         _ => Value::Null,
     };
+    Answer::new(
+        json!({"data": {"inventoryItem": {"id": item, "inventoryLevel": level}}}),
+        true,
+    )
+}
+
+/// The points a levels page of `first` levels requests (or, for the levels returned, costs).
+fn levels_cost(config: &ShopifyConfig, levels: usize) -> f64 {
+    LEVELS_BASE_COST + config.level_cost * levels as f64
+}
+
+/// The arguments of a levels query: `location(id:)`, `inventoryLevels(first:, after:)`.
+#[derive(Debug, PartialEq, Eq)]
+struct LevelsArgs {
+    location: String,
+    first: u64,
+    /// The item gid the page starts after, decoded from the cursor.
+    after: Option<String>,
+}
+
+impl LevelsArgs {
+    /// Reads the arguments from the query text and its variables; `Err` is the answer.
+    fn read(query: &str, variables: &Value) -> Result<LevelsArgs, Answer> {
+        let refuse = |message: String| {
+            Err(Answer::new(
+                json!({"errors": [{"message": message}]}),
+                false,
+            ))
+        };
+        let location = match argument(query, "location", "id", variables) {
+            Some(Value::String(id)) => id,
+            _ => return refuse("location needs an id argument (ID!)".into()),
+        };
+        let first = match argument(query, "inventoryLevels", "first", variables) {
+            Some(Value::Number(n)) => n.as_u64(),
+            _ => None,
+        };
+        let Some(first) = first.filter(|f| (1..=CONNECTION_FIRST_MAX).contains(f)) else {
+            return refuse(format!(
+                "inventoryLevels needs `first` between 1 and {CONNECTION_FIRST_MAX}"
+            ));
+        };
+        let after = match argument(query, "inventoryLevels", "after", variables) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(cursor)) => match decode_cursor(&cursor) {
+                Some(after) => Some(after),
+                None => return refuse(format!("Invalid cursor: {cursor:?}")),
+            },
+            Some(other) => return refuse(format!("Invalid cursor: {other}")),
+        };
+        Ok(LevelsArgs {
+            location,
+            first,
+            after,
+        })
+    }
+}
+
+/// The value of argument `name` of `field(...)` in `query`: a literal (string, integer,
+/// `null`) or a `$variable` looked up in `variables` (an absent variable reads as null).
+fn argument(query: &str, field: &str, name: &str, variables: &Value) -> Option<Value> {
+    let start = query.find(&format!("{field}("))? + field.len() + 1;
+    let args = &query[start..start + query[start..].find(')')?];
+    args.split(',').find_map(|pair| {
+        let (key, value) = pair.split_once(':')?;
+        if key.trim() != name {
+            return None;
+        }
+        let value = value.trim();
+        Some(if let Some(variable) = value.strip_prefix('$') {
+            variables.get(variable).cloned().unwrap_or(Value::Null)
+        } else if let Some(text) = value.strip_prefix('"') {
+            Value::String(text.strip_suffix('"').unwrap_or(text).to_owned())
+        } else if value == "null" {
+            Value::Null
+        } else {
+            value.parse::<u64>().map(Value::from).unwrap_or(Value::Null)
+        })
+    })
+}
+
+/// The opaque cursor of a level: its item gid, base64.
+fn encode_cursor(item: &str) -> String {
+    BASE64.encode(format!("crossdock-sim:{item}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<String> {
+    let text = String::from_utf8(BASE64.decode(cursor.trim()).ok()?).ok()?;
+    text.strip_prefix("crossdock-sim:").map(str::to_owned)
+}
+
+/// A gid's number (`gid://shopify/Location/7` → `7`), for level ids.
+fn gid_number(gid: &str) -> &str {
+    gid.rsplit('/').next().unwrap_or(gid)
+}
+
+fn read_levels(shop: &Shop, args: &LevelsArgs) -> Answer {
+    if !shop.locations.contains(args.location.as_str()) {
+        return Answer {
+            actual_cost: Some(LEVELS_BASE_COST),
+            ..Answer::new(json!({"data": {"location": null}}), true)
+        };
+    }
+    let page_max = (args.first as usize).min(shop.config.levels_page_max);
+    let after = match &args.after {
+        Some(item) => KeyBound::Excluded(item.clone()),
+        None => KeyBound::Unbounded,
+    };
+    // One page and one more level, to know whether another page follows.
+    let shown: Vec<(String, i64)> = shop
+        .endpoint
+        .items()
+        .quantities()
+        .range((after, KeyBound::Unbounded))
+        .filter(|(item, _)| !shop.is_permanent(item))
+        .take(page_max + 1)
+        .map(|(item, q)| (item.clone(), *q))
+        .collect();
+    let has_next = shown.len() > page_max;
+    let page = &shown[..shown.len().min(page_max)];
+    let location_number = gid_number(&args.location);
+    let nodes: Vec<Value> = page
+        .iter()
+        .map(|(item, quantity)| {
+            json!({
+                "id": format!(
+                    "gid://shopify/InventoryLevel/{location_number}?inventory_item_id={}",
+                    gid_number(item)
+                ),
+                "item": {"id": item},
+                "location": {"id": args.location},
+                "quantities": [{"name": "available", "quantity": quantity}],
+            })
+        })
+        .collect();
+    let cursor = |i: Option<&(String, i64)>| i.map(|(item, _)| encode_cursor(item));
     Answer {
-        body: json!({"data": {"inventoryItem": {"id": item, "inventoryLevel": level}}}),
-        accepted: true,
+        actual_cost: Some(levels_cost(&shop.config, page.len())),
+        ..Answer::new(
+            json!({"data": {"location": {
+                "id": args.location,
+                "inventoryLevels": {
+                    "nodes": nodes,
+                    "pageInfo": {
+                        "hasNextPage": has_next,
+                        "hasPreviousPage": args.after.is_some(),
+                        "startCursor": cursor(page.first()),
+                        "endCursor": cursor(page.last()),
+                    },
+                },
+            }}}),
+            true,
+        )
     }
 }
 
@@ -711,6 +931,38 @@ mod tests {
             Call::ReadLevel
         );
         assert_eq!(classify("{ shop { name } }"), Call::Unsupported);
+    }
+
+    #[test]
+    fn levels_arguments_come_from_literals_or_variables() {
+        let query = "query L($loc: ID!, $cursor: String) { location(id: $loc) {
+            inventoryLevels(first: 250, after: $cursor) { nodes { item { id } } } } }";
+        let cursor = encode_cursor("gid://shopify/InventoryItem/5");
+        let args = LevelsArgs::read(
+            query,
+            &json!({"loc": "gid://shopify/Location/1", "cursor": cursor}),
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(
+            args,
+            LevelsArgs {
+                location: "gid://shopify/Location/1".into(),
+                first: 250,
+                after: Some("gid://shopify/InventoryItem/5".into()),
+            }
+        );
+        let literal = r#"{ location(id: "gid://shopify/Location/2") { inventoryLevels(first: 3) { nodes { item { id } } } } }"#;
+        let args = LevelsArgs::read(literal, &Value::Null).ok().unwrap();
+        assert_eq!((args.first, args.after), (3, None));
+        let too_many = "{ location(id: \"x\") { inventoryLevels(first: 251) { nodes { id } } } }";
+        assert!(LevelsArgs::read(too_many, &Value::Null).is_err());
+        let bad_cursor = "{ location(id: \"x\") { inventoryLevels(first: 1, after: \"nope\") { nodes { id } } } }";
+        assert!(LevelsArgs::read(bad_cursor, &Value::Null).is_err());
+        assert_eq!(
+            classify("{ location(id: $l) { inventoryLevels(first: 1) { nodes { id } } } }"),
+            Call::ReadLevels
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crate::items::Write;
+
 /// Most requests kept in the request log; later ones are only counted
 /// ([`StatsSnapshot::requests_unlogged`]). [`crate::Endpoint::take_requests`] empties the log.
 pub const REQUEST_LOG_MAX: usize = 1 << 20;
@@ -25,6 +27,8 @@ pub struct StatsSnapshot {
     pub rate_limit_violations: u64,
     /// Item quantities written (one per item per applied write).
     pub items_applied: u64,
+    /// Item quantity writes acknowledged but not applied ([`crate::Endpoint::lose_next_writes`]).
+    pub writes_lost: u64,
     /// Items refused for good ([`crate::Faults::permanent_items`], unknown items when strict).
     pub items_rejected: u64,
     /// Repeats: a reused idempotency key (Shopify, webhooks), or for SP-API, which has no
@@ -62,6 +66,7 @@ pub(crate) struct Stats {
     auth_failures: AtomicU64,
     violations: AtomicU64,
     items_applied: AtomicU64,
+    writes_lost: AtomicU64,
     items_rejected: AtomicU64,
     duplicates: AtomicU64,
     unlogged: AtomicU64,
@@ -135,8 +140,13 @@ impl Stats {
     pub fn violation(&self) {
         bump(&self.violations, 1);
     }
-    pub fn applied(&self, items: u64) {
-        bump(&self.items_applied, items);
+    /// Counts one quantity a request set: applied, or lost.
+    pub fn wrote(&self, write: Write) {
+        if write.lost {
+            bump(&self.writes_lost, 1);
+        } else {
+            bump(&self.items_applied, 1);
+        }
     }
     pub fn rejected(&self, items: u64) {
         bump(&self.items_rejected, items);
@@ -154,6 +164,7 @@ impl Stats {
             auth_failures: read(&self.auth_failures),
             rate_limit_violations: read(&self.violations),
             items_applied: read(&self.items_applied),
+            writes_lost: read(&self.writes_lost),
             items_rejected: read(&self.items_rejected),
             duplicates: read(&self.duplicates),
             requests_unlogged: read(&self.unlogged),

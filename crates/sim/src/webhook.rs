@@ -343,8 +343,8 @@ async fn receive(
     if body.get("type").and_then(Value::as_str) == Some("availability")
         && let (Some(key), Some(available)) = (&key, body.get("available").and_then(Value::as_i64))
     {
-        items.apply(key, available);
-        endpoint.stats.applied(1);
+        let write = items.apply(key, available);
+        endpoint.stats.wrote(write);
     }
     if log.deliveries.len() >= max {
         log.deliveries.pop_front();

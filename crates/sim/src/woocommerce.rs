@@ -17,6 +17,14 @@
 //!   answer, as WooCommerce does.
 //! - `GET /products/{id}` and `GET /products/{product_id}/variations/{id}`: the object with
 //!   `stock_quantity`, or 404 with the `..._invalid_id` error.
+//! - `GET /products` and `GET /products/{product_id}/variations` with `per_page` (1 to 100,
+//!   default 10, else 400 `rest_invalid_param`) and `page` (from 1; past the last page 400
+//!   `rest_post_invalid_page_number`): a JSON array, with `X-WP-Total` and `X-WP-TotalPages`.
+//!   Objects come ordered by id, ascending (whatever `orderby` says), at most
+//!   [`WooConfig::per_page_max`] per page. A product with variations is `"type": "variable"`
+//!   with their ids in `variations`, managing stock itself only when the product's own id has
+//!   a quantity; any other product is simple. Items in [`crate::Faults::permanent_items`] are
+//!   not listed; the variations of a product the store does not have are a 404.
 //! - WooCommerce has no rate limit of its own; hosts add one. [`WooConfig::rate_limit`] is that
 //!   host limit: a request without budget answers 429 with `Retry-After` and the body of the
 //!   Store API's limiter (`rate_limit_exceeded`).
@@ -32,7 +40,7 @@
 //! Permanent rejection: an object whose item is in [`crate::Faults::permanent_items`] (or, with
 //! [`WooConfig::strict_items`], was never inserted) gets the `..._invalid_id` error in its place.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
@@ -66,6 +74,10 @@ pub struct WooConfig {
     /// Objects per batch request (WooCommerce's `woocommerce_rest_batch_items_limit`).
     /// Default 100.
     pub batch_max: usize,
+    /// Most objects one list page holds, whatever `per_page` asks (the page count in
+    /// `X-WP-TotalPages` follows). Default 100, WordPress's own limit; a test sets it small to
+    /// page through a few products.
+    pub per_page_max: usize,
 }
 
 impl Default for WooConfig {
@@ -76,6 +88,7 @@ impl Default for WooConfig {
             rate_limit: None,
             strict_items: false,
             batch_max: 100,
+            per_page_max: 100,
         }
     }
 }
@@ -102,8 +115,10 @@ impl WooSim {
         if let Some(problem) = config.rate_limit.as_ref().and_then(RateLimit::problem) {
             return Err(invalid(format!("rate_limit: {problem}")));
         }
-        if config.batch_max == 0 {
-            return Err(invalid("batch_max must be at least 1".into()));
+        if config.batch_max == 0 || config.per_page_max == 0 {
+            return Err(invalid(
+                "batch_max and per_page_max must be at least 1".into(),
+            ));
         }
         let bound = Bound::loopback().await?;
         let endpoint = Arc::new(Endpoint::new(
@@ -124,6 +139,11 @@ impl WooSim {
             .route(
                 "/wp-json/wc/v3/products/{product_id}/variations/batch",
                 post(batch_variations),
+            )
+            .route("/wp-json/wc/v3/products", get(list_products))
+            .route(
+                "/wp-json/wc/v3/products/{product_id}/variations",
+                get(list_variations),
             )
             .route("/wp-json/wc/v3/products/{id}", get(get_product))
             .route(
@@ -293,6 +313,7 @@ impl Store {
                 "backorders": "no",
                 "backorders_allowed": false,
                 "backordered": false,
+                "variations": [],
                 "_links": {
                     "self": [{"href": format!("{}/products/{id}", self.api_url)}],
                     "collection": [{"href": format!("{}/products", self.api_url)}],
@@ -317,6 +338,22 @@ impl Store {
                 }
             }),
         }
+    }
+
+    /// A product as lists show it: simple, or variable with `variations`, managing stock
+    /// itself only when it has its own quantity.
+    fn product_json(&self, id: u64, own: Option<i64>, variations: &[u64]) -> Value {
+        let mut product = self.object_json(Kind::Product, id, own.unwrap_or(0));
+        if !variations.is_empty() {
+            product["type"] = json!("variable");
+            product["variations"] = json!(variations);
+            if own.is_none() {
+                product["manage_stock"] = json!(false);
+                product["stock_quantity"] = Value::Null;
+                product["stock_status"] = json!("instock");
+            }
+        }
+        product
     }
 
     fn refused(&self, item: &str) -> bool {
@@ -487,8 +524,8 @@ fn update_one(store: &Store, kind: Kind, object: &Value) -> Value {
     let mut items = endpoint.items();
     let quantity = match stock {
         Some(q) => {
-            items.apply(&item, q);
-            endpoint.stats.applied(1);
+            let write = items.apply(&item, q);
+            endpoint.stats.wrote(write);
             q
         }
         None => match items.quantity(&item) {
@@ -563,6 +600,139 @@ fn read(
         }
         None => wp_error(StatusCode::NOT_FOUND, kind.invalid_id_code(), "Invalid ID."),
     }
+}
+
+/// Largest and default `per_page` of a WordPress list.
+const PER_PAGE_MAX: usize = 100;
+const PER_PAGE_DEFAULT: usize = 10;
+
+/// The products the store lists, by id: each one's own quantity and its variations' ids.
+/// Permanent items are left out; ids that are not WooCommerce ids are ignored.
+fn catalogue(store: &Store) -> BTreeMap<u64, (Option<i64>, Vec<u64>)> {
+    let faults = store.endpoint.faults();
+    let mut products: BTreeMap<u64, (Option<i64>, Vec<u64>)> = BTreeMap::new();
+    for (item, quantity) in store.endpoint.quantities() {
+        if faults.is_permanent(&item) {
+            continue;
+        }
+        match item.split_once('/') {
+            None => {
+                if let Ok(id) = item.parse::<u64>() {
+                    products.entry(id).or_default().0 = Some(quantity);
+                }
+            }
+            Some((parent, variation)) => {
+                if let (Ok(parent), Ok(variation)) = (parent.parse(), variation.parse()) {
+                    products.entry(parent).or_default().1.push(variation);
+                }
+            }
+        }
+    }
+    for (_, variations) in products.values_mut() {
+        variations.sort_unstable();
+    }
+    products
+}
+
+async fn list_products(
+    State(store): State<Arc<Store>>,
+    Extension(arrival): Extension<Arrival>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    list(&store, &arrival, &query, &headers, None)
+}
+
+async fn list_variations(
+    State(store): State<Arc<Store>>,
+    Extension(arrival): Extension<Arrival>,
+    Path(product_id): Path<u64>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    list(&store, &arrival, &query, &headers, Some(product_id))
+}
+
+/// `per_page` and `page`, or the 400 WordPress answers for them.
+fn page_params(query: &HashMap<String, String>) -> Result<(usize, usize), Response> {
+    let number = |name: &str, default: usize, max: usize| match query.get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                wp_error(
+                    StatusCode::BAD_REQUEST,
+                    "rest_invalid_param",
+                    &format!("Invalid parameter(s): {name}"),
+                )
+            }),
+    };
+    Ok((
+        number("per_page", PER_PAGE_DEFAULT, PER_PAGE_MAX)?,
+        number("page", 1, usize::MAX)?,
+    ))
+}
+
+fn list(
+    store: &Store,
+    arrival: &Arrival,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    parent: Option<u64>,
+) -> Response {
+    if let Err(refusal) = store.admit(arrival, headers, query) {
+        return refusal;
+    }
+    let (per_page, page) = match page_params(query) {
+        Ok(params) => params,
+        Err(refusal) => return refusal,
+    };
+    let per_page = per_page.min(store.config.per_page_max);
+    let mut products = catalogue(store);
+    let objects: Vec<Value> = match parent {
+        None => products
+            .iter()
+            .map(|(id, (own, variations))| store.product_json(*id, *own, variations))
+            .collect(),
+        Some(product_id) => {
+            let Some((_, variations)) = products.remove(&product_id) else {
+                return wp_error(
+                    StatusCode::NOT_FOUND,
+                    Kind::Product.invalid_id_code(),
+                    "Invalid ID.",
+                );
+            };
+            let items = store.endpoint.quantities();
+            let kind = Kind::Variation { product_id };
+            variations
+                .into_iter()
+                .filter_map(|v| {
+                    let q = items.get(&kind.item_id(v))?;
+                    Some(store.object_json(kind, v, *q))
+                })
+                .collect()
+        }
+    };
+    let total = objects.len();
+    let total_pages = total.div_ceil(per_page);
+    if page > total_pages.max(1) {
+        return wp_error(
+            StatusCode::BAD_REQUEST,
+            "rest_post_invalid_page_number",
+            "The page number requested is larger than the number of pages available.",
+        );
+    }
+    let start = (page - 1) * per_page;
+    let shown: Vec<Value> = objects.into_iter().skip(start).take(per_page).collect();
+    store.endpoint.stats.accepted();
+    let mut response = (StatusCode::OK, axum::Json(Value::Array(shown))).into_response();
+    let headers = response.headers_mut();
+    headers.insert("X-WP-Total", HeaderValue::from(total as u64));
+    headers.insert("X-WP-TotalPages", HeaderValue::from(total_pages as u64));
+    response
 }
 
 #[cfg(test)]

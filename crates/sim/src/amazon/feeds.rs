@@ -546,8 +546,8 @@ fn run_feed(market: &Market, feed_id: &str, content: &[u8]) -> Result<Value, Str
         } else {
             accepted += 1;
             if let Some(q) = quantity {
-                items.apply(&sku, q);
-                endpoint.stats.applied(1);
+                let write = items.apply(&sku, q);
+                endpoint.stats.wrote(write);
             }
         }
     }

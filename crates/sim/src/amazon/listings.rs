@@ -1,4 +1,5 @@
-//! Listings Items API 2021-08-01: `patchListingsItem` and `getListingsItem`.
+//! Listings Items API 2021-08-01: `patchListingsItem`, `getListingsItem` and
+//! `searchListingsItems`.
 //!
 //! - `PATCH /listings/2021-08-01/items/{sellerId}/{sku}?marketplaceIds=ATVPDKIKX0DER` with
 //!   `{"productType":"PRODUCT","patches":[{"op":"replace","path":"/attributes/fulfillment_availability","value":[{"fulfillment_channel_code":"DEFAULT","quantity":5}]}]}`
@@ -12,6 +13,15 @@
 //! - `GET /listings/2021-08-01/items/{sellerId}/{sku}?marketplaceIds=..&includedData=..` answers
 //!   `{"sku", "summaries"?, "fulfillmentAvailability"?, "issues"?}` as `includedData` asks
 //!   (default `summaries`), 404 `NOT_FOUND` for an unknown or permanent SKU.
+//! - `GET /listings/2021-08-01/items/{sellerId}?marketplaceIds=..&includedData=..&pageSize=..&pageToken=..`
+//!   answers `{"numberOfResults", "pagination": {"nextToken"}?, "items": [..]}`, each item as
+//!   `getListingsItem` shows it. Listings come ordered by SKU, ascending (whatever `sortBy`
+//!   says), at most `pageSize` (1 to 20, default 10, else 400 `InvalidInput`) and at most
+//!   [`super::AmazonConfig::search_page_size_max`] per page; `pagination.nextToken` is there
+//!   while more follow, and is passed back as `pageToken` (a token the simulator did not hand
+//!   out is 400 `InvalidInput`). Paging stops after
+//!   [`super::AmazonConfig::search_results_max`] listings (1,000, as Amazon documents), while
+//!   `numberOfResults` counts every one. Permanent SKUs are not listed.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -22,6 +32,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use crossdock_model::Timestamp;
 use serde_json::{Value, json};
 
@@ -174,8 +186,8 @@ pub(crate) async fn patch_listings_item(
         }
         drop(listings);
         if let Some(q) = quantity {
-            items.apply(&sku, q);
-            endpoint.stats.applied(1);
+            let write = items.apply(&sku, q);
+            endpoint.stats.wrote(write);
         }
     }
     drop(items);
@@ -215,10 +227,22 @@ pub(crate) async fn get_listings_item(
     let Some(quantity) = quantity.filter(|_| !endpoint.faults().is_permanent(&sku)) else {
         return not_found(&sku, &marketplace);
     };
-    let included = query
+    let answer = listing_json(&sku, quantity, &marketplace, included_data(&query));
+    endpoint.stats.accepted();
+    json(StatusCode::OK, answer)
+}
+
+/// `includedData`, default `summaries`.
+fn included_data(query: &HashMap<String, String>) -> &str {
+    query
         .get("includedData")
         .map(String::as_str)
-        .unwrap_or("summaries");
+        .unwrap_or("summaries")
+}
+
+/// A listing as `getListingsItem` and `searchListingsItems` show it, with the data sets
+/// `included` names.
+fn listing_json(sku: &str, quantity: i64, marketplace: &str, included: &str) -> Value {
     let mut answer = json!({"sku": sku});
     for part in included.split(',').map(str::trim) {
         match part {
@@ -242,6 +266,101 @@ pub(crate) async fn get_listings_item(
             _ => {}
         }
     }
+    answer
+}
+
+/// `searchListingsItems`' largest and default `pageSize`.
+const SEARCH_PAGE_SIZE_MAX: usize = 20;
+const SEARCH_PAGE_SIZE_DEFAULT: usize = 10;
+
+/// Where a search page starts: how many listings earlier pages listed, and the last SKU.
+#[derive(Debug, PartialEq, Eq)]
+struct SearchToken {
+    listed: usize,
+    after: String,
+}
+
+impl SearchToken {
+    fn encode(&self) -> String {
+        BASE64.encode(format!("{}:{}", self.listed, self.after))
+    }
+
+    fn decode(token: &str) -> Option<SearchToken> {
+        let text = String::from_utf8(BASE64.decode(token.trim()).ok()?).ok()?;
+        let (listed, after) = text.split_once(':')?;
+        Some(SearchToken {
+            listed: listed.parse().ok()?,
+            after: after.to_owned(),
+        })
+    }
+}
+
+pub(crate) async fn search_listings_items(
+    State(market): State<Arc<Market>>,
+    Extension(arrival): Extension<Arrival>,
+    Path(seller_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let endpoint = &market.endpoint;
+    if let Err(refusal) = market.admit(&headers, Operation::SearchListingsItems, arrival.at) {
+        return refusal;
+    }
+    if seller_id != market.config.seller_id {
+        endpoint.stats.auth_failed();
+        return unauthorized("The seller id in the path is not the seller of the access token.");
+    }
+    let marketplace = match marketplace(&market, &query) {
+        Ok(m) => m,
+        Err(refusal) => return refusal,
+    };
+    let page_size = match query.get("pageSize").map(|raw| raw.trim().parse::<usize>()) {
+        None => SEARCH_PAGE_SIZE_DEFAULT,
+        Some(Ok(n)) if (1..=SEARCH_PAGE_SIZE_MAX).contains(&n) => n,
+        Some(_) => {
+            return invalid_input(&format!(
+                "pageSize must be an integer from 1 to {SEARCH_PAGE_SIZE_MAX}."
+            ));
+        }
+    };
+    let page_size = page_size.min(market.config.search_page_size_max);
+    let start = match query.get("pageToken").map(|t| SearchToken::decode(t)) {
+        None => None,
+        Some(Some(token)) => Some(token),
+        Some(None) => return invalid_input("Invalid pageToken."),
+    };
+
+    let listings: Vec<(String, i64)> = endpoint
+        .items()
+        .quantities()
+        .into_iter()
+        .filter(|(sku, _)| !endpoint.faults().is_permanent(sku))
+        .collect();
+    let (listed_before, from) = match &start {
+        None => (0, 0),
+        Some(token) => (
+            token.listed,
+            listings.partition_point(|(sku, _)| sku.as_str() <= token.after.as_str()),
+        ),
+    };
+    let cap = market.config.search_results_max;
+    let take = page_size.min(cap.saturating_sub(listed_before));
+    let page = &listings[from..(from + take).min(listings.len())];
+    let listed = listed_before + page.len();
+    let more = from + page.len() < listings.len() && listed < cap;
+    let included = included_data(&query);
+    let items: Vec<Value> = page
+        .iter()
+        .map(|(sku, quantity)| listing_json(sku, *quantity, &marketplace, included))
+        .collect();
+    let mut answer = json!({"numberOfResults": listings.len(), "items": items});
+    if let (true, Some((last, _))) = (more, page.last()) {
+        let token = SearchToken {
+            listed,
+            after: last.clone(),
+        };
+        answer["pagination"] = json!({"nextToken": token.encode()});
+    }
     endpoint.stats.accepted();
     json(StatusCode::OK, answer)
 }
@@ -249,6 +368,17 @@ pub(crate) async fn get_listings_item(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_tokens_round_trip_and_refuse_what_was_not_handed_out() {
+        let token = SearchToken {
+            listed: 40,
+            after: "SKU:1/A".into(),
+        };
+        assert_eq!(SearchToken::decode(&token.encode()), Some(token));
+        assert_eq!(SearchToken::decode("not a token"), None);
+        assert_eq!(SearchToken::decode(&BASE64.encode("x:SKU")), None);
+    }
 
     #[test]
     fn reads_the_default_channel_quantity_from_patches() {

@@ -12,7 +12,8 @@
 //! - A token bucket per operation ([`AmazonRateLimits`], defaults from SP-API's usage plans). A
 //!   call without budget is 429 `QuotaExceeded`. Every SP-API answer carries
 //!   `x-amzn-RateLimit-Limit` (the operation's rate) and `x-amzn-RequestId`.
-//! - Listings Items 2021-08-01 `patchListingsItem` and `getListingsItem` (see [`listings`]).
+//! - Listings Items 2021-08-01 `patchListingsItem`, `getListingsItem` and
+//!   `searchListingsItems` (see [`listings`]).
 //! - Feeds 2021-06-30 with `JSON_LISTINGS_FEED`: feed documents, presigned upload and download
 //!   URLs (on the simulator itself), feeds and their processing reports (see [`feeds`]).
 //!
@@ -58,6 +59,7 @@ pub const UPLOAD_MAX_BYTES: usize = 64 << 20;
 pub enum Operation {
     PatchListingsItem,
     GetListingsItem,
+    SearchListingsItems,
     CreateFeedDocument,
     CreateFeed,
     GetFeed,
@@ -65,9 +67,10 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 7] = [
         Operation::PatchListingsItem,
         Operation::GetListingsItem,
+        Operation::SearchListingsItems,
         Operation::CreateFeedDocument,
         Operation::CreateFeed,
         Operation::GetFeed,
@@ -82,6 +85,7 @@ impl Operation {
                 Some(Operation::PatchListingsItem)
             }
             ("GET", ["listings", "2021-08-01", "items", _, _]) => Some(Operation::GetListingsItem),
+            ("GET", ["listings", "2021-08-01", "items", _]) => Some(Operation::SearchListingsItems),
             ("POST", ["feeds", "2021-06-30", "documents"]) => Some(Operation::CreateFeedDocument),
             ("POST", ["feeds", "2021-06-30", "feeds"]) => Some(Operation::CreateFeed),
             ("GET", ["feeds", "2021-06-30", "feeds", _]) => Some(Operation::GetFeed),
@@ -99,6 +103,8 @@ pub struct AmazonRateLimits {
     pub patch_listings_item: RateLimit,
     /// 5 per second, burst 10.
     pub get_listings_item: RateLimit,
+    /// 5 per second, burst 5.
+    pub search_listings_items: RateLimit,
     /// 0.5 per second, burst 15.
     pub create_feed_document: RateLimit,
     /// 0.0083 per second, burst 15.
@@ -114,6 +120,7 @@ impl Default for AmazonRateLimits {
         AmazonRateLimits {
             patch_listings_item: RateLimit::new(5.0, 5.0),
             get_listings_item: RateLimit::new(5.0, 10.0),
+            search_listings_items: RateLimit::new(5.0, 5.0),
             create_feed_document: RateLimit::new(0.5, 15.0),
             create_feed: RateLimit::new(0.0083, 15.0),
             get_feed: RateLimit::new(2.0, 15.0),
@@ -127,6 +134,7 @@ impl AmazonRateLimits {
         match operation {
             Operation::PatchListingsItem => self.patch_listings_item,
             Operation::GetListingsItem => self.get_listings_item,
+            Operation::SearchListingsItems => self.search_listings_items,
             Operation::CreateFeedDocument => self.create_feed_document,
             Operation::CreateFeed => self.create_feed,
             Operation::GetFeed => self.get_feed,
@@ -158,6 +166,13 @@ pub struct AmazonConfig {
     pub feed_processing_delay: Duration,
     /// Most messages in one `JSON_LISTINGS_FEED` (more is a `FATAL` feed). Default 10,000.
     pub feed_messages_max: usize,
+    /// Most listings one `searchListingsItems` page holds, whatever `pageSize` asks (1 to 20,
+    /// else 400). Default 20, Amazon's own limit; a test sets it small to page through a few
+    /// listings.
+    pub search_page_size_max: usize,
+    /// Most listings `searchListingsItems` pages through; `numberOfResults` still counts them
+    /// all. Default 1,000, as Amazon documents.
+    pub search_results_max: usize,
 }
 
 impl Default for AmazonConfig {
@@ -173,6 +188,8 @@ impl Default for AmazonConfig {
             strict_items: false,
             feed_processing_delay: Duration::ZERO,
             feed_messages_max: 10_000,
+            search_page_size_max: 20,
+            search_results_max: 1_000,
         }
     }
 }
@@ -189,6 +206,9 @@ impl AmazonConfig {
         }
         if self.access_token_ttl.is_zero() || self.feed_messages_max == 0 {
             return Err("access_token_ttl and feed_messages_max must be above 0".into());
+        }
+        if self.search_page_size_max == 0 || self.search_results_max == 0 {
+            return Err("search_page_size_max and search_results_max must be above 0".into());
         }
         Ok(())
     }
@@ -237,6 +257,10 @@ impl AmazonSim {
         });
         let router = Router::new()
             .route("/auth/o2/token", post(token))
+            .route(
+                "/listings/2021-08-01/items/{seller_id}",
+                get(listings::search_listings_items),
+            )
             .route(
                 "/listings/2021-08-01/items/{seller_id}/{sku}",
                 get(listings::get_listings_item).patch(listings::patch_listings_item),
@@ -564,6 +588,10 @@ mod tests {
         assert_eq!(
             of(Method::GET, "/listings/2021-08-01/items/A1/SKU-1"),
             Some(Operation::GetListingsItem)
+        );
+        assert_eq!(
+            of(Method::GET, "/listings/2021-08-01/items/A1"),
+            Some(Operation::SearchListingsItems)
         );
         assert_eq!(
             of(Method::POST, "/feeds/2021-06-30/documents"),

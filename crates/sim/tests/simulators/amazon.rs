@@ -459,3 +459,67 @@ async fn a_document_that_is_not_a_listings_feed_is_fatal() {
             .contains("version")
     );
 }
+
+async fn search(sim: &AmazonSim, token: &str, query: &str) -> (u16, Value) {
+    let response = client()
+        .get(format!(
+            "{}/listings/2021-08-01/items/{SELLER}?marketplaceIds=ATVPDKIKX0DER&{query}",
+            sim.url()
+        ))
+        .header("x-amz-access-token", token)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn search_pages_through_listings_by_next_token() {
+    let sim = start(AmazonConfig {
+        search_results_max: 3,
+        ..AmazonConfig::default()
+    })
+    .await;
+    for (sku, q) in [("B", 2), ("A", 1), ("D", 4), ("C", 3), ("GONE", 9)] {
+        sim.insert_item(sku, q);
+    }
+    sim.faults().permanent_items(["GONE"]);
+    let token = login(&sim).await;
+
+    let (status, first) = search(
+        &sim,
+        &token,
+        "includedData=fulfillmentAvailability&pageSize=2",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(first["numberOfResults"], 4);
+    let skus: Vec<&Value> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["sku"])
+        .collect();
+    assert_eq!(skus, [&json!("A"), &json!("B")]);
+    assert_eq!(
+        first["items"][1]["fulfillmentAvailability"],
+        json!([{"fulfillmentChannelCode": "DEFAULT", "quantity": 2}])
+    );
+    let next = first["pagination"]["nextToken"].as_str().unwrap();
+    let (_, second) = search(&sim, &token, &format!("pageSize=2&pageToken={next}")).await;
+    // Three listings at most are paged through; C is the last.
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert_eq!(second["items"][0]["sku"], "C");
+    assert!(second["items"][0]["summaries"].is_array());
+    assert!(second.get("pagination").is_none());
+
+    let (status, body) = search(&sim, &token, "pageSize=21").await;
+    assert_eq!(
+        (status, &body["errors"][0]["code"]),
+        (400, &json!("InvalidInput"))
+    );
+    let (status, _) = search(&sim, &token, "pageToken=bogus").await;
+    assert_eq!(status, 400);
+    let (status, _) = search(&sim, "Atza|unknown", "").await;
+    assert_eq!(status, 403);
+}

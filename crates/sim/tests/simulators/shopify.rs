@@ -534,3 +534,115 @@ async fn concurrent_clients_lose_and_double_nothing() {
     assert_eq!(sim.history("1").len() as i64, TASKS * CALLS);
     assert_eq!(sim.requests().len() as i64, TASKS * CALLS * 2);
 }
+
+const LEVELS: &str = "query Levels($locationId: ID!, $cursor: String) {
+  location(id: $locationId) {
+    inventoryLevels(first: 250, after: $cursor) {
+      nodes { item { id } quantities(names: [\"available\"]) { name quantity } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}";
+
+fn levels_body(location: &str, cursor: Option<&str>) -> Value {
+    json!({"query": LEVELS, "variables": {"locationId": location, "cursor": cursor}})
+}
+
+#[tokio::test]
+async fn lists_a_locations_levels_in_pages_and_refunds_the_unused_cost() {
+    let sim = ShopifySim::start(ShopifyConfig {
+        levels_page_max: 2,
+        ..ShopifyConfig::default()
+    })
+    .await
+    .unwrap();
+    sim.insert_item(3, 30);
+    sim.insert_item(1, 10);
+    sim.insert_item(2, 20);
+    sim.faults().permanent_items(["2"]);
+
+    let (status, first) = post(&sim, &levels_body("gid://shopify/Location/1", None)).await;
+    assert_eq!(status, 200);
+    let connection = &first["data"]["location"]["inventoryLevels"];
+    let items: Vec<&Value> = connection["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| &n["item"]["id"])
+        .collect();
+    assert_eq!(
+        items,
+        [
+            &json!("gid://shopify/InventoryItem/1"),
+            &json!("gid://shopify/InventoryItem/3")
+        ]
+    );
+    assert_eq!(
+        connection["nodes"][1]["quantities"],
+        json!([{"name": "available", "quantity": 30}])
+    );
+    // Asked 3 + 3 × 250, spent 3 + 3 × 2: the rest is refunded.
+    let cost = &first["extensions"]["cost"];
+    assert_eq!(
+        (&cost["requestedQueryCost"], &cost["actualQueryCost"]),
+        (&json!(753), &json!(9))
+    );
+    assert!(
+        cost["throttleStatus"]["currentlyAvailable"]
+            .as_i64()
+            .unwrap()
+            >= 990
+    );
+    assert_eq!(connection["pageInfo"]["hasNextPage"], false);
+
+    sim.faults().clear();
+    let (_, first) = post(&sim, &levels_body("gid://shopify/Location/1", None)).await;
+    let page_info = &first["data"]["location"]["inventoryLevels"]["pageInfo"];
+    assert_eq!(page_info["hasNextPage"], true);
+    let cursor = page_info["endCursor"].as_str().unwrap();
+    let (_, second) = post(&sim, &levels_body("gid://shopify/Location/1", Some(cursor))).await;
+    let connection = &second["data"]["location"]["inventoryLevels"];
+    assert_eq!(
+        connection["nodes"][0]["item"]["id"],
+        "gid://shopify/InventoryItem/3"
+    );
+    assert_eq!(connection["pageInfo"]["hasNextPage"], false);
+
+    let (_, elsewhere) = post(&sim, &levels_body("gid://shopify/Location/9", None)).await;
+    assert_eq!(elsewhere["data"]["location"], Value::Null);
+    let (_, bad) = post(&sim, &levels_body("gid://shopify/Location/1", Some("nope"))).await;
+    assert!(
+        bad["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cursor")
+    );
+    let too_many = json!({"query": LEVELS.replace("first: 250", "first: 251"),
+        "variables": {"locationId": "gid://shopify/Location/1"}});
+    let (_, refused) = post(&sim, &too_many).await;
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("first")
+    );
+}
+
+#[tokio::test]
+async fn a_levels_page_costing_more_than_the_bucket_is_refused_outright() {
+    let sim = ShopifySim::start(ShopifyConfig {
+        throttle: ShopifyThrottle {
+            maximum_available: 100.0,
+            restore_rate: 10.0,
+        },
+        ..ShopifyConfig::default()
+    })
+    .await
+    .unwrap();
+    let (_, answer) = post(&sim, &levels_body("gid://shopify/Location/1", None)).await;
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"],
+        "MAX_COST_EXCEEDED"
+    );
+    assert_eq!(sim.currently_available().round(), 100.0);
+}

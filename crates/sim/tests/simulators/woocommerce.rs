@@ -260,3 +260,79 @@ async fn an_outage_applies_nothing() {
     assert_eq!(sim.quantity("1"), None);
     assert_eq!(sim.stats().requests_faulted, 1);
 }
+
+async fn list(sim: &WooSim, path: &str, query: &str) -> (u16, Option<(String, String)>, Value) {
+    let response = client()
+        .get(format!("{}{path}?{query}", sim.api_url()))
+        .basic_auth("ck_simulator", Some("cs_simulator"))
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let totals = header("x-wp-total").zip(header("x-wp-totalpages"));
+    (
+        response.status().as_u16(),
+        totals,
+        response.json().await.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn lists_products_and_variations_in_pages_with_their_totals() {
+    let sim = start(WooConfig::default()).await;
+    for id in [5, 3, 9] {
+        sim.insert_product(id, id as i64);
+    }
+    sim.insert_variation(7, 71, 2);
+    sim.insert_variation(7, 70, 1);
+    sim.faults().permanent_items(["9"]);
+
+    let (status, totals, page) = list(&sim, "/products", "per_page=2&page=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(totals, Some(("3".into(), "2".into())));
+    let ids: Vec<&Value> = page.as_array().unwrap().iter().map(|p| &p["id"]).collect();
+    assert_eq!(ids, [&json!(3), &json!(5)]);
+    let (_, _, page) = list(&sim, "/products", "per_page=2&page=2").await;
+    let variable = &page[0];
+    assert_eq!(
+        (&variable["id"], &variable["type"], &variable["variations"]),
+        (&json!(7), &json!("variable"), &json!([70, 71]))
+    );
+    assert_eq!(
+        (&variable["manage_stock"], &variable["stock_quantity"]),
+        (&json!(false), &Value::Null)
+    );
+    let (_, totals, variations) = list(&sim, "/products/7/variations", "per_page=100").await;
+    assert_eq!(totals, Some(("2".into(), "1".into())));
+    assert_eq!(variations[1]["id"], 71);
+    assert_eq!(variations[1]["stock_quantity"], 2);
+
+    let (status, _, body) = list(&sim, "/products", "per_page=101").await;
+    assert_eq!((status, &body["code"]), (400, &json!("rest_invalid_param")));
+    let (status, _, body) = list(&sim, "/products", "per_page=2&page=3").await;
+    assert_eq!(
+        (status, &body["code"]),
+        (400, &json!("rest_post_invalid_page_number"))
+    );
+    let (status, _, _) = list(&sim, "/products/8/variations", "").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_small_page_limit_caps_per_page_and_the_page_count_follows() {
+    let sim = start(WooConfig {
+        per_page_max: 1,
+        ..WooConfig::default()
+    })
+    .await;
+    sim.insert_product(1, 1);
+    sim.insert_product(2, 2);
+    let (_, totals, page) = list(&sim, "/products", "per_page=100").await;
+    assert_eq!(totals, Some(("2".into(), "2".into())));
+    assert_eq!(page.as_array().unwrap().len(), 1);
+}
