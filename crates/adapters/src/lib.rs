@@ -13,11 +13,16 @@
 //!
 //! Items are mapped through a per-channel [`crosswalk::Crosswalk`]: an item without an entry
 //! is a permanent failure naming the item and the channel, never a silent skip.
+//!
+//! Back, for reconciliation, the Shopify, SP-API and WooCommerce publishers implement
+//! [`StockReader`]: every level the channel shows, mapped to items, with the ids the crosswalk
+//! does not know listed apart (see [`stock`]).
 
 pub mod amazon;
 pub mod crosswalk;
 pub mod inbound;
 pub mod shopify;
+pub mod stock;
 pub mod webhook;
 pub mod woocommerce;
 
@@ -25,4 +30,5 @@ mod util;
 
 pub use crosswalk::{Crosswalk, CrosswalkError};
 pub use inbound::{ChannelInput, InboundError};
+pub use stock::{ChannelLevel, PullError, StockPull, StockReader};
 pub use util::ConfigError;

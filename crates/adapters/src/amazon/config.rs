@@ -39,6 +39,10 @@ pub struct AmazonConfig {
     /// The feed operations' own limits (Feeds API 2021-06-30 usage plans).
     #[serde(default)]
     pub feed_limits: FeedLimits,
+    /// `searchListingsItems`' limit (Listings Items 2021-08-01 usage plan: 5 per second, burst
+    /// 5), which paces the pages of a stock read.
+    #[serde(default = "default_search_listings_limit")]
+    pub search_listings_limit: BucketConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -85,6 +89,10 @@ fn default_feed_timeout_s() -> u64 {
     600
 }
 
+fn default_search_listings_limit() -> BucketConfig {
+    BucketConfig::new(5.0, 5.0)
+}
+
 fn default_true() -> bool {
     true
 }
@@ -127,6 +135,7 @@ impl AmazonConfig {
                 self.feed_limits.create_feed_document,
             ),
             ("feed_limits.get_feed", self.feed_limits.get_feed),
+            ("search_listings_limit", self.search_listings_limit),
             (
                 "feed_limits.get_feed_document",
                 self.feed_limits.get_feed_document,
@@ -162,6 +171,7 @@ mod tests {
         );
         assert!(c.sku_is_item);
         assert_eq!(c.feed_limits.create_feed, BucketConfig::new(0.0083, 15.0));
+        assert_eq!(c.search_listings_limit, BucketConfig::new(5.0, 5.0));
         assert_eq!(
             c.feed_limits.get_feed_document,
             BucketConfig::new(0.0222, 10.0)

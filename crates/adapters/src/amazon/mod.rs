@@ -10,13 +10,14 @@
 //!
 //! A patch answers `ACCEPTED` (delivered), `INVALID` with issues (permanent), or an error list
 //! with an HTTP status (through [`crossdock_delivery::Failure::from_status`]). See
-//! [`feed`] for the bulk path.
+//! [`feed`] for the bulk path, and [`stock`] for reading the listings' quantities back.
 
 pub mod bucket;
 pub mod config;
 pub mod feed;
 mod lwa;
 pub mod publish;
+pub mod stock;
 
 pub use config::{AmazonConfig, FeedLimits};
 pub use publish::AmazonPublisher;

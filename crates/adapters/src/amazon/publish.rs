@@ -66,9 +66,11 @@ pub struct AmazonPublisher {
     pub(super) endpoint: reqwest::Url,
     pub(super) config: AmazonConfig,
     lwa: Lwa,
-    crosswalk: Crosswalk,
+    pub(super) crosswalk: Crosswalk,
     pub(super) channel: String,
     pub(super) buckets: Mutex<FeedBuckets>,
+    /// `searchListingsItems`, for stock reads (see [`super::stock`]).
+    pub(super) search_bucket: Mutex<TokenBucket>,
 }
 
 impl std::fmt::Debug for AmazonPublisher {
@@ -185,6 +187,7 @@ impl AmazonPublisher {
                 get_feed: TokenBucket::new(limits.get_feed, now),
                 get_feed_document: TokenBucket::new(limits.get_feed_document, now),
             }),
+            search_bucket: Mutex::new(TokenBucket::new(config.search_listings_limit, now)),
             lwa: Lwa::new(lwa_url, refresh_token, client_id, client_secret),
             endpoint,
             config,

@@ -47,7 +47,7 @@ const READ_QUERY: &str = "query CrossdockReadAvailable($inventoryItemId: ID!, $l
   }
 }";
 
-const INVENTORY_ITEM_GID: &str = "gid://shopify/InventoryItem/";
+pub(super) const INVENTORY_ITEM_GID: &str = "gid://shopify/InventoryItem/";
 const LOCATION_GID: &str = "gid://shopify/Location/";
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,10 +84,10 @@ pub struct ShopifyPublisher {
     /// `{shop_url}/admin/api/{version}/graphql.json`
     endpoint: String,
     access_token: String,
-    location_gid: String,
-    crosswalk: Crosswalk,
+    pub(super) location_gid: String,
+    pub(super) crosswalk: Crosswalk,
     /// Names the shop in failure details (`shopify:x.myshopify.com`).
-    channel: String,
+    pub(super) channel: String,
     mutation_cost: f64,
     timeout: Duration,
 }
@@ -163,7 +163,11 @@ impl ShopifyPublisher {
         })
     }
 
-    async fn post(&self, body: &Value, correlation_id: Option<&str>) -> Result<Answer, Failure> {
+    pub(super) async fn post(
+        &self,
+        body: &Value,
+        correlation_id: Option<&str>,
+    ) -> Result<Answer, Failure> {
         let mut request = self
             .client
             .post(&self.endpoint)
@@ -305,7 +309,7 @@ impl Target for ShopifyPublisher {
 }
 
 /// A Shopify global id from `N` or a full gid of the right type.
-fn gid(prefix: &str, raw: &str) -> Option<String> {
+pub(super) fn gid(prefix: &str, raw: &str) -> Option<String> {
     let raw = raw.trim();
     let number = raw.strip_prefix(prefix).unwrap_or(raw);
     (!number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
@@ -348,33 +352,36 @@ fn finish(results: Vec<Option<MsgResult>>, feedback: RateFeedback) -> Outcome {
 
 /// A response, read whole.
 #[derive(Debug, Clone)]
-struct Answer {
-    status: u16,
-    retry_after: Option<Duration>,
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) retry_after: Option<Duration>,
     /// `X-Shopify-Shop-Api-Call-Limit` (REST): requests left and bucket size.
-    call_limit: Option<(f64, f64)>,
-    text: String,
+    pub(super) call_limit: Option<(f64, f64)>,
+    pub(super) text: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct GraphqlResponse {
+pub(super) struct GraphqlResponse {
     #[serde(default)]
-    data: Option<Value>,
+    pub(super) data: Option<Value>,
     #[serde(default)]
-    errors: Option<Vec<Value>>,
+    pub(super) errors: Option<Vec<Value>>,
     #[serde(default)]
-    extensions: Option<Extensions>,
+    pub(super) extensions: Option<Extensions>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct Extensions {
+pub(super) struct Extensions {
     #[serde(default)]
-    cost: Option<Cost>,
+    pub(super) cost: Option<Cost>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Cost {
+pub(super) struct Cost {
+    /// What the call was estimated to cost before it ran (the budget it needed).
+    #[serde(default)]
+    pub(super) requested_query_cost: Option<f64>,
     #[serde(default)]
     actual_query_cost: Option<f64>,
     #[serde(default)]
@@ -400,7 +407,7 @@ struct UserError {
     code: Option<String>,
 }
 
-fn feedback(answer: &Answer, parsed: Option<&GraphqlResponse>) -> RateFeedback {
+pub(super) fn feedback(answer: &Answer, parsed: Option<&GraphqlResponse>) -> RateFeedback {
     let cost = parsed
         .and_then(|p| p.extensions.as_ref())
         .and_then(|e| e.cost.as_ref());
@@ -422,7 +429,7 @@ fn feedback(answer: &Answer, parsed: Option<&GraphqlResponse>) -> RateFeedback {
 }
 
 /// How top-level GraphQL `errors` read: `None` when there are none.
-fn top_level_failure(status: u16, errors: &[Value]) -> Option<Failure> {
+pub(super) fn top_level_failure(status: u16, errors: &[Value]) -> Option<Failure> {
     if errors.is_empty() {
         return None;
     }

@@ -59,13 +59,13 @@ impl WooItem {
 }
 
 pub struct WooPublisher {
-    client: reqwest::Client,
+    pub(super) client: reqwest::Client,
     /// `{url}/wp-json/wc/v3`
-    api: String,
-    consumer_key: String,
-    consumer_secret: String,
-    crosswalk: Crosswalk,
-    channel: String,
+    pub(super) api: String,
+    pub(super) consumer_key: String,
+    pub(super) consumer_secret: String,
+    pub(super) crosswalk: Crosswalk,
+    pub(super) channel: String,
     timeout: std::time::Duration,
 }
 
