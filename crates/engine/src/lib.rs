@@ -253,6 +253,13 @@ pub(crate) struct View {
     pub seq: u64,
 }
 
+/// A partition's committed items as of its ledger sequence `seq`.
+pub struct CommittedPartition {
+    pub partition: u32,
+    pub seq: u64,
+    pub items: Vec<(ItemId, Arc<ItemState>)>,
+}
+
 pub struct Engine {
     /// The embedded store's WAL checkpoints, off the commit path.
     checkpointer: Mutex<Option<crossdock_store::sqlite::Checkpointer>>,
@@ -659,6 +666,38 @@ impl Engine {
             Some(p) => (p.ats, p.seq),
             None => (0, view.seq),
         }
+    }
+
+    /// Every committed item of every partition, with the partition's ledger sequence: one
+    /// consistent cut per partition, taken under its view lock (pointer copies only).
+    pub fn committed_items(&self) -> Vec<CommittedPartition> {
+        self.views
+            .iter()
+            .enumerate()
+            .map(|(p, v)| {
+                let view = v.read().expect("view lock");
+                CommittedPartition {
+                    partition: p as u32,
+                    seq: view.seq,
+                    items: view
+                        .items
+                        .iter()
+                        .map(|(id, s)| (id.clone(), s.clone()))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Runs `f` on the engine's read connection to the store.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        self.reader
+            .call(f)
+            .await?
+            .map_err(|e| EngineError::Store(e.to_string()))
     }
 
     /// Sequence of the last commit of each partition.

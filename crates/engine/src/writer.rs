@@ -12,7 +12,7 @@ use crossdock_ledger::{Effects, Ledger, Outcome, Policy, Rejection, ResStatus};
 use crossdock_model::{Envelope, Event};
 use crossdock_model::{EventData, ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
 use crossdock_store::{
-    CommitBatch, EventRow, EventStatus, ExceptionStatusChange, OutboxKind, OutboxRow, SourceSeqRow,
+    AtsRow, ChangeRow, CommitBatch, EventRow, EventStatus, ExceptionStatusChange, OutboxKind, OutboxRow, SourceSeqRow,
     Store, StoreError, TimerRow,
 };
 use tracing::{error, warn};
@@ -720,6 +720,26 @@ impl Writer {
             }
         }
         let now = fx.now.max(Timestamp::now()).as_micros();
+        batch
+            .changes
+            .extend(fx.changes.iter().enumerate().map(|(n, c)| ChangeRow {
+                partition: p,
+                seq: c.seq,
+                n: n as u32,
+                item: c.item.to_string(),
+                location: self.policy.locations[c.location.0 as usize].to_string(),
+                lot: c.lot.as_ref().map_or_else(String::new, |l| l.to_string()),
+                time_us: c.time.as_micros(),
+                at_us: now,
+                delta: bucket_array(&c.delta),
+            }));
+        batch.ats.extend(fx.ats_changes.iter().map(|c| AtsRow {
+            item: c.item.to_string(),
+            channel: channel_name(&self.policy, c.channel).to_string(),
+            at_us: now,
+            seq: c.seq,
+            ats: c.ats,
+        }));
         for c in &fx.ats_changes {
             let channel = channel_name(&self.policy, c.channel);
             if let Some(delivered) = &self.outbox.channels
@@ -807,6 +827,22 @@ impl Writer {
             }));
         batch.last_seq = self.ledger.seq;
     }
+}
+
+/// Buckets in the store's column order ([`crossdock_store::BUCKETS`]).
+fn bucket_array(b: &crossdock_ledger::Buckets) -> [i64; 10] {
+    [
+        b.on_hand,
+        b.quarantined,
+        b.damaged,
+        b.returns_pending,
+        b.picked,
+        b.allocated,
+        b.reserved,
+        b.in_transit,
+        b.incoming,
+        b.safety_stock,
+    ]
 }
 
 /// The reservation a hub command is about, if it is one.

@@ -15,5 +15,5 @@ pub use policy::{
 };
 pub use position::{Buckets, Position};
 pub use reservation::{ResLine, ResStatus, Reservation, Shortfall};
-pub use state::{AtsChange, Effects, ItemState, Ledger, Outcome, Rejection};
+pub use state::{AtsChange, Effects, ItemState, Ledger, Outcome, PositionChange, Rejection};
 pub use workflow::{Doc, PostTo, Posting, Step, Workflow, WorkflowKind};

@@ -84,8 +84,11 @@ pub struct SourcePolicy {
     pub sequenced: bool,
 }
 
-/// Source name of imports and reconciliation corrections; may emit inventory types anywhere.
+/// Source name of imports; may emit inventory types anywhere.
 pub const IMPORT_SOURCE: &str = "crossdock.import";
+
+/// Source name of reconciliation corrections: counts (and status moves) anywhere, nothing else.
+pub const RECONCILER_SOURCE: &str = "crossdock.reconciler";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -225,6 +228,9 @@ impl Policy {
     pub fn owns(&self, source: &SourceId, ty: &str, loc: LocIdx) -> bool {
         if source.as_str() == IMPORT_SOURCE {
             return ty.starts_with("inventory.") || ty.starts_with("supply.");
+        }
+        if source.as_str() == RECONCILER_SOURCE {
+            return ty.starts_with("inventory.counted.") || ty.starts_with("inventory.status_changed.");
         }
         self.sources
             .get(source)

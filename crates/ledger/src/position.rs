@@ -27,6 +27,22 @@ pub struct Buckets {
 }
 
 impl Buckets {
+    /// Bucket by bucket `self - other`.
+    pub fn minus(&self, other: &Buckets) -> Buckets {
+        Buckets {
+            on_hand: self.on_hand - other.on_hand,
+            quarantined: self.quarantined - other.quarantined,
+            damaged: self.damaged - other.damaged,
+            returns_pending: self.returns_pending - other.returns_pending,
+            picked: self.picked - other.picked,
+            allocated: self.allocated - other.allocated,
+            reserved: self.reserved - other.reserved,
+            in_transit: self.in_transit - other.in_transit,
+            incoming: self.incoming - other.incoming,
+            safety_stock: self.safety_stock - other.safety_stock,
+        }
+    }
+
     pub fn committed(&self) -> i64 {
         self.allocated + self.picked
     }

@@ -179,9 +179,90 @@ pub struct Effects {
     pub steps: Vec<Step>,
     /// Messages about workflows for other systems (ERP, warehouses, partners).
     pub postings: Vec<Posting>,
+    /// What each applied input changed, per position, in the order applied: the journal that
+    /// reconciliation backs out of the ledger and item history reads.
+    pub changes: Vec<PositionChange>,
+    /// The items the input being applied has touched so far, as they were before it.
+    journal: Option<Journal>,
+}
+
+/// The buckets one applied input changed at one position (`after - before`, never all zero).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionChange {
+    /// Ledger sequence the change was applied at.
+    pub seq: u64,
+    /// The event time of the input.
+    pub time: Timestamp,
+    pub item: ItemId,
+    pub location: LocIdx,
+    pub lot: Option<Lot>,
+    pub delta: crate::position::Buckets,
+}
+
+#[derive(Debug)]
+struct Journal {
+    seq: u64,
+    time: Timestamp,
+    before: Vec<(ItemId, Option<Arc<ItemState>>)>,
 }
 
 impl Effects {
+    fn open_journal(&mut self, seq: u64, time: Timestamp) {
+        self.journal = Some(Journal {
+            seq,
+            time,
+            before: Vec::new(),
+        });
+    }
+
+    /// Records what the input changed since `open_journal`, comparing each touched item with
+    /// its state before.
+    fn close_journal(&mut self, items: &HashMap<ItemId, Arc<ItemState>>) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        for (id, before) in journal.before {
+            let after = items.get(&id);
+            let (before, after) = (before.as_deref(), after.map(|a| &**a));
+            if let (Some(b), Some(a)) = (before, after)
+                && std::ptr::eq(b, a)
+            {
+                continue;
+            }
+            let empty = Vec::new();
+            let old = before.map_or(&empty, |s| &s.positions);
+            let new = after.map_or(&empty, |s| &s.positions);
+            let keys = old
+                .iter()
+                .chain(new.iter())
+                .map(|p| (p.location, p.lot.as_ref()));
+            let mut seen: Vec<(LocIdx, Option<&Lot>)> = Vec::new();
+            for key in keys {
+                if seen.contains(&key) {
+                    continue;
+                }
+                seen.push(key);
+                let find = |ps: &[Position]| {
+                    ps.iter()
+                        .find(|p| (p.location, p.lot.as_ref()) == key)
+                        .map(|p| p.b)
+                        .unwrap_or_default()
+                };
+                let delta = find(new).minus(&find(old));
+                if delta != Default::default() {
+                    self.changes.push(PositionChange {
+                        seq: journal.seq,
+                        time: journal.time,
+                        item: id.clone(),
+                        location: key.0,
+                        lot: key.1.cloned(),
+                        delta,
+                    });
+                }
+            }
+        }
+    }
+
     fn touch(&mut self, item: &ItemId) {
         if self.touched_item_set.insert(item.clone()) {
             self.touched_items.push(item.clone());
@@ -329,6 +410,11 @@ impl Ledger {
 
     pub(crate) fn item_mut(&mut self, id: &ItemId, fx: &mut Effects) -> &mut ItemState {
         fx.touch(id);
+        if let Some(journal) = &mut fx.journal
+            && !journal.before.iter().any(|(i, _)| i == id)
+        {
+            journal.before.push((id.clone(), self.items.get(id).cloned()));
+        }
         Arc::make_mut(self.items.entry(id.clone()).or_default())
     }
 
@@ -445,7 +531,21 @@ impl Ledger {
         self.release_ready(policy, source, fx);
     }
 
+    /// Applies an input that is next in line, journaling what it changed.
     fn apply_in_order(
+        &mut self,
+        policy: &Policy,
+        ev: &Event,
+        seq: u64,
+        fx: &mut Effects,
+    ) -> Outcome {
+        fx.open_journal(seq, ev.time);
+        let outcome = self.apply_unjournaled(policy, ev, seq, fx);
+        fx.close_journal(&self.items);
+        outcome
+    }
+
+    fn apply_unjournaled(
         &mut self,
         policy: &Policy,
         ev: &Event,

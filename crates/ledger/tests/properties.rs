@@ -282,6 +282,49 @@ proptest! {
         prop_assert_eq!(live.seq, log.len() as u64);
     }
 
+    /// The journal is exact: summing every change per position gives the position, and the
+    /// ledger after the first k inputs equals the final ledger minus the changes of the rest.
+    #[test]
+    fn the_journal_adds_up_to_the_positions(
+        ops in proptest::collection::vec(op(), 1..80),
+        cut in 0usize..80,
+    ) {
+        let policy = policy();
+        let mut ledger = Ledger::new();
+        let mut changes = Vec::new();
+        let mut at_cut = None;
+        for (n, op) in ops.iter().enumerate() {
+            if n == cut {
+                at_cut = Some((positions(&ledger), changes.len()));
+            }
+            let mut fx = Effects::default();
+            ledger.apply(&policy, &to_event(n, op), &mut fx);
+            ledger.finish_batch(&policy, &mut fx);
+            changes.append(&mut fx.changes);
+        }
+        let sum = |changes: &[crossdock_ledger::PositionChange], sign: i64, start: Vec<(String, u16, crossdock_ledger::Buckets)>| {
+            let mut by: std::collections::BTreeMap<(String, u16), crossdock_ledger::Buckets> =
+                start.into_iter().map(|(i, l, b)| ((i, l), b)).collect();
+            for c in changes {
+                let b = by.entry((c.item.to_string(), c.location.0)).or_default();
+                let zero = crossdock_ledger::Buckets::default();
+                // b + delta, or b - delta when backing out.
+                *b = if sign > 0 { b.minus(&zero.minus(&c.delta)) } else { b.minus(&c.delta) };
+            }
+            by.into_iter()
+                .filter(|(_, b)| *b != crossdock_ledger::Buckets::default())
+                .map(|((i, l), b)| (i, l, b))
+                .collect::<Vec<_>>()
+        };
+        let nonzero = |ps: Vec<(String, u16, crossdock_ledger::Buckets)>| {
+            ps.into_iter().filter(|p| p.2 != crossdock_ledger::Buckets::default()).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(sum(&changes, 1, Vec::new()), nonzero(positions(&ledger)));
+        if let Some((before, k)) = at_cut {
+            prop_assert_eq!(sum(&changes[k..], -1, positions(&ledger)), nonzero(before));
+        }
+    }
+
     /// No oversell: a reservation never leaves a position it drew from below zero, and with no
     /// physical stock loss, available never goes negative under any interleaving.
     #[test]

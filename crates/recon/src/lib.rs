@@ -7,6 +7,9 @@
 //! A snapshot covers the locations it names: a ledger position at a location the snapshot does
 //! not mention is not "missing in the source".
 
+pub mod channel;
+pub mod snapshot;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crossdock_model::event::StockStatus;
@@ -100,6 +103,8 @@ pub struct Variance {
     pub ledger_qty: Option<i64>,
     /// What would make the ledger agree: source − ledger.
     pub delta: i64,
+    /// Either side split the quantity by lot (a single count cannot correct it).
+    pub has_lots: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
@@ -206,6 +211,8 @@ pub fn compare(
                 .expect("a class")] += 1;
             if class != Class::Match {
                 let (source_qty, ledger_qty) = (s.map(|s| s.total), l.map(|l| l.total));
+                let has_lots = s.is_some_and(|s| s.by_lot.is_some())
+                    || l.is_some_and(|l| l.by_lot.is_some());
                 report.variances.push(Variance {
                     item: item.clone(),
                     location: location.clone(),
@@ -213,6 +220,7 @@ pub fn compare(
                     source_qty,
                     ledger_qty,
                     delta: source_qty.unwrap_or(0) - ledger_qty.unwrap_or(0),
+                    has_lots,
                 });
             }
         };

@@ -24,7 +24,7 @@ use crossdock_adapters::amazon::{AmazonConfig, AmazonPublisher};
 use crossdock_adapters::shopify::{ShopifyConfig, ShopifyPublisher};
 use crossdock_adapters::webhook::{WebhookConfig, WebhookPublisher};
 use crossdock_adapters::woocommerce::{WooConfig, WooPublisher};
-use crossdock_adapters::{ConfigError, Crosswalk};
+use crossdock_adapters::{ConfigError, Crosswalk, StockReader};
 use crossdock_delivery::rate::RateConfig;
 use crossdock_delivery::retry::{BreakerConfig, RetryConfig};
 use crossdock_delivery::{LaneConfig, Target};
@@ -75,6 +75,8 @@ pub struct EndpointEntry {
 pub struct EndpointSpec {
     pub lane: LaneConfig,
     pub target: Arc<dyn Target>,
+    /// Reads what the channel shows, for reconciliation (Shopify, Amazon, WooCommerce).
+    pub reader: Option<Arc<dyn StockReader>>,
     /// Verifies the channel's inbound webhooks (Shopify, WooCommerce), when configured.
     pub webhook_secret: Option<Vec<u8>>,
     /// Item ↔ the channel's own ids (inbound mapping uses it too).
@@ -267,47 +269,51 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
             .unwrap_or_default()
             .to_string()
     });
-    let (target, timeout_ms): (Arc<dyn Target>, u64) = match kind {
+    type Reader = Option<Arc<dyn StockReader>>;
+    let (target, reader, timeout_ms): (Arc<dyn Target>, Reader, u64) = match kind {
         "shopify" => {
             let c = e.shopify.clone().ok_or_else(missing)?;
             let t = c.timeout_ms;
-            (
-                Arc::new(
-                    ShopifyPublisher::new(c, get("access_token"), crosswalk.clone()).map_err(at)?,
-                ),
-                t,
-            )
+            let p = Arc::new(
+                ShopifyPublisher::new(c, get("access_token"), crosswalk.clone()).map_err(at)?,
+            );
+            (p.clone(), Some(p), t)
         }
         "amazon" => {
             let c = e.amazon.clone().ok_or_else(missing)?;
             let t = c.timeout_ms;
-            let p = AmazonPublisher::new(
-                c,
-                get("refresh_token"),
-                get("client_id"),
-                get("client_secret"),
-                crosswalk.clone(),
-            )
-            .map_err(|errs| errs.into_iter().flat_map(at).collect::<Vec<_>>())?;
-            (Arc::new(p), t)
+            let p = Arc::new(
+                AmazonPublisher::new(
+                    c,
+                    get("refresh_token"),
+                    get("client_id"),
+                    get("client_secret"),
+                    crosswalk.clone(),
+                )
+                .map_err(|errs| errs.into_iter().flat_map(at).collect::<Vec<_>>())?,
+            );
+            (p.clone(), Some(p), t)
         }
         "woocommerce" => {
             let c = e.woocommerce.clone().ok_or_else(missing)?;
             let t = c.timeout_ms;
-            let p = WooPublisher::new(
-                c,
-                get("consumer_key"),
-                get("consumer_secret"),
-                crosswalk.clone(),
-            )
-            .map_err(at)?;
-            (Arc::new(p), t)
+            let p = Arc::new(
+                WooPublisher::new(
+                    c,
+                    get("consumer_key"),
+                    get("consumer_secret"),
+                    crosswalk.clone(),
+                )
+                .map_err(at)?,
+            );
+            (p.clone(), Some(p), t)
         }
         _ => {
             let c = e.webhook.clone().ok_or_else(missing)?;
             let t = c.timeout_ms;
             (
                 Arc::new(WebhookPublisher::new(c, get("signing_secret").into_bytes()).map_err(at)?),
+                None,
                 t,
             )
         }
@@ -324,6 +330,7 @@ pub fn build(e: &EndpointEntry, base: &Path) -> Result<EndpointSpec, Vec<(String
             fifo,
         },
         target,
+        reader,
         webhook_secret: secrets
             .get("webhook_secret")
             .map(|s| s.clone().into_bytes()),

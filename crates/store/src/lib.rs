@@ -13,6 +13,7 @@ pub mod delivery;
 #[macro_use]
 pub mod exceptions;
 pub mod postgres;
+pub mod recon;
 pub mod sqlite;
 pub mod thread;
 
@@ -21,6 +22,7 @@ pub use delivery::{
     NewDeadLetter, SentRow,
 };
 pub use exceptions::{Cursor, ExceptionQuery, ExceptionStore, QueueMark, QueueRecord, Transition};
+pub use recon::{AtsRow, BUCKETS, ChangeRow, ReconStore, RunRow, VarianceRow};
 
 use crossdock_model::{ExceptionKind, ExceptionRecord, ExceptionStatus};
 
@@ -267,6 +269,10 @@ pub struct CommitBatch {
     pub timers_done: Vec<String>,
     pub workflows: Vec<WorkflowRow>,
     pub steps: Vec<StepRow>,
+    /// The journal of what the batch's inputs changed per position.
+    pub changes: Vec<ChangeRow>,
+    /// Channel availabilities the batch changed.
+    pub ats: Vec<AtsRow>,
     /// The partition's ledger sequence after this batch.
     pub last_seq: u64,
 }
@@ -286,6 +292,8 @@ impl CommitBatch {
             && self.timers_done.is_empty()
             && self.workflows.is_empty()
             && self.steps.is_empty()
+            && self.changes.is_empty()
+            && self.ats.is_empty()
     }
 }
 
@@ -314,7 +322,7 @@ pub struct ExceptionFilter {
 
 /// Storage for the engine. One instance per writer thread (plus one for reads); implementations
 /// are synchronous because writers are dedicated threads.
-pub trait Store: DeliveryStore + ExceptionStore + Send {
+pub trait Store: DeliveryStore + ExceptionStore + ReconStore + Send {
     /// Creates or upgrades the schema and checks the partition count the data was written with.
     fn migrate(&mut self, partitions: u32) -> Result<()>;
     fn load_partition(&mut self, partition: u32) -> Result<PartitionSnapshot>;

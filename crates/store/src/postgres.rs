@@ -15,6 +15,7 @@ use crossdock_model::{ExceptionKind, ExceptionRecord, Timestamp};
 
 mod delivery;
 mod exceptions;
+mod recon;
 mod workflow;
 
 use crate::common::{self, Migration, PARTITIONS_KEY};
@@ -49,6 +50,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "exception_queue",
         sql: include_str!("../migrations/postgres/0005_exception_queue.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "reconciliation",
+        sql: include_str!("../migrations/postgres/0006_reconciliation.sql"),
     },
 ];
 
@@ -601,6 +607,7 @@ fn write_batch(
         tx.execute(&stmt, &[&b.timers_done])?;
     }
     workflow::write(tx, statements, b)?;
+    recon::write(tx, statements, b)?;
     let stmt = statements.get(tx, UPSERT_META)?;
     tx.execute(
         &stmt,

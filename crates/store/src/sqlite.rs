@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, 
 
 mod delivery;
 mod exceptions;
+mod recon;
 mod workflow;
 
 use crate::common::{self, Migration, PARTITIONS_KEY};
@@ -52,10 +53,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "exception_queue",
         sql: include_str!("../migrations/sqlite/0005_exception_queue.sql"),
     },
+    Migration {
+        version: 6,
+        name: "reconciliation",
+        sql: include_str!("../migrations/sqlite/0006_reconciliation.sql"),
+    },
 ];
 
 /// Enough for every statement this module prepares, so none is ever evicted and re-prepared.
-const STATEMENT_CACHE: usize = 64;
+const STATEMENT_CACHE: usize = 96;
 
 const INSERT_EVENT: &str = concat!(
     "INSERT INTO events (",
@@ -580,6 +586,7 @@ fn write_batch(tx: &Connection, b: &CommitBatch) -> Result<()> {
         }
     }
     workflow::write(tx, b)?;
+    recon::write(tx, b)?;
     tx.prepare_cached(UPSERT_META)?.execute(params![
         common::last_seq_key(b.partition),
         b.last_seq.to_string()
