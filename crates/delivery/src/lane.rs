@@ -220,6 +220,11 @@ impl Lane {
         self.recorded.notify_one();
     }
 
+    /// Every key with a delivered value: `(key, ledger sequence, value)`.
+    pub fn all_sent(&self) -> Vec<(String, u64, Option<i64>)> {
+        self.lock().queue.all_sent()
+    }
+
     /// The newest value delivered for `key`: `(ledger sequence, value)`.
     pub fn last_sent(&self, key: &str) -> Option<(u64, Option<i64>)> {
         self.lock().queue.last_sent(key)

@@ -105,6 +105,14 @@ impl Queue {
         }
     }
 
+    /// Every key with a delivered value: `(key, ledger sequence, value)`.
+    pub fn all_sent(&self) -> Vec<(String, u64, Option<i64>)> {
+        self.sent
+            .iter()
+            .map(|(k, (seq, v))| (k.clone(), *seq, *v))
+            .collect()
+    }
+
     pub fn last_sent(&self, key: &str) -> Option<(u64, Option<i64>)> {
         self.sent.get(key).copied()
     }

@@ -12,8 +12,8 @@ use crossdock_ledger::{Effects, Ledger, Outcome, Policy, Rejection, ResStatus};
 use crossdock_model::{Envelope, Event};
 use crossdock_model::{EventData, ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
 use crossdock_store::{
-    AtsRow, ChangeRow, CommitBatch, EventRow, EventStatus, ExceptionStatusChange, OutboxKind, OutboxRow, SourceSeqRow,
-    Store, StoreError, TimerRow,
+    AtsRow, ChangeRow, CommitBatch, EventRow, EventStatus, ExceptionStatusChange, OutboxKind,
+    OutboxRow, SourceSeqRow, Store, StoreError, TimerRow,
 };
 use tracing::{error, warn};
 

@@ -560,6 +560,67 @@ mod commit_failure {
         }
     }
 
+    /// Reconciliation's tables are not under test here: straight through.
+    impl crossdock_store::ReconStore for Flaky {
+        fn changes_since(
+            &mut self,
+            p: u32,
+            since: i64,
+            up_to: u64,
+        ) -> crossdock_store::Result<Vec<crossdock_store::ChangeRow>> {
+            self.inner.changes_since(p, since, up_to)
+        }
+        fn item_changes_after(
+            &mut self,
+            item: &str,
+            after: i64,
+        ) -> crossdock_store::Result<Vec<crossdock_store::ChangeRow>> {
+            self.inner.item_changes_after(item, after)
+        }
+        fn ats_at(
+            &mut self,
+            item: &str,
+            at: i64,
+        ) -> crossdock_store::Result<Vec<crossdock_store::AtsRow>> {
+            self.inner.ats_at(item, at)
+        }
+        fn sent_as_of(
+            &mut self,
+            key: &str,
+            at: i64,
+        ) -> crossdock_store::Result<Vec<crossdock_store::SentRow>> {
+            self.inner.sent_as_of(key, at)
+        }
+        fn save_run(
+            &mut self,
+            run: &crossdock_store::RunRow,
+            v: &[crossdock_store::VarianceRow],
+        ) -> crossdock_store::Result<()> {
+            self.inner.save_run(run, v)
+        }
+        fn find_run(
+            &mut self,
+            id: &str,
+        ) -> crossdock_store::Result<Option<crossdock_store::RunRow>> {
+            self.inner.find_run(id)
+        }
+        fn list_runs(
+            &mut self,
+            source: Option<&str>,
+            limit: u32,
+        ) -> crossdock_store::Result<Vec<crossdock_store::RunRow>> {
+            self.inner.list_runs(source, limit)
+        }
+        fn run_variances(
+            &mut self,
+            id: &str,
+            after: Option<u32>,
+            limit: u32,
+        ) -> crossdock_store::Result<Vec<crossdock_store::VarianceRow>> {
+            self.inner.run_variances(id, after, limit)
+        }
+    }
+
     impl Store for Flaky {
         fn migrate(&mut self, partitions: u32) -> crossdock_store::Result<()> {
             self.inner.migrate(partitions)

@@ -230,7 +230,8 @@ impl Policy {
             return ty.starts_with("inventory.") || ty.starts_with("supply.");
         }
         if source.as_str() == RECONCILER_SOURCE {
-            return ty.starts_with("inventory.counted.") || ty.starts_with("inventory.status_changed.");
+            return ty.starts_with("inventory.counted.")
+                || ty.starts_with("inventory.status_changed.");
         }
         self.sources
             .get(source)

@@ -413,7 +413,9 @@ impl Ledger {
         if let Some(journal) = &mut fx.journal
             && !journal.before.iter().any(|(i, _)| i == id)
         {
-            journal.before.push((id.clone(), self.items.get(id).cloned()));
+            journal
+                .before
+                .push((id.clone(), self.items.get(id).cloned()));
         }
         Arc::make_mut(self.items.entry(id.clone()).or_default())
     }

@@ -211,8 +211,8 @@ pub fn compare(
                 .expect("a class")] += 1;
             if class != Class::Match {
                 let (source_qty, ledger_qty) = (s.map(|s| s.total), l.map(|l| l.total));
-                let has_lots = s.is_some_and(|s| s.by_lot.is_some())
-                    || l.is_some_and(|l| l.by_lot.is_some());
+                let has_lots =
+                    s.is_some_and(|s| s.by_lot.is_some()) || l.is_some_and(|l| l.by_lot.is_some());
                 report.variances.push(Variance {
                     item: item.clone(),
                     location: location.clone(),

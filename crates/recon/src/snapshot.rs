@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crossdock_model::event::StockStatus;
-use crossdock_model::{ItemId, LocationId, Lot};
+use crossdock_model::{ItemId, LocationId, Lot, Timestamp};
 
 use crate::SnapshotRow;
 
@@ -31,12 +31,19 @@ impl std::fmt::Display for SnapshotError {
 
 impl std::error::Error for SnapshotError {}
 
+/// A snapshot as read: its rows and, when the file has an `as_of` column, the latest time in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub rows: Vec<SnapshotRow>,
+    pub as_of: Option<Timestamp>,
+}
+
 /// At most this many problems are listed before reading stops.
 pub const ERRORS_MAX: usize = 20;
 
 /// Reads a CSV snapshot. Every row is checked; on any problem the whole snapshot is refused
 /// with the first [`ERRORS_MAX`] problems (a half-read snapshot would report false drift).
-pub fn parse_csv(bytes: &[u8]) -> Result<Vec<SnapshotRow>, Vec<SnapshotError>> {
+pub fn parse_csv(bytes: &[u8]) -> Result<Snapshot, Vec<SnapshotError>> {
     let whole = |message: String| {
         vec![SnapshotError {
             line: None,
@@ -67,7 +74,8 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Vec<SnapshotRow>, Vec<SnapshotError>> {
             String::from_utf8_lossy(header.as_slice())
         )));
     };
-    let (status_at, lot_at) = (find(&["status"]), find(&["lot"]));
+    let (status_at, lot_at, as_of_at) = (find(&["status"]), find(&["lot"]), find(&["as_of"]));
+    let mut as_of: Option<Timestamp> = None;
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     let mut locations: HashMap<Vec<u8>, LocationId> = HashMap::new();
@@ -86,7 +94,26 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Vec<SnapshotRow>, Vec<SnapshotError>> {
             }
         }
         let line = record.position().map_or(0, |p| p.line());
-        match parse_row(&record, item_at, location_at, qty_at, status_at, lot_at, &mut locations) {
+        if let Some(at) = as_of_at {
+            let raw = String::from_utf8_lossy(record.get(at).unwrap_or_default());
+            match Timestamp::parse_rfc3339(&raw) {
+                Ok(t) => as_of = Some(as_of.map_or(t, |a| a.max(t))),
+                Err(e) => errors.push(SnapshotError {
+                    line: Some(line),
+                    column: Some("as_of".into()),
+                    message: format!("{raw:?} is not an RFC 3339 time: {e}"),
+                }),
+            }
+        }
+        match parse_row(
+            &record,
+            item_at,
+            location_at,
+            qty_at,
+            status_at,
+            lot_at,
+            &mut locations,
+        ) {
             Ok(row) => rows.push(row),
             Err((column, message)) => {
                 errors.push(SnapshotError {
@@ -101,7 +128,7 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Vec<SnapshotRow>, Vec<SnapshotError>> {
         }
     }
     if errors.is_empty() {
-        Ok(rows)
+        Ok(Snapshot { rows, as_of })
     } else {
         Err(errors)
     }
@@ -136,7 +163,10 @@ fn parse_row(
         .parse()
         .map_err(|_| ("qty", format!("{raw_qty:?} is not a whole number")))?;
     if qty < 0 {
-        return Err(("qty", format!("{qty} is negative; a snapshot counts what is there")));
+        return Err((
+            "qty",
+            format!("{qty} is negative; a snapshot counts what is there"),
+        ));
     }
     let status = match status_at.map(|at| field(at, "status")).transpose()? {
         None | Some("") => None,
@@ -174,7 +204,8 @@ mod tests {
         let rows = parse_csv(
             b"location,qty,item,status,lot\n# a comment\nDC-1,5,SKU-1,,\nDC-2, 3 ,SKU-2,Damaged,L7\n",
         )
-        .unwrap();
+        .unwrap()
+        .rows;
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].item.as_str(), "SKU-1");
         assert_eq!(rows[0].status, None);
@@ -201,7 +232,11 @@ mod tests {
                 (Some(4), Some("status"))
             ]
         );
-        assert!(errors[0].to_string().contains("\"x\" is not a whole number"));
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("\"x\" is not a whole number")
+        );
     }
 
     #[test]
@@ -210,6 +245,20 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, None);
         assert!(errors[0].message.contains("item, location and qty"));
+    }
+
+    #[test]
+    fn an_as_of_column_gives_the_snapshot_time() {
+        let s = parse_csv(
+            b"item,location,qty,as_of\nA,DC-1,1,2026-11-23T10:00:00Z\nB,DC-1,2,2026-11-23T10:05:00Z\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.as_of,
+            Some(Timestamp::parse_rfc3339("2026-11-23T10:05:00Z").unwrap())
+        );
+        let bad = parse_csv(b"item,location,qty,as_of\nA,DC-1,1,yesterday\n").unwrap_err();
+        assert_eq!(bad[0].column.as_deref(), Some("as_of"));
     }
 
     #[test]

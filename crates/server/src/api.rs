@@ -29,6 +29,7 @@ pub struct AppState {
     pub partners: Arc<crate::edi::Partners>,
     /// The exceptions work queue's store connection.
     pub exceptions: crossdock_store::thread::StoreThread,
+    pub reconciler: Arc<crate::reconcile::Reconciler>,
     pub config: Arc<Config>,
 }
 
@@ -44,6 +45,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/availability", get(get_availability))
         .route("/v1/availability/query", post(query_availability))
         .route("/v1/items/{item}/positions", get(get_positions))
+        .route(
+            "/v1/items/{item}/history",
+            get(crate::reconcile_api::get_history),
+        )
+        .route(
+            "/v1/reconciliations",
+            post(crate::reconcile_api::post_run).get(crate::reconcile_api::list_runs),
+        )
+        .route(
+            "/v1/reconciliations/{id}",
+            get(crate::reconcile_api::get_run),
+        )
+        .route(
+            "/v1/reconciliations/{id}/variances.csv",
+            get(crate::reconcile_api::get_variances_csv),
+        )
         .route("/v1/reservations", post(post_reservation))
         .route("/v1/reservations/{id}/release", post(release_reservation))
         .route("/v1/reservations/{id}/commit", post(commit_reservation))
@@ -512,7 +529,7 @@ fn channel(st: &AppState, raw: Option<&str>) -> Result<(ChannelId, ChanIdx), Pro
     Ok((id, idx))
 }
 
-fn item(st: &AppState, raw: Option<&str>, field: &str) -> Result<ItemId, Problem> {
+pub(crate) fn item(st: &AppState, raw: Option<&str>, field: &str) -> Result<ItemId, Problem> {
     let raw = raw.ok_or_else(|| {
         Problem::bad_request("missing-parameter", format!("{field} is required")).field(field)
     })?;

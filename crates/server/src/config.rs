@@ -9,6 +9,7 @@ use crossdock_ledger::{Buffer, ChannelPolicy, OwnershipRule, Policy, SourcePolic
 use crossdock_model::{ChannelId, EventData, ItemId, LocationId, SourceId};
 use serde::Deserialize;
 
+pub mod reconciliation;
 pub mod workflows;
 
 #[derive(Debug, Deserialize, Default)]
@@ -135,6 +136,7 @@ pub struct RawConfig {
     pub partners: Vec<crossdock_edi::PartnerEntry>,
     pub workflows: workflows::WorkflowSection,
     pub exceptions: crate::exception_policy::ExceptionsEntry,
+    pub reconciliation: reconciliation::ReconciliationSection,
 }
 
 /// One problem in the config file.
@@ -200,6 +202,8 @@ pub struct Config {
     pub workflows: workflows::WorkflowSettings,
     /// `[exceptions]`: the work queue's policy per kind and its notifications.
     pub exceptions: crate::exception_policy::ExceptionsConfig,
+    /// `[reconciliation]`: sources, schedules, tolerances and actions.
+    pub reconciliation: reconciliation::ReconSettings,
 }
 
 impl Config {
@@ -696,6 +700,25 @@ impl Checker<'_> {
                 Default::default()
             });
 
+        let reader_channels: Vec<String> = endpoints
+            .iter()
+            .filter(|e| e.reader.is_some())
+            .map(|e| e.id().to_string())
+            .collect();
+        let x12_partners: Vec<String> = partners
+            .iter()
+            .filter(|p| p.isa.is_some())
+            .map(|p| p.id.clone())
+            .collect();
+        let reconciliation = self.reconciliation(
+            &raw.reconciliation,
+            base,
+            &reconciliation::Known {
+                channels: &reader_channels,
+                partners: &x12_partners,
+            },
+        );
+
         if !self.problems.is_empty() {
             return None;
         }
@@ -762,6 +785,7 @@ impl Checker<'_> {
             locations: master_locations,
             workflows: workflow_settings,
             exceptions,
+            reconciliation,
         })
     }
 }

@@ -46,6 +46,52 @@ impl Partners {
         self.specs.iter().find(|p| p.id == id)
     }
 
+    /// Reads an 846 from `partner` as a stock snapshot for reconciliation: every on-hand
+    /// quantity (whether the partner's 846s are configured as counts or as snapshots) becomes a
+    /// row; nothing is applied. Lines that do not map (unknown items, locations, units) come
+    /// back as exception records.
+    pub fn snapshot_846(
+        &self,
+        partner: &str,
+        bytes: &[u8],
+        name: &str,
+    ) -> Result<(Vec<inbound::SnapshotRow>, Vec<ExceptionRecord>), String> {
+        let spec = self
+            .spec(partner)
+            .ok_or_else(|| format!("no partner {partner:?}"))?;
+        let doc = crossdock_x12::parse(bytes).map_err(|e| e.to_string())?;
+        if let Some(d) = doc.diagnostics.iter().find(|d| d.is_error()) {
+            return Err(d.to_string());
+        }
+        if doc.interchanges.is_empty() {
+            return Err("no interchange in the document".into());
+        }
+        let master = self.master.current();
+        let mapped = inbound::map_document(
+            &doc,
+            spec,
+            &master,
+            &|_: &ItemId, _: &crossdock_model::LocationId, _: &str| None,
+            name,
+            Timestamp::now(),
+        );
+        let mut rows = mapped.snapshots;
+        for e in mapped.events {
+            if let crossdock_model::event::EventData::Counted(c) = e.data {
+                rows.push(inbound::SnapshotRow {
+                    item: c.item,
+                    location: c.location,
+                    qty: c.qty,
+                    as_of: e.time,
+                });
+            }
+        }
+        if rows.is_empty() && mapped.exceptions.is_empty() {
+            return Err("the document has no 846 quantities to compare".into());
+        }
+        Ok((rows, mapped.exceptions))
+    }
+
     /// Starts one folder watcher per partner; they stop when `stop` fires.
     pub fn start(self: &Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
         for spec in &self.specs {

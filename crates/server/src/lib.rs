@@ -17,6 +17,8 @@ pub mod exceptions_api;
 pub mod master_data;
 pub mod openapi;
 pub mod problem;
+pub mod reconcile;
+pub mod reconcile_api;
 pub mod replay;
 pub mod webhooks;
 pub mod workflow_api;
@@ -39,6 +41,7 @@ pub struct Hub {
     pub partners: Arc<edi::Partners>,
     /// The exceptions work queue's store connection.
     pub exceptions: StoreThread,
+    pub reconciler: Arc<reconcile::Reconciler>,
 }
 
 /// Opens the store and starts the engine the config describes, with a delivery lane per
@@ -147,11 +150,25 @@ pub fn start_observed(
         specs: config.partners.clone(),
         data_dir: config.data_dir.clone(),
     });
+    let readers = config
+        .endpoints
+        .iter()
+        .filter_map(|e| Some((e.id().to_string(), e.reader.clone()?)))
+        .collect();
+    let reconciler = Arc::new(reconcile::Reconciler::new(
+        engine.clone(),
+        delivery.clone(),
+        partners.clone(),
+        readers,
+        config.reconciliation.clone(),
+        config.data_dir.clone(),
+    ));
     Ok(Hub {
         engine,
         delivery,
         partners,
         exceptions,
+        reconciler,
     })
 }
 
@@ -165,12 +182,14 @@ pub async fn serve(
     hub.delivery.start();
     let (stop_partners, stopped) = tokio::sync::watch::channel(false);
     hub.partners.start(stopped);
+    hub.reconciler.start_schedules(stop_partners.subscribe());
     let delivery = hub.delivery.clone();
     let state = Arc::new(api::AppState {
         engine: hub.engine,
         delivery: hub.delivery,
         partners: hub.partners,
         exceptions: hub.exceptions,
+        reconciler: hub.reconciler,
         config,
     });
     workqueue::start(state.clone(), stop_partners.subscribe());

@@ -107,13 +107,17 @@ pub trait ReconStore {
     /// Per channel, the latest availability of `item` computed at or before `at_us`.
     fn ats_at(&mut self, item: &str, at_us: i64) -> Result<Vec<AtsRow>>;
     /// Per endpoint, the latest value of `key` delivered at or before `at_us`.
-    fn sent_at(&mut self, key: &str, at_us: i64) -> Result<Vec<SentRow>>;
+    fn sent_as_of(&mut self, key: &str, at_us: i64) -> Result<Vec<SentRow>>;
     /// Stores a finished run and its variances in one transaction.
     fn save_run(&mut self, run: &RunRow, variances: &[VarianceRow]) -> Result<()>;
     fn find_run(&mut self, id: &str) -> Result<Option<RunRow>>;
     /// Newest first; `source` `None` for every source.
     fn list_runs(&mut self, source: Option<&str>, limit: u32) -> Result<Vec<RunRow>>;
     /// Variances in row order from `after_n` (exclusive), at most `limit`.
-    fn run_variances(&mut self, id: &str, after_n: Option<u32>, limit: u32)
-    -> Result<Vec<VarianceRow>>;
+    fn run_variances(
+        &mut self,
+        id: &str,
+        after_n: Option<u32>,
+        limit: u32,
+    ) -> Result<Vec<VarianceRow>>;
 }

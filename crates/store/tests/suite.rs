@@ -15,10 +15,10 @@ use crossdock_model::{ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp
 use crossdock_store::postgres::PgStore;
 use crossdock_store::sqlite::SqliteStore;
 use crossdock_store::{
-    Ack, CommitBatch, DeadLetterAction, DeadLetterFilter, DeadLetterStatus, EventRow, EventStatus,
-    ExceptionFilter, ExceptionStatusChange, ItemStateRow, NewDeadLetter, OutboxKind, OutboxRow,
-    PartitionSnapshot, PositionRow, ReservationRow, SourceSeqRow, StepRow, Store, StoreError,
-    StoredOutbox, TimerRow, WorkflowFilter, WorkflowRow,
+    Ack, AtsRow, ChangeRow, CommitBatch, DeadLetterAction, DeadLetterFilter, DeadLetterStatus,
+    EventRow, EventStatus, ExceptionFilter, ExceptionStatusChange, ItemStateRow, NewDeadLetter,
+    OutboxKind, OutboxRow, PartitionSnapshot, PositionRow, ReservationRow, RunRow, SourceSeqRow,
+    StepRow, Store, StoreError, StoredOutbox, TimerRow, VarianceRow, WorkflowFilter, WorkflowRow,
 };
 
 /// The partition count every store case migrates with.
@@ -133,6 +133,7 @@ macro_rules! suite {
                 case_control_numbers_move_forward_and_wrap,
                 case_exception_status_changes_are_audited,
                 case_workflows_keep_their_latest_state_and_history,
+                case_journal_history_and_runs,
             );
             suite!(@fixture $fixture;
                 case_reopen_keeps_data,
@@ -593,6 +594,8 @@ fn case_failed_commit_against_stored_writes_nothing(s: &mut dyn Store) {
         timers_done: vec!["t-2-a".to_string()],
         workflows: vec![workflow(2, "SO-2", "cancelled", true)],
         steps: vec![step("order:SO-2", 1, "released", "cancelled")],
+        changes: vec![change(2, 5, 0, "SKU-2", 1_000, 2_000, 3)],
+        ats: vec![ats_row("SKU-2", "shopify", 2_000, 5, 9)],
         last_seq: 5,
     };
     assert!(
@@ -1687,4 +1690,166 @@ fn case_workflows_keep_their_latest_state_and_history(s: &mut dyn Store) {
     // Only workflows in progress are loaded.
     let live = s.load_partition(1).unwrap().workflows;
     assert_eq!(live, vec![next]);
+}
+
+fn change(
+    p: u32,
+    seq: u64,
+    n: u32,
+    item: &str,
+    time_us: i64,
+    at_us: i64,
+    on_hand: i64,
+) -> ChangeRow {
+    let mut delta = [0; 10];
+    delta[0] = on_hand;
+    delta[6] = -on_hand;
+    ChangeRow {
+        partition: p,
+        seq,
+        n,
+        item: item.to_string(),
+        location: "DC1".to_string(),
+        lot: String::new(),
+        time_us,
+        at_us,
+        delta,
+    }
+}
+
+fn ats_row(item: &str, channel: &str, at_us: i64, seq: u64, ats: i64) -> AtsRow {
+    AtsRow {
+        item: item.to_string(),
+        channel: channel.to_string(),
+        at_us,
+        seq,
+        ats,
+    }
+}
+
+fn case_journal_history_and_runs(s: &mut dyn Store) {
+    let batch = |seq: u64, changes: Vec<ChangeRow>, ats: Vec<AtsRow>| CommitBatch {
+        partition: 0,
+        changes,
+        ats,
+        last_seq: seq,
+        ..CommitBatch::default()
+    };
+    s.commit(&batch(
+        1,
+        vec![
+            change(0, 1, 0, "A", 100, 1_000, 5),
+            change(0, 1, 1, "B", 100, 1_000, 7),
+        ],
+        vec![
+            ats_row("A", "shop", 1_000, 1, 5),
+            ats_row("A", "amazon", 1_000, 1, 4),
+        ],
+    ))
+    .unwrap();
+    s.commit(&batch(
+        2,
+        vec![change(0, 2, 0, "A", 900, 2_000, -2)],
+        vec![ats_row("A", "shop", 2_000, 2, 3)],
+    ))
+    .unwrap();
+    s.commit(&batch(
+        3,
+        vec![change(0, 3, 0, "A", 50, 3_000, 1)],
+        Vec::new(),
+    ))
+    .unwrap();
+
+    // Committed since a time, up to a sequence, in ledger order, buckets intact.
+    let since = s.changes_since(0, 1_500, 2).unwrap();
+    assert_eq!(since.len(), 1);
+    assert_eq!(
+        (
+            since[0].seq,
+            since[0].time_us,
+            since[0].delta[0],
+            since[0].delta[6]
+        ),
+        (2, 900, -2, 2)
+    );
+    assert_eq!(s.changes_since(0, 0, 3).unwrap().len(), 4);
+    assert!(
+        s.changes_since(1, 0, 3).unwrap().is_empty(),
+        "other partition"
+    );
+    let later: Vec<u64> = s
+        .item_changes_after("A", 1_000)
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(later, vec![2, 3]);
+
+    // The latest ATS per channel at or before a time.
+    let at = |s: &mut dyn Store, t: i64| -> Vec<(String, i64)> {
+        s.ats_at("A", t)
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.channel, a.ats))
+            .collect()
+    };
+    assert_eq!(at(s, 999), vec![]);
+    assert_eq!(at(s, 1_500), vec![("amazon".into(), 4), ("shop".into(), 5)]);
+    assert_eq!(at(s, 2_000), vec![("amazon".into(), 4), ("shop".into(), 3)]);
+
+    // Every delivered value is kept, not only the newest.
+    s.record_acks("shop", &[latest_ack("A", 1, 5)], 1_100)
+        .unwrap();
+    s.record_acks("shop", &[latest_ack("A", 2, 3)], 2_100)
+        .unwrap();
+    let sent = |s: &mut dyn Store, t: i64| -> Vec<(String, Option<i64>)> {
+        s.sent_as_of("A", t)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.endpoint, r.value))
+            .collect()
+    };
+    assert_eq!(sent(s, 1_000), vec![]);
+    assert_eq!(sent(s, 1_500), vec![("shop".into(), Some(5))]);
+    assert_eq!(sent(s, 9_000), vec![("shop".into(), Some(3))]);
+
+    // Runs with their variances, paged.
+    let run = RunRow {
+        id: "rec-1".into(),
+        source: "erp".into(),
+        kind: "csv".into(),
+        started_by: "api".into(),
+        as_of_us: 10,
+        started_at_us: 20,
+        finished_at_us: 30,
+        status: "done".into(),
+        rows: 3,
+        counts: r#"{"match":1,"quantity_variance":2}"#.into(),
+        digest: "00ff".into(),
+        error: String::new(),
+    };
+    let variance = |n: u32| VarianceRow {
+        run_id: "rec-1".into(),
+        n,
+        item: format!("I{n}"),
+        location: "DC1".into(),
+        lot: String::new(),
+        class: "quantity_variance".into(),
+        source_qty: Some(5),
+        ledger_qty: None,
+        delta: 5,
+        detail: String::new(),
+        action: "corrected".into(),
+        reference: format!("ev-{n}"),
+    };
+    s.save_run(&run, &[variance(0), variance(1), variance(2)])
+        .unwrap();
+    assert_eq!(s.find_run("rec-1").unwrap(), Some(run.clone()));
+    assert_eq!(s.find_run("rec-2").unwrap(), None);
+    assert_eq!(s.list_runs(Some("erp"), 10).unwrap(), vec![run.clone()]);
+    assert!(s.list_runs(Some("wms"), 10).unwrap().is_empty());
+    let page = s.run_variances("rec-1", Some(0), 1).unwrap();
+    assert_eq!(page, vec![variance(1)]);
+    assert_eq!(s.run_variances("rec-1", None, 10).unwrap().len(), 3);
+    assert!(s.save_run(&run, &[]).is_err(), "a run id is stored once");
 }

@@ -181,7 +181,7 @@ impl ReconStore for PgStore {
         )
     }
 
-    fn sent_at(&mut self, key: &str, at_us: i64) -> Result<Vec<SentRow>> {
+    fn sent_as_of(&mut self, key: &str, at_us: i64) -> Result<Vec<SentRow>> {
         select(
             &mut self.client,
             &mut self.statements,

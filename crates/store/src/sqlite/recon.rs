@@ -106,7 +106,7 @@ impl ReconStore for SqliteStore {
         )
     }
 
-    fn sent_at(&mut self, key: &str, at_us: i64) -> Result<Vec<SentRow>> {
+    fn sent_as_of(&mut self, key: &str, at_us: i64) -> Result<Vec<SentRow>> {
         select(
             &self.conn,
             "SELECT endpoint, key, ledger_seq, value, MAX(sent_at_us) FROM delivery_sent_log \
@@ -175,7 +175,9 @@ impl ReconStore for SqliteStore {
     fn find_run(&mut self, id: &str) -> Result<Option<RunRow>> {
         Ok(self
             .conn
-            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM recon_runs WHERE id = ?1"))?
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM recon_runs WHERE id = ?1"
+            ))?
             .query_row([id], |r| Ok(run_row(r)))
             .optional()?
             .transpose()?)
