@@ -129,7 +129,7 @@ struct Report {
     rejected: Vec<String>,
 }
 
-fn file_time(file: &std::path::Path) -> std::io::Result<crossdock_model::Timestamp> {
+pub(crate) fn file_time(file: &std::path::Path) -> std::io::Result<crossdock_model::Timestamp> {
     let modified = std::fs::metadata(file)?.modified()?;
     let since_epoch = modified
         .duration_since(std::time::UNIX_EPOCH)

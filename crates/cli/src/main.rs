@@ -5,6 +5,7 @@ mod bench_delivery;
 mod bench_orders;
 mod edi;
 mod import;
+mod reconcile;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ enum Command {
         #[command(subcommand)]
         what: edi::EdiWhat,
     },
+    /// Reconcile a source's snapshot with the ledger in a running hub.
+    Reconcile(reconcile::ReconcileArgs),
     /// Measure throughput and latency against a hub started for the purpose.
     Bench {
         #[command(subcommand)]
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Import { what } => import::run(what),
         Command::Edi { what } => edi::run(what),
         Command::Bench { what } => bench::run(what),
+        Command::Reconcile(args) => reconcile::run(args),
     }
 }
 

@@ -678,7 +678,7 @@ impl Reconciler {
             .ok()
             .and_then(|c| self.engine.policy().channel(&c))
             .ok_or_else(|| RunError::Unavailable(format!("{endpoint} is not a channel")))?;
-        let pull = match reader.read_stock().await {
+        let pull = match read_with_retries(reader.as_ref()).await {
             Ok(pull) => pull,
             Err(e) => {
                 let run = RunRow {
@@ -876,6 +876,29 @@ impl Reconciler {
         }
     }
 }
+
+/// A channel read, tried again with backoff while the channel says "later" (its rate limit is
+/// shared with publishing, so a read right after a burst of writes is often throttled).
+async fn read_with_retries(
+    reader: &dyn StockReader,
+) -> Result<crossdock_adapters::StockPull, crossdock_adapters::PullError> {
+    let mut wait = PULL_RETRY_FIRST;
+    let started = std::time::Instant::now();
+    loop {
+        match reader.read_stock().await {
+            Err(e) if e.retryable && started.elapsed() + wait <= PULL_RETRY_FOR => {
+                tracing::debug!(error = %e, "channel read throttled; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// First wait after a retryable channel read failure, and how long a run keeps trying.
+pub const PULL_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+pub const PULL_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The message that repairs a channel: the ATS now, written compare-and-set from what the
 /// channel shows.

@@ -32,7 +32,6 @@ use crossdock_model::event::{
     Credit, CreditDecision, OrderCancelled, OrderCaptured, OrderLine, ReserveLine, ShipTo,
 };
 use crossdock_model::{ChannelId, EventData, ExceptionKind, ExceptionRecord, ItemId, Timestamp};
-use crossdock_store::{OutboxKind, OutboxRow};
 use serde_json::{Value, json};
 use tracing::warn;
 
@@ -575,17 +574,7 @@ async fn inventory_level(
         sent.and_then(|(_, v)| v)
             .map_or("nothing".to_string(), |v| v.to_string()),
     );
-    let row = OutboxRow {
-        partition: 0,
-        endpoint: channel.to_string(),
-        key: item.to_string(),
-        ledger_seq: seq,
-        priority: 0,
-        kind: OutboxKind::Latest,
-        payload: json!({"item": item, "channel": channel, "available": ats, "previous": null, "ledger_seq": seq}).to_string(),
-        correlation_id: Some(corr),
-        created_at_us: Timestamp::now().as_micros(),
-    };
+    let row = crate::reconcile::availability_row(channel, item.as_str(), ats, seq, &corr);
     lane.resync(row, shown, reason.clone(), Some(raw.to_string()));
     Ok(json!({"status": "drift", "item": item, "shown": shown, "resync_to": ats, "reason": reason}))
 }

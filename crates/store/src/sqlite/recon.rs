@@ -1,6 +1,6 @@
 //! Reconciliation and time-travel tables on SQLite.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 
 use super::{SqliteStore, select};
 use crate::recon::{AtsRow, ChangeRow, ReconStore, RunRow, VarianceRow};
@@ -173,14 +173,8 @@ impl ReconStore for SqliteStore {
     }
 
     fn find_run(&mut self, id: &str) -> Result<Option<RunRow>> {
-        Ok(self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {RUN_COLUMNS} FROM recon_runs WHERE id = ?1"
-            ))?
-            .query_row([id], |r| Ok(run_row(r)))
-            .optional()?
-            .transpose()?)
+        let sql = format!("SELECT {RUN_COLUMNS} FROM recon_runs WHERE id = ?1");
+        Ok(select(&self.conn, &sql, [id], run_row)?.pop())
     }
 
     fn list_runs(&mut self, source: Option<&str>, limit: u32) -> Result<Vec<RunRow>> {
