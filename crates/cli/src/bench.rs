@@ -112,6 +112,14 @@ pub enum BenchWhat {
         #[command(flatten)]
         common: Common,
     },
+    /// A snapshot of N item-locations reconciled against a hub holding them: seconds and the
+    /// hub's peak memory during the run.
+    Reconcile {
+        #[arg(long, default_value_t = 1_000_000)]
+        positions: usize,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Commit → first byte of the channel request, against an unthrottled Shopify simulator.
     DeliveryLatency {
         #[arg(long, default_value_t = 10_000)]
@@ -168,6 +176,9 @@ pub fn run(what: BenchWhat) -> ExitCode {
             BenchWhat::Memory { positions, common } => memory(positions, &common).await,
             BenchWhat::Restart { events, common } => restart(events, &common).await,
             BenchWhat::Import { rows, common } => import(rows, &common).await,
+            BenchWhat::Reconcile { positions, common } => {
+                crate::bench_reconcile::reconcile(positions, &common).await
+            }
             BenchWhat::Orders {
                 rate,
                 seconds,
@@ -300,8 +311,14 @@ impl Hub {
         }
     }
 
+    /// Starts measuring the peak resident memory (`VmHWM`) afresh (Linux `clear_refs` 5).
+    pub(crate) fn reset_peak(&self) -> Result<()> {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .map_err(|e| format!("cannot reset the peak memory mark: {e}"))
+    }
+
     /// Resident memory now (`VmRSS`) or at its peak (`VmHWM`), in MiB.
-    fn memory_mib(&self, field: &str) -> Result<f64> {
+    pub(crate) fn memory_mib(&self, field: &str) -> Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .map_err(|e| e.to_string())?;
         let kb: f64 = status

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_delivery;
 mod bench_orders;
+mod bench_reconcile;
 mod edi;
 mod import;
 mod reconcile;

@@ -566,9 +566,10 @@ mod commit_failure {
             &mut self,
             p: u32,
             since: i64,
+            after: i64,
             up_to: u64,
         ) -> crossdock_store::Result<Vec<crossdock_store::ChangeRow>> {
-            self.inner.changes_since(p, since, up_to)
+            self.inner.changes_since(p, since, after, up_to)
         }
         fn item_changes_after(
             &mut self,

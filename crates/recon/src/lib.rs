@@ -10,7 +10,7 @@
 pub mod channel;
 pub mod snapshot;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use crossdock_model::event::StockStatus;
 use crossdock_model::{ItemId, LocationId, Lot, Timestamp};
@@ -110,26 +110,44 @@ pub struct Variance {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Report {
     pub counts: BTreeMap<Class, u64>,
-    /// Every row that is not a match, ordered by item then location.
+    /// Every row that is not a match, ordered by item then location (none for a stale
+    /// snapshot: its count says how many rows it had).
     pub variances: Vec<Variance>,
 }
 
 /// What one side says about an (item, location).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Side {
-    total: i64,
     by_status: [i64; 3],
-    /// Only when some row names a lot: quantities by lot (no allocation for the common case).
-    by_lot: Option<Vec<(Option<Lot>, i64)>>,
+    /// Only once some row names a lot: quantities by lot, the lot-less quantity under `None`
+    /// (boxed: most keys never have lots, and a million keys are held at once).
+    by_lot: Option<Box<Vec<(Option<Lot>, i64)>>>,
     status_given: bool,
 }
 
 impl Side {
-    fn add_lot(&mut self, lot: &Option<Lot>, qty: i64) {
-        let lots = self.by_lot.get_or_insert_with(Vec::new);
-        match lots.iter_mut().find(|(l, _)| l == lot) {
-            Some((_, q)) => *q += qty,
-            None => lots.push((lot.clone(), qty)),
+    fn total(&self) -> i64 {
+        self.by_status.iter().sum()
+    }
+
+    fn add(&mut self, lot: Option<&Lot>, by_status: [i64; 3]) {
+        let qty: i64 = by_status.iter().sum();
+        if lot.is_some() && self.by_lot.is_none() {
+            let before = self.total();
+            let mut lots = Vec::new();
+            if before != 0 {
+                lots.push((None, before));
+            }
+            self.by_lot = Some(Box::new(lots));
+        }
+        if let Some(lots) = &mut self.by_lot {
+            match lots.iter_mut().find(|(l, _)| l.as_ref() == lot) {
+                Some((_, q)) => *q += qty,
+                None => lots.push((lot.cloned(), qty)),
+            }
+        }
+        for (total, q) in self.by_status.iter_mut().zip(by_status) {
+            *total += q;
         }
     }
 }
@@ -142,21 +160,185 @@ fn status_index(s: StockStatus) -> usize {
     }
 }
 
-/// Hashes keys with xxh3: the keys are ids we hold, not attacker-chosen input to a server map.
-#[derive(Default, Clone, Copy)]
-struct Xxh3Build;
+/// One row of either side, compact: the location is an index into the snapshot's locations.
+#[derive(Debug, Clone)]
+struct Row {
+    item: ItemId,
+    loc: u16,
+    lot: Option<Lot>,
+    by_status: [i64; 3],
+    status_given: bool,
+}
 
-impl std::hash::BuildHasher for Xxh3Build {
-    type Hasher = xxhash_rust::xxh3::Xxh3;
-    fn build_hasher(&self) -> Self::Hasher {
-        xxhash_rust::xxh3::Xxh3::new()
+impl Row {
+    fn key(&self) -> (&str, u16) {
+        (self.item.as_str(), self.loc)
     }
 }
 
-type Key<'a> = (&'a str, &'a str);
+/// A comparison being built: every source row first ([`Comparison::add_source`]), then every
+/// ledger position ([`Comparison::add_ledger`]), in any order within each; then
+/// [`Comparison::finish`] sorts both sides by (item, location) and merges them. Rows are kept
+/// compact (ids shared, locations as indexes), so a million item-locations cost about 64 bytes
+/// a side each, and no hash table is built.
+pub struct Comparison {
+    source: Vec<Row>,
+    ledger: Vec<Row>,
+    /// Locations the snapshot names: the only ones it speaks for.
+    covered: Vec<LocationId>,
+}
 
-/// Compares a snapshot taken `as_of` with the ledger as of the same time. A snapshot older than
-/// `stale_after_s` at `now` is classified stale as a whole (nothing in it is trusted).
+impl Comparison {
+    /// `rows`: about how many snapshot rows to expect.
+    pub fn with_capacity(rows: usize) -> Self {
+        Comparison {
+            source: Vec::with_capacity(rows),
+            ledger: Vec::new(),
+            covered: Vec::new(),
+        }
+    }
+
+    /// Room for `positions` more ledger positions.
+    pub fn reserve_ledger(&mut self, positions: usize) {
+        self.ledger.reserve_exact(positions);
+    }
+
+    /// Snapshot rows seen so far.
+    pub fn rows(&self) -> usize {
+        self.source.len()
+    }
+
+    pub fn add_source(&mut self, r: SnapshotRow) {
+        let loc = match self.covered.iter().position(|l| *l == r.location) {
+            Some(i) => i,
+            None => {
+                self.covered.push(r.location);
+                self.covered.len() - 1
+            }
+        };
+        let mut by_status = [0; 3];
+        by_status[status_index(r.status.unwrap_or(StockStatus::Sellable))] = r.qty;
+        self.source.push(Row {
+            item: r.item,
+            loc: u16::try_from(loc).expect("fewer than 65,536 locations in a snapshot"),
+            lot: r.lot,
+            by_status,
+            status_given: r.status.is_some(),
+        });
+    }
+
+    /// One ledger position as of the snapshot's time. Positions at locations the snapshot does
+    /// not name are ignored, so call this after every source row.
+    pub fn add_ledger(
+        &mut self,
+        item: &ItemId,
+        location: &LocationId,
+        lot: Option<&Lot>,
+        on_hand: i64,
+        quarantined: i64,
+        damaged: i64,
+    ) {
+        let Some(loc) = self.covered.iter().position(|l| l == location) else {
+            return;
+        };
+        self.ledger.push(Row {
+            item: item.clone(),
+            loc: loc as u16,
+            lot: lot.cloned(),
+            by_status: [on_hand - quarantined - damaged, quarantined, damaged],
+            status_given: true,
+        });
+    }
+
+    /// Classifies every key. A snapshot older than `stale_after_s` at `now` is stale as a whole
+    /// (nothing in it is trusted).
+    pub fn finish(
+        mut self,
+        tolerance: Tolerance,
+        as_of: Timestamp,
+        now: Timestamp,
+        stale_after_s: u64,
+    ) -> Report {
+        let stale =
+            now.as_micros() - as_of.as_micros() > (stale_after_s as i64).saturating_mul(1_000_000);
+        self.source.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+        self.ledger.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+        let mut report = Report::default();
+        let mut counts = [0u64; 7];
+        let (mut i, mut j) = (0, 0);
+        let (src, led) = (&self.source, &self.ledger);
+        while i < src.len() || j < led.len() {
+            let key = match (src.get(i), led.get(j)) {
+                (Some(a), Some(b)) => a.key().min(b.key()),
+                (Some(a), None) => a.key(),
+                (None, Some(b)) => b.key(),
+                (None, None) => unreachable!("the loop condition"),
+            };
+            let (s, first_s) = side_of(src, &mut i, key);
+            let (l, first_l) = side_of(led, &mut j, key);
+            let class = match (&s, &l) {
+                _ if stale => Class::Stale,
+                (Some(s), Some(l)) => classify(s, l, tolerance),
+                (Some(s), None) if s.total() == 0 => Class::Match,
+                (Some(_), None) => Class::MissingInCrossdock,
+                (None, Some(l)) if l.total() == 0 => Class::Match,
+                (None, Some(_)) => Class::MissingInSource,
+                (None, None) => unreachable!("the key came from one side"),
+            };
+            counts[Class::ALL
+                .iter()
+                .position(|c| *c == class)
+                .expect("a class")] += 1;
+            if class == Class::Match || stale {
+                continue;
+            }
+            let row = first_s.or(first_l).expect("a side has the key");
+            let (source_qty, ledger_qty) =
+                (s.as_ref().map(Side::total), l.as_ref().map(Side::total));
+            report.variances.push(Variance {
+                item: row.item.clone(),
+                location: self.covered[row.loc as usize].clone(),
+                class,
+                source_qty,
+                ledger_qty,
+                delta: source_qty.unwrap_or(0) - ledger_qty.unwrap_or(0),
+                has_lots: s.is_some_and(|s| s.by_lot.is_some())
+                    || l.is_some_and(|l| l.by_lot.is_some()),
+            });
+        }
+        report.counts = Class::ALL
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, n)| (*c, n))
+            .collect();
+        report
+            .variances
+            .sort_unstable_by(|a, b| (&a.item, &a.location).cmp(&(&b.item, &b.location)));
+        report
+    }
+}
+
+/// Folds the rows of `rows` from `*at` that have `key` into one side (advancing `*at`).
+fn side_of<'a>(
+    rows: &'a [Row],
+    at: &mut usize,
+    key: (&str, u16),
+) -> (Option<Side>, Option<&'a Row>) {
+    let first = rows.get(*at).filter(|r| r.key() == key);
+    if first.is_none() {
+        return (None, None);
+    }
+    let mut side = Side::default();
+    while let Some(r) = rows.get(*at).filter(|r| r.key() == key) {
+        side.status_given |= r.status_given;
+        side.add(r.lot.as_ref(), r.by_status);
+        *at += 1;
+    }
+    (Some(side), first)
+}
+
+/// Compares a snapshot taken `as_of` with the ledger as of the same time (see [`Comparison`]).
 pub fn compare(
     snapshot: &[SnapshotRow],
     ledger: &[LedgerRow],
@@ -165,104 +347,28 @@ pub fn compare(
     now: Timestamp,
     stale_after_s: u64,
 ) -> Report {
-    let stale =
-        now.as_micros() - as_of.as_micros() > (stale_after_s as i64).saturating_mul(1_000_000);
-    let mut source: HashMap<Key<'_>, (Side, &SnapshotRow), Xxh3Build> =
-        HashMap::with_capacity_and_hasher(snapshot.len(), Xxh3Build);
+    let mut c = Comparison::with_capacity(snapshot.len());
+    c.reserve_ledger(ledger.len());
     for r in snapshot {
-        let (side, _) = source
-            .entry((r.item.as_str(), r.location.as_str()))
-            .or_insert_with(|| (Side::default(), r));
-        side.total += r.qty;
-        side.by_status[status_index(r.status.unwrap_or(StockStatus::Sellable))] += r.qty;
-        side.status_given |= r.status.is_some();
-        if r.lot.is_some() || side.by_lot.is_some() {
-            side.add_lot(&r.lot, r.qty);
-        }
+        c.add_source(r.clone());
     }
-    let covered: HashSet<&str> = snapshot.iter().map(|r| r.location.as_str()).collect();
-    let mut ours: HashMap<Key<'_>, (Side, &LedgerRow), Xxh3Build> =
-        HashMap::with_capacity_and_hasher(ledger.len(), Xxh3Build);
-    for r in ledger
-        .iter()
-        .filter(|r| covered.contains(r.location.as_str()))
-    {
-        let (side, _) = ours
-            .entry((r.item.as_str(), r.location.as_str()))
-            .or_insert_with(|| (Side::default(), r));
-        side.total += r.on_hand;
-        side.by_status[0] += r.on_hand - r.quarantined - r.damaged;
-        side.by_status[1] += r.quarantined;
-        side.by_status[2] += r.damaged;
-        if r.lot.is_some() || side.by_lot.is_some() {
-            side.add_lot(&r.lot, r.on_hand);
-        } else if side.total != r.on_hand {
-            // A second lot-less row of the same key cannot happen (one position per lot).
-            side.add_lot(&None, r.on_hand);
-        }
+    for r in ledger {
+        c.add_ledger(
+            &r.item,
+            &r.location,
+            r.lot.as_ref(),
+            r.on_hand,
+            r.quarantined,
+            r.damaged,
+        );
     }
-    let mut report = Report::default();
-    let mut counts = [0u64; 7];
-    let mut note =
-        |class: Class, item: &ItemId, location: &LocationId, s: Option<&Side>, l: Option<&Side>| {
-            counts[Class::ALL
-                .iter()
-                .position(|c| *c == class)
-                .expect("a class")] += 1;
-            if class != Class::Match {
-                let (source_qty, ledger_qty) = (s.map(|s| s.total), l.map(|l| l.total));
-                let has_lots =
-                    s.is_some_and(|s| s.by_lot.is_some()) || l.is_some_and(|l| l.by_lot.is_some());
-                report.variances.push(Variance {
-                    item: item.clone(),
-                    location: location.clone(),
-                    class,
-                    source_qty,
-                    ledger_qty,
-                    delta: source_qty.unwrap_or(0) - ledger_qty.unwrap_or(0),
-                    has_lots,
-                });
-            }
-        };
-    for (key, (s, row)) in &source {
-        let l = ours.get(key).map(|(side, _)| side);
-        let class = match l {
-            _ if stale => Class::Stale,
-            None if s.total == 0 => Class::Match,
-            None => Class::MissingInCrossdock,
-            Some(l) => classify(s, l, tolerance),
-        };
-        note(class, &row.item, &row.location, Some(s), l);
-    }
-    for (key, (l, row)) in &ours {
-        if source.contains_key(key) {
-            continue;
-        }
-        let class = if stale {
-            Class::Stale
-        } else if l.total == 0 {
-            Class::Match
-        } else {
-            Class::MissingInSource
-        };
-        note(class, &row.item, &row.location, None, Some(l));
-    }
-    report.counts = Class::ALL
-        .iter()
-        .zip(counts)
-        .filter(|(_, n)| *n > 0)
-        .map(|(c, n)| (*c, n))
-        .collect();
-    report
-        .variances
-        .sort_unstable_by(|a, b| (&a.item, &a.location).cmp(&(&b.item, &b.location)));
-    report
+    c.finish(tolerance, as_of, now, stale_after_s)
 }
 
 /// Both sides have the (item, location): quantity first, then the status split (when the
 /// source gave statuses), then the lot split (when the source gave lots).
 fn classify(s: &Side, l: &Side, t: Tolerance) -> Class {
-    if !t.accepts(s.total, l.total) {
+    if !t.accepts(s.total(), l.total()) {
         Class::QuantityVariance
     } else if s.status_given && !(0..3).all(|i| t.accepts(s.by_status[i], l.by_status[i])) {
         Class::StatusVariance
@@ -275,10 +381,10 @@ fn classify(s: &Side, l: &Side, t: Tolerance) -> Class {
 
 fn lots_agree(s: &Side, l: &Side, t: Tolerance) -> bool {
     // A side without lots holds its whole quantity under no lot.
-    let (s_all, l_all) = (vec![(None, s.total)], vec![(None, l.total)]);
+    let (s_all, l_all) = (vec![(None, s.total())], vec![(None, l.total())]);
     let (sl, ll) = (
-        s.by_lot.as_ref().unwrap_or(&s_all),
-        l.by_lot.as_ref().unwrap_or(&l_all),
+        s.by_lot.as_deref().unwrap_or(&s_all),
+        l.by_lot.as_deref().unwrap_or(&l_all),
     );
     let qty = |list: &[(Option<Lot>, i64)], lot: &Option<Lot>| {
         list.iter()
@@ -425,7 +531,25 @@ mod tests {
             T0.plus_secs(7200),
             3600,
         );
-        assert_eq!(classes(&r), [("A".into(), Class::Stale)]);
+        // Counted, with no rows: nothing in a stale snapshot is compared.
+        assert_eq!(r.counts, BTreeMap::from([(Class::Stale, 1)]));
+        assert!(r.variances.is_empty());
+    }
+
+    #[test]
+    fn lots_on_one_side_only_after_a_lotless_row_keep_both_quantities() {
+        let mut c = Comparison::with_capacity(1);
+        c.add_source(snap("A", "L", 5));
+        let lot = Lot::new("L1").unwrap();
+        let mut with_lot = snap("A", "L", 3);
+        with_lot.lot = Some(lot.clone());
+        c.add_source(with_lot);
+        c.add_ledger(&item("A"), &loc("L"), None, 5, 0, 0);
+        c.add_ledger(&item("A"), &loc("L"), Some(&lot), 3, 0, 0);
+        // Elsewhere: not covered by the snapshot, ignored.
+        c.add_ledger(&item("A"), &loc("OTHER"), None, 9, 0, 0);
+        let r = c.finish(Tolerance::default(), T0, T0, 3600);
+        assert_eq!(r.counts, BTreeMap::from([(Class::Match, 1)]));
     }
 
     proptest::proptest! {

@@ -44,6 +44,18 @@ pub const ERRORS_MAX: usize = 20;
 /// Reads a CSV snapshot. Every row is checked; on any problem the whole snapshot is refused
 /// with the first [`ERRORS_MAX`] problems (a half-read snapshot would report false drift).
 pub fn parse_csv(bytes: &[u8]) -> Result<Snapshot, Vec<SnapshotError>> {
+    let mut rows = Vec::new();
+    let as_of = parse_csv_into(bytes, |r| rows.push(r))?;
+    Ok(Snapshot { rows, as_of })
+}
+
+/// [`parse_csv`], handing each good row to `sink` as it is read (no copy of the snapshot is
+/// kept); returns the `as_of` column's latest time. On error, rows already handed over are to
+/// be discarded.
+pub fn parse_csv_into(
+    bytes: &[u8],
+    mut sink: impl FnMut(SnapshotRow),
+) -> Result<Option<Timestamp>, Vec<SnapshotError>> {
     let whole = |message: String| {
         vec![SnapshotError {
             line: None,
@@ -76,7 +88,6 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Snapshot, Vec<SnapshotError>> {
     };
     let (status_at, lot_at, as_of_at) = (find(&["status"]), find(&["lot"]), find(&["as_of"]));
     let mut as_of: Option<Timestamp> = None;
-    let mut rows = Vec::new();
     let mut errors = Vec::new();
     let mut locations: HashMap<Vec<u8>, LocationId> = HashMap::new();
     let mut record = csv::ByteRecord::new();
@@ -114,7 +125,8 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Snapshot, Vec<SnapshotError>> {
             lot_at,
             &mut locations,
         ) {
-            Ok(row) => rows.push(row),
+            Ok(row) if errors.is_empty() => sink(row),
+            Ok(_) => {}
             Err((column, message)) => {
                 errors.push(SnapshotError {
                     line: Some(line),
@@ -128,7 +140,7 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Snapshot, Vec<SnapshotError>> {
         }
     }
     if errors.is_empty() {
-        Ok(Snapshot { rows, as_of })
+        Ok(as_of)
     } else {
         Err(errors)
     }

@@ -25,7 +25,7 @@ use crossdock_model::{
 };
 use crossdock_recon::channel::{self, Verdict};
 use crossdock_recon::snapshot::{self, SnapshotError};
-use crossdock_recon::{Class, LedgerRow, Report, SnapshotRow, Variance};
+use crossdock_recon::{Class, Comparison, Report, SnapshotRow, Variance};
 use crossdock_store::{OutboxKind, OutboxRow, RunRow, VarianceRow};
 use serde_json::{Value, json};
 
@@ -41,7 +41,7 @@ pub enum Input {
     /// A snapshot given with the request (CSV, or X12 846 for an `x12_846` source), taken at
     /// `as_of` (the file's own `as_of` column or 846 date, else now).
     Given {
-        bytes: Vec<u8>,
+        bytes: axum::body::Bytes,
         as_of: Option<Timestamp>,
         name: String,
     },
@@ -153,9 +153,9 @@ impl Drop for Running<'_> {
     }
 }
 
-/// A snapshot ready to compare.
+/// A snapshot read into a comparison, ready for the ledger side.
 struct Taken {
-    rows: Vec<SnapshotRow>,
+    cmp: Comparison,
     as_of: Timestamp,
     digest: u64,
 }
@@ -211,7 +211,9 @@ impl Reconciler {
                 self.run_channel(&spec, endpoint, started, started_by).await
             }
             _ => {
+                let clock = std::time::Instant::now();
                 let taken = self.take(&spec, input, started).await?;
+                tracing::debug!(source = %spec.name, rows = taken.cmp.rows(), ms = clock.elapsed().as_millis() as u64, "snapshot read");
                 self.run_stock(&spec, taken, started, started_by).await
             }
         }
@@ -231,6 +233,7 @@ impl Reconciler {
                 let bytes = std::fs::read(&path).map_err(|e| {
                     RunError::Unavailable(format!("cannot read {}: {e}", path.display()))
                 })?;
+                let bytes = axum::body::Bytes::from(bytes);
                 (bytes, Some(modified), path.display().to_string())
             }
         };
@@ -239,15 +242,22 @@ impl Reconciler {
             .iter()
             .find(|b| !b.is_ascii_whitespace())
             .is_some_and(|&b| b == b'I');
+        // One row per line (an 846 has fewer).
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+        let mut cmp = Comparison::with_capacity(lines + 1);
         let parsed = match (&spec.kind, is_x12) {
-            (SourceKind::X12_846 { partner }, true) => {
-                self.read_846(spec, partner, &bytes, &name).await
-            }
-            _ => snapshot::parse_csv(&bytes).map(|s| (s.rows, s.as_of)),
+            (SourceKind::X12_846 { partner }, true) => self
+                .read_846(spec, partner, &bytes, &name)
+                .await
+                .map(|(rows, as_of)| {
+                    rows.into_iter().for_each(|r| cmp.add_source(r));
+                    as_of
+                }),
+            _ => snapshot::parse_csv_into(&bytes, |r| cmp.add_source(r)),
         };
         match parsed {
-            Ok((rows, file_as_of)) => Ok(Taken {
-                rows,
+            Ok(file_as_of) => Ok(Taken {
+                cmp,
                 as_of: file_as_of.or(given_as_of).unwrap_or(now),
                 digest,
             }),
@@ -407,31 +417,33 @@ impl Reconciler {
         started: Timestamp,
         started_by: &str,
     ) -> Result<RunOutcome, RunError> {
-        let ledger = self.ledger_as_of(taken.as_of).await?;
-        let report = crossdock_recon::compare(
-            &taken.rows,
-            &ledger,
-            spec.tolerance,
-            taken.as_of,
-            started,
-            spec.stale_after_s,
-        );
-        drop(ledger);
-        let run_id = run_id(&spec.name, started, taken.digest);
-        let digest = format!("{:016x}", taken.digest);
+        let Taken {
+            mut cmp,
+            as_of,
+            digest,
+        } = taken;
+        let rows = cmp.rows();
+        let clock = std::time::Instant::now();
+        self.add_ledger_as_of(&mut cmp, as_of).await?;
+        tracing::debug!(ms = clock.elapsed().as_millis() as u64, "ledger side added");
+        let clock = std::time::Instant::now();
+        let report = cmp.finish(spec.tolerance, as_of, started, spec.stale_after_s);
+        tracing::debug!(ms = clock.elapsed().as_millis() as u64, "compared");
+        let run_id = run_id(&spec.name, started, digest);
+        let digest = format!("{digest:016x}");
         let variances = self
-            .act_on_stock(spec, &run_id, &digest, taken.as_of, &report)
+            .act_on_stock(spec, &run_id, &digest, as_of, &report)
             .await;
         let run = RunRow {
             id: run_id,
             source: spec.name.clone(),
             kind: spec.kind.name().to_string(),
             started_by: started_by.to_string(),
-            as_of_us: taken.as_of.as_micros(),
+            as_of_us: as_of.as_micros(),
             started_at_us: started.as_micros(),
             finished_at_us: Timestamp::now().as_micros(),
             status: "done".into(),
-            rows: taken.rows.len() as u64,
+            rows: rows as u64,
             counts: counts_json(&report.counts),
             digest,
             error: String::new(),
@@ -458,21 +470,32 @@ impl Reconciler {
         })
     }
 
-    /// Positions as of `as_of`: the committed positions with the journal of inputs that
-    /// happened after `as_of` backed out.
-    async fn ledger_as_of(&self, as_of: Timestamp) -> Result<Vec<LedgerRow>, RunError> {
+    /// Adds the ledger's positions as of `as_of` to `cmp`: the committed positions with the
+    /// journal of inputs that happened after `as_of` backed out.
+    async fn add_ledger_as_of(
+        &self,
+        cmp: &mut Comparison,
+        as_of: Timestamp,
+    ) -> Result<(), RunError> {
         let policy = self.engine.policy().clone();
         let since = as_of.as_micros() - (self.settings.clock_skew_s as i64) * 1_000_000;
-        let mut rows = Vec::new();
-        for part in self.engine.committed_items() {
+        let parts = self.engine.committed_items();
+        cmp.reserve_ledger(
+            parts
+                .iter()
+                .flat_map(|p| &p.items)
+                .map(|(_, s)| s.positions.len())
+                .sum(),
+        );
+        for part in parts {
             let (p, seq) = (part.partition, part.seq);
             let changes = self
                 .engine
-                .read(move |s| s.changes_since(p, since, seq))
+                .read(move |s| s.changes_since(p, since, as_of.as_micros(), seq))
                 .await?;
             // (item, location, lot) -> [on_hand, quarantined, damaged] to take away.
             let mut back: HashMap<(String, String, String), [i64; 3]> = HashMap::new();
-            for c in changes.iter().filter(|c| c.time_us > as_of.as_micros()) {
+            for c in &changes {
                 let b = back
                     .entry((c.item.clone(), c.location.clone(), c.lot.clone()))
                     .or_default();
@@ -480,49 +503,33 @@ impl Reconciler {
                 b[1] += c.delta[1];
                 b[2] += c.delta[2];
             }
-            rows.reserve(part.items.len());
             for (item, state) in &part.items {
                 for pos in &state.positions {
-                    let location = policy.locations[pos.location.0 as usize].clone();
-                    let mut row = LedgerRow {
-                        item: item.clone(),
-                        location,
-                        lot: pos.lot.clone(),
-                        on_hand: pos.b.on_hand,
-                        quarantined: pos.b.quarantined,
-                        damaged: pos.b.damaged,
-                    };
+                    let location = &policy.locations[pos.location.0 as usize];
+                    let mut b = [pos.b.on_hand, pos.b.quarantined, pos.b.damaged];
                     if !back.is_empty()
-                        && let Some(b) = back.remove(&(
+                        && let Some(d) = back.remove(&(
                             item.to_string(),
-                            row.location.to_string(),
+                            location.to_string(),
                             pos.lot.as_ref().map_or_else(String::new, |l| l.to_string()),
                         ))
                     {
-                        row.on_hand -= b[0];
-                        row.quarantined -= b[1];
-                        row.damaged -= b[2];
+                        b = [b[0] - d[0], b[1] - d[1], b[2] - d[2]];
                     }
-                    rows.push(row);
+                    cmp.add_ledger(item, location, pos.lot.as_ref(), b[0], b[1], b[2]);
                 }
             }
             // Positions the ledger no longer holds but had at `as_of`.
-            for ((item, location, lot), b) in back {
+            for ((item, location, lot), d) in back {
                 let (Ok(item), Ok(location)) = (ItemId::new(&item), LocationId::new(&location))
                 else {
                     continue;
                 };
-                rows.push(LedgerRow {
-                    item,
-                    location,
-                    lot: (!lot.is_empty()).then(|| Lot::new(&lot).ok()).flatten(),
-                    on_hand: -b[0],
-                    quarantined: -b[1],
-                    damaged: -b[2],
-                });
+                let lot = (!lot.is_empty()).then(|| Lot::new(&lot).ok()).flatten();
+                cmp.add_ledger(&item, &location, lot.as_ref(), -d[0], -d[1], -d[2]);
             }
         }
-        Ok(rows)
+        Ok(())
     }
 
     async fn act_on_stock(

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use crossdock_model::Timestamp;
@@ -47,12 +46,22 @@ pub struct RunParams {
 /// for an `x12_846` source); an empty body reconciles what the source has now.
 pub async fn post_run(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
     Query(q): Query<RunParams>,
-    body: Bytes,
+    req: Request,
 ) -> AppResult {
-    let caller = authenticate(&st.config.tokens, &headers)?;
+    let caller = authenticate(&st.config.tokens, req.headers())?;
     caller.require(Needed::Admin)?;
+    let limit = st.reconciler.settings().snapshot_max_bytes;
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Payload too large",
+                format!("the snapshot exceeds {limit} bytes ([reconciliation] snapshot_max_bytes)"),
+            )
+        })?;
     let source = q.source.ok_or_else(|| {
         Problem::bad_request("missing-parameter", "source is required").field("source")
     })?;
@@ -61,7 +70,7 @@ pub async fn post_run(
         Input::Latest
     } else {
         Input::Given {
-            bytes: body.to_vec(),
+            bytes: body,
             as_of,
             name: q.name.unwrap_or_else(|| "request".into()),
         }

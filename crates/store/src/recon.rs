@@ -94,12 +94,13 @@ pub struct VarianceRow {
 }
 
 pub trait ReconStore {
-    /// Changes of `partition` committed at or after `since_us`, up to ledger sequence `up_to_seq`,
-    /// in ledger order.
+    /// Changes of `partition` committed at or after `since_us` by inputs that happened after
+    /// `after_time_us`, up to ledger sequence `up_to_seq`, in ledger order.
     fn changes_since(
         &mut self,
         partition: u32,
         since_us: i64,
+        after_time_us: i64,
         up_to_seq: u64,
     ) -> Result<Vec<ChangeRow>>;
     /// Changes of `item` committed after `after_us`, in commit order.

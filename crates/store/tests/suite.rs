@@ -1761,7 +1761,7 @@ fn case_journal_history_and_runs(s: &mut dyn Store) {
     .unwrap();
 
     // Committed since a time, up to a sequence, in ledger order, buckets intact.
-    let since = s.changes_since(0, 1_500, 2).unwrap();
+    let since = s.changes_since(0, 1_500, 0, 2).unwrap();
     assert_eq!(since.len(), 1);
     assert_eq!(
         (
@@ -1772,10 +1772,21 @@ fn case_journal_history_and_runs(s: &mut dyn Store) {
         ),
         (2, 900, -2, 2)
     );
-    assert_eq!(s.changes_since(0, 0, 3).unwrap().len(), 4);
+    assert_eq!(s.changes_since(0, 0, 0, 3).unwrap().len(), 4);
     assert!(
-        s.changes_since(1, 0, 3).unwrap().is_empty(),
+        s.changes_since(1, 0, 0, 3).unwrap().is_empty(),
         "other partition"
+    );
+    let happened_later: Vec<u64> = s
+        .changes_since(0, 0, 100, 3)
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(
+        happened_later,
+        vec![2],
+        "only inputs that happened after the time"
     );
     let later: Vec<u64> = s
         .item_changes_after("A", 1_000)

@@ -15,6 +15,8 @@ pub struct ReconciliationSection {
     /// How far ahead of the hub's clock a source's event times may run; inputs committed this
     /// long before a snapshot's time are never looked at when backing out.
     pub clock_skew_s: Option<u64>,
+    /// Largest snapshot accepted with a request, in bytes.
+    pub snapshot_max_bytes: Option<usize>,
     pub sources: Vec<SourceEntry>,
 }
 
@@ -108,6 +110,7 @@ impl ReconSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconSettings {
     pub clock_skew_s: u64,
+    pub snapshot_max_bytes: usize,
     pub sources: Vec<ReconSource>,
 }
 
@@ -115,6 +118,7 @@ impl Default for ReconSettings {
     fn default() -> Self {
         ReconSettings {
             clock_skew_s: CLOCK_SKEW_DEFAULT_S,
+            snapshot_max_bytes: SNAPSHOT_MAX_DEFAULT,
             sources: Vec::new(),
         }
     }
@@ -127,6 +131,8 @@ impl ReconSettings {
 }
 
 pub const CLOCK_SKEW_DEFAULT_S: u64 = 300;
+/// 256 MiB: a snapshot of several million item-locations.
+pub const SNAPSHOT_MAX_DEFAULT: usize = 256 * 1024 * 1024;
 pub const STALE_AFTER_DEFAULT_S: u64 = 24 * 3600;
 
 /// Classes a reconciler count can correct (stock), or a compare-and-set write (channel).
@@ -154,6 +160,7 @@ impl Checker<'_> {
     ) -> ReconSettings {
         let mut settings = ReconSettings {
             clock_skew_s: raw.clock_skew_s.unwrap_or(CLOCK_SKEW_DEFAULT_S),
+            snapshot_max_bytes: raw.snapshot_max_bytes.unwrap_or(SNAPSHOT_MAX_DEFAULT),
             sources: Vec::new(),
         };
         for (i, s) in raw.sources.iter().enumerate() {

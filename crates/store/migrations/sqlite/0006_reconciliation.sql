@@ -27,7 +27,8 @@ CREATE TABLE position_changes (
     PRIMARY KEY (partition, seq, n)
 ) WITHOUT ROWID;
 CREATE INDEX position_changes_item ON position_changes (item, at_us);
-CREATE INDEX position_changes_at ON position_changes (at_us);
+-- Covers the reconciliation scan: committed since a time, happened after another.
+CREATE INDEX position_changes_at ON position_changes (at_us, time_us);
 
 -- Every channel availability the ledger computed, when it changed.
 CREATE TABLE ats_history (

@@ -43,7 +43,8 @@ const INSERT_ATS: &str = "INSERT INTO ats_history (item, channel, at_us, seq, at
 const CHANGES_SINCE: &str = concat!(
     "SELECT ",
     change_columns!(),
-    " FROM position_changes WHERE at_us >= $1 AND partition = $2 AND seq <= $3 ORDER BY seq, n"
+    " FROM position_changes WHERE at_us >= $1 AND time_us > $2 AND partition = $3 AND seq <= $4 \
+     ORDER BY seq, n"
 );
 
 const ITEM_CHANGES_AFTER: &str = concat!(
@@ -142,13 +143,19 @@ impl ReconStore for PgStore {
         &mut self,
         partition: u32,
         since_us: i64,
+        after_time_us: i64,
         up_to_seq: u64,
     ) -> Result<Vec<ChangeRow>> {
         select(
             &mut self.client,
             &mut self.statements,
             CHANGES_SINCE,
-            &[&since_us, &i64::from(partition), &(up_to_seq as i64)],
+            &[
+                &since_us,
+                &after_time_us,
+                &i64::from(partition),
+                &(up_to_seq as i64),
+            ],
             change_row,
         )
     }

@@ -65,16 +65,22 @@ impl ReconStore for SqliteStore {
         &mut self,
         partition: u32,
         since_us: i64,
+        after_time_us: i64,
         up_to_seq: u64,
     ) -> Result<Vec<ChangeRow>> {
         let sql = format!(
-            "SELECT {CHANGE_COLUMNS} FROM position_changes WHERE at_us >= ?1 AND partition = ?2 \
-             AND seq <= ?3 ORDER BY seq, n"
+            "SELECT {CHANGE_COLUMNS} FROM position_changes WHERE at_us >= ?1 AND time_us > ?2 \
+             AND partition = ?3 AND seq <= ?4 ORDER BY seq, n"
         );
         select(
             &self.conn,
             &sql,
-            params![since_us, i64::from(partition), up_to_seq as i64],
+            params![
+                since_us,
+                after_time_us,
+                i64::from(partition),
+                up_to_seq as i64
+            ],
             change_row,
         )
     }
