@@ -239,7 +239,12 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigProblem>> {
 
 /// Checks config text; `base` resolves relative paths.
 pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
-    let (doc, lines, raw, problems) = read_document::<RawConfig>(text)?;
+    let ReadDocument {
+        doc,
+        lines,
+        raw,
+        problems,
+    } = read_document::<RawConfig>(text)?;
     let mut check = Checker {
         doc: &doc,
         lines: &lines,
@@ -266,7 +271,12 @@ struct ChannelsFile {
 /// not have, an unknown location or key, and any invalid value is a problem naming its key and
 /// line; all of them are reported at once.
 pub fn parse_channel_overrides(text: &str, policy: &Policy) -> Result<Policy, Vec<ConfigProblem>> {
-    let (doc, lines, raw, problems) = read_document::<ChannelsFile>(text)?;
+    let ReadDocument {
+        doc,
+        lines,
+        raw,
+        problems,
+    } = read_document::<ChannelsFile>(text)?;
     let mut check = Checker {
         doc: &doc,
         lines: &lines,
@@ -305,19 +315,20 @@ pub fn parse_channel_overrides(text: &str, policy: &Policy) -> Result<Policy, Ve
     Ok(changed)
 }
 
+/// A TOML text read into `T`, with what is needed to name a key's line.
+struct ReadDocument<T> {
+    doc: toml_edit::Document<String>,
+    lines: LineIndex,
+    raw: T,
+    /// A problem for every key `T` does not know.
+    problems: Vec<ConfigProblem>,
+}
+
 /// Parses TOML text into `T`, with a problem for every key `T` does not know. Syntax and type
 /// errors end the reading with the one problem.
 fn read_document<T: serde::de::DeserializeOwned>(
     text: &str,
-) -> Result<
-    (
-        toml_edit::Document<String>,
-        LineIndex,
-        T,
-        Vec<ConfigProblem>,
-    ),
-    Vec<ConfigProblem>,
-> {
+) -> Result<ReadDocument<T>, Vec<ConfigProblem>> {
     let lines = LineIndex::new(text);
     let doc = toml_edit::Document::parse(text.to_string()).map_err(|e| {
         vec![ConfigProblem {
@@ -347,7 +358,12 @@ fn read_document<T: serde::de::DeserializeOwned>(
             key,
         })
         .collect();
-    Ok((doc, lines, raw, problems))
+    Ok(ReadDocument {
+        doc,
+        lines,
+        raw,
+        problems,
+    })
 }
 
 fn location_index(locations: &[LocationId]) -> HashMap<&str, usize> {
