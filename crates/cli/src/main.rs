@@ -1,4 +1,5 @@
-//! `crossdock`: the one binary. Serve the hub, check a config, import opening stock, benchmark.
+//! `crossdock`: the one binary. Serve the hub, check a config, import opening stock, reconcile,
+//! weigh a channel policy change against the log (`what-if`), benchmark.
 
 mod bench;
 mod bench_delivery;
@@ -7,6 +8,7 @@ mod bench_reconcile;
 mod edi;
 mod import;
 mod reconcile;
+mod what_if;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +55,9 @@ enum Command {
     },
     /// Reconcile a source's snapshot with the ledger in a running hub.
     Reconcile(reconcile::ReconcileArgs),
+    /// Replay the event log through other channel policies: oversell exposure and hidden stock
+    /// per channel, side by side with the configured policy.
+    WhatIf(what_if::WhatIfArgs),
     /// Measure throughput and latency against a hub started for the purpose.
     Bench {
         #[command(subcommand)]
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
         Command::Edi { what } => edi::run(what),
         Command::Bench { what } => bench::run(what),
         Command::Reconcile(args) => reconcile::run(args),
+        Command::WhatIf(args) => what_if::run(args),
     }
 }
 

@@ -239,35 +239,12 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigProblem>> {
 
 /// Checks config text; `base` resolves relative paths.
 pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
-    let lines = LineIndex::new(text);
-    let doc = toml_edit::Document::parse(text.to_string()).map_err(|e| {
-        vec![ConfigProblem {
-            key: "(syntax)".into(),
-            line: e.span().map(|s| lines.line(s.start)),
-            message: e.message().to_string(),
-        }]
-    })?;
-    let mut problems = Vec::new();
-    let mut unknown = Vec::new();
-    let de = toml_edit::de::Deserializer::from(doc.clone());
-    let raw: RawConfig = match serde_ignored::deserialize(de, |p| unknown.push(p.to_string())) {
-        Ok(raw) => raw,
-        Err(e) => {
-            return Err(vec![ConfigProblem {
-                key: "(value)".into(),
-                line: e.span().map(|s| lines.line(s.start)),
-                message: e.message().to_string(),
-            }]);
-        }
-    };
-    for key in unknown {
-        problems.push(ConfigProblem {
-            line: key_line(&doc, &key, &lines),
-            message: "unknown key (check the spelling; see examples/quickstart/crossdock.toml)"
-                .into(),
-            key,
-        });
-    }
+    let ReadDocument {
+        doc,
+        lines,
+        raw,
+        problems,
+    } = read_document::<RawConfig>(text)?;
     let mut check = Checker {
         doc: &doc,
         lines: &lines,
@@ -279,6 +256,122 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
     } else {
         Err(check.problems)
     }
+}
+
+/// The `[[channels]]` of a policy file (`crossdock what-if --policy`), the only table it holds.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct ChannelsFile {
+    channels: Vec<ChannelEntry>,
+}
+
+/// Reads a policy file: `[[channels]]` entries in the config's format, checked as the config
+/// checks them. Each entry replaces the channel of the same id in `policy`; the channels it does
+/// not name keep theirs, and everything else in `policy` stays as it is. An id that `policy` does
+/// not have, an unknown location or key, and any invalid value is a problem naming its key and
+/// line; all of them are reported at once.
+pub fn parse_channel_overrides(text: &str, policy: &Policy) -> Result<Policy, Vec<ConfigProblem>> {
+    let ReadDocument {
+        doc,
+        lines,
+        raw,
+        problems,
+    } = read_document::<ChannelsFile>(text)?;
+    let mut check = Checker {
+        doc: &doc,
+        lines: &lines,
+        problems,
+    };
+    if raw.channels.is_empty() {
+        check.problem(
+            "channels",
+            "the policy file names no [[channels]]; give each channel to change in the config's format",
+        );
+    }
+    for (i, c) in raw.channels.iter().enumerate() {
+        if let Ok(id) = ChannelId::new(&c.id)
+            && policy.channel(&id).is_none()
+        {
+            check.problem(
+                format!("channels.{i}.id"),
+                format!(
+                    "channel {:?} is not configured in [[channels]] of the config; a policy file changes configured channels only",
+                    c.id
+                ),
+            );
+        }
+    }
+    let loc_index = location_index(&policy.locations);
+    let channels = check.channels(&raw.channels, &loc_index);
+    if !check.problems.is_empty() {
+        return Err(check.problems);
+    }
+    let mut changed = policy.clone();
+    for c in channels {
+        let idx = policy.channel(&c.id).expect("checked above");
+        // Same id at the same index: the policy's channel index stays true.
+        changed.channels[idx.0 as usize] = c;
+    }
+    Ok(changed)
+}
+
+/// A TOML text read into `T`, with what is needed to name a key's line.
+struct ReadDocument<T> {
+    doc: toml_edit::Document<String>,
+    lines: LineIndex,
+    raw: T,
+    /// A problem for every key `T` does not know.
+    problems: Vec<ConfigProblem>,
+}
+
+/// Parses TOML text into `T`, with a problem for every key `T` does not know. Syntax and type
+/// errors end the reading with the one problem.
+fn read_document<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<ReadDocument<T>, Vec<ConfigProblem>> {
+    let lines = LineIndex::new(text);
+    let doc = toml_edit::Document::parse(text.to_string()).map_err(|e| {
+        vec![ConfigProblem {
+            key: "(syntax)".into(),
+            line: e.span().map(|s| lines.line(s.start)),
+            message: e.message().to_string(),
+        }]
+    })?;
+    let mut unknown = Vec::new();
+    let de = toml_edit::de::Deserializer::from(doc.clone());
+    let raw: T = match serde_ignored::deserialize(de, |p| unknown.push(p.to_string())) {
+        Ok(raw) => raw,
+        Err(e) => {
+            return Err(vec![ConfigProblem {
+                key: "(value)".into(),
+                line: e.span().map(|s| lines.line(s.start)),
+                message: e.message().to_string(),
+            }]);
+        }
+    };
+    let problems = unknown
+        .into_iter()
+        .map(|key| ConfigProblem {
+            line: key_line(&doc, &key, &lines),
+            message: "unknown key (check the spelling; see examples/quickstart/crossdock.toml)"
+                .into(),
+            key,
+        })
+        .collect();
+    Ok(ReadDocument {
+        doc,
+        lines,
+        raw,
+        problems,
+    })
+}
+
+fn location_index(locations: &[LocationId]) -> HashMap<&str, usize> {
+    locations
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i))
+        .collect()
 }
 
 struct Checker<'a> {
@@ -298,45 +391,35 @@ impl Checker<'_> {
         });
     }
 
-    fn build(&mut self, raw: RawConfig, base: &Path) -> Option<Config> {
-        let mut locations = Vec::new();
-        let mut seen = HashSet::new();
-        for (i, l) in raw.locations.iter().enumerate() {
-            match LocationId::new(&l.id) {
-                Ok(id) if seen.insert(id.clone()) => locations.push(id),
-                Ok(id) => self.problem(
-                    format!("locations.{i}.id"),
-                    format!("location {id} is listed twice"),
+    /// Location names resolved against `[[locations]]`; each unknown one is a problem.
+    fn loc_list(
+        &mut self,
+        loc_index: &HashMap<&str, usize>,
+        key: String,
+        names: &[String],
+    ) -> Vec<crossdock_ledger::LocIdx> {
+        let mut out = Vec::new();
+        for (j, n) in names.iter().enumerate() {
+            match loc_index.get(n.as_str()) {
+                Some(&i) => out.push(crossdock_ledger::LocIdx(i as u16)),
+                None => self.problem(
+                    format!("{key}.{j}"),
+                    format!("unknown location {n:?}; add it to [[locations]]"),
                 ),
-                Err(e) => self.problem(format!("locations.{i}.id"), e.to_string()),
             }
         }
-        if locations.is_empty() {
-            self.problem("locations", "at least one [[locations]] entry is needed");
-        }
-        let loc_index: HashMap<&str, usize> = locations
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.as_str(), i))
-            .collect();
-        let loc_list =
-            |c: &mut Self, key: String, names: &[String]| -> Vec<crossdock_ledger::LocIdx> {
-                let mut out = Vec::new();
-                for (j, n) in names.iter().enumerate() {
-                    match loc_index.get(n.as_str()) {
-                        Some(&i) => out.push(crossdock_ledger::LocIdx(i as u16)),
-                        None => c.problem(
-                            format!("{key}.{j}"),
-                            format!("unknown location {n:?}; add it to [[locations]]"),
-                        ),
-                    }
-                }
-                out
-            };
+        out
+    }
 
+    /// `[[channels]]` checked into channel policies (the config's and a what-if policy file's).
+    fn channels(
+        &mut self,
+        entries: &[ChannelEntry],
+        loc_index: &HashMap<&str, usize>,
+    ) -> Vec<ChannelPolicy> {
         let mut channels = Vec::new();
         let mut channel_ids = HashSet::new();
-        for (i, c) in raw.channels.iter().enumerate() {
+        for (i, c) in entries.iter().enumerate() {
             let key = format!("channels.{i}");
             let id = match ChannelId::new(&c.id) {
                 Ok(id) => id,
@@ -348,7 +431,7 @@ impl Checker<'_> {
             if !channel_ids.insert(id.clone()) {
                 self.problem(format!("{key}.id"), format!("channel {id} is listed twice"));
             }
-            let locs = loc_list(self, format!("{key}.locations"), &c.locations);
+            let locs = self.loc_list(loc_index, format!("{key}.locations"), &c.locations);
             if c.locations.is_empty() {
                 self.problem(
                     format!("{key}.locations"),
@@ -416,6 +499,27 @@ impl Checker<'_> {
                 low_stock: c.low_stock.unwrap_or(0),
             });
         }
+        channels
+    }
+
+    fn build(&mut self, raw: RawConfig, base: &Path) -> Option<Config> {
+        let mut locations = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, l) in raw.locations.iter().enumerate() {
+            match LocationId::new(&l.id) {
+                Ok(id) if seen.insert(id.clone()) => locations.push(id),
+                Ok(id) => self.problem(
+                    format!("locations.{i}.id"),
+                    format!("location {id} is listed twice"),
+                ),
+                Err(e) => self.problem(format!("locations.{i}.id"), e.to_string()),
+            }
+        }
+        if locations.is_empty() {
+            self.problem("locations", "at least one [[locations]] entry is needed");
+        }
+        let loc_index = location_index(&locations);
+        let channels = self.channels(&raw.channels, &loc_index);
 
         let mut sources = HashMap::new();
         for (i, s) in raw.sources.iter().enumerate() {
@@ -453,7 +557,7 @@ impl Checker<'_> {
                 let locations = o
                     .locations
                     .as_ref()
-                    .map(|ls| loc_list(self, format!("{key}.owns.{j}.locations"), ls));
+                    .map(|ls| self.loc_list(&loc_index, format!("{key}.owns.{j}.locations"), ls));
                 rules.push(OwnershipRule {
                     types: o.types.clone(),
                     locations,
@@ -1021,6 +1125,67 @@ source = "wms-east"
         assert_eq!(north.line, Some(10), "{north}");
         let bufer = problems.iter().find(|p| p.key.ends_with("bufer")).unwrap();
         assert_eq!(bufer.line, Some(15), "{bufer}");
+    }
+
+    #[test]
+    fn a_policy_file_replaces_the_channels_it_names() {
+        let base = parse(OK, Path::new(".")).unwrap().policy;
+        let file = "[[channels]]\nid = \"b2b\"\nlocations = [\"DC-EAST\", \"DC-WEST\"]\nbuffer = 4\ncounts_soft_reservations = false\nincoming_horizon_s = 86400\n";
+        let changed = parse_channel_overrides(file, &base).unwrap();
+        assert_eq!(
+            changed.channels[0], base.channels[0],
+            "shopify is not named"
+        );
+        let b2b = &changed.channels[1];
+        assert_eq!(b2b.buffer, Buffer::Units(4));
+        assert_eq!(b2b.locations.len(), 2);
+        assert!(!b2b.counts_soft_reservations);
+        assert_eq!(b2b.incoming_horizon_s, Some(86_400));
+        assert_eq!(b2b.share_pct, 100, "defaults as in the config");
+        assert_eq!(
+            changed.channel(&ChannelId::new("b2b").unwrap()),
+            base.channel(&ChannelId::new("b2b").unwrap())
+        );
+        assert_eq!(changed.locations, base.locations);
+        assert_eq!(changed.sources, base.sources);
+    }
+
+    #[test]
+    fn a_policy_file_with_problems_names_each_key_and_line() {
+        let base = parse(OK, Path::new(".")).unwrap().policy;
+        let file = r#"
+[[channels]]
+id = "amazon"
+locations = ["DC-EAST"]
+
+[[channels]]
+id = "shopify"
+locations = ["DC-MOON"]
+share_pct = 150
+bufer = 2
+
+[server]
+listen = "0.0.0.0:1"
+"#;
+        let problems = parse_channel_overrides(file, &base).unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        for expected in [
+            "line 3: channels.0.id: channel \"amazon\" is not configured",
+            "line 8: channels.1.locations.0: unknown location \"DC-MOON\"",
+            "line 9: channels.1.share_pct: must be 0..=100",
+            "line 10: channels.1.bufer: unknown key",
+            "line 12: server: unknown key",
+        ] {
+            assert!(
+                text.iter().any(|t| t.starts_with(expected)),
+                "{expected:?} in {text:#?}"
+            );
+        }
+        assert_eq!(problems.len(), 5, "{text:#?}");
+        let p = parse_channel_overrides("", &base).unwrap_err();
+        assert!(p[0].message.contains("names no [[channels]]"), "{p:?}");
+        let p = parse_channel_overrides("[[channels]]\nid = \"b2b\"\n", &base).unwrap_err();
+        assert!(p[0].message.contains("locations"), "{p:?}");
     }
 
     #[test]
