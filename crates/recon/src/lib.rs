@@ -119,9 +119,8 @@ pub struct Report {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Side {
     by_status: [i64; 3],
-    /// Only once some row names a lot: quantities by lot, the lot-less quantity under `None`
-    /// (boxed: most keys never have lots, and a million keys are held at once).
-    by_lot: Option<Box<Vec<(Option<Lot>, i64)>>>,
+    /// Only once some row names a lot: quantities by lot, the lot-less quantity under `None`.
+    by_lot: Option<Vec<(Option<Lot>, i64)>>,
     status_given: bool,
 }
 
@@ -138,7 +137,7 @@ impl Side {
             if before != 0 {
                 lots.push((None, before));
             }
-            self.by_lot = Some(Box::new(lots));
+            self.by_lot = Some(lots);
         }
         if let Some(lots) = &mut self.by_lot {
             match lots.iter_mut().find(|(l, _)| l.as_ref() == lot) {
