@@ -48,7 +48,11 @@ fn load_batches(positions: usize, time: &str, prefix: &str, every: usize) -> Vec
 }
 
 fn location(k: usize) -> &'static str {
-    if k.is_multiple_of(2) { "DC-EAST" } else { "DC-WEST" }
+    if k.is_multiple_of(2) {
+        "DC-EAST"
+    } else {
+        "DC-WEST"
+    }
 }
 
 fn qty(k: usize) -> i64 {

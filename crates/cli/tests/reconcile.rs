@@ -540,7 +540,7 @@ async fn channel_edits_and_lost_updates_are_repaired_with_compare_and_set() {
     for i in 1..=5 {
         receive(&mut east, &format!("r{i}"), &format!("SKU-{i}"), 10 * i).await;
     }
-    converged(&hub, &sim, Duration::from_secs(20)).await;
+    converged(&hub, &sim, Duration::from_secs(60)).await;
     let mut c = hub.client(ADMIN).await;
     let (status, clean) = post_raw(
         &mut c,
@@ -561,7 +561,7 @@ async fn channel_edits_and_lost_updates_are_repaired_with_compare_and_set() {
     sim.edit_by_hand("3", 999);
     sim.lose_next_writes(1);
     receive(&mut east, "r4-more", "SKU-4", 5).await;
-    wait_for(|| sim.stats().writes_lost == 1).await;
+    wait_for("the lost write", || sim.stats().writes_lost == 1).await;
     sim.insert_item(5000, 3);
 
     let (status, run) = post_raw(
@@ -602,7 +602,7 @@ async fn channel_edits_and_lost_updates_are_repaired_with_compare_and_set() {
         ]
     );
     // Repaired by compare-and-set writes: the channel converges and a new run is clean.
-    converged(&hub, &sim, Duration::from_secs(20)).await;
+    converged(&hub, &sim, Duration::from_secs(60)).await;
     assert_eq!(sim.quantity("3"), Some(30));
     assert_eq!(sim.quantity("4"), Some(45));
     let (_, again) = post_raw(
@@ -619,10 +619,13 @@ async fn channel_edits_and_lost_updates_are_repaired_with_compare_and_set() {
     );
 }
 
-async fn wait_for(mut cond: impl FnMut() -> bool) {
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let started = std::time::Instant::now();
     while !cond() {
-        assert!(started.elapsed() < Duration::from_secs(20), "timed out");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -672,7 +675,7 @@ async fn history_at_a_time_matches_what_the_api_answered_then() {
     );
     post(&mut east, "/v1/events", &ship).await;
     moment(&mut q, &mut seen).await;
-    converged(&hub, &sim, Duration::from_secs(20)).await;
+    converged(&hub, &sim, Duration::from_secs(60)).await;
     moment(&mut q, &mut seen).await;
 
     for (t, (positions_then, ats_then)) in &seen {

@@ -739,6 +739,7 @@ impl Writer {
             at_us: now,
             seq: c.seq,
             ats: c.ats,
+            previous: c.previous,
         }));
         for c in &fx.ats_changes {
             let channel = channel_name(&self.policy, c.channel);

@@ -571,19 +571,16 @@ mod commit_failure {
         ) -> crossdock_store::Result<Vec<crossdock_store::ChangeRow>> {
             self.inner.changes_since(p, since, after, up_to)
         }
-        fn item_changes_after(
+        fn item_journal_after(
             &mut self,
+            p: u32,
             item: &str,
             after: i64,
-        ) -> crossdock_store::Result<Vec<crossdock_store::ChangeRow>> {
-            self.inner.item_changes_after(item, after)
-        }
-        fn ats_at(
-            &mut self,
-            item: &str,
-            at: i64,
-        ) -> crossdock_store::Result<Vec<crossdock_store::AtsRow>> {
-            self.inner.ats_at(item, at)
+        ) -> crossdock_store::Result<(
+            Vec<crossdock_store::ChangeRow>,
+            Vec<crossdock_store::AtsRow>,
+        )> {
+            self.inner.item_journal_after(p, item, after)
         }
         fn sent_as_of(
             &mut self,

@@ -203,8 +203,13 @@ pub struct PositionChange {
 struct Journal {
     seq: u64,
     time: Timestamp,
-    before: Vec<(ItemId, Option<Arc<ItemState>>)>,
+    /// Each touched item's positions' buckets before the input (copied, so the item's state
+    /// itself is not cloned for every input).
+    before: Vec<(ItemId, Vec<BucketsAt>)>,
 }
+
+/// A position's buckets, by location and lot.
+type BucketsAt = (LocIdx, Option<Lot>, crate::position::Buckets);
 
 impl Effects {
     fn open_journal(&mut self, seq: u64, time: Timestamp) {
@@ -221,34 +226,30 @@ impl Effects {
         let Some(journal) = self.journal.take() else {
             return;
         };
-        for (id, before) in journal.before {
-            let after = items.get(&id);
-            let (before, after) = (before.as_deref(), after.map(|a| &**a));
-            if let (Some(b), Some(a)) = (before, after)
-                && std::ptr::eq(b, a)
-            {
-                continue;
-            }
+        for (id, old) in journal.before {
             let empty = Vec::new();
-            let old = before.map_or(&empty, |s| &s.positions);
-            let new = after.map_or(&empty, |s| &s.positions);
+            let new = items.get(&id).map_or(&empty, |s| &s.positions);
             let keys = old
                 .iter()
-                .chain(new.iter())
-                .map(|p| (p.location, p.lot.as_ref()));
+                .map(|(l, lot, _)| (*l, lot.as_ref()))
+                .chain(new.iter().map(|p| (p.location, p.lot.as_ref())));
             let mut seen: Vec<(LocIdx, Option<&Lot>)> = Vec::new();
             for key in keys {
                 if seen.contains(&key) {
                     continue;
                 }
                 seen.push(key);
-                let find = |ps: &[Position]| {
-                    ps.iter()
-                        .find(|p| (p.location, p.lot.as_ref()) == key)
-                        .map(|p| p.b)
-                        .unwrap_or_default()
-                };
-                let delta = find(new).minus(&find(old));
+                let was = old
+                    .iter()
+                    .find(|(l, lot, _)| (*l, lot.as_ref()) == key)
+                    .map(|(_, _, b)| *b)
+                    .unwrap_or_default();
+                let now = new
+                    .iter()
+                    .find(|p| (p.location, p.lot.as_ref()) == key)
+                    .map(|p| p.b)
+                    .unwrap_or_default();
+                let delta = now.minus(&was);
                 if delta != Default::default() {
                     self.changes.push(PositionChange {
                         seq: journal.seq,
@@ -413,9 +414,13 @@ impl Ledger {
         if let Some(journal) = &mut fx.journal
             && !journal.before.iter().any(|(i, _)| i == id)
         {
-            journal
-                .before
-                .push((id.clone(), self.items.get(id).cloned()));
+            let buckets = self.items.get(id).map_or_else(Vec::new, |s| {
+                s.positions
+                    .iter()
+                    .map(|p| (p.location, p.lot.clone(), p.b))
+                    .collect()
+            });
+            journal.before.push((id.clone(), buckets));
         }
         Arc::make_mut(self.items.entry(id.clone()).or_default())
     }

@@ -998,11 +998,10 @@ pub async fn history(engine: &Engine, item: &ItemId, at: Timestamp) -> Result<Va
         None => (None, engine.ledger_seqs()[partition as usize]),
     };
     let (key, at_us) = (item.to_string(), at.as_micros());
-    let (changes, ats, sent) = engine
+    let ((changes, ats), sent) = engine
         .read(move |s| {
             Ok((
-                s.item_changes_after(&key, at_us)?,
-                s.ats_at(&key, at_us)?,
+                s.item_journal_after(partition, &key, at_us)?,
                 s.sent_as_of(&key, at_us)?,
             ))
         })
@@ -1032,10 +1031,7 @@ pub async fn history(engine: &Engine, item: &ItemId, at: Timestamp) -> Result<Va
             );
         }
     }
-    for c in changes
-        .iter()
-        .filter(|c| c.partition == partition && c.seq <= seq)
-    {
+    for c in changes.iter().filter(|c| c.seq <= seq) {
         let b = positions
             .entry((c.location.clone(), c.lot.clone()))
             .or_default();
@@ -1074,14 +1070,24 @@ pub async fn history(engine: &Engine, item: &ItemId, at: Timestamp) -> Result<Va
     let channels: Vec<Value> = policy
         .channels
         .iter()
-        .map(|c| {
-            let computed = ats.iter().find(|a| a.channel == c.id.as_str());
+        .enumerate()
+        .map(|(i, c)| {
+            // The value at T is the one the first change after T replaced; with no change
+            // since, the value now.
+            let value = match ats
+                .iter()
+                .find(|a| a.channel == c.id.as_str() && a.seq <= seq)
+            {
+                Some(first_after) => first_after.previous,
+                None => state
+                    .as_ref()
+                    .and_then(|s| s.published.get(i).copied().flatten())
+                    .map(|p| p.ats),
+            };
             let delivered = sent_by.get(c.id.as_str());
             json!({
                 "channel": c.id,
-                "ats": computed.map(|a| a.ats),
-                "computed_at": computed.map(|a| Timestamp::from_micros(a.at_us).to_rfc3339()),
-                "ledger_seq": computed.map(|a| a.seq),
+                "ats": value,
                 "sent": delivered.map(|s| json!({
                     "value": s.value,
                     "ledger_seq": s.ledger_seq,

@@ -1724,6 +1724,7 @@ fn ats_row(item: &str, channel: &str, at_us: i64, seq: u64, ats: i64) -> AtsRow 
         at_us,
         seq,
         ats,
+        previous: ats.checked_sub(2),
     }
 }
 
@@ -1788,25 +1789,25 @@ fn case_journal_history_and_runs(s: &mut dyn Store) {
         vec![2],
         "only inputs that happened after the time"
     );
-    let later: Vec<u64> = s
-        .item_changes_after("A", 1_000)
-        .unwrap()
-        .iter()
-        .map(|c| c.seq)
+    // An item's journal after a time: its changes and availabilities, in commit order.
+    let (changes, ats) = s.item_journal_after(0, "A", 1_000).unwrap();
+    let later: Vec<(u64, i64)> = changes.iter().map(|c| (c.seq, c.at_us)).collect();
+    assert_eq!(later, vec![(2, 2_000), (3, 3_000)]);
+    let ats: Vec<(String, i64, Option<i64>)> = ats
+        .into_iter()
+        .map(|a| (a.channel, a.ats, a.previous))
         .collect();
-    assert_eq!(later, vec![2, 3]);
-
-    // The latest ATS per channel at or before a time.
-    let at = |s: &mut dyn Store, t: i64| -> Vec<(String, i64)> {
-        s.ats_at("A", t)
-            .unwrap()
-            .into_iter()
-            .map(|a| (a.channel, a.ats))
-            .collect()
-    };
-    assert_eq!(at(s, 999), vec![]);
-    assert_eq!(at(s, 1_500), vec![("amazon".into(), 4), ("shop".into(), 5)]);
-    assert_eq!(at(s, 2_000), vec![("amazon".into(), 4), ("shop".into(), 3)]);
+    assert_eq!(ats, vec![("shop".to_string(), 3, Some(1))]);
+    let (all, all_ats) = s.item_journal_after(0, "A", 0).unwrap();
+    assert_eq!((all.len(), all_ats.len()), (3, 3));
+    assert!(
+        s.item_journal_after(1, "A", 0).unwrap().0.is_empty(),
+        "other partition"
+    );
+    assert!(
+        s.item_journal_after(0, "Z", 0).unwrap().0.is_empty(),
+        "other item"
+    );
 
     // Every delivered value is kept, not only the newest.
     s.record_acks("shop", &[latest_ack("A", 1, 5)], 1_100)

@@ -1,44 +1,22 @@
--- Reconciliation and time travel: what every applied input changed per position, every channel
--- availability the ledger computed, every value delivered, and the reconciliation runs with
--- their variances. Keep in step with ../sqlite/0006_reconciliation.sql.
+-- Reconciliation and time travel: the journal of what every commit changed, every value
+-- delivered, and the reconciliation runs with their variances. Keep in step with ../sqlite/0006_reconciliation.sql.
 
--- The journal: one row per (applied input, position) it changed, bucket by bucket
--- (`after - before`). `time_us` is the input's event time (reconciliation backs out inputs that
--- happened after a snapshot); `at_us` is when the hub committed it (item history as of a time).
-CREATE TABLE position_changes (
+-- The journal: one row per commit, appended, holding what each applied input changed per
+-- position (`after - before` of every bucket, with the input's event time) and every channel
+-- availability the commit changed (with the value before), as JSON. `at_us` is when the hub
+-- committed it (item history as of a time); `max_time_us` is the latest event time in it, so a
+-- reconciliation backing out inputs that happened after a snapshot skips rows with none.
+-- One row per commit keeps the commit path to one sequential append.
+-- A rowid table: rows are large (tens of KB), appended, and found through the index.
+CREATE TABLE journal (
+    id BIGSERIAL PRIMARY KEY,
     partition BIGINT NOT NULL,
-    seq BIGINT NOT NULL,
-    n BIGINT NOT NULL,
-    item TEXT NOT NULL,
-    location TEXT NOT NULL,
-    lot TEXT NOT NULL,
-    time_us BIGINT NOT NULL,
     at_us BIGINT NOT NULL,
-    on_hand BIGINT NOT NULL,
-    quarantined BIGINT NOT NULL,
-    damaged BIGINT NOT NULL,
-    returns_pending BIGINT NOT NULL,
-    picked BIGINT NOT NULL,
-    allocated BIGINT NOT NULL,
-    reserved BIGINT NOT NULL,
-    in_transit BIGINT NOT NULL,
-    incoming BIGINT NOT NULL,
-    safety_stock BIGINT NOT NULL,
-    PRIMARY KEY (partition, seq, n)
+    last_seq BIGINT NOT NULL,
+    max_time_us BIGINT NOT NULL,
+    entries TEXT NOT NULL
 );
-CREATE INDEX position_changes_item ON position_changes (item, at_us);
--- Covers the reconciliation scan: committed since a time, happened after another.
-CREATE INDEX position_changes_at ON position_changes (at_us, time_us);
-
--- Every channel availability the ledger computed, when it changed.
-CREATE TABLE ats_history (
-    item TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    at_us BIGINT NOT NULL,
-    seq BIGINT NOT NULL,
-    ats BIGINT NOT NULL,
-    PRIMARY KEY (item, channel, at_us, seq)
-);
+CREATE INDEX journal_partition_at ON journal (partition, at_us);
 
 -- Every value delivered to a channel, kept by a trigger on delivery_sent (which holds only the
 -- newest per key).

@@ -3,15 +3,10 @@
 use ::postgres::{Row, Transaction};
 
 use super::{PgStore, Statements, col, select};
-use crate::recon::{AtsRow, ChangeRow, ReconStore, RunRow, VarianceRow};
-use crate::{CommitBatch, Result, SentRow, common};
-
-macro_rules! change_columns {
-    () => {
-        "partition, seq, n, item, location, lot, time_us, at_us, on_hand, quarantined, damaged, \
-         returns_pending, picked, allocated, reserved, in_transit, incoming, safety_stock"
-    };
-}
+use crate::recon::{
+    AtsRow, ChangeRow, ReconStore, RunRow, VarianceRow, decode_journal, encode_journal,
+};
+use crate::{CommitBatch, Result, SentRow};
 
 macro_rules! run_columns {
     () => {
@@ -27,34 +22,14 @@ macro_rules! variance_columns {
     };
 }
 
-const INSERT_CHANGES: &str = concat!(
-    "INSERT INTO position_changes (",
-    change_columns!(),
-    ") SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], \
-     $6::TEXT[], $7::BIGINT[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], \
-     $12::BIGINT[], $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::BIGINT[], $17::BIGINT[], \
-     $18::BIGINT[]) ON CONFLICT DO NOTHING"
-);
+const INSERT_JOURNAL: &str = "INSERT INTO journal (partition, at_us, last_seq, max_time_us, \
+     entries) VALUES ($1, $2, $3, $4, $5)";
 
-const INSERT_ATS: &str = "INSERT INTO ats_history (item, channel, at_us, seq, ats) \
-     SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[]) \
-     ON CONFLICT (item, channel, at_us, seq) DO UPDATE SET ats = excluded.ats";
+const SELECT_JOURNAL_SINCE: &str = "SELECT at_us, entries FROM journal WHERE partition = $1 \
+     AND at_us >= $2 AND max_time_us > $3 AND last_seq <= $4 ORDER BY at_us, id";
 
-const CHANGES_SINCE: &str = concat!(
-    "SELECT ",
-    change_columns!(),
-    " FROM position_changes WHERE at_us >= $1 AND time_us > $2 AND partition = $3 AND seq <= $4 \
-     ORDER BY seq, n"
-);
-
-const ITEM_CHANGES_AFTER: &str = concat!(
-    "SELECT ",
-    change_columns!(),
-    " FROM position_changes WHERE item = $1 AND at_us > $2 ORDER BY at_us, partition, seq, n"
-);
-
-const ATS_AT: &str = "SELECT DISTINCT ON (channel) item, channel, at_us, seq, ats FROM ats_history \
-     WHERE item = $1 AND at_us <= $2 ORDER BY channel, at_us DESC, seq DESC";
+const SELECT_JOURNAL_AFTER: &str = "SELECT at_us, entries FROM journal WHERE partition = $1 \
+     AND at_us > $2 ORDER BY at_us, id";
 
 const SENT_AT: &str = "SELECT DISTINCT ON (endpoint) endpoint, key, ledger_seq, value, sent_at_us \
      FROM delivery_sent_log WHERE key = $1 AND sent_at_us <= $2 \
@@ -93,49 +68,40 @@ pub(super) fn write(
     statements: &mut Statements,
     b: &CommitBatch,
 ) -> Result<()> {
-    if !b.changes.is_empty() {
-        let c = b.changes.as_slice();
-        let stmt = statements.get(tx, INSERT_CHANGES)?;
-        let d = |i: usize| col(c, move |c| c.delta[i]);
+    if let Some((at_us, max_time_us, entries)) = encode_journal(&b.changes, &b.ats) {
+        let stmt = statements.get(tx, INSERT_JOURNAL)?;
         tx.execute(
             &stmt,
             &[
-                &col(c, |c| i64::from(c.partition)),
-                &col(c, |c| c.seq as i64),
-                &col(c, |c| i64::from(c.n)),
-                &col(c, |c| c.item.as_str()),
-                &col(c, |c| c.location.as_str()),
-                &col(c, |c| c.lot.as_str()),
-                &col(c, |c| c.time_us),
-                &col(c, |c| c.at_us),
-                &d(0),
-                &d(1),
-                &d(2),
-                &d(3),
-                &d(4),
-                &d(5),
-                &d(6),
-                &d(7),
-                &d(8),
-                &d(9),
-            ],
-        )?;
-    }
-    if !b.ats.is_empty() {
-        let a = b.ats.as_slice();
-        let stmt = statements.get(tx, INSERT_ATS)?;
-        tx.execute(
-            &stmt,
-            &[
-                &col(a, |a| a.item.as_str()),
-                &col(a, |a| a.channel.as_str()),
-                &col(a, |a| a.at_us),
-                &col(a, |a| a.seq as i64),
-                &col(a, |a| a.ats),
+                &i64::from(b.partition),
+                &at_us,
+                &(b.last_seq as i64),
+                &max_time_us,
+                &entries,
             ],
         )?;
     }
     Ok(())
+}
+
+impl PgStore {
+    fn journal(
+        &mut self,
+        partition: u32,
+        sql: &'static str,
+        args: &[&(dyn ::postgres::types::ToSql + Sync)],
+        keep_change: impl Fn(&ChangeRow) -> bool,
+        keep_ats: impl Fn(&AtsRow) -> bool,
+    ) -> Result<(Vec<ChangeRow>, Vec<AtsRow>)> {
+        let stmt = self.statements.get(&mut self.client, sql)?;
+        let mut out = (Vec::new(), Vec::new());
+        for r in self.client.query(&stmt, args)? {
+            let at_us: i64 = r.try_get(0)?;
+            let text: &str = r.try_get(1)?;
+            decode_journal(partition, at_us, text, &keep_change, &keep_ats, &mut out)?;
+        }
+        Ok(out)
+    }
 }
 
 impl ReconStore for PgStore {
@@ -146,45 +112,33 @@ impl ReconStore for PgStore {
         after_time_us: i64,
         up_to_seq: u64,
     ) -> Result<Vec<ChangeRow>> {
-        select(
-            &mut self.client,
-            &mut self.statements,
-            CHANGES_SINCE,
+        let (changes, _) = self.journal(
+            partition,
+            SELECT_JOURNAL_SINCE,
             &[
+                &i64::from(partition),
                 &since_us,
                 &after_time_us,
-                &i64::from(partition),
                 &(up_to_seq as i64),
             ],
-            change_row,
-        )
+            |c| c.time_us > after_time_us && c.seq <= up_to_seq,
+            |_| false,
+        )?;
+        Ok(changes)
     }
 
-    fn item_changes_after(&mut self, item: &str, after_us: i64) -> Result<Vec<ChangeRow>> {
-        select(
-            &mut self.client,
-            &mut self.statements,
-            ITEM_CHANGES_AFTER,
-            &[&item, &after_us],
-            change_row,
-        )
-    }
-
-    fn ats_at(&mut self, item: &str, at_us: i64) -> Result<Vec<AtsRow>> {
-        select(
-            &mut self.client,
-            &mut self.statements,
-            ATS_AT,
-            &[&item, &at_us],
-            |r| {
-                Ok(AtsRow {
-                    item: r.try_get(0)?,
-                    channel: r.try_get(1)?,
-                    at_us: r.try_get(2)?,
-                    seq: r.try_get::<_, i64>(3)? as u64,
-                    ats: r.try_get(4)?,
-                })
-            },
+    fn item_journal_after(
+        &mut self,
+        partition: u32,
+        item: &str,
+        after_us: i64,
+    ) -> Result<(Vec<ChangeRow>, Vec<AtsRow>)> {
+        self.journal(
+            partition,
+            SELECT_JOURNAL_AFTER,
+            &[&i64::from(partition), &after_us],
+            |c| c.item == item,
+            |a| a.item == item,
         )
     }
 
@@ -287,24 +241,6 @@ impl ReconStore for PgStore {
             variance_row,
         )
     }
-}
-
-fn change_row(r: &Row) -> Result<ChangeRow> {
-    let mut delta = [0i64; 10];
-    for (i, d) in delta.iter_mut().enumerate() {
-        *d = r.try_get(8 + i)?;
-    }
-    Ok(ChangeRow {
-        partition: common::partition(r.try_get(0)?)?,
-        seq: r.try_get::<_, i64>(1)? as u64,
-        n: r.try_get::<_, i64>(2)? as u32,
-        item: r.try_get(3)?,
-        location: r.try_get(4)?,
-        lot: r.try_get(5)?,
-        time_us: r.try_get(6)?,
-        at_us: r.try_get(7)?,
-        delta,
-    })
 }
 
 fn run_row(r: &Row) -> Result<RunRow> {

@@ -3,20 +3,19 @@
 use rusqlite::{Connection, Row, params};
 
 use super::{SqliteStore, select};
-use crate::recon::{AtsRow, ChangeRow, ReconStore, RunRow, VarianceRow};
-use crate::{CommitBatch, Result, SentRow, common};
+use crate::recon::{
+    AtsRow, ChangeRow, ReconStore, RunRow, VarianceRow, decode_journal, encode_journal,
+};
+use crate::{CommitBatch, Result, SentRow};
 
-const CHANGE_COLUMNS: &str = "partition, seq, n, item, location, lot, time_us, at_us, on_hand, \
-     quarantined, damaged, returns_pending, picked, allocated, reserved, in_transit, incoming, \
-     safety_stock";
+const INSERT_JOURNAL: &str = "INSERT INTO journal (partition, at_us, last_seq, max_time_us, \
+     entries) VALUES (?1, ?2, ?3, ?4, ?5)";
 
-const INSERT_CHANGE: &str = "INSERT INTO position_changes (partition, seq, n, item, location, lot, \
-     time_us, at_us, on_hand, quarantined, damaged, returns_pending, picked, allocated, reserved, \
-     in_transit, incoming, safety_stock) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
-     ?12, ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT DO NOTHING";
+const SELECT_JOURNAL_SINCE: &str = "SELECT at_us, entries FROM journal WHERE partition = ?1 \
+     AND at_us >= ?2 AND max_time_us > ?3 AND last_seq <= ?4 ORDER BY at_us, id";
 
-const INSERT_ATS: &str = "INSERT INTO ats_history (item, channel, at_us, seq, ats) \
-     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET ats = excluded.ats";
+const SELECT_JOURNAL_AFTER: &str = "SELECT at_us, entries FROM journal WHERE partition = ?1 \
+     AND at_us > ?2 ORDER BY at_us, id";
 
 const RUN_COLUMNS: &str = "id, source, kind, started_by, as_of_us, started_at_us, finished_at_us, \
      status, rows, counts, digest, error";
@@ -25,39 +24,37 @@ const VARIANCE_COLUMNS: &str = "run_id, n, item, location, lot, class, source_qt
      delta, detail, action, reference";
 
 pub(super) fn write(tx: &Connection, b: &CommitBatch) -> Result<()> {
-    if !b.changes.is_empty() {
-        let mut stmt = tx.prepare_cached(INSERT_CHANGE)?;
-        for c in &b.changes {
-            let d = &c.delta;
-            stmt.execute(params![
-                i64::from(c.partition),
-                c.seq as i64,
-                i64::from(c.n),
-                c.item,
-                c.location,
-                c.lot,
-                c.time_us,
-                c.at_us,
-                d[0],
-                d[1],
-                d[2],
-                d[3],
-                d[4],
-                d[5],
-                d[6],
-                d[7],
-                d[8],
-                d[9],
-            ])?;
-        }
-    }
-    if !b.ats.is_empty() {
-        let mut stmt = tx.prepare_cached(INSERT_ATS)?;
-        for a in &b.ats {
-            stmt.execute(params![a.item, a.channel, a.at_us, a.seq as i64, a.ats])?;
-        }
+    if let Some((at_us, max_time_us, entries)) = encode_journal(&b.changes, &b.ats) {
+        tx.prepare_cached(INSERT_JOURNAL)?.execute(params![
+            i64::from(b.partition),
+            at_us,
+            b.last_seq as i64,
+            max_time_us,
+            entries
+        ])?;
     }
     Ok(())
+}
+
+impl SqliteStore {
+    fn journal(
+        &mut self,
+        partition: u32,
+        sql: &str,
+        args: impl rusqlite::Params,
+        keep_change: impl Fn(&ChangeRow) -> bool,
+        keep_ats: impl Fn(&AtsRow) -> bool,
+    ) -> Result<(Vec<ChangeRow>, Vec<AtsRow>)> {
+        let mut out = (Vec::new(), Vec::new());
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(args)?;
+        while let Some(r) = rows.next()? {
+            let at_us: i64 = r.get(0)?;
+            let text: &str = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            decode_journal(partition, at_us, text, &keep_change, &keep_ats, &mut out)?;
+        }
+        Ok(out)
+    }
 }
 
 impl ReconStore for SqliteStore {
@@ -68,47 +65,33 @@ impl ReconStore for SqliteStore {
         after_time_us: i64,
         up_to_seq: u64,
     ) -> Result<Vec<ChangeRow>> {
-        let sql = format!(
-            "SELECT {CHANGE_COLUMNS} FROM position_changes WHERE at_us >= ?1 AND time_us > ?2 \
-             AND partition = ?3 AND seq <= ?4 ORDER BY seq, n"
-        );
-        select(
-            &self.conn,
-            &sql,
+        let (changes, _) = self.journal(
+            partition,
+            SELECT_JOURNAL_SINCE,
             params![
+                i64::from(partition),
                 since_us,
                 after_time_us,
-                i64::from(partition),
                 up_to_seq as i64
             ],
-            change_row,
-        )
+            |c| c.time_us > after_time_us && c.seq <= up_to_seq,
+            |_| false,
+        )?;
+        Ok(changes)
     }
 
-    fn item_changes_after(&mut self, item: &str, after_us: i64) -> Result<Vec<ChangeRow>> {
-        let sql = format!(
-            "SELECT {CHANGE_COLUMNS} FROM position_changes WHERE item = ?1 AND at_us > ?2 \
-             ORDER BY at_us, partition, seq, n"
-        );
-        select(&self.conn, &sql, params![item, after_us], change_row)
-    }
-
-    fn ats_at(&mut self, item: &str, at_us: i64) -> Result<Vec<AtsRow>> {
-        // Per channel, the newest row at or before the time (SQLite's bare-column rule for MAX).
-        select(
-            &self.conn,
-            "SELECT item, channel, MAX(at_us), seq, ats FROM ats_history \
-             WHERE item = ?1 AND at_us <= ?2 GROUP BY channel ORDER BY channel",
-            params![item, at_us],
-            |r| {
-                Ok(AtsRow {
-                    item: r.get(0)?,
-                    channel: r.get(1)?,
-                    at_us: r.get(2)?,
-                    seq: r.get::<_, i64>(3)? as u64,
-                    ats: r.get(4)?,
-                })
-            },
+    fn item_journal_after(
+        &mut self,
+        partition: u32,
+        item: &str,
+        after_us: i64,
+    ) -> Result<(Vec<ChangeRow>, Vec<AtsRow>)> {
+        self.journal(
+            partition,
+            SELECT_JOURNAL_AFTER,
+            params![i64::from(partition), after_us],
+            |c| c.item == item,
+            |a| a.item == item,
         )
     }
 
@@ -209,24 +192,6 @@ impl ReconStore for SqliteStore {
             variance_row,
         )
     }
-}
-
-fn change_row(r: &Row<'_>) -> Result<ChangeRow> {
-    let mut delta = [0i64; 10];
-    for (i, d) in delta.iter_mut().enumerate() {
-        *d = r.get(8 + i)?;
-    }
-    Ok(ChangeRow {
-        partition: common::partition(r.get(0)?)?,
-        seq: r.get::<_, i64>(1)? as u64,
-        n: r.get::<_, i64>(2)? as u32,
-        item: r.get(3)?,
-        location: r.get(4)?,
-        lot: r.get(5)?,
-        time_us: r.get(6)?,
-        at_us: r.get(7)?,
-        delta,
-    })
 }
 
 fn run_row(r: &Row<'_>) -> Result<RunRow> {
