@@ -382,7 +382,14 @@ fn ndjson_batches(prefix: &str, events: usize, batch: usize, items: usize, ty: &
         .map(|chunk| {
             let mut body = String::with_capacity(chunk.len() * 200);
             for &k in chunk {
-                let loc = if k % 2 == 0 { "DC-EAST" } else { "DC-WEST" };
+                // Each pass over the items alternates location, so `items` items at two
+                // locations are `2 * items` positions (alternating by `k % 2` gave an even
+                // item count only one location per item).
+                let loc = if (k / items).is_multiple_of(2) {
+                    "DC-EAST"
+                } else {
+                    "DC-WEST"
+                };
                 body.push_str(&event_line(
                     &format!("{prefix}-{k}"),
                     k % items,
