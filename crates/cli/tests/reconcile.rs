@@ -36,6 +36,12 @@ missing_in_source = "auto_correct"
 missing_in_crossdock = "auto_correct"
 
 [[reconciliation.sources]]
+name = "east-west"
+kind = "csv"
+locations = ["DC-EAST", "DC-WEST"]
+stale_after_s = 86400000
+
+[[reconciliation.sources]]
 name = "feed"
 kind = "csv"
 stale_after_s = 3600
@@ -241,6 +247,26 @@ async fn injected_drift_is_found_exactly_with_events_in_flight() {
     );
     let (_, list) = get(&mut c, "/v1/reconciliations?source=erp").await;
     assert_eq!(list["runs"].as_array().unwrap().len(), 1);
+
+    // A whole location left out of a feed responsible for it: every position there is missing.
+    let east_only = "item,location,qty\nSKU-1,DC-EAST,100\nSKU-2,DC-EAST,50\n\
+                     SKU-4,DC-EAST,20\nSKU-5,DC-EAST,20\n";
+    let (status, run) = reconcile(&mut c, "east-west", AS_OF, east_only).await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(
+        variances(&run),
+        vec![(
+            s("SKU-3"),
+            s("DC-WEST"),
+            s("missing_in_source"),
+            None,
+            Some(30),
+            s("reported")
+        )]
+    );
+    // A source without configured locations speaks only for the ones its snapshot names.
+    let (_, run) = reconcile(&mut c, "erp", AS_OF, east_only).await;
+    assert_eq!(run["counts"], json!({"match": 4}), "{run}");
 
     // Nothing was corrected: report and exception leave the ledger alone.
     assert_eq!(

@@ -202,6 +202,14 @@ impl Comparison {
         self.ledger.reserve_exact(positions);
     }
 
+    /// Declares that the snapshot speaks for `location` even if no row names it (the source
+    /// is responsible for it): ledger stock there with no row is missing in the source.
+    pub fn cover(&mut self, location: LocationId) {
+        if !self.covered.contains(&location) {
+            self.covered.push(location);
+        }
+    }
+
     /// Snapshot rows seen so far.
     pub fn rows(&self) -> usize {
         self.source.len()

@@ -818,6 +818,7 @@ impl Checker<'_> {
             &raw.reconciliation,
             base,
             &reconciliation::Known {
+                locations: &loc_index,
                 channels: &reader_channels,
                 partners: &x12_partners,
             },
@@ -1057,6 +1058,72 @@ events = ["inventory.*", "nonsense.*"]
             "{text:#?}"
         );
         assert!(has("endpoints.3.kind", "webhook"), "{text:#?}");
+        assert!(problems.iter().all(|p| p.line.is_some()), "{text:#?}");
+    }
+
+    #[test]
+    fn reconciliation_problems_are_named_by_key() {
+        let bad = format!(
+            "{OK}{}",
+            r#"
+[[reconciliation.sources]]
+name = "erp"
+kind = "csv"
+locations = ["MOON"]
+interval_s = 0
+tolerance_percent = 150
+[reconciliation.sources.actions]
+status_variance = "auto_correct"
+quantity_variance = "fix_it"
+surprise = "report"
+
+[[reconciliation.sources]]
+name = "erp"
+kind = "channel"
+channel = "nowhere"
+
+[[reconciliation.sources]]
+name = "edi"
+kind = "x12_846"
+
+[[reconciliation.sources]]
+name = "odd"
+kind = "carrier-pigeon"
+"#
+        );
+        let problems = parse(&bad, Path::new(".")).unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let has =
+            |key: &str, words: &str| text.iter().any(|t| t.contains(key) && t.contains(words));
+        let s = "reconciliation.sources";
+        assert!(has(&format!("{s}.0.locations.0"), "MOON"), "{text:#?}");
+        assert!(has(&format!("{s}.0.interval_s"), "at least"), "{text:#?}");
+        assert!(
+            has(&format!("{s}.0.tolerance_percent"), "0..=100"),
+            "{text:#?}"
+        );
+        assert!(
+            has(
+                &format!("{s}.0.actions.status_variance"),
+                "cannot auto-correct"
+            ),
+            "{text:#?}"
+        );
+        assert!(
+            has(&format!("{s}.0.actions.quantity_variance"), "fix_it"),
+            "{text:#?}"
+        );
+        assert!(
+            has(&format!("{s}.0.actions.surprise"), "not a variance class"),
+            "{text:#?}"
+        );
+        assert!(has(&format!("{s}.1.name"), "twice"), "{text:#?}");
+        assert!(has(&format!("{s}.1.channel"), "nowhere"), "{text:#?}");
+        assert!(
+            has(&format!("{s}.2.partner"), "names its partner"),
+            "{text:#?}"
+        );
+        assert!(has(&format!("{s}.3.kind"), "carrier-pigeon"), "{text:#?}");
         assert!(problems.iter().all(|p| p.line.is_some()), "{text:#?}");
     }
 

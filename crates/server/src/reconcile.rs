@@ -245,6 +245,9 @@ impl Reconciler {
         // One row per line (an 846 has fewer).
         let lines = bytes.iter().filter(|&&b| b == b'\n').count();
         let mut cmp = Comparison::with_capacity(lines + 1);
+        for l in &spec.locations {
+            cmp.cover(l.clone());
+        }
         let parsed = match (&spec.kind, is_x12) {
             (SourceKind::X12_846 { partner }, true) => self
                 .read_846(spec, partner, &bytes, &name)

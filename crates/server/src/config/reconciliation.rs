@@ -37,6 +37,10 @@ pub struct SourceEntry {
     /// Runs on its own every this many seconds; absent: on demand only.
     #[serde(default)]
     pub interval_s: Option<u64>,
+    /// The locations the source is responsible for: a location its snapshot leaves out is
+    /// missing, not out of scope. Absent: the locations each snapshot names.
+    #[serde(default)]
+    pub locations: Option<Vec<String>>,
     #[serde(default)]
     pub tolerance_units: Option<i64>,
     #[serde(default)]
@@ -91,6 +95,7 @@ impl SourceKind {
 pub struct ReconSource {
     pub name: String,
     pub kind: SourceKind,
+    pub locations: Vec<crossdock_model::LocationId>,
     pub interval_s: Option<u64>,
     pub tolerance: Tolerance,
     pub stale_after_s: u64,
@@ -147,6 +152,7 @@ fn correctable(kind: &SourceKind, class: Class) -> bool {
 }
 
 pub(super) struct Known<'a> {
+    pub locations: &'a std::collections::HashMap<&'a str, usize>,
     pub channels: &'a [String],
     pub partners: &'a [String],
 }
@@ -229,6 +235,16 @@ impl Checker<'_> {
                     None
                 }
             };
+            let mut locations = Vec::new();
+            for (j, l) in s.locations.iter().flatten().enumerate() {
+                match crossdock_model::LocationId::new(l) {
+                    Ok(id) if known.locations.contains_key(l.as_str()) => locations.push(id),
+                    _ => self.problem(
+                        format!("{key}.locations.{j}"),
+                        format!("unknown location {l:?}; add it to [[locations]]"),
+                    ),
+                }
+            }
             if s.interval_s == Some(0) {
                 self.problem(format!("{key}.interval_s"), "must be at least 1 second");
             }
@@ -287,6 +303,7 @@ impl Checker<'_> {
                 settings.sources.push(ReconSource {
                     name: s.name.clone(),
                     kind,
+                    locations,
                     interval_s: s.interval_s,
                     tolerance: Tolerance {
                         units: s.tolerance_units.unwrap_or(0).max(0),
