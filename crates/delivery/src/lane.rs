@@ -40,7 +40,7 @@ pub struct LaneConfig {
 }
 
 /// Counters since start.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LaneStats {
     /// Calls made to the target.
     pub calls: u64,
@@ -53,6 +53,30 @@ pub struct LaneStats {
     pub stale: u64,
     pub parked: u64,
     pub mismatches: u64,
+    /// Commit → delivered, per message, in [`LATENCY_BUCKETS_S`] buckets (cumulative counts are
+    /// the exporter's business): `[count per bucket..., count above the last]`, and the sum.
+    #[serde(skip)]
+    pub latency_counts: [u64; LATENCY_BUCKETS_S.len() + 1],
+    #[serde(skip)]
+    pub latency_sum_s: f64,
+}
+
+/// Upper bounds (seconds) of the commit → delivered latency buckets.
+pub const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
+impl LaneStats {
+    fn delivered_after(&mut self, created_at_us: i64) {
+        self.delivered += 1;
+        let s = ((Timestamp::now().as_micros() - created_at_us).max(0) as f64) / 1e6;
+        let bucket = LATENCY_BUCKETS_S
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(LATENCY_BUCKETS_S.len());
+        self.latency_counts[bucket] += 1;
+        self.latency_sum_s += s;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -512,7 +536,7 @@ impl Lane {
             for ((entry, msg), result) in entries.into_iter().zip(&messages).zip(outcome.results) {
                 match result {
                     MsgResult::Delivered => {
-                        st.stats.delivered += 1;
+                        st.stats.delivered_after(entry.row.created_at_us);
                         let acks = st.queue.delivered(entry, value_of(msg), now);
                         st.stats.stale += acks.len() as u64 - 1;
                         st.acks.extend(acks);
@@ -615,7 +639,7 @@ impl Lane {
         if let Some(Ok(v)) = current
             && Some(v) == intended
         {
-            st.stats.delivered += 1;
+            st.stats.delivered_after(entry.row.created_at_us);
             let acks = st.queue.delivered(entry, intended, now);
             st.acks.extend(acks);
             return;

@@ -12,7 +12,8 @@ pub mod retry;
 pub mod target;
 
 pub use hub::{Delivery, DeliveryError, EndpointStatus};
-pub use lane::{Lane, LaneConfig, LaneState, LaneStats, LaneStatus};
+pub use lane::{LATENCY_BUCKETS_S, Lane, LaneConfig, LaneState, LaneStats, LaneStatus};
+pub use retry::BreakerState;
 pub use target::{
     Body, BoxFuture, Failure, Message, MsgResult, Outcome, RateFeedback, RetryClass, Target,
 };

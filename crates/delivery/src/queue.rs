@@ -83,6 +83,8 @@ pub struct Depth {
     pub parked_keys: u64,
     /// Creation time (µs) of the oldest pending message.
     pub oldest_created_at_us: Option<i64>,
+    /// The same, per priority.
+    pub oldest_by_priority: [Option<i64>; 3],
 }
 
 impl Queue {
@@ -371,9 +373,11 @@ impl Queue {
             ..Depth::default()
         };
         let mut count = |e: &Entry| {
-            d.by_priority[usize::from(e.priority.min(2))] += 1;
+            let p = usize::from(e.priority.min(2));
+            d.by_priority[p] += 1;
             let c = e.row.created_at_us;
             d.oldest_created_at_us = Some(d.oldest_created_at_us.map_or(c, |o| o.min(c)));
+            d.oldest_by_priority[p] = Some(d.oldest_by_priority[p].map_or(c, |o| o.min(c)));
         };
         self.latest.values().for_each(&mut count);
         self.ordered.values().flatten().for_each(&mut count);

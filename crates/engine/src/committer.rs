@@ -76,6 +76,7 @@ pub(crate) struct Committer {
     pub timers: TimerHandle,
     pub poisoned: Arc<AtomicBool>,
     pub on_commit: Option<OutboxSink>,
+    pub on_committed: Option<crate::CommitObserver>,
 }
 
 impl Committer {
@@ -94,6 +95,7 @@ impl Committer {
             work.pending.into_iter().for_each(|p| p.answer(Some(&err)));
             return;
         }
+        let started = Instant::now();
         if !work.batch.is_empty()
             && let Err(e) = self.store.commit(&work.batch)
         {
@@ -132,6 +134,11 @@ impl Committer {
             && !work.batch.outbox.is_empty()
         {
             sink(&work.batch.outbox);
+        }
+        if let Some(observe) = &self.on_committed
+            && !work.batch.is_empty()
+        {
+            observe(&work.batch, started.elapsed());
         }
         work.pending.into_iter().for_each(|p| p.answer(None));
     }

@@ -96,7 +96,13 @@ pub struct OutboxHook {
     pub on_reload: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Where workflow postings go.
     pub postings: Arc<PostingRoutes>,
+    /// Told of every durable batch and how long its commit took (telemetry).
+    pub on_committed: Option<CommitObserver>,
 }
+
+/// Sees every committed batch and the time its transaction took.
+pub type CommitObserver =
+    Arc<dyn Fn(&crossdock_store::CommitBatch, std::time::Duration) + Send + Sync>;
 
 /// The delivery endpoint of each posting target (from config); a posting to a target without
 /// one is not sent.
@@ -144,6 +150,7 @@ impl std::fmt::Debug for OutboxHook {
             .field("channels", &self.channels)
             .field("feeds", &self.feeds)
             .field("on_commit", &self.on_commit.is_some())
+            .field("on_committed", &self.on_committed.is_some())
             .field("on_reload", &self.on_reload.is_some())
             .field("postings", &self.postings)
             .finish()

@@ -130,6 +130,7 @@ impl Writer {
             timers: self.timers.clone(),
             poisoned: self.poisoned.clone(),
             on_commit: self.outbox.on_commit.clone(),
+            on_committed: self.outbox.on_committed.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("committer-{}", self.partition))

@@ -30,6 +30,7 @@ pub struct AppState {
     /// The exceptions work queue's store connection.
     pub exceptions: crossdock_store::thread::StoreThread,
     pub reconciler: Arc<crate::reconcile::Reconciler>,
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub config: Arc<Config>,
 }
 
@@ -39,6 +40,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(get_metrics))
         .route("/v1/schema", get(schema))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/events", post(post_events))
@@ -838,6 +840,73 @@ async fn settle_reservation(
 struct OutboxParams {
     endpoint: Option<String>,
     limit: Option<u32>,
+}
+
+/// `GET /metrics`: the telemetry contract (`docs/telemetry.md`) in the Prometheus text format.
+async fn get_metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> AppResult {
+    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
+    let _one_at_a_time = st.telemetry.scraping.lock().await;
+    let lanes = st
+        .delivery
+        .status()
+        .await
+        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    let (_, open_exceptions) = st
+        .engine
+        .exceptions(crossdock_store::ExceptionFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(engine_problem)?;
+    let mut variances = Vec::new();
+    for source in st
+        .reconciler
+        .settings()
+        .sources
+        .iter()
+        .map(|s| s.name.clone())
+    {
+        let name = source.clone();
+        let latest = st
+            .engine
+            .read(move |s| s.list_runs(Some(&name), 1))
+            .await
+            .map_err(engine_problem)?;
+        let counts = latest
+            .first()
+            .and_then(|r| serde_json::from_str::<serde_json::Map<String, Value>>(&r.counts).ok())
+            .unwrap_or_default();
+        for (class, n) in counts {
+            if class != "match" {
+                variances.push((source.clone(), class, n.as_u64().unwrap_or(0)));
+            }
+        }
+    }
+    let channels = st
+        .engine
+        .policy()
+        .channels
+        .iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    let text = st
+        .telemetry
+        .encode(crate::telemetry::Scrape {
+            lanes,
+            channels,
+            open_exceptions,
+            variances,
+        })
+        .map_err(|e| Problem::unavailable(format!("cannot encode the metrics: {e}")))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn get_outbox(

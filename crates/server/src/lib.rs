@@ -20,6 +20,7 @@ pub mod problem;
 pub mod reconcile;
 pub mod reconcile_api;
 pub mod replay;
+pub mod telemetry;
 pub mod webhooks;
 pub mod workflow_api;
 pub mod workqueue;
@@ -42,6 +43,7 @@ pub struct Hub {
     /// The exceptions work queue's store connection.
     pub exceptions: StoreThread,
     pub reconciler: Arc<reconcile::Reconciler>,
+    pub telemetry: Arc<telemetry::Telemetry>,
 }
 
 /// Opens the store and starts the engine the config describes, with a delivery lane per
@@ -124,6 +126,8 @@ pub fn start_observed(
         .collect();
     let sink = delivery.clone();
     let rescan = delivery.clone();
+    let telemetry = telemetry::Telemetry::new(config.policy.sources.keys().map(|s| s.to_string()));
+    let observer = telemetry.clone();
     let engine_config = EngineConfig {
         store,
         partitions: config.partitions,
@@ -134,6 +138,7 @@ pub fn start_observed(
             feeds: Arc::new(feeds),
             on_reload: Some(Arc::new(move || rescan.rescan())),
             postings: Arc::new(config.workflows.routes.clone()),
+            on_committed: Some(Arc::new(move |batch, took| observer.committed(batch, took))),
             on_commit: Some(Arc::new(move |rows| {
                 if let Some(o) = &observe {
                     o(rows);
@@ -169,6 +174,7 @@ pub fn start_observed(
         partners,
         exceptions,
         reconciler,
+        telemetry,
     })
 }
 
@@ -190,6 +196,7 @@ pub async fn serve(
         partners: hub.partners,
         exceptions: hub.exceptions,
         reconciler: hub.reconciler,
+        telemetry: hub.telemetry,
         config,
     });
     workqueue::start(state.clone(), stop_partners.subscribe());

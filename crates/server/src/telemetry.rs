@@ -1,0 +1,336 @@
+//! The telemetry contract (`docs/telemetry.md`): Prometheus metrics at `GET /metrics`.
+//!
+//! Counters and histograms of what happens (events, commits, exceptions) are updated by the
+//! engine's commit observer; gauges of how things stand (delivery lanes, open exceptions, the
+//! latest reconciliation of each source) are read at each scrape. Label values are bounded:
+//! sources the config names (anything else is `other`), event types, exception kinds,
+//! endpoints, priorities, classes. No per-item label.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossdock_delivery::{EndpointStatus, LATENCY_BUCKETS_S};
+use crossdock_model::{ExceptionKind, Timestamp};
+use crossdock_store::{CommitBatch, EventStatus};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// What a scrape reads from the hub before encoding.
+#[derive(Debug, Default)]
+pub struct Scrape {
+    pub lanes: Vec<EndpointStatus>,
+    /// Endpoints that publish a channel's availability (their oldest pending message is the
+    /// channel's publication lag).
+    pub channels: Vec<String>,
+    pub open_exceptions: Vec<(ExceptionKind, u64)>,
+    /// `(source, class, count)` of each source's latest run.
+    pub variances: Vec<(String, String, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct ScrapeCollector(Mutex<Scrape>);
+
+pub struct Telemetry {
+    registry: Registry,
+    sources: HashSet<String>,
+    ingested: Family<Labels, Counter>,
+    rejected: Family<Labels, Counter>,
+    exceptions_raised: Family<Labels, Counter>,
+    oversell: Counter,
+    commit_seconds: Histogram,
+    batch_events: Histogram,
+    occurred_to_committed: Histogram,
+    scrape: Arc<ScrapeCollector>,
+    /// One scrape at a time (the snapshot is shared).
+    pub scraping: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// `sources`: the source ids the config names (label values).
+    pub fn new(sources: impl IntoIterator<Item = String>) -> Arc<Telemetry> {
+        let mut registry = Registry::with_prefix("crossdock");
+        let ingested = Family::<Labels, Counter>::default();
+        registry.register(
+            "events_ingested",
+            "Events recorded (applied, or held for a missing sequence number), by source and type",
+            ingested.clone(),
+        );
+        let rejected = Family::<Labels, Counter>::default();
+        registry.register(
+            "events_rejected",
+            "Events recorded but not applied (quarantined with an exception), by source and type",
+            rejected.clone(),
+        );
+        let exceptions_raised = Family::<Labels, Counter>::default();
+        registry.register(
+            "exceptions_raised",
+            "Exception records opened, by kind (inputs refused at the edge included)",
+            exceptions_raised.clone(),
+        );
+        let oversell = Counter::default();
+        registry.register(
+            "oversell",
+            "Positions driven below zero (oversell_risk raised); must stay 0",
+            oversell.clone(),
+        );
+        let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        registry.register(
+            "commit_duration_seconds",
+            "Time of one group commit's transaction (fsync included)",
+            commit_seconds.clone(),
+        );
+        let batch_events = Histogram::new(exponential_buckets(1.0, 4.0, 8));
+        registry.register(
+            "commit_batch_events",
+            "Inputs logged per group commit",
+            batch_events.clone(),
+        );
+        let occurred_to_committed = Histogram::new(exponential_buckets(0.01, 4.0, 10));
+        registry.register(
+            "occurred_to_committed_seconds",
+            "From an applied event's own time to its commit",
+            occurred_to_committed.clone(),
+        );
+        let scrape = Arc::new(ScrapeCollector::default());
+        registry.register_collector(Box::new(scrape.clone()));
+        let mut sources: HashSet<String> = sources.into_iter().collect();
+        for s in ["crossdock", "crossdock.import", "crossdock.reconciler"] {
+            sources.insert(s.to_string());
+        }
+        Arc::new(Telemetry {
+            registry,
+            sources,
+            ingested,
+            rejected,
+            exceptions_raised,
+            oversell,
+            commit_seconds,
+            batch_events,
+            occurred_to_committed,
+            scrape,
+            scraping: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn source_label(&self, source: &str) -> String {
+        if self.sources.contains(source) {
+            source.to_string()
+        } else {
+            "other".to_string()
+        }
+    }
+
+    /// The engine's commit observer.
+    pub fn committed(&self, batch: &CommitBatch, took: Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
+        self.batch_events.observe(batch.events.len() as f64);
+        let now = Timestamp::now().as_micros();
+        for e in &batch.events {
+            let labels = vec![
+                ("source".to_string(), self.source_label(&e.source)),
+                ("event_type".to_string(), e.ty.clone()),
+            ];
+            match e.status {
+                EventStatus::Applied => {
+                    self.ingested.get_or_create(&labels).inc();
+                    self.occurred_to_committed
+                        .observe(((now - e.time_us).max(0) as f64) / 1e6);
+                }
+                EventStatus::Held => {
+                    self.ingested.get_or_create(&labels).inc();
+                }
+                EventStatus::Quarantined => {
+                    self.rejected.get_or_create(&labels).inc();
+                }
+            }
+        }
+        for x in &batch.exceptions {
+            self.exceptions_raised
+                .get_or_create(&vec![("kind".to_string(), x.kind.as_str().to_string())])
+                .inc();
+            if x.kind == ExceptionKind::OversellRisk {
+                self.oversell.inc();
+            }
+        }
+    }
+
+    /// The text exposition for a scrape of `scrape`.
+    pub fn encode(&self, scrape: Scrape) -> Result<String, std::fmt::Error> {
+        *self.scrape.0.lock().expect("scrape lock") = scrape;
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn gauge_family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Labels, i64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (l, v) in rows {
+        ConstGauge::new(v).encode(metric.encode_family(&l)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for ScrapeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.lock().expect("scrape lock");
+        let now = Timestamp::now().as_micros();
+        let age_s = |created: Option<i64>| created.map_or(0, |c| ((now - c).max(0)) / 1_000_000);
+        let priorities = ["0", "1", "2"];
+        gauge_family(
+            &mut encoder,
+            "outbox_depth",
+            "Messages waiting for an endpoint (in flight included), by priority (0 crosses zero, 1 low stock, 2 other)",
+            s.lanes.iter().flat_map(|l| {
+                priorities.iter().enumerate().map(move |(i, p)| {
+                    (
+                        labels(&[("endpoint", &l.lane.endpoint), ("priority", p)]),
+                        l.lane.depth.by_priority[i] as i64,
+                    )
+                })
+            }),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "outbox_oldest_age_seconds",
+            "Age of the oldest message waiting for an endpoint, by priority (0 when none waits)",
+            s.lanes.iter().flat_map(|l| {
+                priorities.iter().enumerate().map(move |(i, p)| {
+                    (
+                        labels(&[("endpoint", &l.lane.endpoint), ("priority", p)]),
+                        age_s(l.lane.depth.oldest_by_priority[i]),
+                    )
+                })
+            }),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "channel_publication_lag_seconds",
+            "Age of the oldest availability change a channel has not been sent yet (0 when caught up)",
+            s.lanes
+                .iter()
+                .filter(|l| s.channels.contains(&l.lane.endpoint))
+                .map(|l| {
+                    (
+                        labels(&[("channel", &l.lane.endpoint)]),
+                        age_s(l.lane.depth.oldest_created_at_us),
+                    )
+                }),
+        )?;
+        {
+            let mut metric = encoder.encode_descriptor(
+                "deliveries",
+                "Outcomes at an endpoint: delivered, failed_call, parked, mismatch, coalesced, stale",
+                None,
+                MetricType::Counter,
+            )?;
+            for l in &s.lanes {
+                let st = &l.lane.stats;
+                for (result, v) in [
+                    ("delivered", st.delivered),
+                    ("failed_call", st.failed_calls),
+                    ("parked", st.parked),
+                    ("mismatch", st.mismatches),
+                    ("coalesced", st.coalesced),
+                    ("stale", st.stale),
+                ] {
+                    let l = labels(&[("endpoint", &l.lane.endpoint), ("result", result)]);
+                    ConstCounter::new(v).encode(metric.encode_family(&l)?)?;
+                }
+            }
+        }
+        gauge_family(
+            &mut encoder,
+            "breaker_state",
+            "An endpoint's circuit breaker: 0 closed, 1 half-open, 2 open",
+            s.lanes.iter().map(|l| {
+                let v = match l.lane.breaker {
+                    crossdock_delivery::BreakerState::Closed => 0,
+                    crossdock_delivery::BreakerState::HalfOpen => 1,
+                    crossdock_delivery::BreakerState::Open => 2,
+                };
+                (labels(&[("endpoint", &l.lane.endpoint)]), v)
+            }),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "dlq_size",
+            "Messages parked in the dead-letter queue of an endpoint",
+            s.lanes.iter().map(|l| {
+                (
+                    labels(&[("endpoint", &l.lane.endpoint)]),
+                    l.dead_letters as i64,
+                )
+            }),
+        )?;
+        {
+            let mut metric = encoder.encode_descriptor(
+                "committed_to_delivered_seconds",
+                "From a change's commit to the endpoint accepting it",
+                None,
+                MetricType::Histogram,
+            )?;
+            for l in &s.lanes {
+                let st = &l.lane.stats;
+                let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_S
+                    .iter()
+                    .copied()
+                    .chain(std::iter::once(f64::INFINITY))
+                    .zip(st.latency_counts.iter().copied())
+                    .collect();
+                let count = st.latency_counts.iter().sum();
+                let lb = labels(&[("endpoint", &l.lane.endpoint)]);
+                metric.encode_family(&lb)?.encode_histogram::<Labels>(
+                    st.latency_sum_s,
+                    count,
+                    &buckets,
+                    None,
+                )?;
+            }
+        }
+        gauge_family(
+            &mut encoder,
+            "exceptions_open",
+            "Exception records open or acknowledged, by kind",
+            s.open_exceptions
+                .iter()
+                .map(|(k, n)| (labels(&[("kind", k.as_str())]), *n as i64)),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "reconciliation_variances",
+            "Rows of each source's latest reconciliation that are not a match, by class",
+            s.variances.iter().map(|(source, class, n)| {
+                (labels(&[("source", source), ("class", class)]), *n as i64)
+            }),
+        )?;
+        Ok(())
+    }
+}
