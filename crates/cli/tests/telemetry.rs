@@ -103,7 +103,11 @@ async fn metrics_and_the_contract_agree_and_move_with_the_hub() {
         9,
         &[],
         &[],
-        "[[reconciliation.sources]]\nname = \"erp\"\nkind = \"csv\"\nstale_after_s = 86400000\n",
+        "[[reconciliation.sources]]\nname = \"erp\"\nkind = \"csv\"\nstale_after_s = 86400000\n\
+         [[slo]]\nname = \"visible-5s\"\nflow = \"committed_to_delivered\"\n\
+         threshold_ms = 5000\nobjective = 0.99\n\
+         [[slo]]\nname = \"ingest-1ms\"\nflow = \"occurred_to_committed\"\n\
+         threshold_ms = 1\nobjective = 0.5\n",
     )
     .await;
     let mut east = hub.client(EAST).await;
@@ -239,6 +243,48 @@ async fn metrics_and_the_contract_agree_and_move_with_the_hub() {
         ),
         0.0,
         "caught up"
+    );
+    // Objectives: deliveries came well within 5 s; the test's events say they happened at
+    // 10:00 today, long before they were committed, so the 1 ms ingest objective is missed.
+    assert_eq!(
+        value(
+            &exposed,
+            "crossdock_slo_attainment",
+            &[("slo", "visible-5s")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &exposed,
+            "crossdock_slo_objective",
+            &[("slo", "visible-5s")]
+        ),
+        0.99
+    );
+    assert_eq!(
+        value(
+            &exposed,
+            "crossdock_slo_attainment",
+            &[("slo", "ingest-1ms")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &exposed,
+            "crossdock_slo_burn_rate",
+            &[("slo", "ingest-1ms")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &exposed,
+            "crossdock_slo_observations_total",
+            &[("slo", "ingest-1ms"), ("outcome", "bad")]
+        ),
+        1.0
     );
     let (status, _) = post_raw(
         &mut hub.client("wrong-token").await,

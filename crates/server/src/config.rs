@@ -137,6 +137,34 @@ pub struct RawConfig {
     pub workflows: workflows::WorkflowSection,
     pub exceptions: crate::exception_policy::ExceptionsEntry,
     pub reconciliation: reconciliation::ReconciliationSection,
+    pub slo: Vec<SloEntry>,
+}
+
+/// `[[slo]]`: an objective for one flow's latency.
+#[derive(Debug, Deserialize)]
+pub struct SloEntry {
+    pub name: String,
+    /// `occurred_to_committed` or `committed_to_delivered`.
+    pub flow: String,
+    pub threshold_ms: u64,
+    /// The share of observations that must be within the threshold, e.g. 0.99.
+    pub objective: f64,
+}
+
+/// A checked `[[slo]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slo {
+    pub name: String,
+    pub flow: SloFlow,
+    pub threshold_s: f64,
+    pub objective: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SloFlow {
+    OccurredToCommitted,
+    /// Measured on the channel endpoints.
+    CommittedToDelivered,
 }
 
 /// One problem in the config file.
@@ -204,6 +232,8 @@ pub struct Config {
     pub exceptions: crate::exception_policy::ExceptionsConfig,
     /// `[reconciliation]`: sources, schedules, tolerances and actions.
     pub reconciliation: reconciliation::ReconSettings,
+    /// `[[slo]]`: latency objectives per flow, exported with their attainment.
+    pub slos: Vec<Slo>,
 }
 
 impl Config {
@@ -372,6 +402,68 @@ fn location_index(locations: &[LocationId]) -> HashMap<&str, usize> {
         .enumerate()
         .map(|(i, l)| (l.as_str(), i))
         .collect()
+}
+
+impl Checker<'_> {
+    fn slos(&mut self, raw: &[SloEntry]) -> Vec<Slo> {
+        let mut out = Vec::new();
+        for (i, s) in raw.iter().enumerate() {
+            let key = format!("slo.{i}");
+            let before = self.problems.len();
+            if s.name.trim().is_empty() || raw[..i].iter().any(|o| o.name == s.name) {
+                self.problem(format!("{key}.name"), "must be a name no other [[slo]] has");
+            }
+            let flow = match s.flow.as_str() {
+                "occurred_to_committed" => SloFlow::OccurredToCommitted,
+                "committed_to_delivered" => SloFlow::CommittedToDelivered,
+                other => {
+                    self.problem(
+                        format!("{key}.flow"),
+                        format!(
+                            "must be occurred_to_committed or committed_to_delivered, got {other:?}"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let threshold_s = s.threshold_ms as f64 / 1000.0;
+            if s.threshold_ms == 0 {
+                self.problem(format!("{key}.threshold_ms"), "must be at least 1");
+            }
+            if flow == SloFlow::CommittedToDelivered
+                && !crossdock_delivery::LATENCY_BUCKETS_S.contains(&threshold_s)
+            {
+                self.problem(
+                    format!("{key}.threshold_ms"),
+                    format!(
+                        "delivery latency is counted in buckets; use one of {:?} ms",
+                        crossdock_delivery::LATENCY_BUCKETS_S
+                            .iter()
+                            .map(|b| (b * 1000.0) as u64)
+                            .collect::<Vec<_>>()
+                    ),
+                );
+            }
+            if !(s.objective > 0.0 && s.objective < 1.0) {
+                self.problem(
+                    format!("{key}.objective"),
+                    format!(
+                        "must be between 0 and 1 (0.99 for 99%), got {}",
+                        s.objective
+                    ),
+                );
+            }
+            if self.problems.len() == before {
+                out.push(Slo {
+                    name: s.name.clone(),
+                    flow,
+                    threshold_s,
+                    objective: s.objective,
+                });
+            }
+        }
+        out
+    }
 }
 
 struct Checker<'a> {
@@ -814,6 +906,7 @@ impl Checker<'_> {
             .filter(|p| p.isa.is_some())
             .map(|p| p.id.clone())
             .collect();
+        let slos = self.slos(&raw.slo);
         let reconciliation = self.reconciliation(
             &raw.reconciliation,
             base,
@@ -891,6 +984,7 @@ impl Checker<'_> {
             workflows: workflow_settings,
             exceptions,
             reconciliation,
+            slos,
         })
     }
 }
@@ -1125,6 +1219,40 @@ kind = "carrier-pigeon"
         );
         assert!(has(&format!("{s}.3.kind"), "carrier-pigeon"), "{text:#?}");
         assert!(problems.iter().all(|p| p.line.is_some()), "{text:#?}");
+    }
+
+    #[test]
+    fn slo_problems_are_named_by_key() {
+        let bad = format!(
+            "{OK}{}",
+            r#"
+[[slo]]
+name = "fast"
+flow = "committed_to_delivered"
+threshold_ms = 4000
+objective = 1.5
+
+[[slo]]
+name = "fast"
+flow = "teleport"
+threshold_ms = 10
+objective = 0.9
+"#
+        );
+        let problems = parse(&bad, Path::new(".")).unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let has =
+            |key: &str, words: &str| text.iter().any(|t| t.contains(key) && t.contains(words));
+        assert!(has("slo.0.threshold_ms", "5000"), "{text:#?}");
+        assert!(has("slo.0.objective", "between 0 and 1"), "{text:#?}");
+        assert!(has("slo.1.name", "no other"), "{text:#?}");
+        assert!(has("slo.1.flow", "teleport"), "{text:#?}");
+        let good = format!(
+            "{OK}{}",
+            "[[slo]]\nname = \"visible\"\nflow = \"committed_to_delivered\"\nthreshold_ms = 5000\nobjective = 0.99\n"
+        );
+        let c = parse(&good, Path::new(".")).unwrap();
+        assert_eq!(c.slos[0].threshold_s, 5.0);
     }
 
     #[test]

@@ -126,7 +126,10 @@ pub fn start_observed(
         .collect();
     let sink = delivery.clone();
     let rescan = delivery.clone();
-    let telemetry = telemetry::Telemetry::new(config.policy.sources.keys().map(|s| s.to_string()));
+    let telemetry = telemetry::Telemetry::new(
+        config.policy.sources.keys().map(|s| s.to_string()),
+        &config.slos,
+    );
     let observer = telemetry.clone();
     let engine_config = EngineConfig {
         store,

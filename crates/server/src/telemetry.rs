@@ -7,6 +7,7 @@
 //! endpoints, priorities, classes. No per-item label.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::config::{Slo, SloFlow};
+
 type Labels = Vec<(String, String)>;
 
 /// What a scrape reads from the hub before encoding.
@@ -36,8 +39,20 @@ pub struct Scrape {
     pub variances: Vec<(String, String, u64)>,
 }
 
+/// An objective with what was counted for it (the ingest flow is counted exactly as events
+/// commit; the delivery flow is read from the lanes' buckets at scrape).
+#[derive(Debug)]
+struct SloState {
+    slo: Slo,
+    good: AtomicU64,
+    bad: AtomicU64,
+}
+
 #[derive(Debug, Default)]
-struct ScrapeCollector(Mutex<Scrape>);
+struct ScrapeCollector {
+    scrape: Mutex<Scrape>,
+    slos: Vec<Arc<SloState>>,
+}
 
 pub struct Telemetry {
     registry: Registry,
@@ -50,6 +65,7 @@ pub struct Telemetry {
     batch_events: Histogram,
     occurred_to_committed: Histogram,
     scrape: Arc<ScrapeCollector>,
+    slos: Vec<Arc<SloState>>,
     /// One scrape at a time (the snapshot is shared).
     pub scraping: tokio::sync::Mutex<()>,
 }
@@ -61,8 +77,8 @@ impl std::fmt::Debug for Telemetry {
 }
 
 impl Telemetry {
-    /// `sources`: the source ids the config names (label values).
-    pub fn new(sources: impl IntoIterator<Item = String>) -> Arc<Telemetry> {
+    /// `sources`: the source ids the config names (label values); `slos`: `[[slo]]`.
+    pub fn new(sources: impl IntoIterator<Item = String>, slos: &[Slo]) -> Arc<Telemetry> {
         let mut registry = Registry::with_prefix("crossdock");
         let ingested = Family::<Labels, Counter>::default();
         registry.register(
@@ -106,7 +122,20 @@ impl Telemetry {
             "From an applied event's own time to its commit",
             occurred_to_committed.clone(),
         );
-        let scrape = Arc::new(ScrapeCollector::default());
+        let slos: Vec<Arc<SloState>> = slos
+            .iter()
+            .map(|slo| {
+                Arc::new(SloState {
+                    slo: slo.clone(),
+                    good: AtomicU64::new(0),
+                    bad: AtomicU64::new(0),
+                })
+            })
+            .collect();
+        let scrape = Arc::new(ScrapeCollector {
+            scrape: Mutex::default(),
+            slos: slos.clone(),
+        });
         registry.register_collector(Box::new(scrape.clone()));
         let mut sources: HashSet<String> = sources.into_iter().collect();
         for s in ["crossdock", "crossdock.import", "crossdock.reconciler"] {
@@ -123,6 +152,7 @@ impl Telemetry {
             batch_events,
             occurred_to_committed,
             scrape,
+            slos,
             scraping: tokio::sync::Mutex::new(()),
         })
     }
@@ -148,8 +178,18 @@ impl Telemetry {
             match e.status {
                 EventStatus::Applied => {
                     self.ingested.get_or_create(&labels).inc();
-                    self.occurred_to_committed
-                        .observe(((now - e.time_us).max(0) as f64) / 1e6);
+                    let took = ((now - e.time_us).max(0) as f64) / 1e6;
+                    self.occurred_to_committed.observe(took);
+                    for s in &self.slos {
+                        if s.slo.flow == SloFlow::OccurredToCommitted {
+                            let counter = if took <= s.slo.threshold_s {
+                                &s.good
+                            } else {
+                                &s.bad
+                            };
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
                 EventStatus::Held => {
                     self.ingested.get_or_create(&labels).inc();
@@ -171,7 +211,7 @@ impl Telemetry {
 
     /// The text exposition for a scrape of `scrape`.
     pub fn encode(&self, scrape: Scrape) -> Result<String, std::fmt::Error> {
-        *self.scrape.0.lock().expect("scrape lock") = scrape;
+        *self.scrape.scrape.lock().expect("scrape lock") = scrape;
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
@@ -200,7 +240,7 @@ fn gauge_family(
 
 impl Collector for ScrapeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let s = self.0.lock().expect("scrape lock");
+        let s = self.scrape.lock().expect("scrape lock");
         let now = Timestamp::now().as_micros();
         let age_s = |created: Option<i64>| created.map_or(0, |c| ((now - c).max(0)) / 1_000_000);
         let priorities = ["0", "1", "2"];
@@ -331,6 +371,89 @@ impl Collector for ScrapeCollector {
                 (labels(&[("source", source), ("class", class)]), *n as i64)
             }),
         )?;
+        // Objectives: good and bad observations, attainment and burn rate.
+        let counts: Vec<(&SloState, u64, u64)> = self
+            .slos
+            .iter()
+            .map(|st| match st.slo.flow {
+                SloFlow::OccurredToCommitted => (
+                    &**st,
+                    st.good.load(Ordering::Relaxed),
+                    st.bad.load(Ordering::Relaxed),
+                ),
+                SloFlow::CommittedToDelivered => {
+                    let (mut good, mut bad) = (0, 0);
+                    for l in s
+                        .lanes
+                        .iter()
+                        .filter(|l| s.channels.contains(&l.lane.endpoint))
+                    {
+                        let counts = &l.lane.stats.latency_counts;
+                        for (i, n) in counts.iter().enumerate() {
+                            let upper = LATENCY_BUCKETS_S.get(i).copied().unwrap_or(f64::INFINITY);
+                            if upper <= st.slo.threshold_s {
+                                good += n;
+                            } else {
+                                bad += n;
+                            }
+                        }
+                    }
+                    (&**st, good, bad)
+                }
+            })
+            .collect();
+        {
+            let mut metric = encoder.encode_descriptor(
+                "slo_observations",
+                "Observations of an objective's flow, good (within the threshold) or bad",
+                None,
+                MetricType::Counter,
+            )?;
+            for (st, good, bad) in &counts {
+                for (outcome, v) in [("good", *good), ("bad", *bad)] {
+                    let l = labels(&[("slo", &st.slo.name), ("outcome", outcome)]);
+                    ConstCounter::new(v).encode(metric.encode_family(&l)?)?;
+                }
+            }
+        }
+        let float_family = |encoder: &mut DescriptorEncoder,
+                            name: &str,
+                            help: &str,
+                            value: &dyn Fn(&SloState, u64, u64) -> f64|
+         -> Result<(), std::fmt::Error> {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (st, good, bad) in &counts {
+                let l = labels(&[("slo", &st.slo.name)]);
+                ConstGauge::new(value(st, *good, *bad)).encode(metric.encode_family(&l)?)?;
+            }
+            Ok(())
+        };
+        float_family(
+            &mut encoder,
+            "slo_objective",
+            "The share of observations an objective wants within its threshold",
+            &|st, _, _| st.slo.objective,
+        )?;
+        float_family(
+            &mut encoder,
+            "slo_attainment",
+            "The share of observations within the threshold since start (1 with none)",
+            &|_, good, bad| attainment(good, bad),
+        )?;
+        float_family(
+            &mut encoder,
+            "slo_burn_rate",
+            "How fast the error budget is spent: (1 - attainment) / (1 - objective); above 1 misses the objective",
+            &|st, good, bad| (1.0 - attainment(good, bad)) / (1.0 - st.slo.objective),
+        )?;
         Ok(())
+    }
+}
+
+fn attainment(good: u64, bad: u64) -> f64 {
+    if good + bad == 0 {
+        1.0
+    } else {
+        good as f64 / (good + bad) as f64
     }
 }
