@@ -170,14 +170,33 @@ impl Telemetry {
         self.commit_seconds.observe(took.as_secs_f64());
         self.batch_events.observe(batch.events.len() as f64);
         let now = Timestamp::now().as_micros();
+        // Counted per (source, type, recorded or not) once per batch, not once per event.
+        let mut groups: Vec<(&str, &str, bool, u64)> = Vec::new();
         for e in &batch.events {
+            let ingested = e.status != EventStatus::Quarantined;
+            match groups
+                .iter_mut()
+                .find(|g| g.0 == e.source && g.1 == e.ty && g.2 == ingested)
+            {
+                Some(g) => g.3 += 1,
+                None => groups.push((&e.source, &e.ty, ingested, 1)),
+            }
+        }
+        for (source, ty, ingested, n) in groups {
             let labels = vec![
-                ("source".to_string(), self.source_label(&e.source)),
-                ("event_type".to_string(), e.ty.clone()),
+                ("source".to_string(), self.source_label(source)),
+                ("event_type".to_string(), ty.to_string()),
             ];
+            let family = if ingested {
+                &self.ingested
+            } else {
+                &self.rejected
+            };
+            family.get_or_create(&labels).inc_by(n);
+        }
+        for e in &batch.events {
             match e.status {
                 EventStatus::Applied => {
-                    self.ingested.get_or_create(&labels).inc();
                     let took = ((now - e.time_us).max(0) as f64) / 1e6;
                     self.occurred_to_committed.observe(took);
                     for s in &self.slos {
@@ -191,12 +210,7 @@ impl Telemetry {
                         }
                     }
                 }
-                EventStatus::Held => {
-                    self.ingested.get_or_create(&labels).inc();
-                }
-                EventStatus::Quarantined => {
-                    self.rejected.get_or_create(&labels).inc();
-                }
+                EventStatus::Held | EventStatus::Quarantined => {}
             }
         }
         for x in &batch.exceptions {
