@@ -300,6 +300,7 @@ impl Queue {
             ledger_seq: entry.row.ledger_seq,
             delivered: true,
             value,
+            correlation_id: entry.row.correlation_id.clone(),
         }];
         if kind == OutboxKind::Latest {
             self.remember_sent(key.clone(), entry.row.ledger_seq, value);
@@ -458,6 +459,7 @@ fn stale_ack(row: &OutboxRow) -> Ack {
         ledger_seq: row.ledger_seq,
         delivered: false,
         value: None,
+        correlation_id: row.correlation_id.clone(),
     }
 }
 

@@ -28,6 +28,20 @@ pub struct Ack {
     /// `false` when it was dropped unsent because a newer value was already delivered.
     pub delivered: bool,
     pub value: Option<i64>,
+    /// The correlation id of the change the message carried: the message is kept in
+    /// `delivery_log` under it, so a trace shows where the change went.
+    pub correlation_id: Option<String>,
+}
+
+impl Ack {
+    /// How the message ended, as `delivery_log` keeps it.
+    pub fn outcome(&self) -> &'static str {
+        if self.delivered {
+            "delivered"
+        } else {
+            "superseded"
+        }
+    }
 }
 
 /// A message a lane gives up on, with why.

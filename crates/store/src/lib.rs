@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod recon;
 pub mod sqlite;
 pub mod thread;
+pub mod trace;
 
 pub use delivery::{
     Ack, AuditRow, DeadLetter, DeadLetterAction, DeadLetterFilter, DeadLetterStatus, DeliveryStore,
@@ -23,6 +24,7 @@ pub use delivery::{
 };
 pub use exceptions::{Cursor, ExceptionQuery, ExceptionStore, QueueMark, QueueRecord, Transition};
 pub use recon::{AtsRow, BUCKETS, ChangeRow, ReconStore, RunRow, VarianceRow};
+pub use trace::{DeliveryLogRow, TraceRows, TraceStore};
 
 use crossdock_model::{ExceptionKind, ExceptionRecord, ExceptionStatus};
 
@@ -322,7 +324,7 @@ pub struct ExceptionFilter {
 
 /// Storage for the engine. One instance per writer thread (plus one for reads); implementations
 /// are synchronous because writers are dedicated threads.
-pub trait Store: DeliveryStore + ExceptionStore + ReconStore + Send {
+pub trait Store: DeliveryStore + ExceptionStore + ReconStore + TraceStore + Send {
     /// Creates or upgrades the schema and checks the partition count the data was written with.
     fn migrate(&mut self, partitions: u32) -> Result<()>;
     fn load_partition(&mut self, partition: u32) -> Result<PartitionSnapshot>;

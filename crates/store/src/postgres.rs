@@ -16,6 +16,7 @@ use crossdock_model::{ExceptionKind, ExceptionRecord, Timestamp};
 mod delivery;
 mod exceptions;
 mod recon;
+mod trace;
 mod workflow;
 
 use crate::common::{self, Migration, PARTITIONS_KEY};
@@ -55,6 +56,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "reconciliation",
         sql: include_str!("../migrations/postgres/0006_reconciliation.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "trace",
+        sql: include_str!("../migrations/postgres/0007_trace.sql"),
     },
 ];
 

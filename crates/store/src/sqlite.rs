@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, 
 mod delivery;
 mod exceptions;
 mod recon;
+mod trace;
 mod workflow;
 
 use crate::common::{self, Migration, PARTITIONS_KEY};
@@ -57,6 +58,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "reconciliation",
         sql: include_str!("../migrations/sqlite/0006_reconciliation.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "trace",
+        sql: include_str!("../migrations/sqlite/0007_trace.sql"),
     },
 ];
 

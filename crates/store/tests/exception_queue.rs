@@ -402,6 +402,7 @@ fn delivery_lookups(s: &mut dyn Store) {
         ledger_seq: 7,
         delivered: true,
         value: Some(3),
+        correlation_id: None,
     };
     s.record_acks("shop", &[ack()], 100).unwrap();
     assert_eq!(s.sent_at("shop", "SKU-1").unwrap(), Some(100));

@@ -18,7 +18,8 @@ use crossdock_store::{
     Ack, AtsRow, ChangeRow, CommitBatch, DeadLetterAction, DeadLetterFilter, DeadLetterStatus,
     EventRow, EventStatus, ExceptionFilter, ExceptionStatusChange, ItemStateRow, NewDeadLetter,
     OutboxKind, OutboxRow, PartitionSnapshot, PositionRow, ReservationRow, RunRow, SourceSeqRow,
-    StepRow, Store, StoreError, StoredOutbox, TimerRow, VarianceRow, WorkflowFilter, WorkflowRow,
+    StepRow, Store, StoreError, StoredOutbox, TimerRow, TraceRows, VarianceRow, WorkflowFilter,
+    WorkflowRow,
 };
 
 /// The partition count every store case migrates with.
@@ -134,6 +135,7 @@ macro_rules! suite {
                 case_exception_status_changes_are_audited,
                 case_workflows_keep_their_latest_state_and_history,
                 case_journal_history_and_runs,
+                case_trace_gathers_what_a_correlation_id_touched,
             );
             suite!(@fixture $fixture;
                 case_reopen_keeps_data,
@@ -1233,6 +1235,7 @@ fn latest_ack(key: &str, ledger_seq: u64, value: i64) -> Ack {
         ledger_seq,
         delivered: true,
         value: Some(value),
+        correlation_id: None,
     }
 }
 
@@ -1284,6 +1287,7 @@ fn case_acks_remove_delivered_rows_and_keep_the_newest_value(s: &mut dyn Store) 
         ledger_seq: 10,
         delivered: true,
         value: None,
+        correlation_id: Some("corr-11".into()),
     };
     s.record_acks("shop", &[latest_ack("A", 7, 40), doc], 100)
         .unwrap();
@@ -1864,4 +1868,114 @@ fn case_journal_history_and_runs(s: &mut dyn Store) {
     assert_eq!(page, vec![variance(1)]);
     assert_eq!(s.run_variances("rec-1", None, 10).unwrap().len(), 3);
     assert!(s.save_run(&run, &[]).is_err(), "a run id is stored once");
+}
+
+fn case_trace_gathers_what_a_correlation_id_touched(s: &mut dyn Store) {
+    let traced = |mut e: EventRow| {
+        e.correlation_id = "PO-77".into();
+        e
+    };
+    let with = |row: OutboxRow| OutboxRow {
+        correlation_id: Some("PO-77".into()),
+        ..row
+    };
+    // Commit 1: an unrelated event, then the document's first event (seq 2).
+    s.commit(&CommitBatch {
+        partition: 0,
+        events: vec![
+            event(0, 1, "wms", "other"),
+            traced(event(0, 2, "erp", "po-1")),
+        ],
+        changes: vec![
+            change(0, 1, 0, "B", 10, 1_000, 9),
+            change(0, 2, 1, "A", 20, 1_000, 5),
+        ],
+        ats: vec![
+            ats_row("A", "shop", 1_000, 2, 5),
+            ats_row("B", "shop", 1_000, 1, 9),
+        ],
+        outbox: vec![
+            with(outbox(0, "shop", "A", 2, 1)),
+            with(outbox(0, "erp", "po", 2, 2)),
+        ],
+        steps: vec![StepRow {
+            correlation_id: "PO-77".into(),
+            ..step("purchase_order:PO-77", 0, "", "open")
+        }],
+        last_seq: 2,
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    // Commit 2 changes nothing it journals; commit 3 holds the document's second event.
+    s.commit(&CommitBatch {
+        partition: 0,
+        events: vec![event(0, 3, "wms", "noop")],
+        last_seq: 3,
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    s.commit(&CommitBatch {
+        partition: 1,
+        events: vec![EventRow {
+            received_at_us: 1_700_000_000_600_000,
+            ..traced(event(1, 1, "wms", "rcv-1"))
+        }],
+        changes: vec![change(1, 1, 0, "C", 30, 2_000, 4)],
+        last_seq: 1,
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    let ack = Ack {
+        key: "A".into(),
+        kind: OutboxKind::Latest,
+        ledger_seq: 2,
+        delivered: true,
+        value: Some(5),
+        correlation_id: Some("PO-77".into()),
+    };
+    s.record_acks("shop", &[ack], 3_000).unwrap();
+    let erp = outbox_rows(s, Some("erp"), 10).remove(0);
+    s.park(&[letter(erp, 4_000)]).unwrap();
+
+    let t = s.trace("PO-77", 100).unwrap();
+    let ids: Vec<&str> = t.events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec!["po-1", "rcv-1"],
+        "the document's events, as received"
+    );
+    let changes: Vec<(u32, u64, &str)> = t
+        .changes
+        .iter()
+        .map(|c| (c.partition, c.seq, c.item.as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![(0, 2, "A"), (1, 1, "C")],
+        "only its own changes"
+    );
+    let ats: Vec<(&str, i64)> = t.ats.iter().map(|a| (a.item.as_str(), a.ats)).collect();
+    assert_eq!(ats, vec![("A", 5)]);
+    assert_eq!(t.steps.len(), 1);
+    assert_eq!(t.steps[0].to, "open");
+    assert!(t.outbox.is_empty(), "delivered and parked: none waiting");
+    assert_eq!(t.deliveries.len(), 1);
+    let d = &t.deliveries[0];
+    assert_eq!(
+        (
+            d.endpoint.as_str(),
+            d.key.as_str(),
+            d.outcome.as_str(),
+            d.value,
+            d.at_us
+        ),
+        ("shop", "A", "delivered", Some(5), 3_000)
+    );
+    assert_eq!(t.dead_letters.len(), 1);
+    assert_eq!(t.dead_letters[0].row.endpoint, "erp");
+
+    assert_eq!(s.trace("nothing", 100).unwrap(), TraceRows::default());
+    let first = s.trace("PO-77", 1).unwrap();
+    assert_eq!(first.events.len(), 1, "limited");
+    assert_eq!(first.changes.len(), 1, "changes of the events returned");
 }

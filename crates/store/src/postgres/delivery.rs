@@ -46,6 +46,9 @@ const UPSERT_SENT: &str = "INSERT INTO delivery_sent (endpoint, key, ledger_seq,
      ledger_seq = excluded.ledger_seq, value = excluded.value, sent_at_us = excluded.sent_at_us \
      WHERE excluded.ledger_seq >= delivery_sent.ledger_seq";
 
+const INSERT_DELIVERY_LOG: &str = "INSERT INTO delivery_log (correlation_id, endpoint, key, \
+     ledger_seq, outcome, value, at_us) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
 /// Closes the exceptions of the letters [`SUPERSEDE`] is about to retire.
 const CLOSE_SUPERSEDED: &str = "UPDATE exceptions SET status = 'resolved', updated_at_us = $3, \
      actor = 'delivery', note = 'superseded by a newer value for the same key' \
@@ -429,6 +432,7 @@ fn acks_in(
     let latest = st.get(tx, DELETE_LATEST)?;
     let ordered = st.get(tx, DELETE_ORDERED)?;
     let sent = st.get(tx, UPSERT_SENT)?;
+    let log = st.get(tx, INSERT_DELIVERY_LOG)?;
     for a in acks {
         let seq = a.ledger_seq as i64;
         let delete = match a.kind {
@@ -438,6 +442,12 @@ fn acks_in(
         tx.execute(delete, &[&endpoint, &a.key, &seq])?;
         if a.delivered && a.kind == OutboxKind::Latest {
             tx.execute(&sent, &[&endpoint, &a.key, &seq, &a.value, &at_us])?;
+        }
+        if let Some(c) = &a.correlation_id {
+            tx.execute(
+                &log,
+                &[c, &endpoint, &a.key, &seq, &a.outcome(), &a.value, &at_us],
+            )?;
         }
     }
     Ok(())
@@ -457,7 +467,7 @@ fn backlog_row(row: &Row) -> Result<OutboxRow> {
     })
 }
 
-fn dead_letter_row(row: &Row) -> Result<DeadLetter> {
+pub(super) fn dead_letter_row(row: &Row) -> Result<DeadLetter> {
     let status: &str = row.try_get(10)?;
     Ok(DeadLetter {
         id: row.try_get(0)?,

@@ -126,7 +126,7 @@ fn workflow_row(row: &Row) -> Result<WorkflowRow> {
     })
 }
 
-fn step_row(row: &Row) -> Result<StepRow> {
+pub(super) fn step_row(row: &Row) -> Result<StepRow> {
     Ok(StepRow {
         key: row.try_get(0)?,
         n: row.try_get::<_, i64>(1)? as u32,

@@ -44,6 +44,9 @@ const UPSERT_SENT: &str = "INSERT INTO delivery_sent (endpoint, key, ledger_seq,
      ledger_seq = excluded.ledger_seq, value = excluded.value, sent_at_us = excluded.sent_at_us \
      WHERE excluded.ledger_seq >= delivery_sent.ledger_seq";
 
+const INSERT_DELIVERY_LOG: &str = "INSERT INTO delivery_log (correlation_id, endpoint, key, \
+     ledger_seq, outcome, value, at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
 /// Closes the exceptions of the letters [`SUPERSEDE`] is about to retire.
 const CLOSE_SUPERSEDED: &str = "UPDATE exceptions SET status = 'resolved', updated_at_us = ?3, \
      actor = 'delivery', note = 'superseded by a newer value for the same key' \
@@ -397,6 +400,7 @@ fn acks_in(tx: &Transaction<'_>, endpoint: &str, acks: &[Ack], at_us: i64) -> Re
     let mut latest = tx.prepare_cached(DELETE_LATEST)?;
     let mut ordered = tx.prepare_cached(DELETE_ORDERED)?;
     let mut sent = tx.prepare_cached(UPSERT_SENT)?;
+    let mut log = tx.prepare_cached(INSERT_DELIVERY_LOG)?;
     for a in acks {
         let seq = a.ledger_seq as i64;
         match a.kind {
@@ -405,6 +409,17 @@ fn acks_in(tx: &Transaction<'_>, endpoint: &str, acks: &[Ack], at_us: i64) -> Re
         };
         if a.delivered && a.kind == OutboxKind::Latest {
             sent.execute(params![endpoint, a.key, seq, a.value, at_us])?;
+        }
+        if let Some(c) = &a.correlation_id {
+            log.execute(params![
+                c,
+                endpoint,
+                a.key,
+                seq,
+                a.outcome(),
+                a.value,
+                at_us
+            ])?;
         }
     }
     Ok(())
@@ -424,7 +439,7 @@ fn backlog_row(row: &Row<'_>) -> Result<OutboxRow> {
     })
 }
 
-fn dead_letter_row(row: &Row<'_>) -> Result<DeadLetter> {
+pub(super) fn dead_letter_row(row: &Row<'_>) -> Result<DeadLetter> {
     let status = text(row, 10)?;
     Ok(DeadLetter {
         id: row.get(0)?,

@@ -118,7 +118,7 @@ fn workflow_row(row: &Row<'_>) -> Result<WorkflowRow> {
     })
 }
 
-fn step_row(row: &Row<'_>) -> Result<StepRow> {
+pub(super) fn step_row(row: &Row<'_>) -> Result<StepRow> {
     Ok(StepRow {
         key: text(row, 0)?.to_string(),
         n: row.get::<_, i64>(1)? as u32,

@@ -1,0 +1,80 @@
+//! Trace reads on PostgreSQL.
+
+use super::delivery::dead_letter_row;
+use super::workflow::step_row;
+use super::{PgStore, event_row, outbox_row, select};
+use crate::Result;
+use crate::trace::{DeliveryLogRow, TraceRows, TraceStore, by_partition, journal_of_events};
+
+const EVENTS: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE correlation_id = $1 ORDER BY received_at_us, partition, seq LIMIT $2"
+);
+
+/// The journal row holding ledger sequence `$2`: the first commit ending at or after it.
+const JOURNAL_AT: &str = "SELECT at_us, entries, last_seq FROM journal WHERE partition = $1 \
+     AND last_seq >= $2 ORDER BY last_seq LIMIT 1";
+
+const STEPS: &str = "SELECT key, n, from_state, to_state, at_us, seq, cause, correlation_id, \
+     note FROM workflow_steps WHERE correlation_id = $1 ORDER BY at_us, key, n LIMIT $2";
+
+const OUTBOX: &str = "SELECT id, partition, endpoint, key, ledger_seq, priority, kind, payload, \
+     correlation_id, created_at_us FROM outbox WHERE correlation_id = $1 ORDER BY id LIMIT $2";
+
+const DELIVERIES: &str = "SELECT endpoint, key, ledger_seq, outcome, value, at_us FROM \
+     delivery_log WHERE correlation_id = $1 ORDER BY id LIMIT $2";
+
+const DEAD_LETTERS: &str = concat!(
+    "SELECT ",
+    dead_letter_columns!(),
+    " FROM dead_letters WHERE correlation_id = $1 ORDER BY id LIMIT $2"
+);
+
+impl TraceStore for PgStore {
+    fn trace(&mut self, correlation_id: &str, limit: u32) -> Result<TraceRows> {
+        let limit = i64::from(limit);
+        let (client, st) = (&mut self.client, &mut self.statements);
+        let events = select(client, st, EVENTS, &[&correlation_id, &limit], event_row)?;
+        let mut journal = (Vec::new(), Vec::new());
+        for (partition, seqs) in by_partition(&events) {
+            let mut covered = None;
+            for &seq in &seqs {
+                if covered.is_some_and(|last| seq <= last) {
+                    continue;
+                }
+                let stmt = st.get(client, JOURNAL_AT)?;
+                let Some(r) = client.query_opt(&stmt, &[&i64::from(partition), &(seq as i64)])?
+                else {
+                    break;
+                };
+                let (at_us, text, last_seq): (i64, &str, i64) =
+                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                journal_of_events(partition, at_us, text, &seqs, &mut journal)?;
+                covered = Some(last_seq as u64);
+            }
+        }
+        let args: [&(dyn ::postgres::types::ToSql + Sync); 2] = [&correlation_id, &limit];
+        Ok(TraceRows {
+            events,
+            changes: journal.0,
+            ats: journal.1,
+            steps: select(client, st, STEPS, &args, step_row)?,
+            outbox: select(client, st, OUTBOX, &args, outbox_row)?
+                .into_iter()
+                .map(|o| o.row)
+                .collect(),
+            deliveries: select(client, st, DELIVERIES, &args, |r| {
+                Ok(DeliveryLogRow {
+                    endpoint: r.try_get(0)?,
+                    key: r.try_get(1)?,
+                    ledger_seq: r.try_get::<_, i64>(2)? as u64,
+                    outcome: r.try_get(3)?,
+                    value: r.try_get(4)?,
+                    at_us: r.try_get(5)?,
+                })
+            })?,
+            dead_letters: select(client, st, DEAD_LETTERS, &args, dead_letter_row)?,
+        })
+    }
+}
