@@ -16,6 +16,30 @@ pub(crate) fn default_timeout_ms() -> u64 {
     DEFAULT_TIMEOUT_MS
 }
 
+/// At most this many correlation ids go in one request's `X-Correlation-Id`.
+pub(crate) const CORRELATIONS_MAX: usize = 32;
+
+/// The `X-Correlation-Id` of one request carrying `messages`: the distinct correlation ids of
+/// the changes in it, in message order, separated by `", "` (a list header), at most
+/// [`CORRELATIONS_MAX`]; `None` when none has one.
+pub(crate) fn correlation_header<'a>(
+    messages: impl IntoIterator<Item = &'a Message>,
+) -> Option<String> {
+    let mut ids: Vec<&str> = Vec::new();
+    for id in messages
+        .into_iter()
+        .filter_map(|m| m.correlation_id.as_deref())
+    {
+        if ids.len() == CORRELATIONS_MAX {
+            break;
+        }
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    (!ids.is_empty()).then(|| ids.join(", "))
+}
+
 /// A config value the publisher cannot work with, named by its key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {reason}")]
@@ -147,6 +171,31 @@ pub(crate) fn host_of(base: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_requests_correlation_header_lists_each_id_once_and_is_bounded() {
+        let message = |id: Option<&str>| Message {
+            key: "k".into(),
+            ledger_seq: 1,
+            body: crossdock_delivery::Body::Document {
+                json: String::new(),
+            },
+            idempotency_key: "i".into(),
+            correlation_id: id.map(String::from),
+        };
+        let batch = [
+            message(Some("PO-1")),
+            message(None),
+            message(Some("PO-2")),
+            message(Some("PO-1")),
+        ];
+        assert_eq!(correlation_header(&batch).as_deref(), Some("PO-1, PO-2"));
+        assert_eq!(correlation_header(&[message(None)]), None);
+        let many: Vec<Message> = (0..100).map(|i| message(Some(&format!("c-{i}")))).collect();
+        let header = correlation_header(&many).unwrap();
+        assert_eq!(header.split(", ").count(), CORRELATIONS_MAX);
+        assert!(header.starts_with("c-0, c-1, "));
+    }
 
     #[test]
     fn base_url_drops_the_trailing_slash_and_refuses_non_http() {

@@ -82,3 +82,16 @@ pub fn addr_of(url: &str) -> String {
         .trim_end_matches('/')
         .to_string()
 }
+
+/// Percent-encodes a path segment or query value.
+pub fn encode(raw: &str) -> String {
+    let mut out = String::new();
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -8,6 +8,7 @@ mod bench_reconcile;
 mod edi;
 mod import;
 mod reconcile;
+mod trace;
 mod what_if;
 
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ enum Command {
     /// Replay the event log through other channel policies: oversell exposure and hidden stock
     /// per channel, side by side with the configured policy.
     WhatIf(what_if::WhatIfArgs),
+    /// Show the journey of one business document (a correlation id) through a running hub.
+    Trace(trace::TraceArgs),
     /// Measure throughput and latency against a hub started for the purpose.
     Bench {
         #[command(subcommand)]
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::Bench { what } => bench::run(what),
         Command::Reconcile(args) => reconcile::run(args),
         Command::WhatIf(args) => what_if::run(args),
+        Command::Trace(args) => trace::run(args),
     }
 }
 

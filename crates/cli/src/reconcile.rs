@@ -11,7 +11,7 @@ use hyper::Method;
 use hyper::body::Bytes;
 use serde_json::Value;
 
-use crossdock_cli::client::{Client, addr_of};
+use crossdock_cli::client::{Client, addr_of, encode};
 
 #[derive(clap::Args)]
 pub struct ReconcileArgs {
@@ -148,17 +148,4 @@ pub fn run(args: ReconcileArgs) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
-}
-
-/// Percent-encodes a query value.
-fn encode(raw: &str) -> String {
-    let mut out = String::new();
-    for b in raw.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

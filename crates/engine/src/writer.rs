@@ -764,7 +764,7 @@ impl Writer {
                 priority: c.priority,
                 kind: OutboxKind::Latest,
                 payload: serde_json::to_string(&payload).expect("message serializes"),
-                correlation_id: None,
+                correlation_id: correlation_at(&batch.events, c.seq),
                 created_at_us: now,
             });
         }
@@ -873,4 +873,14 @@ fn rejection_text(r: &Rejection) -> String {
         Rejection::NotFound(s) | Rejection::Conflict(s) | Rejection::InvalidState(s) => s.clone(),
         Rejection::Invalid { field, reason } => format!("{field}: {reason}"),
     }
+}
+
+/// The correlation id of the batch's input applied at ledger sequence `seq` (the batch's events
+/// are in sequence order), carried by the outbox messages that input caused.
+fn correlation_at(events: &[EventRow], seq: u64) -> Option<String> {
+    let i = events.partition_point(|e| e.seq < seq);
+    events
+        .get(i)
+        .filter(|e| e.seq == seq)
+        .map(|e| e.correlation_id.clone())
 }

@@ -101,6 +101,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/dlq/retry", post(delivery_api::post_dlq_retry))
         .route("/v1/dlq/discard", post(delivery_api::post_dlq_discard))
         .route("/v1/audit", get(delivery_api::get_audit))
+        .route(
+            "/v1/trace/{correlation_id}",
+            get(crate::trace_api::get_trace),
+        )
         .route("/v1/partners", get(crate::edi_api::get_partners))
         .route(
             "/v1/partners/{id}/send/{set}",

@@ -191,7 +191,7 @@ pub async fn get_audit(
     Ok(Json(json!({ "audit": rows })).into_response())
 }
 
-fn letter_json(l: &DeadLetter) -> Value {
+pub(crate) fn letter_json(l: &DeadLetter) -> Value {
     json!({
         "id": l.id,
         "endpoint": l.row.endpoint,

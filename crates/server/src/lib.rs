@@ -21,6 +21,7 @@ pub mod reconcile;
 pub mod reconcile_api;
 pub mod replay;
 pub mod telemetry;
+pub mod trace_api;
 pub mod webhooks;
 pub mod workflow_api;
 pub mod workqueue;

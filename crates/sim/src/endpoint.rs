@@ -25,6 +25,8 @@ pub struct Endpoint {
     faults: Faults,
     pub(crate) stats: Stats,
     items: Mutex<ItemBook>,
+    /// Every `X-Correlation-Id` received, in arrival order.
+    correlations: Mutex<Vec<String>>,
     canonical_id: fn(&str) -> String,
     fault_answer: fn(StatusCode) -> Response,
     shutdown: watch::Receiver<bool>,
@@ -40,6 +42,7 @@ impl Endpoint {
             faults: Faults::default(),
             stats: Stats::default(),
             items: Mutex::new(ItemBook::default()),
+            correlations: Mutex::new(Vec::new()),
             canonical_id,
             fault_answer,
             shutdown,
@@ -49,6 +52,27 @@ impl Endpoint {
     /// The failures in force; change them at any time.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Every `X-Correlation-Id` header received so far, in arrival order.
+    pub fn correlation_ids(&self) -> Vec<String> {
+        self.correlations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Keeps the ids in the request's `X-Correlation-Id` (a comma-separated list).
+    pub(crate) fn note_correlation(&self, headers: &axum::http::HeaderMap) {
+        let ids = headers
+            .get_all("x-correlation-id")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|id| !id.is_empty());
+        let mut seen = self.correlations.lock().unwrap_or_else(|e| e.into_inner());
+        seen.extend(ids.map(String::from));
     }
 
     /// The counters now.

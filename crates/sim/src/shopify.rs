@@ -437,6 +437,7 @@ async fn graphql(
     body: Bytes,
 ) -> Response {
     let endpoint = &shop.endpoint;
+    endpoint.note_correlation(&headers);
     let token = headers
         .get("x-shopify-access-token")
         .and_then(|v| v.to_str().ok());

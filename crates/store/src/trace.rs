@@ -2,7 +2,7 @@
 //! what each changed in the ledger (from the journal), the workflow steps it caused, the outbox
 //! messages still waiting, the messages delivered or superseded, and the parked ones.
 
-use crate::{AtsRow, ChangeRow, DeadLetter, EventRow, OutboxRow, Result, StepRow};
+use crate::{AtsRow, ChangeRow, DeadLetter, EventRow, OutboxRow, Result, SentRow, StepRow};
 
 /// A finished outbox message, as `delivery_log` keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,9 @@ pub struct TraceRows {
     /// Messages not yet finished.
     pub outbox: Vec<OutboxRow>,
     pub deliveries: Vec<DeliveryLogRow>,
+    /// For each availability change (same order as `ats`), the first value delivered to the
+    /// channel that includes it: the change's own, or a later one it was coalesced into.
+    pub carried: Vec<Option<SentRow>>,
     pub dead_letters: Vec<DeadLetter>,
 }
 

@@ -1973,6 +1973,12 @@ fn case_trace_gathers_what_a_correlation_id_touched(s: &mut dyn Store) {
     );
     assert_eq!(t.dead_letters.len(), 1);
     assert_eq!(t.dead_letters[0].row.endpoint, "erp");
+    let carried: Vec<Option<(u64, Option<i64>)>> = t
+        .carried
+        .iter()
+        .map(|c| c.as_ref().map(|s| (s.ledger_seq, s.value)))
+        .collect();
+    assert_eq!(carried, vec![Some((2, Some(5)))], "A's change reached shop");
 
     assert_eq!(s.trace("nothing", 100).unwrap(), TraceRows::default());
     let first = s.trace("PO-77", 1).unwrap();

@@ -209,9 +209,11 @@ impl AmazonPublisher {
             }
         }
         if !entries.is_empty() {
-            let correlation = batch.iter().find_map(|m| m.correlation_id.as_deref());
+            let correlation = crate::util::correlation_header(batch);
             let deadline = Instant::now() + Duration::from_secs(self.config.feed_timeout_s);
-            let answers = self.run_feed(&entries, correlation, deadline).await;
+            let answers = self
+                .run_feed(&entries, correlation.as_deref(), deadline)
+                .await;
             debug_assert_eq!(answers.len(), entries.len());
             for (i, result) in positions.into_iter().zip(answers) {
                 results[i] = Some(result);

@@ -256,10 +256,8 @@ impl ShopifyPublisher {
             "query": SET_MUTATION,
             "variables": { "input": input, "idempotencyKey": key },
         });
-        let correlation = sent_messages
-            .iter()
-            .find_map(|m| m.correlation_id.as_deref());
-        let (answers, feedback) = match self.post(&body, correlation).await {
+        let correlation = crate::util::correlation_header(sent_messages.iter().copied());
+        let (answers, feedback) = match self.post(&body, correlation.as_deref()).await {
             Ok(answer) => read_set_answer(&answer, sent.len()),
             Err(failure) => (
                 vec![MsgResult::Failed(failure); sent.len()],

@@ -214,11 +214,9 @@ impl WooPublisher {
         let mut results: Vec<Option<MsgResult>> = vec![None; batch.len()];
         let calls = self.plan(batch, &mut results);
         for call in &calls {
-            let correlation = call
-                .updates
-                .iter()
-                .find_map(|(i, _, _)| batch[*i].correlation_id.as_deref());
-            let answers = self.post_batch(call, correlation).await;
+            let correlation =
+                crate::util::correlation_header(call.updates.iter().map(|(i, _, _)| &batch[*i]));
+            let answers = self.post_batch(call, correlation.as_deref()).await;
             debug_assert_eq!(answers.len(), call.updates.len());
             for ((i, _, _), result) in call.updates.iter().zip(answers) {
                 results[*i] = Some(result);

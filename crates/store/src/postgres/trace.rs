@@ -3,8 +3,8 @@
 use super::delivery::dead_letter_row;
 use super::workflow::step_row;
 use super::{PgStore, event_row, outbox_row, select};
-use crate::Result;
 use crate::trace::{DeliveryLogRow, TraceRows, TraceStore, by_partition, journal_of_events};
+use crate::{Result, SentRow};
 
 const EVENTS: &str = concat!(
     "SELECT ",
@@ -24,6 +24,10 @@ const OUTBOX: &str = "SELECT id, partition, endpoint, key, ledger_seq, priority,
 
 const DELIVERIES: &str = "SELECT endpoint, key, ledger_seq, outcome, value, at_us FROM \
      delivery_log WHERE correlation_id = $1 ORDER BY id LIMIT $2";
+
+/// The first value delivered for `(endpoint, key)` at or after a ledger sequence.
+const CARRIED: &str = "SELECT endpoint, key, ledger_seq, value, sent_at_us FROM delivery_sent_log \
+     WHERE key = $1 AND endpoint = $2 AND ledger_seq >= $3 ORDER BY sent_at_us, ledger_seq LIMIT 1";
 
 const DEAD_LETTERS: &str = concat!(
     "SELECT ",
@@ -54,9 +58,25 @@ impl TraceStore for PgStore {
                 covered = Some(last_seq as u64);
             }
         }
+        let mut carried = Vec::with_capacity(journal.1.len());
+        for a in &journal.1 {
+            let stmt = st.get(client, CARRIED)?;
+            let row = client.query_opt(&stmt, &[&a.item, &a.channel, &(a.seq as i64)])?;
+            carried.push(match row {
+                Some(r) => Some(SentRow {
+                    endpoint: r.try_get(0)?,
+                    key: r.try_get(1)?,
+                    ledger_seq: r.try_get::<_, i64>(2)? as u64,
+                    value: r.try_get(3)?,
+                    sent_at_us: r.try_get(4)?,
+                }),
+                None => None,
+            });
+        }
         let args: [&(dyn ::postgres::types::ToSql + Sync); 2] = [&correlation_id, &limit];
         Ok(TraceRows {
             events,
+            carried,
             changes: journal.0,
             ats: journal.1,
             steps: select(client, st, STEPS, &args, step_row)?,

@@ -5,8 +5,8 @@ use rusqlite::{OptionalExtension, params};
 use super::delivery::dead_letter_row;
 use super::workflow::step_row;
 use super::{SqliteStore, event_row, outbox_row, select};
-use crate::Result;
 use crate::trace::{DeliveryLogRow, TraceRows, TraceStore, by_partition, journal_of_events};
+use crate::{Result, SentRow};
 
 const EVENTS: &str = concat!(
     "SELECT ",
@@ -26,6 +26,10 @@ const OUTBOX: &str = "SELECT id, partition, endpoint, key, ledger_seq, priority,
 
 const DELIVERIES: &str = "SELECT endpoint, key, ledger_seq, outcome, value, at_us FROM \
      delivery_log WHERE correlation_id = ?1 ORDER BY id LIMIT ?2";
+
+/// The first value delivered for `(endpoint, key)` at or after a ledger sequence.
+const CARRIED: &str = "SELECT endpoint, key, ledger_seq, value, sent_at_us FROM delivery_sent_log \
+     WHERE key = ?1 AND endpoint = ?2 AND ledger_seq >= ?3 ORDER BY sent_at_us, ledger_seq LIMIT 1";
 
 const DEAD_LETTERS: &str = concat!(
     "SELECT ",
@@ -63,8 +67,26 @@ impl TraceStore for SqliteStore {
                 covered = Some(last_seq as u64);
             }
         }
+        let mut carried = Vec::with_capacity(journal.1.len());
+        for a in &journal.1 {
+            carried.push(
+                self.conn
+                    .prepare_cached(CARRIED)?
+                    .query_row(params![a.item, a.channel, a.seq as i64], |r| {
+                        Ok(SentRow {
+                            endpoint: r.get(0)?,
+                            key: r.get(1)?,
+                            ledger_seq: r.get::<_, i64>(2)? as u64,
+                            value: r.get(3)?,
+                            sent_at_us: r.get(4)?,
+                        })
+                    })
+                    .optional()?,
+            );
+        }
         Ok(TraceRows {
             events,
+            carried,
             changes: journal.0,
             ats: journal.1,
             steps: select(&self.conn, STEPS, params![correlation_id, limit], step_row)?,
