@@ -7,6 +7,7 @@ mod bench_orders;
 mod bench_reconcile;
 mod edi;
 mod import;
+mod logs;
 mod reconcile;
 mod trace;
 mod what_if;
@@ -111,19 +112,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logs() {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("CROSSDOCK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>) -> ExitCode {
-    init_logs();
     let mut config = match crossdock_server::config::load(&config_path) {
         Ok(c) => c,
         Err(problems) => {
@@ -139,6 +128,14 @@ fn serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>
     if let Some(d) = data_dir {
         config.set_data_dir(d);
     }
+    // Dropped last: spans still in the exporter's queue are sent before exit.
+    let _logs = match logs::init(config.telemetry.otlp.as_ref()) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("cannot start span export: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let started = std::time::Instant::now();
     let hub = match crossdock_server::start(&config) {
         Ok(h) => h,

@@ -203,3 +203,153 @@ async fn a_documents_journey_is_traced_from_input_to_channel() {
     let out = cli(&[DOC], EAST);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// A collector on loopback that keeps every OTLP/HTTP request: `(path, content type, body)`.
+async fn collector() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let keep = keep.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // Headers, then Content-Length bytes of body; answer 200 and keep going.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 8192];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let header = |name: &str| {
+                        head.lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                            })
+                            .unwrap_or_default()
+                    };
+                    let length: usize = header("content-length").parse().unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        let mut chunk = [0u8; 8192];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let path = head
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_string();
+                    let body = buf[head_end..head_end + length].to_vec();
+                    keep.lock()
+                        .unwrap()
+                        .push((path, header("content-type"), body));
+                    buf.drain(..head_end + length);
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn spans_carrying_the_correlation_id_are_exported_over_otlp() {
+    let (url, seen) = collector().await;
+    let sim = shopify_sim(1).await;
+    let hub = common::shop::start_hub_with(
+        "otlp",
+        &sim,
+        1,
+        &[],
+        &[],
+        &format!(
+            "[telemetry]\notlp_endpoint = \"{url}\"\nservice_name = \"crossdock-test\"\nspan_level = \"debug\"\n"
+        ),
+    )
+    .await;
+    let mut east = hub.client(EAST).await;
+    let (status, v) = post(
+        &mut east,
+        "/v1/events",
+        &traced("rcv-1", "SKU-1", "DC-EAST", 4),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let has =
+        |bytes: &[u8], needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let requests = seen.lock().unwrap().clone();
+        let bodies: Vec<&Vec<u8>> = requests.iter().map(|(_, _, b)| b).collect();
+        let found = |name: &str| bodies.iter().any(|b| has(b, name));
+        // The engine's apply span and the delivery span both name the document.
+        let apply = bodies.iter().any(|b| has(b, "apply") && has(b, DOC));
+        let deliver = bodies.iter().any(|b| has(b, "deliver") && has(b, DOC));
+        if apply && deliver && found("crossdock-test") && found("commit") {
+            for (path, content_type, _) in &requests {
+                assert_eq!(path, "/v1/traces");
+                assert_eq!(content_type, "application/x-protobuf");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} export requests; apply {apply}, deliver {deliver}",
+            requests.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn telemetry_config_problems_are_named() {
+    let dir = common::temp_dir("telemetry-config");
+    let text = common::config(
+        "[telemetry]\notlp_endpoint = \"collector:4318\"\nspan_level = \"loud\"\n\
+         [[telemetry.canaries]]\nchannel = \"nowhere\"\nitem = \"SKU-1\"\nlocation = \"DC-NORTH\"\n\
+         interval_s = 10\ntimeout_s = 20\n",
+    );
+    std::fs::write(dir.join("crossdock.toml"), text).unwrap();
+    std::fs::write(dir.join("items.csv"), "item\nSKU-1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crossdock"))
+        .arg("check-config")
+        .arg(dir.join("crossdock.toml"))
+        .envs([
+            ("T_ADMIN", ADMIN),
+            ("T_EAST", EAST),
+            ("T_QUERY", QUERY),
+            ("T_RESERVE", common::RESERVE),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "telemetry.otlp_endpoint",
+        "telemetry.span_level",
+        "telemetry.canaries.0.channel",
+        "telemetry.canaries.0.location",
+        "telemetry.canaries.0.timeout_s",
+    ] {
+        assert!(text.contains(key), "{key} not named in:\n{text}");
+    }
+}

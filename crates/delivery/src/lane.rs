@@ -17,7 +17,7 @@ use crossdock_store::thread::StoreThread;
 use crossdock_store::{Ack, NewDeadLetter, OutboxKind, OutboxRow};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 use crate::queue::{Depth, Entry, Pushed, Queue};
 use crate::rate::{Budget, Limiter, RateConfig};
@@ -496,7 +496,16 @@ impl Lane {
             .config
             .call_timeout
             .max(self.target.call_budget(&messages));
-        let call = self.target.send(&messages);
+        let span = tracing::info_span!(
+            "deliver",
+            endpoint = %self.config.endpoint,
+            messages = messages.len(),
+            correlation_id = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            span.record("correlation_id", correlations(&messages));
+        }
+        let call = self.target.send(&messages).instrument(span);
         let outcome = match tokio::time::timeout(bound, call).await {
             Ok(o) if o.results.len() == messages.len() => o,
             Ok(o) => {
@@ -778,4 +787,15 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
         _ = tokio::time::sleep(d) => *stop.borrow(),
         r = stop.changed() => r.is_err() || *stop.borrow(),
     }
+}
+
+/// The distinct correlation ids of a call's messages, comma-separated (a span field).
+fn correlations(messages: &[Message]) -> String {
+    let mut ids: Vec<&str> = Vec::new();
+    for id in messages.iter().filter_map(|m| m.correlation_id.as_deref()) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids.join(",")
 }

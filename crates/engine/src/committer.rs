@@ -96,6 +96,13 @@ impl Committer {
             return;
         }
         let started = Instant::now();
+        let _span = tracing::info_span!(
+            "commit",
+            partition = self.partition,
+            events = work.batch.events.len(),
+            outbox = work.batch.outbox.len(),
+        )
+        .entered();
         if !work.batch.is_empty()
             && let Err(e) = self.store.commit(&work.batch)
         {

@@ -443,6 +443,15 @@ impl Writer {
         batch: &mut CommitBatch,
         batch_keys: &mut BatchKeys,
     ) -> EventReply {
+        // One span per input, at debug level: exported when `[telemetry] span_level = "debug"`.
+        let _span = tracing::debug_span!(
+            "apply",
+            correlation_id = %event.correlation_id,
+            source = %event.source,
+            id = %event.id,
+            partition = self.partition,
+        )
+        .entered();
         if let Some(reply) = self.seen(event, batch, batch_keys) {
             return reply;
         }

@@ -561,6 +561,16 @@ mod commit_failure {
     }
 
     /// Reconciliation's tables are not under test here: straight through.
+    impl crossdock_store::TraceStore for Flaky {
+        fn trace(
+            &mut self,
+            correlation_id: &str,
+            limit: u32,
+        ) -> crossdock_store::Result<crossdock_store::TraceRows> {
+            self.inner.trace(correlation_id, limit)
+        }
+    }
+
     impl crossdock_store::ReconStore for Flaky {
         fn changes_since(
             &mut self,

@@ -116,10 +116,40 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/webhooks/{platform}/{channel}",
             post(crate::webhooks::post_webhook),
         )
+        .route_layer(axum::middleware::from_fn(http_span))
         .fallback(|| async {
             Problem::not_found("no-such-route", "no such route; see GET /v1/openapi.json")
         })
         .with_state(state)
+}
+
+/// A span per request to a known route, carrying the caller's `X-Correlation-Id` (the id the
+/// request's documents get when they name none; handlers that learn a document's id, such as
+/// webhooks, record it), so logs and exported spans of the request can be found by it.
+async fn http_span(req: Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("", |m| m.as_str())
+        .to_string();
+    let span = tracing::info_span!(
+        "http",
+        method = %req.method(),
+        route = %route,
+        correlation_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    if let Some(c) = req
+        .headers()
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        span.record("correlation_id", c);
+    }
+    let response = next.run(req).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    response
 }
 
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {

@@ -10,6 +10,7 @@ use crossdock_model::{ChannelId, EventData, ItemId, LocationId, SourceId};
 use serde::Deserialize;
 
 pub mod reconciliation;
+pub mod telemetry;
 pub mod workflows;
 
 #[derive(Debug, Deserialize, Default)]
@@ -138,6 +139,7 @@ pub struct RawConfig {
     pub exceptions: crate::exception_policy::ExceptionsEntry,
     pub reconciliation: reconciliation::ReconciliationSection,
     pub slo: Vec<SloEntry>,
+    pub telemetry: telemetry::TelemetrySection,
 }
 
 /// `[[slo]]`: an objective for one flow's latency.
@@ -234,6 +236,8 @@ pub struct Config {
     pub reconciliation: reconciliation::ReconSettings,
     /// `[[slo]]`: latency objectives per flow, exported with their attainment.
     pub slos: Vec<Slo>,
+    /// `[telemetry]`: OTLP export and channel canaries.
+    pub telemetry: telemetry::TelemetrySettings,
 }
 
 impl Config {
@@ -907,6 +911,35 @@ impl Checker<'_> {
             .map(|p| p.id.clone())
             .collect();
         let slos = self.slos(&raw.slo);
+        let channel_locations: Vec<(ChannelId, Vec<LocationId>)> = channels
+            .iter()
+            .map(|c| {
+                let locs = c
+                    .locations
+                    .iter()
+                    .map(|l| locations[l.0 as usize].clone())
+                    .collect();
+                (c.id.clone(), locs)
+            })
+            .collect();
+        let telemetry = self.telemetry(
+            &raw.telemetry,
+            &telemetry::Known {
+                readable: &reader_channels,
+                locations: &locations,
+                channel_locations: &channel_locations,
+            },
+        );
+        if let Some(items) = &items {
+            for (i, c) in telemetry.canaries.iter().enumerate() {
+                if !items.contains(&c.item) {
+                    self.problem(
+                        format!("telemetry.canaries.{i}.item"),
+                        format!("item {} is not in the item master", c.item),
+                    );
+                }
+            }
+        }
         let reconciliation = self.reconciliation(
             &raw.reconciliation,
             base,
@@ -985,6 +1018,7 @@ impl Checker<'_> {
             exceptions,
             reconciliation,
             slos,
+            telemetry,
         })
     }
 }

@@ -187,6 +187,22 @@ impl Partners {
         file: &Claimed,
         answer: bool,
     ) -> Result<(bool, Value), String> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "edi.file",
+            partner = %spec.id,
+            file = %file.stored,
+            correlation_id = tracing::field::Empty,
+        );
+        self.handle_in(spec, file, answer).instrument(span).await
+    }
+
+    async fn handle_in(
+        &self,
+        spec: &PartnerSpec,
+        file: &Claimed,
+        answer: bool,
+    ) -> Result<(bool, Value), String> {
         let received_at = Timestamp::now();
         if file.name.to_ascii_lowercase().ends_with(".csv") {
             return self.handle_csv(spec, file, received_at).await;
@@ -260,6 +276,22 @@ impl Partners {
             &file.stored,
             received_at,
         );
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            // The documents the file carries (one correlation id per transaction set).
+            let mut ids: Vec<&str> = Vec::new();
+            for id in mapped
+                .events
+                .iter()
+                .map(|e| e.correlation_id.as_str())
+                .chain(mapped.orders.iter().map(|o| o.correlation_id.as_str()))
+            {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            span.record("correlation_id", ids.join(","));
+        }
         let mut report = self.apply(spec, mapped, &file.stored, answer).await?;
         report["file"] = json!(file.stored);
         report["diagnostics"] = json!(doc.diagnostics);

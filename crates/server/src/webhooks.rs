@@ -155,6 +155,7 @@ pub async fn post_webhook(
     }
     let raw = String::from_utf8_lossy(&body).into_owned();
     let corr_base = format!("{channel}-webhook-{delivery_id}");
+    tracing::Span::current().record("correlation_id", corr_base.as_str());
     let input = match (platform.parse)(&topic, &body) {
         Ok(input) => input,
         Err(e) => {
