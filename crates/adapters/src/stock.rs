@@ -94,6 +94,19 @@ pub trait StockReader: Send + Sync {
     /// Reads every level the channel shows for this hub's location/marketplace, following
     /// pagination.
     fn read_stock(&self) -> BoxFuture<'_, Result<StockPull, PullError>>;
+
+    /// The level the channel shows for one item (`None`: the channel does not list it). A
+    /// reader with a cheaper single read overrides this whole-channel read.
+    fn read_item<'a>(&'a self, item: &'a str) -> BoxFuture<'a, Result<Option<i64>, PullError>> {
+        Box::pin(async move {
+            let pull = self.read_stock().await?;
+            Ok(pull
+                .levels
+                .iter()
+                .find(|l| l.item == item)
+                .map(|l| l.quantity))
+        })
+    }
 }
 
 /// The levels of one read as the channel names them, before they are mapped to items. A

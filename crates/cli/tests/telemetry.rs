@@ -97,13 +97,17 @@ fn value(e: &Exposed, sample: &str, pairs: &[(&str, &str)]) -> f64 {
 #[tokio::test]
 async fn metrics_and_the_contract_agree_and_move_with_the_hub() {
     let sim = shopify_sim(9).await;
+    sim.insert_item(900, 0);
     let hub = start_hub_with(
         "telemetry",
         &sim,
         9,
-        &[],
-        &[],
-        "[[reconciliation.sources]]\nname = \"erp\"\nkind = \"csv\"\nstale_after_s = 86400000\n\
+        &["CANARY-1"],
+        &[("CANARY-1", 900)],
+        "[[telemetry.canaries]]\nchannel = \"shopify\"\nitem = \"CANARY-1\"\nlocation = \"DC-EAST\"\n\
+         interval_s = 1\ntimeout_s = 1\n\
+         [[slo]]\nname = \"canary-2s\"\nflow = \"channel_visible\"\nthreshold_ms = 2000\nobjective = 0.9\n\
+         [[reconciliation.sources]]\nname = \"erp\"\nkind = \"csv\"\nstale_after_s = 86400000\n\
          [[slo]]\nname = \"visible-5s\"\nflow = \"committed_to_delivered\"\n\
          threshold_ms = 5000\nobjective = 0.99\n\
          [[slo]]\nname = \"ingest-1ms\"\nflow = \"occurred_to_committed\"\n\
@@ -147,9 +151,21 @@ async fn metrics_and_the_contract_agree_and_move_with_the_hub() {
     assert_eq!(status, 201, "{run}");
 
     let mut q = hub.client(QUERY).await;
-    let reply = q.get("/metrics").await.expect("scrape");
-    assert_eq!(reply.status, 200);
-    let text = String::from_utf8(reply.body.to_vec()).unwrap();
+    // A canary round has gone through: the test update was seen on the channel.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let reply = q.get("/metrics").await.expect("scrape");
+        assert_eq!(reply.status, 200);
+        let text = String::from_utf8(reply.body.to_vec()).unwrap();
+        if text.contains("crossdock_canary_checks_total{channel=\"shopify\",result=\"visible\"}") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no canary round: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
     let exposed = parse(&text);
     let contract = contract();
@@ -286,6 +302,56 @@ async fn metrics_and_the_contract_agree_and_move_with_the_hub() {
         ),
         1.0
     );
+    assert!(
+        value(
+            &exposed,
+            "crossdock_canary_visible_seconds_count",
+            &[("channel", "shopify")]
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            &exposed,
+            "crossdock_slo_observations_total",
+            &[("slo", "canary-2s"), ("outcome", "good")]
+        ) >= 1.0
+    );
+    let canary = sim
+        .quantity("900")
+        .expect("the canary item is on the channel");
+    assert!((1..=2).contains(&canary), "{canary}");
+
+    // While the channel is down the canary's rounds time out and count against the objective.
+    sim.faults().outage(true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = String::from_utf8(q.get("/metrics").await.unwrap().body.to_vec()).unwrap();
+        let e = parse(&text);
+        let timeouts = e.values.get(&(
+            "crossdock_canary_checks_total".to_string(),
+            [("channel", "shopify"), ("result", "timeout")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ));
+        if timeouts.is_some_and(|n| *n >= 1.0) {
+            assert!(
+                value(
+                    &e,
+                    "crossdock_slo_observations_total",
+                    &[("slo", "canary-2s"), ("outcome", "bad")]
+                ) >= 1.0
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no canary timeout: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sim.faults().outage(false);
+
     let (status, _) = post_raw(
         &mut hub.client("wrong-token").await,
         "/v1/events",

@@ -90,6 +90,9 @@ pub const IMPORT_SOURCE: &str = "crossdock.import";
 /// Source name of reconciliation corrections: counts (and status moves) anywhere, nothing else.
 pub const RECONCILER_SOURCE: &str = "crossdock.reconciler";
 
+/// Source name of synthetic canaries: counts of their own canary items, nothing else.
+pub const CANARY_SOURCE: &str = "crossdock.canary";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// `None`: any item id is accepted (no item master loaded).
@@ -232,6 +235,9 @@ impl Policy {
         if source.as_str() == RECONCILER_SOURCE {
             return ty.starts_with("inventory.counted.")
                 || ty.starts_with("inventory.status_changed.");
+        }
+        if source.as_str() == CANARY_SOURCE {
+            return ty.starts_with("inventory.counted.");
         }
         self.sources
             .get(source)

@@ -146,7 +146,7 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 pub struct SloEntry {
     pub name: String,
-    /// `occurred_to_committed` or `committed_to_delivered`.
+    /// `occurred_to_committed`, `committed_to_delivered` or `channel_visible` (canaries).
     pub flow: String,
     pub threshold_ms: u64,
     /// The share of observations that must be within the threshold, e.g. 0.99.
@@ -167,6 +167,9 @@ pub enum SloFlow {
     OccurredToCommitted,
     /// Measured on the channel endpoints.
     CommittedToDelivered,
+    /// Measured by the canaries: a committed change seen on the channel (a canary round that
+    /// times out is a bad observation).
+    ChannelVisible,
 }
 
 /// One problem in the config file.
@@ -420,11 +423,12 @@ impl Checker<'_> {
             let flow = match s.flow.as_str() {
                 "occurred_to_committed" => SloFlow::OccurredToCommitted,
                 "committed_to_delivered" => SloFlow::CommittedToDelivered,
+                "channel_visible" => SloFlow::ChannelVisible,
                 other => {
                     self.problem(
                         format!("{key}.flow"),
                         format!(
-                            "must be occurred_to_committed or committed_to_delivered, got {other:?}"
+                            "must be occurred_to_committed, committed_to_delivered or channel_visible, got {other:?}"
                         ),
                     );
                     continue;

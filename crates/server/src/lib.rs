@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod canary;
 pub mod config;
 pub mod delivery_api;
 pub mod edi;
@@ -193,6 +194,18 @@ pub async fn serve(
     let (stop_partners, stopped) = tokio::sync::watch::channel(false);
     hub.partners.start(stopped);
     hub.reconciler.start_schedules(stop_partners.subscribe());
+    let readers = config
+        .endpoints
+        .iter()
+        .filter_map(|e| Some((e.id().to_string(), e.reader.clone()?)))
+        .collect();
+    canary::start(
+        &config.telemetry.canaries,
+        hub.engine.clone(),
+        &readers,
+        hub.telemetry.clone(),
+        stop_partners.subscribe(),
+    );
     let delivery = hub.delivery.clone();
     let state = Arc::new(api::AppState {
         engine: hub.engine,

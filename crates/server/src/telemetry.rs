@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossdock_delivery::{EndpointStatus, LATENCY_BUCKETS_S};
+use crossdock_ledger::policy::CANARY_SOURCE;
 use crossdock_model::{ExceptionKind, Timestamp};
 use crossdock_store::{CommitBatch, EventStatus};
 use prometheus_client::collector::Collector;
@@ -64,6 +65,8 @@ pub struct Telemetry {
     commit_seconds: Histogram,
     batch_events: Histogram,
     occurred_to_committed: Histogram,
+    canary_seconds: Family<Labels, Histogram>,
+    canary_checks: Family<Labels, Counter>,
     scrape: Arc<ScrapeCollector>,
     slos: Vec<Arc<SloState>>,
     /// One scrape at a time (the snapshot is shared).
@@ -122,6 +125,20 @@ impl Telemetry {
             "From an applied event's own time to its commit",
             occurred_to_committed.clone(),
         );
+        let canary_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.05, 2.0, 12))
+        });
+        registry.register(
+            "canary_visible_seconds",
+            "From a canary's committed test update to the value read back from the channel",
+            canary_seconds.clone(),
+        );
+        let canary_checks = Family::<Labels, Counter>::default();
+        registry.register(
+            "canary_checks",
+            "Canary rounds by channel and result: visible, timeout (not seen in time), error (the update or the read failed)",
+            canary_checks.clone(),
+        );
         let slos: Vec<Arc<SloState>> = slos
             .iter()
             .map(|slo| {
@@ -138,7 +155,12 @@ impl Telemetry {
         });
         registry.register_collector(Box::new(scrape.clone()));
         let mut sources: HashSet<String> = sources.into_iter().collect();
-        for s in ["crossdock", "crossdock.import", "crossdock.reconciler"] {
+        for s in [
+            "crossdock",
+            "crossdock.import",
+            "crossdock.reconciler",
+            CANARY_SOURCE,
+        ] {
             sources.insert(s.to_string());
         }
         Arc::new(Telemetry {
@@ -151,6 +173,8 @@ impl Telemetry {
             commit_seconds,
             batch_events,
             occurred_to_committed,
+            canary_seconds,
+            canary_checks,
             scrape,
             slos,
             scraping: tokio::sync::Mutex::new(()),
@@ -196,6 +220,8 @@ impl Telemetry {
         }
         for e in &batch.events {
             match e.status {
+                // Synthetic canary updates say nothing about how fast real inputs commit.
+                EventStatus::Applied if e.source == CANARY_SOURCE => {}
                 EventStatus::Applied => {
                     let took = ((now - e.time_us).max(0) as f64) / 1e6;
                     self.occurred_to_committed.observe(took);
@@ -220,6 +246,32 @@ impl Telemetry {
             if x.kind == ExceptionKind::OversellRisk {
                 self.oversell.inc();
             }
+        }
+    }
+
+    /// A canary round on `channel`: `Ok(lag)` when the value was seen after `lag`, else why not
+    /// (`timeout` or `error`).
+    pub fn canary(&self, channel: &str, outcome: Result<Duration, &'static str>) {
+        let result = match outcome {
+            Ok(lag) => {
+                self.canary_seconds
+                    .get_or_create(&labels(&[("channel", channel)]))
+                    .observe(lag.as_secs_f64());
+                "visible"
+            }
+            Err(why) => why,
+        };
+        self.canary_checks
+            .get_or_create(&labels(&[("channel", channel), ("result", result)]))
+            .inc();
+        for s in self
+            .slos
+            .iter()
+            .filter(|s| s.slo.flow == SloFlow::ChannelVisible)
+        {
+            let good = outcome.is_ok_and(|lag| lag.as_secs_f64() <= s.slo.threshold_s);
+            let counter = if good { &s.good } else { &s.bad };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -390,7 +442,7 @@ impl Collector for ScrapeCollector {
             .slos
             .iter()
             .map(|st| match st.slo.flow {
-                SloFlow::OccurredToCommitted => (
+                SloFlow::OccurredToCommitted | SloFlow::ChannelVisible => (
                     &**st,
                     st.good.load(Ordering::Relaxed),
                     st.bad.load(Ordering::Relaxed),

@@ -271,7 +271,7 @@ impl ShopifyPublisher {
         finish(results, feedback)
     }
 
-    async fn read(&self, key: &str) -> Result<i64, Failure> {
+    pub(crate) async fn read(&self, key: &str) -> Result<i64, Failure> {
         let gid = self.inventory_item(key)?;
         let body = json!({
             "query": READ_QUERY,

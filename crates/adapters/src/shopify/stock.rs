@@ -98,6 +98,17 @@ impl StockReader for ShopifyPublisher {
     fn read_stock(&self) -> BoxFuture<'_, Result<StockPull, PullError>> {
         Box::pin(self.read_levels())
     }
+
+    /// One `inventoryItem(id:) { inventoryLevel(locationId:) }` query (the compare-and-set
+    /// read) instead of every page.
+    fn read_item<'a>(&'a self, item: &'a str) -> BoxFuture<'a, Result<Option<i64>, PullError>> {
+        Box::pin(async move {
+            self.read(item)
+                .await
+                .map(Some)
+                .map_err(|f| PullError::from_failure(&self.channel, &format!("reading {item}"), f))
+        })
+    }
 }
 
 /// Reads one page of the levels query, and how long to wait before asking for the next one.

@@ -89,7 +89,11 @@ async fn one_mutation_per_batch_with_compare_and_set_and_a_stable_key() {
         ("POST", "/admin/api/2026-01/graphql.json")
     );
     assert_eq!(req.header("x-shopify-access-token"), Some("shpat_test"));
-    assert_eq!(req.header("x-correlation-id"), Some("corr-10"));
+    assert_eq!(
+        req.header("x-correlation-id"),
+        Some("corr-10, corr-11, corr-13"),
+        "every document the call carries"
+    );
     let body = req.json();
     let query = body["query"].as_str().unwrap();
     assert!(

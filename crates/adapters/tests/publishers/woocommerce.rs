@@ -108,7 +108,10 @@ async fn products_and_each_parents_variations_go_in_their_own_batch_call() {
             {"id": 23, "stock_quantity": 1, "manage_stock": true},
             {"id": 24, "stock_quantity": 0, "manage_stock": true}]})
     );
-    assert_eq!(requests[1].header("x-correlation-id"), Some("corr-2"));
+    assert_eq!(
+        requests[1].header("x-correlation-id"),
+        Some("corr-2, corr-5")
+    );
 }
 
 #[tokio::test]
