@@ -176,6 +176,14 @@ pub fn document() -> Value {
                 "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 10000}}],
                 "responses": {"200": {"description": "{audit}"}}
             }},
+            "/v1/trace/{correlation_id}": {"get": {
+                "summary": "A business document's journey, in time order: its events, the ledger and availability changes they made, workflow steps, outbox messages (waiting, delivered, coalesced into a later value, parked) and exceptions (query)", "security": bearer,
+                "parameters": [
+                    {"name": "correlation_id", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}
+                ],
+                "responses": {"200": {"description": "{correlation_id, started, last, counts, timeline}"}, "404": problem_response("nothing carries the id")}
+            }},
             "/v1/webhooks/{platform}/{channel}": {"post": {
                 "summary": "Inbound Shopify (orders/create, orders/cancelled, refunds/create, inventory_levels/update) and WooCommerce (order.created, order.updated) webhooks, verified by their HMAC header instead of a bearer token",
                 "parameters": [
