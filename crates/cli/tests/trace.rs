@@ -198,6 +198,24 @@ async fn a_documents_journey_is_traced_from_input_to_channel() {
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["correlation_id"], DOC);
+    // An input that names no correlation id has its own key as one.
+    let out = cli(&["event:wms-east/other", "--json"], QUERY);
+    assert!(out.status.success(), "{out:?}");
+    let own: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = own["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["stage"] == "event")
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["other"], "{own:#}");
+    assert!(
+        stages(&own, "ledger")
+            .iter()
+            .any(|c| c["item"] == "SKU-1" && c["delta"]["on_hand"] == 1),
+        "{own:#}"
+    );
     let out = cli(&["no-such-document"], ADMIN);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let out = cli(&[DOC], EAST);

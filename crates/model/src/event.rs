@@ -12,6 +12,29 @@ use crate::workflow::{check_asn_lines, check_lines, check_ref};
 /// The source name the hub itself uses for commands it logs (reservations, timers, imports).
 pub const HUB_SOURCE: &str = "crossdock";
 
+/// Prefix of the correlation id of an input that names none: `event:<source>/<id>`, its own
+/// idempotency key. Such ids are found through the key's unique index, so the store's
+/// correlation indexes leave them out and high-volume feeds without correlation ids pay nothing
+/// for traces.
+pub const OWN_CORRELATION_PREFIX: &str = "event:";
+
+/// The correlation id of an input from `source` with id `id` that names none.
+pub fn own_correlation(source: &str, id: &str) -> String {
+    format!("{OWN_CORRELATION_PREFIX}{source}/{id}")
+}
+
+/// The `(source, id)` keys an own correlation id can stand for (a source may itself hold a `/`,
+/// so every split is a candidate); none for any other id.
+pub fn own_correlation_keys(correlation_id: &str) -> Vec<(&str, &str)> {
+    let Some(rest) = correlation_id.strip_prefix(OWN_CORRELATION_PREFIX) else {
+        return Vec::new();
+    };
+    rest.match_indices('/')
+        .map(|(i, _)| (&rest[..i], &rest[i + 1..]))
+        .filter(|(source, id)| !source.is_empty() && !id.is_empty())
+        .collect()
+}
+
 /// Largest quantity accepted in one event line: far above any real movement, far below overflow.
 pub const QTY_MAX: i64 = 1_000_000_000_000;
 
@@ -764,6 +787,20 @@ mod tests {
         Event::from_envelope(&envelope(ty, data), Timestamp::from_micros(0), || {
             "corr".into()
         })
+    }
+
+    #[test]
+    fn own_correlation_ids_name_their_input() {
+        let c = own_correlation("wms/east", "rcv-1");
+        assert_eq!(c, "event:wms/east/rcv-1");
+        assert_eq!(
+            own_correlation_keys(&c),
+            vec![("wms", "east/rcv-1"), ("wms/east", "rcv-1")],
+            "every split is a candidate"
+        );
+        assert!(own_correlation_keys("PO-4711").is_empty());
+        assert!(own_correlation_keys("event:").is_empty());
+        assert!(own_correlation_keys("event:/x").is_empty());
     }
 
     #[test]

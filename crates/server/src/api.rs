@@ -176,10 +176,6 @@ pub(crate) fn engine_problem(e: EngineError) -> Problem {
     }
 }
 
-fn correlation() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
 /// Parses one envelope from JSON text. The problem names the field; `true` means the JSON itself
 /// was malformed (nothing identifiable to record).
 fn parse_event(text: &[u8], received_at: Timestamp) -> Result<Event, (Problem, bool)> {
@@ -215,7 +211,10 @@ fn parse_event(text: &[u8], received_at: Timestamp) -> Result<Event, (Problem, b
         )
     })?;
     de.end().map_err(|e| malformed(&e))?;
-    Event::from_envelope(&env, received_at, correlation).map_err(|e| {
+    Event::from_envelope(&env, received_at, || {
+        crossdock_model::event::own_correlation(&env.source, &env.id)
+    })
+    .map_err(|e| {
         let slug = match &e {
             EventError::UnknownType(_) => "unknown-event-type",
             EventError::Field { .. } => "invalid-event-data",
@@ -786,13 +785,16 @@ fn reservation_reply(reply: ReservationReply, created: bool) -> AppResult {
     }
 }
 
-pub(crate) fn correlation_from(headers: &HeaderMap) -> String {
+/// The caller's `X-Correlation-Id`, else the hub command's own (`event:crossdock/<command>`).
+pub(crate) fn correlation_from(headers: &HeaderMap, command: &str) -> String {
     headers
         .get("x-correlation-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| crossdock_model::ids::validate_id(v).is_ok())
         .map(str::to_string)
-        .unwrap_or_else(correlation)
+        .unwrap_or_else(|| {
+            crossdock_model::event::own_correlation(crossdock_model::event::HUB_SOURCE, command)
+        })
 }
 
 async fn post_reservation(
@@ -831,9 +833,10 @@ async fn post_reservation(
         .await?;
         return Err(p);
     }
+    let corr = correlation_from(&headers, &format!("reserve:{}", b.id));
     let reply = st
         .engine
-        .reserve(b.id, channel, b.lines, b.ttl_s, correlation_from(&headers))
+        .reserve(b.id, channel, b.lines, b.ttl_s, corr)
         .await
         .map_err(engine_problem)?;
     reservation_reply(reply, true)
@@ -862,9 +865,10 @@ async fn settle_reservation(
     commit: bool,
 ) -> AppResult {
     authenticate(&st.config.tokens, headers)?.require(Needed::Reserve)?;
+    let command = format!("{}:{id}", if commit { "commit" } else { "release" });
     let reply = st
         .engine
-        .settle(id, commit, correlation_from(headers))
+        .settle(id, commit, correlation_from(headers, &command))
         .await
         .map_err(engine_problem)?;
     reservation_reply(reply, false)

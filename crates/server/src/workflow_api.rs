@@ -87,7 +87,7 @@ pub async fn post_order(
         )))
     })
     .await?;
-    let corr = correlation_from(&headers);
+    let corr = correlation_from(&headers, &format!("order:{}:capture", b.id));
     // A repeated order asks the ERP again (a read on its side), but the ledger answers it with
     // the stored order: the first credit answer stands.
     let credit = match &st.config.workflows.credit {
@@ -403,7 +403,8 @@ async fn command(
     data: EventData,
     created: StatusCode,
 ) -> AppResult {
-    let event = hub_command(id, Timestamp::now(), correlation_from(headers), data);
+    let corr = correlation_from(headers, &id);
+    let event = hub_command(id, Timestamp::now(), corr, data);
     let reply = st
         .engine
         .workflow_command(event)

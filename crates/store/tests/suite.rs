@@ -1981,6 +1981,24 @@ fn case_trace_gathers_what_a_correlation_id_touched(s: &mut dyn Store) {
     assert_eq!(carried, vec![Some((2, Some(5)))], "A's change reached shop");
 
     assert_eq!(s.trace("nothing", 100).unwrap(), TraceRows::default());
+    // An input without a correlation id of its own is found by its key.
+    let own = s.trace("event:wms/other", 100).unwrap();
+    assert!(own.events.is_empty(), "its stored correlation id differs");
+    s.commit(&CommitBatch {
+        partition: 2,
+        events: vec![EventRow {
+            correlation_id: "event:wms/solo".into(),
+            ..event(2, 1, "wms", "solo")
+        }],
+        changes: vec![change(2, 1, 0, "D", 40, 5_000, 2)],
+        last_seq: 1,
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    let own = s.trace("event:wms/solo", 100).unwrap();
+    assert_eq!(own.events.len(), 1);
+    assert_eq!(own.changes.len(), 1);
+    assert_eq!(own.changes[0].item, "D");
     let first = s.trace("PO-77", 1).unwrap();
     assert_eq!(first.events.len(), 1, "limited");
     assert_eq!(first.changes.len(), 1, "changes of the events returned");

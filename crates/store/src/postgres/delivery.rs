@@ -1,6 +1,7 @@
 //! [`DeliveryStore`] on PostgreSQL.
 
 use ::postgres::{Row, Transaction};
+use crossdock_model::event::OWN_CORRELATION_PREFIX;
 use crossdock_model::{ExceptionRecord, ExceptionStatus};
 
 use super::{PgStore, Statements, select};
@@ -443,7 +444,11 @@ fn acks_in(
         if a.delivered && a.kind == OutboxKind::Latest {
             tx.execute(&sent, &[&endpoint, &a.key, &seq, &a.value, &at_us])?;
         }
-        if let Some(c) = &a.correlation_id {
+        if let Some(c) = a
+            .correlation_id
+            .as_ref()
+            .filter(|c| !c.starts_with(OWN_CORRELATION_PREFIX))
+        {
             tx.execute(
                 &log,
                 &[c, &endpoint, &a.key, &seq, &a.outcome(), &a.value, &at_us],

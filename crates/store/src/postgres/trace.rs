@@ -1,5 +1,7 @@
 //! Trace reads on PostgreSQL.
 
+use crossdock_model::event::own_correlation_keys;
+
 use super::delivery::dead_letter_row;
 use super::workflow::step_row;
 use super::{PgStore, event_row, outbox_row, select};
@@ -9,7 +11,15 @@ use crate::{Result, SentRow};
 const EVENTS: &str = concat!(
     "SELECT ",
     event_columns!(),
-    " FROM events WHERE correlation_id = $1 ORDER BY received_at_us, partition, seq LIMIT $2"
+    " FROM events WHERE correlation_id = $1 AND substr(correlation_id, 1, 6) <> 'event:' \
+     ORDER BY received_at_us, partition, seq LIMIT $2"
+);
+
+/// The input whose own key is its correlation id (`event:<source>/<id>`).
+const EVENT_BY_KEY: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE source = $1 AND id = $2 AND correlation_id = $3"
 );
 
 /// The journal row holding ledger sequence `$2`: the first commit ending at or after it.
@@ -39,7 +49,22 @@ impl TraceStore for PgStore {
     fn trace(&mut self, correlation_id: &str, limit: u32) -> Result<TraceRows> {
         let limit = i64::from(limit);
         let (client, st) = (&mut self.client, &mut self.statements);
-        let events = select(client, st, EVENTS, &[&correlation_id, &limit], event_row)?;
+        let own = own_correlation_keys(correlation_id);
+        let events = if own.is_empty() {
+            select(client, st, EVENTS, &[&correlation_id, &limit], event_row)?
+        } else {
+            let mut found = Vec::new();
+            for (source, id) in own {
+                found.extend(select(
+                    client,
+                    st,
+                    EVENT_BY_KEY,
+                    &[&source, &id, &correlation_id],
+                    event_row,
+                )?);
+            }
+            found
+        };
         let mut journal = (Vec::new(), Vec::new());
         for (partition, seqs) in by_partition(&events) {
             let mut covered = None;

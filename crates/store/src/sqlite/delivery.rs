@@ -1,5 +1,6 @@
 //! [`DeliveryStore`] on SQLite.
 
+use crossdock_model::event::OWN_CORRELATION_PREFIX;
 use crossdock_model::{ExceptionRecord, ExceptionStatus};
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
@@ -410,7 +411,11 @@ fn acks_in(tx: &Transaction<'_>, endpoint: &str, acks: &[Ack], at_us: i64) -> Re
         if a.delivered && a.kind == OutboxKind::Latest {
             sent.execute(params![endpoint, a.key, seq, a.value, at_us])?;
         }
-        if let Some(c) = &a.correlation_id {
+        if let Some(c) = a
+            .correlation_id
+            .as_ref()
+            .filter(|c| !c.starts_with(OWN_CORRELATION_PREFIX))
+        {
             log.execute(params![
                 c,
                 endpoint,

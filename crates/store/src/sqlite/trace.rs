@@ -5,13 +5,23 @@ use rusqlite::{OptionalExtension, params};
 use super::delivery::dead_letter_row;
 use super::workflow::step_row;
 use super::{SqliteStore, event_row, outbox_row, select};
+use crossdock_model::event::own_correlation_keys;
+
 use crate::trace::{DeliveryLogRow, TraceRows, TraceStore, by_partition, journal_of_events};
 use crate::{Result, SentRow};
 
 const EVENTS: &str = concat!(
     "SELECT ",
     event_columns!(),
-    " FROM events WHERE correlation_id = ?1 ORDER BY received_at_us, partition, seq LIMIT ?2"
+    " FROM events WHERE correlation_id = ?1 AND substr(correlation_id, 1, 6) <> 'event:' \
+     ORDER BY received_at_us, partition, seq LIMIT ?2"
+);
+
+/// The input whose own key is its correlation id (`event:<source>/<id>`).
+const EVENT_BY_KEY: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE source = ?1 AND id = ?2 AND correlation_id = ?3"
 );
 
 /// The journal row holding ledger sequence `?2`: the first commit ending at or after it.
@@ -40,12 +50,26 @@ const DEAD_LETTERS: &str = concat!(
 impl TraceStore for SqliteStore {
     fn trace(&mut self, correlation_id: &str, limit: u32) -> Result<TraceRows> {
         let limit = i64::from(limit);
-        let events = select(
-            &self.conn,
-            EVENTS,
-            params![correlation_id, limit],
-            event_row,
-        )?;
+        let own = own_correlation_keys(correlation_id);
+        let events = if own.is_empty() {
+            select(
+                &self.conn,
+                EVENTS,
+                params![correlation_id, limit],
+                event_row,
+            )?
+        } else {
+            let mut found = Vec::new();
+            for (source, id) in own {
+                found.extend(select(
+                    &self.conn,
+                    EVENT_BY_KEY,
+                    params![source, id, correlation_id],
+                    event_row,
+                )?);
+            }
+            found
+        };
         let mut journal = (Vec::new(), Vec::new());
         for (partition, seqs) in by_partition(&events) {
             let mut covered = None;
