@@ -650,6 +650,15 @@ mod commit_failure {
         ) -> crossdock_store::Result<Vec<crossdock_store::EventRow>> {
             self.inner.read_events(partition, after, limit)
         }
+        fn events_naming(
+            &mut self,
+            partition: u32,
+            item: &str,
+            from_seq: u64,
+            limit: u32,
+        ) -> crossdock_store::Result<Vec<crossdock_store::EventRow>> {
+            self.inner.events_naming(partition, item, from_seq, limit)
+        }
         fn find_reservation(
             &mut self,
             id: &str,
