@@ -617,6 +617,12 @@ mod commit_failure {
         ) -> crossdock_store::Result<Vec<crossdock_store::VarianceRow>> {
             self.inner.run_variances(id, after, limit)
         }
+        fn run_variance_counts(
+            &mut self,
+            id: &str,
+        ) -> crossdock_store::Result<Vec<(String, String, u64)>> {
+            self.inner.run_variance_counts(id)
+        }
     }
 
     impl Store for Flaky {

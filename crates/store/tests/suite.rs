@@ -1907,14 +1907,39 @@ fn case_journal_history_and_runs(s: &mut dyn Store) {
         action: "corrected".into(),
         reference: format!("ev-{n}"),
     };
-    s.save_run(&run, &[variance(0), variance(1), variance(2)])
-        .unwrap();
+    let elsewhere = |n: u32, location: &str, class: &str| VarianceRow {
+        location: location.into(),
+        class: class.into(),
+        ..variance(n)
+    };
+    s.save_run(
+        &run,
+        &[
+            variance(0),
+            variance(1),
+            variance(2),
+            elsewhere(3, "DC0", "missing_in_crossdock"),
+            elsewhere(4, "DC1", "missing_in_crossdock"),
+            elsewhere(5, "DC0", "quantity_variance"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        s.run_variance_counts("rec-1").unwrap(),
+        vec![
+            ("DC0".to_string(), "missing_in_crossdock".to_string(), 1),
+            ("DC0".to_string(), "quantity_variance".to_string(), 1),
+            ("DC1".to_string(), "missing_in_crossdock".to_string(), 1),
+            ("DC1".to_string(), "quantity_variance".to_string(), 3),
+        ]
+    );
+    assert!(s.run_variance_counts("rec-2").unwrap().is_empty());
     assert_eq!(s.find_run("rec-1").unwrap(), Some(run.clone()));
     assert_eq!(s.find_run("rec-2").unwrap(), None);
     assert_eq!(s.list_runs(Some("erp"), 10).unwrap(), vec![run.clone()]);
     assert!(s.list_runs(Some("wms"), 10).unwrap().is_empty());
     let page = s.run_variances("rec-1", Some(0), 1).unwrap();
     assert_eq!(page, vec![variance(1)]);
-    assert_eq!(s.run_variances("rec-1", None, 10).unwrap().len(), 3);
+    assert_eq!(s.run_variances("rec-1", None, 10).unwrap().len(), 6);
     assert!(s.save_run(&run, &[]).is_err(), "a run id is stored once");
 }
