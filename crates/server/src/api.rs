@@ -32,6 +32,8 @@ pub struct AppState {
     pub reconciler: Arc<crate::reconcile::Reconciler>,
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub config: Arc<Config>,
+    /// The dashboard's sessions and plot samples.
+    pub dashboard: Arc<crate::dashboard::Dashboard>,
 }
 
 type AppResult = Result<Response, Problem>;
@@ -112,6 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/webhooks/{platform}/{channel}",
             post(crate::webhooks::post_webhook),
         )
+        .merge(crate::dashboard::router())
         .fallback(|| async {
             Problem::not_found("no-such-route", "no such route; see GET /v1/openapi.json")
         })
