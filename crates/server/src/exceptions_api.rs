@@ -286,6 +286,19 @@ pub async fn page(st: &AppState, caller: &Caller, p: ListParams) -> Result<Excep
     })
 }
 
+/// Open and acknowledged records by kind (`query`): the counts alone, for a glance.
+pub async fn open_by_kind(
+    st: &AppState,
+    caller: &Caller,
+) -> Result<Vec<(ExceptionKind, u64)>, Problem> {
+    caller.require(Needed::Query)?;
+    st.exceptions
+        .call(|s| s.exception_counts())
+        .await
+        .map_err(store_problem)?
+        .map_err(store_problem)
+}
+
 /// Record `id` as it is now (`query`).
 pub async fn record(st: &AppState, caller: &Caller, id: &str) -> Result<QueueRecord, Problem> {
     caller.require(Needed::Query)?;

@@ -86,16 +86,7 @@ fn bound(s: Option<f64>) -> String {
 
 async fn numbers(st: &AppState, signed: &Signed) -> Result<Markup, Problem> {
     let lanes = crate::delivery_api::endpoints(st, &signed.caller).await?;
-    let open = crate::exceptions_api::page(
-        st,
-        &signed.caller,
-        crate::exceptions_api::ListParams {
-            limit: Some(1),
-            ..Default::default()
-        },
-    )
-    .await?
-    .open_by_kind;
+    let open = crate::exceptions_api::open_by_kind(st, &signed.caller).await?;
     let mut runs = Vec::new();
     for source in &st.reconciler.settings().sources {
         let latest =
@@ -148,7 +139,7 @@ async fn numbers(st: &AppState, signed: &Signed) -> Result<Markup, Problem> {
             div.card { h2 { "Deliveries / s" } p.big #deliveries-rate { (rate(deliveries_rate)) }
                 p.sub { "last " (RECENT) " s" } }
             div.card { h2 { "Waiting to deliver" } p.big #backlog { (depth) }
-                p.sub { "in flight included; oldest " span #oldest { (duration_ms(oldest_ms as f64)) } } }
+                p.sub title="messages in flight included" { "oldest " span #oldest { (duration_ms(oldest_ms as f64)) } } }
             div.card.warn[parked > 0] { h2 { "Parked (DLQ)" } p.big #parked { (parked) }
                 p.sub { a href="/ui/endpoints#dlq" { "dead-letter queue" } } }
             div.card.warn[open_total > 0] { h2 { "Open exceptions" } p.big #open-exceptions { (open_total) }
@@ -159,9 +150,9 @@ async fn numbers(st: &AppState, signed: &Signed) -> Result<Markup, Problem> {
                 Series { name: "events committed", class: "s-1", points: series(&|s| Some(s.events_per_s)) },
                 Series { name: "deliveries", class: "s-2", points: series(&|s| Some(s.deliveries_per_s)) },
             ]))
-            (chart("chart-lag", "Lag", "s", window_s, &[
-                Series { name: "oldest waiting", class: "s-1", points: series(&|s| Some(s.oldest_age_s)) },
-                Series { name: "commit → delivered", class: "s-2", points: series(&|s| s.lag_ms.map(|ms| ms / 1000.0)) },
+            (chart("chart-lag", "Lag", "ms", window_s, &[
+                Series { name: "oldest waiting", class: "s-1", points: series(&|s| Some(s.oldest_age_s * 1000.0)) },
+                Series { name: "commit → delivered", class: "s-2", points: series(&|s| s.lag_ms) },
             ]))
             (chart("chart-backlog", "Backlog", "messages", window_s, &[
                 Series { name: "waiting", class: "s-1", points: series(&|s| Some(s.depth as f64)) },

@@ -21,7 +21,8 @@ pub struct Series<'a> {
 
 /// The smallest of 1, 2 or 5 times a power of ten at or above `x` (1 for nothing to show).
 pub fn nice_ceiling(x: f64) -> f64 {
-    if !(x > 0.0) || !x.is_finite() {
+    // NaN, infinities, zero and below.
+    if !x.is_finite() || x <= 0.0 {
         return 1.0;
     }
     let magnitude = 10f64.powf(x.log10().floor());

@@ -58,7 +58,7 @@ pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
 }
 
-/// 256 bits from the operating system's generator (two v4 UUIDs' random bits), as hex.
+/// Two v4 UUIDs from the operating system's generator (244 random bits), as 64 hex digits.
 fn random_token() -> String {
     format!(
         "{}{}",
