@@ -627,6 +627,12 @@ mod commit_failure {
         ) -> crossdock_store::Result<Vec<crossdock_store::VarianceRow>> {
             self.inner.run_variances(id, after, limit)
         }
+        fn run_variance_counts(
+            &mut self,
+            id: &str,
+        ) -> crossdock_store::Result<Vec<(String, String, u64)>> {
+            self.inner.run_variance_counts(id)
+        }
     }
 
     impl Store for Flaky {
@@ -659,6 +665,15 @@ mod commit_failure {
             limit: u32,
         ) -> crossdock_store::Result<Vec<crossdock_store::EventRow>> {
             self.inner.read_events(partition, after, limit)
+        }
+        fn events_naming(
+            &mut self,
+            partition: u32,
+            item: &str,
+            from_seq: u64,
+            limit: u32,
+        ) -> crossdock_store::Result<Vec<crossdock_store::EventRow>> {
+            self.inner.events_naming(partition, item, from_seq, limit)
         }
         fn find_reservation(
             &mut self,

@@ -15,7 +15,7 @@ use crossdock_model::event::ReserveLine;
 use crossdock_model::{
     ChannelId, Envelope, Event, EventError, ExceptionKind, ExceptionRecord, ItemId, Timestamp,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Needed, authenticate};
@@ -32,6 +32,8 @@ pub struct AppState {
     pub reconciler: Arc<crate::reconcile::Reconciler>,
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub config: Arc<Config>,
+    /// The dashboard's sessions and plot samples.
+    pub dashboard: Arc<crate::dashboard::Dashboard>,
 }
 
 type AppResult = Result<Response, Problem>;
@@ -116,6 +118,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/webhooks/{platform}/{channel}",
             post(crate::webhooks::post_webhook),
         )
+        .merge(crate::dashboard::router())
         .route_layer(axum::middleware::from_fn(http_span))
         .fallback(|| async {
             Problem::not_found("no-such-route", "no such route; see GET /v1/openapi.json")
@@ -659,57 +662,114 @@ async fn get_positions(
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> AppResult {
-    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
-    let id = item(&st, Some(&raw), "item")?;
+    let caller = authenticate(&st.config.tokens, &headers)?;
+    Ok(Json(item_positions(&st, &caller, &raw)?).into_response())
+}
+
+/// An item as the ledger holds it now: `GET /v1/items/{item}/positions`.
+#[derive(Debug, Serialize)]
+pub struct ItemPositions {
+    pub item: ItemId,
+    /// The partition's sequence when the item was read (the highest of every partition for
+    /// an item without state).
+    pub ledger_seq: Option<u64>,
+    /// The sequence of the item's last change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_seq: Option<u64>,
+    /// What holds the item's channel ATS at 0 after an oversell (`Some(None)`: nothing; absent
+    /// for an item without state).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oversell_hold: Option<Option<String>>,
+    pub positions: Vec<PositionView>,
+    pub channels: Vec<ChannelAts>,
+}
+
+/// One (location, lot) with every bucket and what they make.
+#[derive(Debug, Serialize)]
+pub struct PositionView {
+    pub location: String,
+    pub lot: Option<String>,
+    pub on_hand: i64,
+    pub quarantined: i64,
+    pub damaged: i64,
+    pub returns_pending: i64,
+    pub picked: i64,
+    pub allocated: i64,
+    pub reserved: i64,
+    pub in_transit: i64,
+    pub incoming: i64,
+    pub safety_stock: i64,
+    pub committed: i64,
+    pub unsellable: i64,
+    pub available: i64,
+}
+
+/// A channel's availability of the item as last published, and the sequence it was computed at.
+#[derive(Debug, Serialize)]
+pub struct ChannelAts {
+    pub channel: ChannelId,
+    pub available: i64,
+    pub ledger_seq: Option<u64>,
+}
+
+/// Every position of item `raw` and each channel's ATS (`query`).
+pub fn item_positions(st: &AppState, caller: &Caller, raw: &str) -> Result<ItemPositions, Problem> {
+    caller.require(Needed::Query)?;
+    let id = item(st, Some(raw), "item")?;
     let policy = st.engine.policy();
     let seqs = st.engine.ledger_seqs();
     let Some((state, seq)) = st.engine.item(&id) else {
-        return Ok(Json(
-            json!({"item": id, "ledger_seq": seqs.iter().max(), "positions": [], "channels": []}),
-        )
-        .into_response());
+        return Ok(ItemPositions {
+            item: id,
+            ledger_seq: seqs.iter().max().copied(),
+            item_seq: None,
+            oversell_hold: None,
+            positions: Vec::new(),
+            channels: Vec::new(),
+        });
     };
-    let positions: Vec<Value> = state
+    let positions = state
         .positions
         .iter()
-        .map(|p| {
-            json!({
-                "location": policy.location_name(p.location),
-                "lot": p.lot,
-                "on_hand": p.b.on_hand,
-                "quarantined": p.b.quarantined,
-                "damaged": p.b.damaged,
-                "returns_pending": p.b.returns_pending,
-                "picked": p.b.picked,
-                "allocated": p.b.allocated,
-                "reserved": p.b.reserved,
-                "in_transit": p.b.in_transit,
-                "incoming": p.b.incoming,
-                "safety_stock": p.b.safety_stock,
-                "committed": p.b.committed(),
-                "unsellable": p.b.unsellable(),
-                "available": p.b.available(),
-            })
+        .map(|p| PositionView {
+            location: policy.location_name(p.location).to_string(),
+            lot: p.lot.as_ref().map(|l| l.to_string()),
+            on_hand: p.b.on_hand,
+            quarantined: p.b.quarantined,
+            damaged: p.b.damaged,
+            returns_pending: p.b.returns_pending,
+            picked: p.b.picked,
+            allocated: p.b.allocated,
+            reserved: p.b.reserved,
+            in_transit: p.b.in_transit,
+            incoming: p.b.incoming,
+            safety_stock: p.b.safety_stock,
+            committed: p.b.committed(),
+            unsellable: p.b.unsellable(),
+            available: p.b.available(),
         })
         .collect();
-    let channels: Vec<Value> = policy
+    let channels = policy
         .channels
         .iter()
         .enumerate()
         .map(|(i, c)| {
             let published = state.published.get(i).copied().flatten();
-            json!({"channel": c.id, "available": published.map_or(0, |p| p.ats), "ledger_seq": published.map(|p| p.seq)})
+            ChannelAts {
+                channel: c.id.clone(),
+                available: published.map_or(0, |p| p.ats),
+                ledger_seq: published.map(|p| p.seq),
+            }
         })
         .collect();
-    Ok(Json(json!({
-        "item": id,
-        "ledger_seq": seq,
-        "item_seq": state.last_seq,
-        "oversell_hold": state.oversell_hold(),
-        "positions": positions,
-        "channels": channels,
-    }))
-    .into_response())
+    Ok(ItemPositions {
+        item: id,
+        ledger_seq: Some(seq),
+        item_seq: Some(state.last_seq),
+        oversell_hold: Some(state.oversell_hold().map(str::to_string)),
+        positions,
+        channels,
+    })
 }
 
 #[derive(Deserialize)]

@@ -28,14 +28,18 @@ impl Caller {
         self.scopes.iter().any(|s| matches!(s, Scope::Admin))
     }
 
-    pub fn require(&self, needed: Needed) -> Result<(), Problem> {
-        let ok = self.admin()
+    /// Whether the token's scopes grant `needed` (admin grants everything).
+    pub fn may(&self, needed: Needed) -> bool {
+        self.admin()
             || match needed {
                 Needed::Query => self.scopes.iter().any(|s| matches!(s, Scope::Query)),
                 Needed::Reserve => self.scopes.iter().any(|s| matches!(s, Scope::Reserve)),
                 Needed::Admin => false,
-            };
-        if ok {
+            }
+    }
+
+    pub fn require(&self, needed: Needed) -> Result<(), Problem> {
+        if self.may(needed) {
             Ok(())
         } else {
             Err(Problem::new(
@@ -65,7 +69,7 @@ pub enum Needed {
 }
 
 impl Needed {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Needed::Query => "query",
             Needed::Reserve => "reserve",
@@ -91,23 +95,25 @@ pub fn authenticate(tokens: &[Token], headers: &HeaderMap) -> Result<Caller, Pro
         .map_err(|_| unauthorized("the Authorization header is not readable text"))?;
     let presented = value
         .strip_prefix("Bearer ")
-        .ok_or_else(|| unauthorized("the Authorization header must use the Bearer scheme"))?
-        .trim();
+        .ok_or_else(|| unauthorized("the Authorization header must use the Bearer scheme"))?;
+    caller_of_secret(tokens, presented).ok_or_else(|| unauthorized("the token is not valid"))
+}
+
+/// The caller whose token secret is `presented` (surrounding blanks ignored); every configured
+/// secret is compared, each in constant time. The dashboard's sign-in uses it too.
+pub fn caller_of_secret(tokens: &[Token], presented: &str) -> Option<Caller> {
+    let presented = presented.trim();
     let mut found = None;
     for t in tokens {
         if constant_time_eq(t.secret.as_bytes(), presented.as_bytes()) {
             found = Some(t);
         }
     }
-    found
-        .map(|t| Caller {
-            name: t.name.clone(),
-            scopes: t.scopes.clone(),
-        })
-        .ok_or_else(|| unauthorized("the token is not valid"))
+    found.map(Caller::of)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares in time that depends on the lengths only (secrets, CSRF tokens).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -8,14 +8,14 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use crossdock_delivery::DeliveryError;
+use crossdock_delivery::{DeliveryError, EndpointStatus};
 use crossdock_model::Timestamp;
-use crossdock_store::{DeadLetter, DeadLetterAction, DeadLetterFilter, DeadLetterStatus};
+use crossdock_store::{AuditRow, DeadLetter, DeadLetterAction, DeadLetterFilter, DeadLetterStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::AppState;
-use crate::auth::{Needed, authenticate};
+use crate::auth::{Caller, Needed, authenticate};
 use crate::problem::Problem;
 
 type AppResult = Result<Response, Problem>;
@@ -25,9 +25,15 @@ fn delivery_problem(e: DeliveryError) -> Problem {
 }
 
 pub async fn get_endpoints(State(st): State<Arc<AppState>>, headers: HeaderMap) -> AppResult {
-    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
-    let status = st.delivery.status().await.map_err(delivery_problem)?;
+    let caller = authenticate(&st.config.tokens, &headers)?;
+    let status = endpoints(&st, &caller).await?;
     Ok(Json(json!({ "endpoints": status })).into_response())
+}
+
+/// Every delivery lane's status with its dead-letter count (`query`).
+pub async fn endpoints(st: &AppState, caller: &Caller) -> Result<Vec<EndpointStatus>, Problem> {
+    caller.require(Needed::Query)?;
+    st.delivery.status().await.map_err(delivery_problem)
 }
 
 #[derive(Deserialize)]
@@ -43,7 +49,8 @@ pub async fn get_dlq(
     headers: HeaderMap,
     Query(q): Query<DlqParams>,
 ) -> AppResult {
-    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
+    let caller = authenticate(&st.config.tokens, &headers)?;
+    caller.require(Needed::Query)?;
     let status = match q.status.as_deref() {
         None => Some(DeadLetterStatus::Parked),
         Some("all") => None,
@@ -62,13 +69,22 @@ pub async fn get_dlq(
         status,
         limit: q.limit.unwrap_or(100).min(10_000),
     };
-    let letters = st
-        .delivery
-        .dead_letters(filter)
-        .await
-        .map_err(delivery_problem)?;
+    let letters = dead_letters(&st, &caller, filter).await?;
     let letters: Vec<Value> = letters.iter().map(letter_json).collect();
     Ok(Json(json!({ "dead_letters": letters })).into_response())
+}
+
+/// Dead letters matching `filter`, oldest first (`query`).
+pub async fn dead_letters(
+    st: &AppState,
+    caller: &Caller,
+    filter: DeadLetterFilter,
+) -> Result<Vec<DeadLetter>, Problem> {
+    caller.require(Needed::Query)?;
+    st.delivery
+        .dead_letters(filter)
+        .await
+        .map_err(delivery_problem)
 }
 
 /// Selects parked messages by `ids`, or by `endpoint` and/or `key`; at least one is required so
@@ -77,15 +93,15 @@ pub async fn get_dlq(
 #[serde(deny_unknown_fields)]
 pub struct DlqAction {
     #[serde(default)]
-    ids: Option<Vec<i64>>,
+    pub ids: Option<Vec<i64>>,
     #[serde(default)]
-    endpoint: Option<String>,
+    pub endpoint: Option<String>,
     #[serde(default)]
-    key: Option<String>,
+    pub key: Option<String>,
     /// Why; kept in the audit log.
-    note: String,
+    pub note: String,
     #[serde(default)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
 }
 
 pub async fn post_dlq_retry(
@@ -118,6 +134,24 @@ async fn act(
             format!("expected {{\"ids\": [..]}} or {{\"endpoint\": .., \"key\": ..}} with a \"note\": {e}"),
         )
     })?;
+    let letters = act_on_dead_letters(st, &caller, req, action).await?;
+    let verb = match action {
+        DeadLetterAction::Retry => "retried",
+        DeadLetterAction::Discard => "discarded",
+    };
+    let letters: Vec<Value> = letters.iter().map(letter_json).collect();
+    Ok(Json(json!({ verb: letters.len(), "dead_letters": letters })).into_response())
+}
+
+/// Retries or discards the parked messages `req` names, audited with the caller's token name
+/// and the note (`admin`). Answers the letters acted on.
+pub async fn act_on_dead_letters(
+    st: &AppState,
+    caller: &Caller,
+    req: DlqAction,
+    action: DeadLetterAction,
+) -> Result<Vec<DeadLetter>, Problem> {
+    caller.require(Needed::Admin)?;
     if req.ids.is_none() && req.endpoint.is_none() && req.key.is_none() {
         return Err(Problem::bad_request(
             "empty-selection",
@@ -145,17 +179,10 @@ async fn act(
         status: None,
         limit: req.limit.unwrap_or(10_000).min(100_000),
     };
-    let letters = st
-        .delivery
+    st.delivery
         .act(filter, action, caller.name.clone(), req.note)
         .await
-        .map_err(delivery_problem)?;
-    let verb = match action {
-        DeadLetterAction::Retry => "retried",
-        DeadLetterAction::Discard => "discarded",
-    };
-    let letters: Vec<Value> = letters.iter().map(letter_json).collect();
-    Ok(Json(json!({ verb: letters.len(), "dead_letters": letters })).into_response())
+        .map_err(delivery_problem)
 }
 
 #[derive(Deserialize)]
@@ -168,12 +195,8 @@ pub async fn get_audit(
     headers: HeaderMap,
     Query(q): Query<AuditParams>,
 ) -> AppResult {
-    authenticate(&st.config.tokens, &headers)?.require(Needed::Admin)?;
-    let rows = st
-        .delivery
-        .audit_log(q.limit.unwrap_or(100).min(10_000))
-        .await
-        .map_err(delivery_problem)?;
+    let caller = authenticate(&st.config.tokens, &headers)?;
+    let rows = audit_log(&st, &caller, q.limit.unwrap_or(100).min(10_000)).await?;
     let rows: Vec<Value> = rows
         .into_iter()
         .map(|r| {
@@ -189,6 +212,16 @@ pub async fn get_audit(
         })
         .collect();
     Ok(Json(json!({ "audit": rows })).into_response())
+}
+
+/// The newest `limit` audit rows, newest first (`admin`).
+pub async fn audit_log(
+    st: &AppState,
+    caller: &Caller,
+    limit: u32,
+) -> Result<Vec<AuditRow>, Problem> {
+    caller.require(Needed::Admin)?;
+    st.delivery.audit_log(limit).await.map_err(delivery_problem)
 }
 
 pub(crate) fn letter_json(l: &DeadLetter) -> Value {

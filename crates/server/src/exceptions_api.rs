@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::api::AppState;
-use crate::auth::{Needed, authenticate};
+use crate::auth::{Caller, Needed, authenticate};
 use crate::problem::Problem;
 use crate::replay::{Input, Notes, Replay, replay_many};
 
@@ -201,26 +201,34 @@ fn list(raw: &Option<String>) -> impl Iterator<Item = &str> {
 }
 
 /// `GET /v1/exceptions` parameters: the [`Filter`] fields, `limit` and `cursor`.
-#[derive(Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
-    kind: Option<String>,
-    status: Option<String>,
-    entity_prefix: Option<String>,
-    correlation_id: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
+    pub kind: Option<String>,
+    pub status: Option<String>,
+    pub entity_prefix: Option<String>,
+    pub correlation_id: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
 }
 
-/// `GET /v1/exceptions`: newest first, paged by `cursor` (`next_cursor` of the previous page,
-/// null on the last page), with the counts of everything the filter matches and the open counts by kind.
-pub async fn get_exceptions(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(p): Query<ListParams>,
-) -> AppResult {
-    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
+/// One page of the work queue and the counts beside it.
+#[derive(Debug)]
+pub struct ExceptionPage {
+    /// Newest first.
+    pub records: Vec<QueueRecord>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+    /// Everything the filter matches, by kind and status.
+    pub matching: Vec<(ExceptionKind, ExceptionStatus, u64)>,
+    /// Open and acknowledged records by kind, whatever the filter.
+    pub open_by_kind: Vec<(ExceptionKind, u64)>,
+}
+
+/// The records `p` selects, a page at a time (`query`).
+pub async fn page(st: &AppState, caller: &Caller, p: ListParams) -> Result<ExceptionPage, Problem> {
+    caller.require(Needed::Query)?;
     let filter = Filter {
         kind: p.kind,
         status: p.status,
@@ -246,7 +254,7 @@ pub async fn get_exceptions(
             .field("cursor")
         })?),
     };
-    let (mut page, counts, open) = st
+    let (mut page, matching, open_by_kind) = st
         .exceptions
         .call(move |s| -> crossdock_store::Result<_> {
             Ok((
@@ -261,32 +269,73 @@ pub async fn get_exceptions(
     let more = page.len() > limit as usize;
     page.truncate(limit as usize);
     let next_cursor = match page.last() {
-        Some(last) if more => json!(
+        Some(last) if more => Some(
             Cursor {
                 created_at_us: last.record.created_at.as_micros(),
                 id: last.record.id.clone(),
             }
-            .encode()
+            .encode(),
         ),
-        _ => Value::Null,
+        _ => None,
     };
+    Ok(ExceptionPage {
+        records: page,
+        next_cursor,
+        matching,
+        open_by_kind,
+    })
+}
+
+/// Open and acknowledged records by kind (`query`): the counts alone, for a glance.
+pub async fn open_by_kind(
+    st: &AppState,
+    caller: &Caller,
+) -> Result<Vec<(ExceptionKind, u64)>, Problem> {
+    caller.require(Needed::Query)?;
+    st.exceptions
+        .call(|s| s.exception_counts())
+        .await
+        .map_err(store_problem)?
+        .map_err(store_problem)
+}
+
+/// Record `id` as it is now (`query`).
+pub async fn record(st: &AppState, caller: &Caller, id: &str) -> Result<QueueRecord, Problem> {
+    caller.require(Needed::Query)?;
+    crate::replay::read(st, &[id.to_string()])
+        .await
+        .map_err(store_problem)?
+        .pop()
+        .ok_or_else(|| no_such(id))
+}
+
+/// `GET /v1/exceptions`: newest first, paged by `cursor` (`next_cursor` of the previous page,
+/// null on the last page), with the counts of everything the filter matches and the open counts by kind.
+pub async fn get_exceptions(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(p): Query<ListParams>,
+) -> AppResult {
+    let caller = authenticate(&st.config.tokens, &headers)?;
+    let page = page(&st, &caller, p).await?;
     let mut by_kind: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
     let mut total = 0u64;
-    for (kind, status, n) in counts {
+    for (kind, status, n) in &page.matching {
         total += n;
         by_kind
             .entry(kind.as_str())
             .or_default()
             .insert(status.as_str().to_string(), json!(n));
     }
-    let open_by_kind: Map<String, Value> = open
-        .into_iter()
+    let open_by_kind: Map<String, Value> = page
+        .open_by_kind
+        .iter()
         .map(|(k, n)| (k.as_str().to_string(), json!(n)))
         .collect();
-    let list: Vec<Value> = page.iter().map(|r| record_json(&st, r)).collect();
+    let list: Vec<Value> = page.records.iter().map(|r| record_json(&st, r)).collect();
     Ok(Json(json!({
         "exceptions": list,
-        "next_cursor": next_cursor,
+        "next_cursor": page.next_cursor,
         "matching": {"total": total, "by_kind": by_kind},
         "open_by_kind": open_by_kind,
     }))
@@ -354,18 +403,67 @@ pub async fn post_action(
     })?;
     caller.require(Needed::Admin)?;
     let note = note_of(&body)?;
+    match act(&st, &caller, &id, action, note).await? {
+        Acted::Moved(record) => {
+            Ok(Json(json!({"exception": record_json(&st, &record)})).into_response())
+        }
+        Acted::Replayed {
+            record,
+            input,
+            report,
+        } => Ok(Json(json!({
+            "exception": record_json(&st, &record),
+            "input": input,
+            "replayed": replayed_name(&record),
+            "report": report,
+        }))
+        .into_response()),
+    }
+}
+
+/// What an operator's move did.
+#[derive(Debug)]
+pub enum Acted {
+    /// Acknowledged, resolved or discarded: the record as moved.
+    Moved(QueueRecord),
+    /// Ran its kept input again and was moved to `replayed`.
+    Replayed {
+        record: QueueRecord,
+        /// What ran (`file`, `request`, `dead_letter`).
+        input: &'static str,
+        report: Value,
+    },
+}
+
+/// One move of record `id`, audited with the caller's token name and `note` (`admin`). A
+/// closed record answers 409 `invalid-transition`; a replay that fails again 422
+/// `replay-failed` (the record keeps its status, with a note saying why).
+pub async fn act(
+    st: &AppState,
+    caller: &Caller,
+    id: &str,
+    action: Action,
+    note: String,
+) -> Result<Acted, Problem> {
+    caller.require(Needed::Admin)?;
+    if note.trim().is_empty() {
+        return Err(
+            Problem::bad_request("missing-note", "say why in \"note\"; it is audited")
+                .field("note"),
+        );
+    }
     if action == Action::Replay {
-        let record = crate::replay::read(&st, std::slice::from_ref(&id))
+        let record = crate::replay::read(st, &[id.to_string()])
             .await
             .map_err(store_problem)?
             .pop()
-            .ok_or_else(|| no_such(&id))?;
+            .ok_or_else(|| no_such(id))?;
         let notes = Notes {
             actor: &caller.name,
             note: &note,
             failed: &|why| format!("replay failed: {why}"),
         };
-        let result = replay_many(&st, std::slice::from_ref(&record), &notes)
+        let result = replay_many(st, std::slice::from_ref(&record), &notes)
             .await
             .map_err(store_problem)?
             .pop()
@@ -375,13 +473,11 @@ pub async fn post_action(
                 record,
                 input,
                 report,
-            } => Ok(Json(json!({
-                "exception": record_json(&st, &record),
-                "input": input,
-                "replayed": replayed_name(&record),
-                "report": report,
-            }))
-            .into_response()),
+            } => Ok(Acted::Replayed {
+                record,
+                input,
+                report,
+            }),
             Replay::Failed {
                 record,
                 input,
@@ -394,17 +490,17 @@ pub async fn post_action(
                     record.record.status.as_str()
                 ),
             )
-            .with("exception", record_json(&st, &record))
+            .with("exception", record_json(st, &record))
             .with("report", report)),
             Replay::NotReplayable(why) => Err(Problem::unprocessable("not-replayable", why)),
             Replay::Refused(r) => Err(invalid_transition(action, &r)),
-            Replay::Missing => Err(no_such(&id)),
+            Replay::Missing => Err(no_such(id)),
         };
     }
     let (to, from) = action.moves();
     let moved = crate::replay::transition(
-        &st,
-        vec![id.clone()],
+        st,
+        vec![id.to_string()],
         to,
         from.to_vec(),
         &caller.name,
@@ -413,11 +509,9 @@ pub async fn post_action(
     .await
     .map_err(store_problem)?;
     match moved.into_iter().next() {
-        Some(Transition::Changed(r)) => {
-            Ok(Json(json!({"exception": record_json(&st, &r)})).into_response())
-        }
+        Some(Transition::Changed(r)) => Ok(Acted::Moved(r)),
         Some(Transition::Refused(r)) => Err(invalid_transition(action, &r)),
-        Some(Transition::Missing) | None => Err(no_such(&id)),
+        Some(Transition::Missing) | None => Err(no_such(id)),
     }
 }
 

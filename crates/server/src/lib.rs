@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod canary;
 pub mod config;
+pub mod dashboard;
 pub mod delivery_api;
 pub mod edi;
 pub mod edi_api;
@@ -215,8 +216,10 @@ pub async fn serve(
         reconciler: hub.reconciler,
         telemetry: hub.telemetry,
         config,
+        dashboard: Arc::default(),
     });
     workqueue::start(state.clone(), stop_partners.subscribe());
+    dashboard::start(state.clone(), stop_partners.subscribe());
     let result = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
         .await;

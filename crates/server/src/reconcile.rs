@@ -993,7 +993,11 @@ fn correction(
 
 /// `GET /v1/items/{item}/history?at=T`: positions, every channel's ATS and what was delivered
 /// to each channel, as the hub knew them at `at`.
-pub async fn history(engine: &Engine, item: &ItemId, at: Timestamp) -> Result<Value, EngineError> {
+pub async fn history(
+    engine: &Engine,
+    item: &ItemId,
+    at: Timestamp,
+) -> Result<History, EngineError> {
     let policy = engine.policy().clone();
     let partition = partition_of(item, engine.partitions());
     let (state, seq) = match engine.item(item) {
@@ -1042,7 +1046,7 @@ pub async fn history(engine: &Engine, item: &ItemId, at: Timestamp) -> Result<Va
             *x -= d;
         }
     }
-    let positions: Vec<Value> = positions
+    let positions = positions
         .into_iter()
         .filter(|(_, b)| b.iter().any(|x| *x != 0))
         .map(|((location, lot), b)| {
@@ -1058,19 +1062,17 @@ pub async fn history(engine: &Engine, item: &ItemId, at: Timestamp) -> Result<Va
                 incoming: b[8],
                 safety_stock: b[9],
             };
-            let mut v = json!({"location": location, "available": buckets.available()});
-            for (name, x) in crossdock_store::BUCKETS.iter().zip(b) {
-                v[*name] = json!(x);
+            PastPosition {
+                location,
+                lot: (!lot.is_empty()).then_some(lot),
+                buckets: b,
+                available: buckets.available(),
             }
-            if !lot.is_empty() {
-                v["lot"] = json!(lot);
-            }
-            v
         })
         .collect();
     let sent_by: HashMap<&str, &crossdock_store::SentRow> =
         sent.iter().map(|s| (s.endpoint.as_str(), s)).collect();
-    let channels: Vec<Value> = policy
+    let channels = policy
         .channels
         .iter()
         .enumerate()
@@ -1087,22 +1089,98 @@ pub async fn history(engine: &Engine, item: &ItemId, at: Timestamp) -> Result<Va
                     .and_then(|s| s.published.get(i).copied().flatten())
                     .map(|p| p.ats),
             };
-            let delivered = sent_by.get(c.id.as_str());
-            json!({
-                "channel": c.id,
-                "ats": value,
-                "sent": delivered.map(|s| json!({
-                    "value": s.value,
-                    "ledger_seq": s.ledger_seq,
-                    "sent_at": Timestamp::from_micros(s.sent_at_us).to_rfc3339(),
-                })),
-            })
+            PastChannel {
+                channel: c.id.to_string(),
+                ats: value,
+                sent: sent_by.get(c.id.as_str()).map(|s| PastDelivery {
+                    value: s.value,
+                    ledger_seq: s.ledger_seq,
+                    sent_at: Timestamp::from_micros(s.sent_at_us),
+                }),
+            }
         })
         .collect();
-    Ok(json!({
-        "item": item,
-        "at": at.to_rfc3339(),
-        "positions": positions,
-        "channels": channels,
-    }))
+    Ok(History {
+        item: item.clone(),
+        at,
+        positions,
+        channels,
+    })
+}
+
+/// An item as the hub knew it at a time: `GET /v1/items/{item}/history?at=T`.
+#[derive(Debug)]
+pub struct History {
+    pub item: ItemId,
+    pub at: Timestamp,
+    /// Positions with any bucket not zero at `at`.
+    pub positions: Vec<PastPosition>,
+    /// Every channel of the policy.
+    pub channels: Vec<PastChannel>,
+}
+
+#[derive(Debug)]
+pub struct PastPosition {
+    pub location: String,
+    pub lot: Option<String>,
+    /// In [`crossdock_store::BUCKETS`] order.
+    pub buckets: [i64; 10],
+    pub available: i64,
+}
+
+#[derive(Debug)]
+pub struct PastChannel {
+    pub channel: String,
+    /// The channel's ATS at `at`; `None` when it had none yet.
+    pub ats: Option<i64>,
+    /// The value last delivered to the channel at or before `at`.
+    pub sent: Option<PastDelivery>,
+}
+
+#[derive(Debug)]
+pub struct PastDelivery {
+    pub value: Option<i64>,
+    pub ledger_seq: u64,
+    pub sent_at: Timestamp,
+}
+
+impl History {
+    /// The wire form: each position's buckets by name, `lot` only where there is one.
+    pub fn to_json(&self) -> Value {
+        let positions: Vec<Value> = self
+            .positions
+            .iter()
+            .map(|p| {
+                let mut v = json!({"location": p.location, "available": p.available});
+                for (name, x) in crossdock_store::BUCKETS.iter().zip(p.buckets) {
+                    v[*name] = json!(x);
+                }
+                if let Some(lot) = &p.lot {
+                    v["lot"] = json!(lot);
+                }
+                v
+            })
+            .collect();
+        let channels: Vec<Value> = self
+            .channels
+            .iter()
+            .map(|c| {
+                json!({
+                    "channel": c.channel,
+                    "ats": c.ats,
+                    "sent": c.sent.as_ref().map(|s| json!({
+                        "value": s.value,
+                        "ledger_seq": s.ledger_seq,
+                        "sent_at": s.sent_at.to_rfc3339(),
+                    })),
+                })
+            })
+            .collect();
+        json!({
+            "item": self.item,
+            "at": self.at.to_rfc3339(),
+            "positions": positions,
+            "channels": channels,
+        })
+    }
 }

@@ -8,11 +8,12 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use crossdock_model::Timestamp;
+use crossdock_store::{RunRow, VarianceRow};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{AppState, engine_problem};
-use crate::auth::{Needed, authenticate};
+use crate::auth::{Caller, Needed, authenticate};
 use crate::problem::Problem;
 use crate::reconcile::{Input, RunError, run_json, variance_json};
 
@@ -113,14 +114,24 @@ pub async fn list_runs(
     headers: HeaderMap,
     Query(q): Query<ListParams>,
 ) -> AppResult {
-    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let runs = st
-        .engine
-        .read(move |s| s.list_runs(q.source.as_deref(), limit))
-        .await
-        .map_err(engine_problem)?;
+    let caller = authenticate(&st.config.tokens, &headers)?;
+    let runs = runs(&st, &caller, q.source, q.limit.unwrap_or(100)).await?;
     Ok(Json(json!({"runs": runs.iter().map(run_json).collect::<Vec<_>>()})).into_response())
+}
+
+/// The newest runs (of one source, or every source), at most `limit` (1 ..= 1000) (`query`).
+pub async fn runs(
+    st: &AppState,
+    caller: &Caller,
+    source: Option<String>,
+    limit: u32,
+) -> Result<Vec<RunRow>, Problem> {
+    caller.require(Needed::Query)?;
+    let limit = limit.clamp(1, 1000);
+    st.engine
+        .read(move |s| s.list_runs(source.as_deref(), limit))
+        .await
+        .map_err(engine_problem)
 }
 
 #[derive(Deserialize)]
@@ -136,15 +147,33 @@ pub async fn get_run(
     Path(id): Path<String>,
     Query(q): Query<PageParams>,
 ) -> AppResult {
-    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
+    let caller = authenticate(&st.config.tokens, &headers)?;
     let limit = q.limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX);
-    let key = id.clone();
+    let (run, rows) = run_page(&st, &caller, &id, q.after, limit).await?;
+    let mut v = run_json(&run);
+    v["variances"] = json!(rows.iter().map(variance_json).collect::<Vec<_>>());
+    if rows.len() as u32 == limit {
+        v["next_after"] = json!(rows.last().map(|r| r.n));
+    }
+    Ok(Json(v).into_response())
+}
+
+/// Run `id` and its variance rows after row `after`, at most `limit` (`query`).
+pub async fn run_page(
+    st: &AppState,
+    caller: &Caller,
+    id: &str,
+    after: Option<u32>,
+    limit: u32,
+) -> Result<(RunRow, Vec<VarianceRow>), Problem> {
+    caller.require(Needed::Query)?;
+    let key = id.to_string();
     let (run, rows) = st
         .engine
         .read(move |s| {
             let run = s.find_run(&key)?;
             let rows = match &run {
-                Some(_) => s.run_variances(&key, q.after, limit)?,
+                Some(_) => s.run_variances(&key, after, limit)?,
                 None => Vec::new(),
             };
             Ok((run, rows))
@@ -153,12 +182,7 @@ pub async fn get_run(
         .map_err(engine_problem)?;
     let run =
         run.ok_or_else(|| Problem::not_found("unknown-run", format!("no reconciliation {id:?}")))?;
-    let mut v = run_json(&run);
-    v["variances"] = json!(rows.iter().map(variance_json).collect::<Vec<_>>());
-    if rows.len() as u32 == limit {
-        v["next_after"] = json!(rows.last().map(|r| r.n));
-    }
-    Ok(Json(v).into_response())
+    Ok((run, rows))
 }
 
 /// `GET /v1/reconciliations/{id}/variances.csv`: every variance row of the run.
@@ -252,13 +276,28 @@ pub async fn get_history(
     Path(raw): Path<String>,
     Query(q): Query<HistoryParams>,
 ) -> AppResult {
-    authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
-    let item = crate::api::item(&st, Some(&raw), "item")?;
-    let at = time_param(q.at.as_deref(), "at")?.ok_or_else(|| {
+    let caller = authenticate(&st.config.tokens, &headers)?;
+    Ok(Json(
+        item_history(&st, &caller, &raw, q.at.as_deref())
+            .await?
+            .to_json(),
+    )
+    .into_response())
+}
+
+/// Item `raw` as the hub knew it at `at` (RFC 3339, required) (`query`).
+pub async fn item_history(
+    st: &AppState,
+    caller: &Caller,
+    raw: &str,
+    at: Option<&str>,
+) -> Result<crate::reconcile::History, Problem> {
+    caller.require(Needed::Query)?;
+    let item = crate::api::item(st, Some(raw), "item")?;
+    let at = time_param(at, "at")?.ok_or_else(|| {
         Problem::bad_request("missing-parameter", "at is required (an RFC 3339 time)").field("at")
     })?;
-    let v = crate::reconcile::history(&st.engine, &item, at)
+    crate::reconcile::history(&st.engine, &item, at)
         .await
-        .map_err(engine_problem)?;
-    Ok(Json(v).into_response())
+        .map_err(engine_problem)
 }

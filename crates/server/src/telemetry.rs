@@ -69,8 +69,95 @@ pub struct Telemetry {
     canary_checks: Family<Labels, Counter>,
     scrape: Arc<ScrapeCollector>,
     slos: Vec<Arc<SloState>>,
+    totals: RunningTotals,
     /// One scrape at a time (the snapshot is shared).
     pub scraping: tokio::sync::Mutex<()>,
+}
+
+/// Totals since start the dashboard samples for its rates (the Prometheus families are
+/// written, not read back).
+#[derive(Debug, Default)]
+struct RunningTotals {
+    events: AtomicU64,
+    commits: AtomicU64,
+    commit_us: AtomicU64,
+}
+
+/// [`Telemetry::totals`]: what the commit observer has counted since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Inputs logged (applied, held and quarantined).
+    pub events: u64,
+    /// Group commits.
+    pub commits: u64,
+    /// Time spent in those commits' transactions.
+    pub commit_us: u64,
+}
+
+/// An objective as it stands: what was counted for it since start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloStatus {
+    pub name: String,
+    pub flow: SloFlow,
+    pub threshold_s: f64,
+    pub objective: f64,
+    pub good: u64,
+    pub bad: u64,
+}
+
+impl SloStatus {
+    /// The share within the threshold (1 with no observations yet).
+    pub fn attainment(&self) -> f64 {
+        attainment(self.good, self.bad)
+    }
+
+    /// `(1 - attainment) / (1 - objective)`: above 1 the objective is being missed.
+    pub fn burn_rate(&self) -> f64 {
+        (1.0 - self.attainment()) / (1.0 - self.objective)
+    }
+}
+
+/// The objectives' counts: the ingest flow as counted at commit, the delivery flow from the
+/// channel endpoints' latency buckets (a bucket counts as good when its upper bound is within
+/// the threshold, which `check-config` makes one of the bounds).
+fn slo_counts(
+    slos: &[Arc<SloState>],
+    lanes: &[EndpointStatus],
+    channels: &[String],
+) -> Vec<SloStatus> {
+    slos.iter()
+        .map(|st| {
+            let (good, bad) = match st.slo.flow {
+                SloFlow::OccurredToCommitted | SloFlow::ChannelVisible => (
+                    st.good.load(Ordering::Relaxed),
+                    st.bad.load(Ordering::Relaxed),
+                ),
+                SloFlow::CommittedToDelivered => {
+                    let (mut good, mut bad) = (0, 0);
+                    for l in lanes.iter().filter(|l| channels.contains(&l.lane.endpoint)) {
+                        let counts = &l.lane.stats.latency_counts;
+                        for (i, n) in counts.iter().enumerate() {
+                            let upper = LATENCY_BUCKETS_S.get(i).copied().unwrap_or(f64::INFINITY);
+                            if upper <= st.slo.threshold_s {
+                                good += n;
+                            } else {
+                                bad += n;
+                            }
+                        }
+                    }
+                    (good, bad)
+                }
+            };
+            SloStatus {
+                name: st.slo.name.clone(),
+                flow: st.slo.flow,
+                threshold_s: st.slo.threshold_s,
+                objective: st.slo.objective,
+                good,
+                bad,
+            }
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -177,6 +264,7 @@ impl Telemetry {
             canary_checks,
             scrape,
             slos,
+            totals: RunningTotals::default(),
             scraping: tokio::sync::Mutex::new(()),
         })
     }
@@ -192,6 +280,14 @@ impl Telemetry {
     /// The engine's commit observer.
     pub fn committed(&self, batch: &CommitBatch, took: Duration) {
         self.commit_seconds.observe(took.as_secs_f64());
+        self.totals
+            .events
+            .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+        self.totals.commits.fetch_add(1, Ordering::Relaxed);
+        self.totals.commit_us.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         self.batch_events.observe(batch.events.len() as f64);
         let now = Timestamp::now().as_micros();
         // Counted per (source, type, recorded or not) once per batch, not once per event.
@@ -273,6 +369,20 @@ impl Telemetry {
             let counter = if good { &s.good } else { &s.bad };
             counter.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// What the commit observer has counted since start.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            events: self.totals.events.load(Ordering::Relaxed),
+            commits: self.totals.commits.load(Ordering::Relaxed),
+            commit_us: self.totals.commit_us.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Every `[[slo]]` with its counts; `lanes` and `channels` as for a scrape.
+    pub fn slo_status(&self, lanes: &[EndpointStatus], channels: &[String]) -> Vec<SloStatus> {
+        slo_counts(&self.slos, lanes, channels)
     }
 
     /// The text exposition for a scrape of `scrape`.
@@ -438,36 +548,7 @@ impl Collector for ScrapeCollector {
             }),
         )?;
         // Objectives: good and bad observations, attainment and burn rate.
-        let counts: Vec<(&SloState, u64, u64)> = self
-            .slos
-            .iter()
-            .map(|st| match st.slo.flow {
-                SloFlow::OccurredToCommitted | SloFlow::ChannelVisible => (
-                    &**st,
-                    st.good.load(Ordering::Relaxed),
-                    st.bad.load(Ordering::Relaxed),
-                ),
-                SloFlow::CommittedToDelivered => {
-                    let (mut good, mut bad) = (0, 0);
-                    for l in s
-                        .lanes
-                        .iter()
-                        .filter(|l| s.channels.contains(&l.lane.endpoint))
-                    {
-                        let counts = &l.lane.stats.latency_counts;
-                        for (i, n) in counts.iter().enumerate() {
-                            let upper = LATENCY_BUCKETS_S.get(i).copied().unwrap_or(f64::INFINITY);
-                            if upper <= st.slo.threshold_s {
-                                good += n;
-                            } else {
-                                bad += n;
-                            }
-                        }
-                    }
-                    (&**st, good, bad)
-                }
-            })
-            .collect();
+        let counts = slo_counts(&self.slos, &s.lanes, &s.channels);
         {
             let mut metric = encoder.encode_descriptor(
                 "slo_observations",
@@ -475,9 +556,9 @@ impl Collector for ScrapeCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for (st, good, bad) in &counts {
-                for (outcome, v) in [("good", *good), ("bad", *bad)] {
-                    let l = labels(&[("slo", &st.slo.name), ("outcome", outcome)]);
+            for st in &counts {
+                for (outcome, v) in [("good", st.good), ("bad", st.bad)] {
+                    let l = labels(&[("slo", &st.name), ("outcome", outcome)]);
                     ConstCounter::new(v).encode(metric.encode_family(&l)?)?;
                 }
             }
@@ -485,12 +566,12 @@ impl Collector for ScrapeCollector {
         let float_family = |encoder: &mut DescriptorEncoder,
                             name: &str,
                             help: &str,
-                            value: &dyn Fn(&SloState, u64, u64) -> f64|
+                            value: &dyn Fn(&SloStatus) -> f64|
          -> Result<(), std::fmt::Error> {
             let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (st, good, bad) in &counts {
-                let l = labels(&[("slo", &st.slo.name)]);
-                ConstGauge::new(value(st, *good, *bad)).encode(metric.encode_family(&l)?)?;
+            for st in &counts {
+                let l = labels(&[("slo", &st.name)]);
+                ConstGauge::new(value(st)).encode(metric.encode_family(&l)?)?;
             }
             Ok(())
         };
@@ -498,19 +579,19 @@ impl Collector for ScrapeCollector {
             &mut encoder,
             "slo_objective",
             "The share of observations an objective wants within its threshold",
-            &|st, _, _| st.slo.objective,
+            &|st| st.objective,
         )?;
         float_family(
             &mut encoder,
             "slo_attainment",
             "The share of observations within the threshold since start (1 with none)",
-            &|_, good, bad| attainment(good, bad),
+            &SloStatus::attainment,
         )?;
         float_family(
             &mut encoder,
             "slo_burn_rate",
             "How fast the error budget is spent: (1 - attainment) / (1 - objective); above 1 misses the objective",
-            &|st, good, bad| (1.0 - attainment(good, bad)) / (1.0 - st.slo.objective),
+            &SloStatus::burn_rate,
         )?;
         Ok(())
     }

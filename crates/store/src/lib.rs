@@ -336,6 +336,17 @@ pub trait Store: DeliveryStore + ExceptionStore + ReconStore + TraceStore + Send
     fn key_hashes(&mut self, partition: u32) -> Result<Vec<u64>>;
     /// The log of a partition after `after_seq`, in order, at most `limit` rows.
     fn read_events(&mut self, partition: u32, after_seq: u64, limit: u32) -> Result<Vec<EventRow>>;
+    /// Events of `partition` logged at ledger sequence `from_seq` or later whose envelope names
+    /// `item` (an `"item":"<item>"` member anywhere in it, as the engine writes envelopes:
+    /// compact JSON), newest first, at most `limit`. The caller bounds the rows read by
+    /// choosing `from_seq` (an item's timeline looks at the newest part of the log only).
+    fn events_naming(
+        &mut self,
+        partition: u32,
+        item: &str,
+        from_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>>;
     fn find_reservation(&mut self, id: &str) -> Result<Option<ReservationRow>>;
     fn list_exceptions(&mut self, filter: &ExceptionFilter) -> Result<Vec<ExceptionRecord>>;
     /// Open (status `open` or `acknowledged`) exceptions by kind.
@@ -346,6 +357,15 @@ pub trait Store: DeliveryStore + ExceptionStore + ReconStore + TraceStore + Send
     fn list_workflows(&mut self, filter: &WorkflowFilter) -> Result<Vec<WorkflowRow>>;
     /// Pending outbox rows, oldest first.
     fn outbox(&mut self, endpoint: Option<&str>, limit: u32) -> Result<Vec<StoredOutbox>>;
+}
+
+/// What an envelope naming `item` contains: `"item":` and the item as a JSON string, exactly
+/// as `serde_json` writes it (both dialects search for this text, case-sensitively).
+pub(crate) fn item_member(item: &str) -> String {
+    format!(
+        "\"item\":{}",
+        serde_json::to_string(item).expect("a string serializes")
+    )
 }
 
 pub fn parse_exception_kind(raw: &str) -> Result<ExceptionKind> {

@@ -176,6 +176,14 @@ const SELECT_EVENTS_AFTER: &str = concat!(
     " FROM events WHERE partition = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 );
 
+// `strpos` is a case-sensitive substring test (LIKE would need escaping).
+const SELECT_EVENTS_NAMING: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE partition = $1 AND seq >= $2 AND strpos(envelope, $3) > 0 \
+     ORDER BY seq DESC LIMIT $4"
+);
+
 const SELECT_RESERVATION: &str = concat!(
     "SELECT ",
     reservation_columns!(),
@@ -360,6 +368,27 @@ impl Store for PgStore {
             &[
                 &i64::from(partition),
                 &(after_seq as i64),
+                &i64::from(limit),
+            ],
+            event_row,
+        )
+    }
+
+    fn events_naming(
+        &mut self,
+        partition: u32,
+        item: &str,
+        from_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>> {
+        select(
+            &mut self.client,
+            &mut self.statements,
+            SELECT_EVENTS_NAMING,
+            &[
+                &i64::from(partition),
+                &(from_seq as i64),
+                &crate::item_member(item),
                 &i64::from(limit),
             ],
             event_row,

@@ -233,4 +233,7 @@ pub trait ReconStore {
         after_n: Option<u32>,
         limit: u32,
     ) -> Result<Vec<VarianceRow>>;
+    /// A run's variance rows counted by `(location, class)`, sorted by location then class
+    /// (one row per pair, however many variances the run has).
+    fn run_variance_counts(&mut self, id: &str) -> Result<Vec<(String, String, u64)>>;
 }

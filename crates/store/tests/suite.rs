@@ -119,6 +119,7 @@ macro_rules! suite {
                 case_find_event,
                 case_key_hashes,
                 case_read_events_pages,
+                case_events_naming_an_item,
                 case_exceptions,
                 case_timers,
                 case_upserts_overwrite,
@@ -734,6 +735,58 @@ fn case_read_events_pages(s: &mut dyn Store) {
     assert!(s.read_events(0, 25, 10).unwrap().is_empty());
     assert!(s.read_events(0, 0, 0).unwrap().is_empty());
     assert_eq!(s.read_events(1, 0, 100).unwrap().len(), 3);
+}
+
+fn case_events_naming_an_item(s: &mut dyn Store) {
+    let named = |seq: u64, data: &str| EventRow {
+        envelope: format!(r#"{{"specversion":"1.0","id":"n-{seq}","data":{data}}}"#),
+        ..event(0, seq, "wms", &format!("n-{seq}"))
+    };
+    let events = vec![
+        named(1, r#"{"item":"SKU-1","qty":1}"#),
+        named(2, r#"{"item":"SKU-10","qty":1}"#),
+        named(
+            3,
+            r#"{"lines":[{"item":"SKU-2","qty":1},{"item":"SKU-1","qty":2}]}"#,
+        ),
+        named(4, r#"{"item":"sku-1","qty":1}"#),
+        named(5, r#"{"reservation":"r-1"}"#),
+        named(6, r#"{"item":"SKU-1","qty":3}"#),
+        named(7, r#"{"item":"a\"b","qty":1}"#),
+    ];
+    s.commit(&CommitBatch {
+        partition: 0,
+        events,
+        last_seq: 7,
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    s.commit(&CommitBatch {
+        partition: 1,
+        events: vec![EventRow {
+            partition: 1,
+            id: "p1-1".into(),
+            ..named(1, r#"{"item":"SKU-1"}"#)
+        }],
+        last_seq: 1,
+        ..CommitBatch::default()
+    })
+    .unwrap();
+    let seqs = |rows: Vec<EventRow>| rows.iter().map(|r| r.seq).collect::<Vec<_>>();
+    // Newest first; not SKU-10, not another case, not another partition.
+    assert_eq!(seqs(s.events_naming(0, "SKU-1", 0, 10).unwrap()), [6, 3, 1]);
+    assert_eq!(seqs(s.events_naming(0, "SKU-1", 0, 2).unwrap()), [6, 3]);
+    assert_eq!(
+        seqs(s.events_naming(0, "SKU-1", 2, 10).unwrap()),
+        [6, 3],
+        "from_seq bounds the rows read"
+    );
+    assert_eq!(seqs(s.events_naming(0, "sku-1", 0, 10).unwrap()), [4]);
+    assert_eq!(seqs(s.events_naming(0, "a\"b", 0, 10).unwrap()), [7]);
+    assert_eq!(seqs(s.events_naming(1, "SKU-1", 0, 10).unwrap()), [1]);
+    assert!(s.events_naming(0, "SKU-9", 0, 10).unwrap().is_empty());
+    let row = &s.events_naming(0, "SKU-2", 0, 10).unwrap()[0];
+    assert_eq!((row.seq, row.id.as_str()), (3, "n-3"));
 }
 
 fn case_exceptions(s: &mut dyn Store) {
@@ -1858,15 +1911,40 @@ fn case_journal_history_and_runs(s: &mut dyn Store) {
         action: "corrected".into(),
         reference: format!("ev-{n}"),
     };
-    s.save_run(&run, &[variance(0), variance(1), variance(2)])
-        .unwrap();
+    let elsewhere = |n: u32, location: &str, class: &str| VarianceRow {
+        location: location.into(),
+        class: class.into(),
+        ..variance(n)
+    };
+    s.save_run(
+        &run,
+        &[
+            variance(0),
+            variance(1),
+            variance(2),
+            elsewhere(3, "DC0", "missing_in_crossdock"),
+            elsewhere(4, "DC1", "missing_in_crossdock"),
+            elsewhere(5, "DC0", "quantity_variance"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        s.run_variance_counts("rec-1").unwrap(),
+        vec![
+            ("DC0".to_string(), "missing_in_crossdock".to_string(), 1),
+            ("DC0".to_string(), "quantity_variance".to_string(), 1),
+            ("DC1".to_string(), "missing_in_crossdock".to_string(), 1),
+            ("DC1".to_string(), "quantity_variance".to_string(), 3),
+        ]
+    );
+    assert!(s.run_variance_counts("rec-2").unwrap().is_empty());
     assert_eq!(s.find_run("rec-1").unwrap(), Some(run.clone()));
     assert_eq!(s.find_run("rec-2").unwrap(), None);
     assert_eq!(s.list_runs(Some("erp"), 10).unwrap(), vec![run.clone()]);
     assert!(s.list_runs(Some("wms"), 10).unwrap().is_empty());
     let page = s.run_variances("rec-1", Some(0), 1).unwrap();
     assert_eq!(page, vec![variance(1)]);
-    assert_eq!(s.run_variances("rec-1", None, 10).unwrap().len(), 3);
+    assert_eq!(s.run_variances("rec-1", None, 10).unwrap().len(), 6);
     assert!(s.save_run(&run, &[]).is_err(), "a run id is stored once");
 }
 

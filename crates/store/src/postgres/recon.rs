@@ -48,6 +48,9 @@ const INSERT_VARIANCES: &str = concat!(
      $6::TEXT[], $7::BIGINT[], $8::BIGINT[], $9::BIGINT[], $10::TEXT[], $11::TEXT[], $12::TEXT[])"
 );
 
+const VARIANCE_COUNTS: &str = "SELECT location, class, COUNT(*) FROM recon_variances \
+     WHERE run_id = $1 GROUP BY location, class ORDER BY location COLLATE \"C\", class COLLATE \"C\"";
+
 const FIND_RUN: &str = concat!("SELECT ", run_columns!(), " FROM recon_runs WHERE id = $1");
 
 const LIST_RUNS: &str = concat!(
@@ -239,6 +242,16 @@ impl ReconStore for PgStore {
             RUN_VARIANCES,
             &[&id, &after, &i64::from(limit)],
             variance_row,
+        )
+    }
+
+    fn run_variance_counts(&mut self, id: &str) -> Result<Vec<(String, String, u64)>> {
+        select(
+            &mut self.client,
+            &mut self.statements,
+            VARIANCE_COUNTS,
+            &[&id],
+            |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<_, i64>(2)? as u64)),
         )
     }
 }

@@ -17,6 +17,9 @@ const SELECT_JOURNAL_SINCE: &str = "SELECT at_us, entries FROM journal WHERE par
 const SELECT_JOURNAL_AFTER: &str = "SELECT at_us, entries FROM journal WHERE partition = ?1 \
      AND at_us > ?2 ORDER BY at_us, id";
 
+const VARIANCE_COUNTS: &str = "SELECT location, class, COUNT(*) FROM recon_variances \
+     WHERE run_id = ?1 GROUP BY location, class ORDER BY location, class";
+
 const RUN_COLUMNS: &str = "id, source, kind, started_by, as_of_us, started_at_us, finished_at_us, \
      status, rows, counts, digest, error";
 
@@ -191,6 +194,12 @@ impl ReconStore for SqliteStore {
             params![id, after, i64::from(limit)],
             variance_row,
         )
+    }
+
+    fn run_variance_counts(&mut self, id: &str) -> Result<Vec<(String, String, u64)>> {
+        select(&self.conn, VARIANCE_COUNTS, params![id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })
     }
 }
 
