@@ -74,7 +74,7 @@ pub struct Queue {
 /// Counts for the endpoints API.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Depth {
-    /// Pending entries by priority 0, 1, 2 (in flight included).
+    /// Pending entries by priority 0, 1, 2, not counting those in flight (`in_flight`).
     pub by_priority: [u64; 3],
     pub in_flight: u64,
     /// Entries waiting for a retry backoff.

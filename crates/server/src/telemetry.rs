@@ -423,7 +423,7 @@ impl Collector for ScrapeCollector {
         gauge_family(
             &mut encoder,
             "outbox_depth",
-            "Messages waiting for an endpoint (in flight included), by priority (0 crosses zero, 1 low stock, 2 other)",
+            "Messages waiting for an endpoint (the call in flight not counted), by priority (0 crosses zero, 1 low stock, 2 other)",
             s.lanes.iter().flat_map(|l| {
                 priorities.iter().enumerate().map(move |(i, p)| {
                     (
