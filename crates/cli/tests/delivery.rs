@@ -637,7 +637,15 @@ async fn a_hand_edit_in_the_shop_is_caught_by_compare_and_set_and_repaired() {
         "Crossdock's value, not the hand edit"
     );
     let mut admin = hub.client(ADMIN).await;
-    let (_, x) = get(&mut admin, "/v1/exceptions?kind=inventory_mismatch").await;
+    // The lane's recorder writes the record after the repair went out: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let x = loop {
+        let (_, x) = get(&mut admin, "/v1/exceptions?kind=inventory_mismatch").await;
+        if !x["exceptions"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break x;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let list = x["exceptions"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{x}");
     assert_eq!(list[0]["entity"], "item:SKU-5");
