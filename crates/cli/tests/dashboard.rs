@@ -559,6 +559,7 @@ async fn an_operator_works_the_dashboard_in_chromium() {
         "04-endpoints-after-retry",
         "07-exception-resolved",
         "08-item-history",
+        "08b-trace",
         "10-reconciliation",
     ] {
         let path = artifacts.join(format!("{shot}.png"));

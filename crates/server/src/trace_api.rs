@@ -247,3 +247,92 @@ fn render(st: &AppState, id: &str, t: &TraceRows, exceptions: &[QueueRecord]) ->
         "timeline": stops.into_iter().map(|s| s.doc).collect::<Vec<_>>(),
     })
 }
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+/// One line of text per stop of the journey (the CLI and the dashboard show these).
+pub fn describe(stop: &Value) -> String {
+    match s(stop, "stage") {
+        "event" => format!(
+            "{} {} from {} ({}, partition {} seq {})",
+            s(stop, "type"),
+            s(stop, "id"),
+            s(stop, "source"),
+            s(stop, "status"),
+            stop["partition"],
+            stop["seq"]
+        ),
+        "ledger" => {
+            let delta = stop["delta"]
+                .as_object()
+                .map(|d| {
+                    d.iter()
+                        .map(|(b, n)| format!("{b} {n:+}", n = n.as_i64().unwrap_or(0)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let lot = s(stop, "lot");
+            let lot = if lot.is_empty() {
+                String::new()
+            } else {
+                format!(" lot {lot}")
+            };
+            format!(
+                "{} @ {}{lot}: {delta}",
+                s(stop, "item"),
+                s(stop, "location")
+            )
+        }
+        "availability" => format!(
+            "{} on {}: {} -> {}",
+            s(stop, "item"),
+            s(stop, "channel"),
+            stop["from"],
+            stop["to"]
+        ),
+        "workflow" => format!(
+            "{}: {} -> {}{}",
+            s(stop, "workflow"),
+            s(stop, "from"),
+            s(stop, "to"),
+            match s(stop, "note") {
+                "" => String::new(),
+                n => format!(" ({n})"),
+            }
+        ),
+        "outbox" => format!(
+            "{} {} waiting (seq {})",
+            s(stop, "endpoint"),
+            s(stop, "key"),
+            stop["ledger_seq"]
+        ),
+        "delivery" => format!(
+            "{} {} {}{}",
+            s(stop, "endpoint"),
+            s(stop, "key"),
+            s(stop, "outcome"),
+            stop["value"]
+                .as_i64()
+                .map(|v| format!(" value {v}"))
+                .unwrap_or_default()
+        ),
+        "dead_letter" => format!(
+            "{} {} {}: {}",
+            s(stop, "endpoint"),
+            s(stop, "key"),
+            s(stop, "status"),
+            s(stop, "reason")
+        ),
+        "exception" => format!(
+            "{} {} [{}]: {}",
+            s(stop, "kind"),
+            s(stop, "id"),
+            s(stop, "status"),
+            s(stop, "reason")
+        ),
+        other => other.to_string(),
+    }
+}

@@ -1,6 +1,7 @@
 // Drives the dashboard of a running hub in headless Chromium, as an operator would: signs in,
 // watches a live number move without a reload, retries a parked message, reads the audit log,
-// resolves an exception, explores an item now and at a past time, and opens a reconciliation.
+// resolves an exception, explores an item now and at a past time, follows one of its events'
+// trace, and opens a reconciliation.
 // A screenshot of every page goes to $ARTIFACTS. Exits 1 at the first thing that is not as it
 // should be (with a screenshot named failure.png), 0 when everything was.
 //
@@ -126,6 +127,12 @@ try {
   ).trim();
   check(onHand === historyOnHand, `on hand at DC-EAST as of ${historyAt} is ${onHand}`);
   await shot("08-item-history");
+
+  // An event of the item's timeline, followed through the hub: its trace.
+  await submit(page.locator("#timeline tr[data-seq] a").first());
+  check((await page.locator('#trace tr[data-stage="event"]').count()) >= 1, "the trace shows the event");
+  check((await page.locator('#trace tr[data-stage="ledger"]').count()) >= 1, "and what it changed in the ledger");
+  await shot("08b-trace");
 
   // A reconciliation run, its variances by location and class.
   await submit(page.locator("header nav a", { hasText: "Reconciliations" }));

@@ -201,7 +201,12 @@ pub async fn detail(
             dt { "status" } dd #status { (badge(r.record.status.as_str())) }
             dt { "about" } dd { code { (r.record.entity) } }
             dt { "reason" } dd { (r.record.reason) }
-            dt { "correlation id" } dd { (r.record.correlation_id.as_deref().unwrap_or("–")) }
+            dt { "correlation id" } dd {
+                @match r.record.correlation_id.as_deref() {
+                    Some(c) => { a href=(super::trace::href(c)) { (c) } }
+                    None => { "–" }
+                }
+            }
             dt { "raised" } dd { (when(r.record.created_at.as_micros())) }
             dt { "changed" } dd { (when(r.record.updated_at.as_micros())) }
             dt { "last move" } dd { @if r.actor.is_empty() { span.quiet { "none yet" } } @else { (r.actor) ": " (r.note) } }

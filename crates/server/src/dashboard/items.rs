@@ -223,7 +223,7 @@ fn events_table(events: &[EventRow]) -> Markup {
                         td { (e.source) }
                         td { (e.ty) }
                         td { (super::badge(e.status.as_str())) }
-                        td { code { (e.id) } }
+                        td { a href=(super::trace::href(&e.correlation_id)) title="its journey" { code { (e.id) } } }
                         td title=(data) { code { (clip(&data, 120)) } }
                     }
                 }

@@ -19,6 +19,7 @@ mod overview;
 pub mod plot;
 mod reconciliations;
 pub mod session;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -70,6 +71,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/ui/reconciliations", get(reconciliations::page))
         .route("/ui/reconciliations/{id}", get(reconciliations::detail))
         .route("/ui/audit", get(audit::page))
+        .route("/ui/trace", get(trace::page))
         .route("/ui/assets/dashboard.css", get(css))
         .route("/ui/assets/dashboard.js", get(js))
         .route("/ui/{*rest}", get(not_found))
@@ -144,11 +146,12 @@ pub enum Nav {
     Exceptions,
     Items,
     Reconciliations,
+    Trace,
     Audit,
     None,
 }
 
-const NAV: [(Nav, &str, &str); 6] = [
+const NAV: [(Nav, &str, &str); 7] = [
     (Nav::Overview, "/ui", "Overview"),
     (Nav::Endpoints, "/ui/endpoints", "Endpoints"),
     (Nav::Exceptions, "/ui/exceptions", "Exceptions"),
@@ -158,6 +161,7 @@ const NAV: [(Nav, &str, &str); 6] = [
         "/ui/reconciliations",
         "Reconciliations",
     ),
+    (Nav::Trace, "/ui/trace", "Trace"),
     (Nav::Audit, "/ui/audit", "Audit"),
 ];
 
