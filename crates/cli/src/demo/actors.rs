@@ -469,12 +469,12 @@ pub async fn run_wms(
     releases: Arc<WebhookSim>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut rng = fastrand::Rng::with_seed(ctx.seed ^ (wh.dc as u64 + 1) * 0x5151);
+    let mut rng = fastrand::Rng::with_seed(ctx.seed ^ ((wh.dc as u64 + 1) * 0x5151));
     let mut tick: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         wh.take_releases(&ctx, &releases).await;
         tick += 1;
-        if tick % 15 == 0 {
+        if tick.is_multiple_of(15) {
             let items: Vec<usize> = (0..4).map(|_| rng.usize(..ctx.items.len())).collect();
             wh.cycle_count(&ctx, &items).await;
         }
@@ -709,7 +709,7 @@ pub async fn run_erp(
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         cycle += 1;
-        let items = if cycle % 5 == 0 {
+        let items = if cycle.is_multiple_of(5) {
             ctx.touched_take();
             (0..ctx.items.len()).collect()
         } else {

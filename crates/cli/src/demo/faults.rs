@@ -173,7 +173,7 @@ async fn reconcile(ctx: &Ctx) {
             )
             .await;
         match answer {
-            Ok(a) if a.status == 409 && attempts < 20 => {
+            Ok(a) if a.status == 409 && attempts < 60 => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             other => break other,

@@ -16,10 +16,13 @@ use super::channels::Storefronts;
 use super::faults::{Injected, Schedule};
 use super::world::{Channel, DCS};
 
-/// Samples of a metric: labels and value.
+/// One series of a metric: its labels and value.
+type Sample = (BTreeMap<String, String>, f64);
+
+/// The samples of each metric, by name.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    samples: HashMap<String, Vec<(BTreeMap<String, String>, f64)>>,
+    samples: HashMap<String, Vec<Sample>>,
 }
 
 impl Metrics {
@@ -749,7 +752,7 @@ fn fault_reports(
     let item = &ctx.items[s.refused_item];
     let parked = dlq
         .iter()
-        .find(|g| g.endpoint == "b2b" && g.keys.iter().any(|k| *k == item.id));
+        .find(|g| g.endpoint == "b2b" && g.keys.contains(&item.id));
     out.push(FaultReport {
         fault: "refused_item",
         target: format!("b2b ({})", item.id),

@@ -371,7 +371,9 @@ pub fn config_text(listen: &str, targets: &Targets, recon_interval_s: u64) -> St
         &format!(
             "[[endpoints]]\nchannel = \"shopify\"\nkind = \"shopify\"\ncrosswalk = \"shopify-items.csv\"\n\
              secrets_file = {{ access_token = \"secrets/shopify-access-token\", webhook_secret = \"secrets/shopify-webhook-secret\" }}\n\
-             rate = {{ kind = \"cost\", rate = 100, burst = 1000 }}   # Shopify Standard\n{resilience}\n\
+             # Half of Shopify Standard's 100 points/s: publishing alone could spend it all and\n\
+             # starve the reconciliation's level reads (753 points a page) of the same bucket.\n\
+             rate = {{ kind = \"cost\", rate = 50, burst = 500 }}\n{resilience}\n\
              [endpoints.shopify]\nshop_url = \"{}\"\nlocation_id = \"gid://shopify/Location/{}\"\ntimeout_ms = 2000\n",
             targets.shopify_url, targets.shopify_location
         ),
