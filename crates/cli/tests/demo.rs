@@ -182,6 +182,14 @@ fn a_short_demo_oversells_nothing_and_every_injected_fault_is_visible() {
         parked[0]
     );
     assert!(
+        parked[0]["answer"]
+            .as_str()
+            .unwrap()
+            .contains("woocommerce_rest_product_invalid_id"),
+        "the portal's own answer: {:#}",
+        parked[0]
+    );
+    assert!(
         u(&s["exceptions_open"]["delivery_failed"]) >= 1,
         "{:#}",
         s["exceptions_open"]

@@ -210,8 +210,9 @@ pub struct Drift {
     /// Variances the Shopify reconciliation runs found.
     pub found: u64,
     pub repaired: u64,
-    /// Compare-and-set writes the channel refused because it had been changed by hand
-    /// (`crossdock_deliveries_total{result="mismatch"}`); each is rewritten.
+    /// Drifted levels the Shopify lane rewrote: the reconciliation's repairs and the
+    /// compare-and-set writes the channel refused because its level had been changed
+    /// (`crossdock_deliveries_total{endpoint="shopify",result="mismatch"}`).
     pub lane_mismatches: u64,
 }
 
@@ -219,6 +220,8 @@ pub struct Drift {
 pub struct DlqGroup {
     pub endpoint: String,
     pub reason: String,
+    /// The target's last answer to one of them (shortened).
+    pub answer: String,
     pub count: u64,
     pub keys: Vec<String>,
 }
@@ -349,7 +352,9 @@ pub async fn gather(ctx: &Ctx, input: Inputs<'_>) -> Result<Summary, String> {
     let drift = drift(ctx, &metrics).await?;
 
     let dlq_answer = ctx.api.get(admin, "/v1/dlq?limit=1000").await?;
-    let mut groups: BTreeMap<(String, String), (u64, Vec<String>)> = BTreeMap::new();
+    // Parked messages by endpoint and reason, with the target's last answer to one of them.
+    type Group = (u64, Vec<String>, String);
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
     for l in dlq_answer.body["dead_letters"]
         .as_array()
         .into_iter()
@@ -364,12 +369,21 @@ pub async fn gather(ctx: &Ctx, input: Inputs<'_>) -> Result<Summary, String> {
         if g.1.len() < 10 {
             g.1.push(l["key"].as_str().unwrap_or("?").to_string());
         }
+        if g.2.is_empty() {
+            g.2 = l["last_response"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(160)
+                .collect();
+        }
     }
     let dlq: Vec<DlqGroup> = groups
         .into_iter()
-        .map(|((endpoint, reason), (count, keys))| DlqGroup {
+        .map(|((endpoint, reason), (count, keys, answer))| DlqGroup {
             endpoint,
             reason,
+            answer,
             count,
             keys,
         })
@@ -405,12 +419,34 @@ pub async fn gather(ctx: &Ctx, input: Inputs<'_>) -> Result<Summary, String> {
     }
 
     let channels = channel_sync(ctx, input.fronts, input.schedule).await?;
+    // Items the hub recorded drift for (a reconciliation repair or a compare-and-set refusal).
+    let mut drifted = std::collections::BTreeSet::new();
+    let mut cursor = String::new();
+    loop {
+        let a = ctx
+            .api
+            .get(
+                admin,
+                &format!("/v1/exceptions?kind=inventory_mismatch&limit=1000{cursor}"),
+            )
+            .await?;
+        for e in a.body["exceptions"].as_array().into_iter().flatten() {
+            if let Some(item) = e["entity"].as_str().and_then(|x| x.strip_prefix("item:")) {
+                drifted.insert(item.to_string());
+            }
+        }
+        match a.body["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={}", super::api::encode(c)),
+            None => break,
+        }
+    }
     let faults = fault_reports(
         ctx,
         &input,
         &events,
         &exceptions_open,
         &breakers,
+        &drifted,
         &drift,
         &dlq,
         &channels,
@@ -661,6 +697,7 @@ fn fault_reports(
     events: &Events,
     exceptions_open: &BTreeMap<String, u64>,
     breakers: &BTreeMap<String, BreakerInfo>,
+    drifted: &std::collections::BTreeSet<String>,
     drift: &Drift,
     dlq: &[DlqGroup],
     channels: &BTreeMap<&'static str, ChannelSync>,
@@ -727,25 +764,30 @@ fn fault_reports(
         .lock()
         .map(|e| e.clone())
         .unwrap_or_default();
-    let found = drift.found + drift.lane_mismatches;
+    let edited: Vec<&str> = edits
+        .iter()
+        .map(|(i, _, _)| ctx.items[*i].id.as_str())
+        .collect();
+    let found: Vec<&&str> = edited.iter().filter(|i| drifted.contains(**i)).collect();
     out.push(FaultReport {
         fault: "hand_edit",
         target: "shopify".into(),
         from_s: secs(s.hand_edit),
         to_s: None,
-        visible: !edits.is_empty() && found >= 1 && drift.repaired + drift.lane_mismatches >= 1,
+        visible: !edited.is_empty() && found.len() == edited.len() && in_sync("shopify"),
         evidence: format!(
-            "{} levels edited by hand; reconciliation found {} and repaired {}, compare-and-set \
-             writes met {} changed levels; {}",
-            edits.len(),
-            drift.found,
-            drift.repaired,
-            drift.lane_mismatches,
+            "{} levels edited by hand ({}); {} of them recorded as drift (inventory_mismatch) and \
+             rewritten; {}; the Shopify reconciliation runs found {} variances in all and repaired {}",
+            edited.len(),
+            edited.join(", "),
+            found.len(),
             if in_sync("shopify") {
                 "Shopify shows Crossdock's availability again"
             } else {
                 "some Shopify levels still differ"
-            }
+            },
+            drift.found,
+            drift.repaired
         ),
     });
 
@@ -843,7 +885,7 @@ pub fn render(s: &Summary) -> String {
     }
     let _ = writeln!(
         w,
-        "drift       {} reconciliation runs found {} and repaired {}; {} compare-and-set mismatches rewritten",
+        "drift       {} Shopify reconciliation runs found {} and repaired {}; the Shopify lane rewrote {} drifted levels",
         s.drift.reconciliation_runs, s.drift.found, s.drift.repaired, s.drift.lane_mismatches
     );
     if s.dlq.is_empty() {
@@ -852,11 +894,16 @@ pub fn render(s: &Summary) -> String {
     for g in &s.dlq {
         let _ = writeln!(
             w,
-            "dlq         {} x{} ({}): {}",
+            "dlq         {} x{} ({}): {}{}",
             g.endpoint,
             g.count,
             g.keys.join(", "),
-            g.reason
+            g.reason,
+            if g.answer.is_empty() {
+                String::new()
+            } else {
+                format!("; it answered {}", g.answer)
+            }
         );
     }
     let ex: Vec<String> = s
