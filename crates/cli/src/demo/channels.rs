@@ -37,6 +37,10 @@ use super::world::{Channel, HUB_ISA, PARTNER_ISA, dc_index};
 
 /// Orders being placed at once.
 const IN_FLIGHT_MAX: usize = 48;
+/// Orders admitted (waiting for their items, or being placed). An order waits for its items
+/// before it takes one of the [`IN_FLIGHT_MAX`] places, so a best seller's queue does not hold up
+/// orders for everything else.
+const ADMITTED_MAX: usize = 4096;
 /// How long a Shopify checkout waits for the storefront to catch up with the hub.
 const CHECKOUT_WAIT: Duration = Duration::from_secs(1);
 
@@ -58,7 +62,8 @@ pub async fn run_demand(
     plan: Arc<Plan>,
     stop: Arc<AtomicBool>,
 ) {
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
+    let admitted = Arc::new(Semaphore::new(ADMITTED_MAX));
+    let working = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
     let mut tasks = JoinSet::new();
     for (n, order) in plan.orders.iter().enumerate() {
         let due = ctx.started() + order.at;
@@ -76,15 +81,20 @@ pub async fn run_demand(
             fronts.partner.take(n as u64, order.clone());
             continue;
         }
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let admission = tokio::select! {
+            permit = admitted.clone().acquire_owned() => {
+                permit.expect("the semaphore is never closed")
+            }
+            () = wait_for(&stop) => {
+                add(&ctx.tally.cut_off, (plan.orders.len() - n) as u64);
+                break;
+            }
+        };
         let (ctx, fronts, order) = (ctx.clone(), fronts.clone(), order.clone());
+        let (working, stop) = (working.clone(), stop.clone());
         tasks.spawn(async move {
-            place(&ctx, &fronts, n as u64, &order).await;
-            drop(permit);
+            place(&ctx, &fronts, n as u64, &order, &working, &stop).await;
+            drop(admission);
         });
         while tasks.try_join_next().is_some() {}
     }
@@ -97,8 +107,16 @@ async fn wait_for(flag: &AtomicBool) {
     }
 }
 
-/// One order, with its items locked (in index order, so two orders never wait on each other).
-async fn place(ctx: &Arc<Ctx>, fronts: &Storefronts, n: u64, order: &Order) {
+/// One order, with its items locked (in index order, so two orders never wait on each other);
+/// an order still waiting for its items when the run ends is cut off.
+async fn place(
+    ctx: &Arc<Ctx>,
+    fronts: &Storefronts,
+    n: u64,
+    order: &Order,
+    working: &Semaphore,
+    stop: &AtomicBool,
+) {
     let mut items: Vec<usize> = order.lines.iter().map(|l| l.0).collect();
     items.sort_unstable();
     items.dedup();
@@ -106,6 +124,14 @@ async fn place(ctx: &Arc<Ctx>, fronts: &Storefronts, n: u64, order: &Order) {
     for i in &items {
         guards.push(ctx.item_locks[*i].lock().await);
     }
+    if stop.load(Ordering::Relaxed) {
+        bump(&ctx.tally.cut_off);
+        return;
+    }
+    let _working = working
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
     ctx.touch(&items);
     match order.channel {
         Channel::Shopify => shopify(ctx, fronts, n, order).await,
