@@ -116,8 +116,10 @@ async fn feed(
             }
         }
         let disorder = unruly && ctx.disorder.load(Ordering::Relaxed);
-        if disorder && batch.len() == 1 {
-            // Something to swap with: the next event, if one comes soon.
+        // Events are numbered n + 1, n + 2, ... in this request.
+        let first_n = n + 1;
+        if disorder && batch.len() == 1 && goes_ahead(first_n + 1) {
+            // The next event is due to go ahead of this one: wait a little for it.
             if let Ok(Some(x)) = tokio::time::timeout(Duration::from_millis(150), rx.recv()).await {
                 batch.push(x);
             }
@@ -144,22 +146,17 @@ async fn feed(
             afters.push(out.after);
         }
         if disorder {
-            // Every fifth event goes ahead of the one before it.
-            let mut i = fresh_from + 1;
-            while i < lines.len() {
-                if (i - fresh_from) % 5 == 1 {
+            for j in 1..lines.len() - fresh_from {
+                if goes_ahead(first_n + j as u64) {
+                    let i = fresh_from + j;
                     lines.swap(i - 1, i);
-                    afters.swap(i - 1 - fresh_from, i - fresh_from);
+                    afters.swap(j - 1, j);
                     bump(&ctx.tally.events_swapped);
-                    i += 2;
-                } else {
-                    i += 1;
                 }
             }
-            // Every seventh is sent again with the next request.
-            for (k, line) in lines[fresh_from..].iter().enumerate() {
-                if k % 7 == 3 {
-                    again.push(line.clone());
+            for j in 0..lines.len() - fresh_from {
+                if sent_twice(first_n + j as u64) {
+                    again.push(lines[fresh_from + j].clone());
                     bump(&ctx.tally.events_resent);
                 }
             }
@@ -191,6 +188,16 @@ async fn feed(
         }
         pending.fetch_sub(fresh, Ordering::SeqCst);
     }
+}
+
+/// The unruly feed's event `n` goes ahead of event `n - 1` (every fifth).
+fn goes_ahead(n: u64) -> bool {
+    n.is_multiple_of(5)
+}
+
+/// The unruly feed sends event `n` again with its next request (every seventh).
+fn sent_twice(n: u64) -> bool {
+    n % 7 == 3
 }
 
 /// Posts NDJSON lines; the hub's status per line (`failed` for lines it did not answer).

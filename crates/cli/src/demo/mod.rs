@@ -633,7 +633,13 @@ async fn drive(
     tokio::select! {
         () = tokio::time::sleep(run) => {}
         _ = tokio::signal::ctrl_c() => {
-            ctx.progress.say("Ctrl-C: the customers stop early; the summary follows");
+            ctx.progress.say(
+                "Ctrl-C: the customers stop early; the summary follows (Ctrl-C again to quit now)",
+            );
+            tokio::spawn(async {
+                let _ = tokio::signal::ctrl_c().await;
+                std::process::exit(130);
+            });
         }
     }
     let ran = ctx.started().elapsed();

@@ -260,6 +260,8 @@ pub struct FaultReport {
     pub target: String,
     pub from_s: f64,
     pub to_s: Option<f64>,
+    /// False when the run ended (Ctrl-C) before the fault was due.
+    pub injected: bool,
     pub visible: bool,
     pub evidence: String,
 }
@@ -455,7 +457,7 @@ pub async fn gather(ctx: &Ctx, input: Inputs<'_>) -> Result<Summary, String> {
         && oversells.positions_below_zero == 0
         && oversells.orders_oversold == 0
         && oversells.warehouse_shortfalls == 0
-        && faults.iter().all(|f| f.visible);
+        && faults.iter().all(|f| f.visible || !f.injected);
     Ok(Summary {
         run: input.run,
         events,
@@ -719,6 +721,7 @@ fn fault_reports(
         target: "amazon".into(),
         from_s: secs(s.outage.0),
         to_s: Some(secs(s.outage.1)),
+        injected: true,
         visible: opened >= 1 && failed >= 1,
         evidence: format!(
             "breaker opened {opened}x after {failed} failed calls; {} at the end",
@@ -736,6 +739,7 @@ fn fault_reports(
         target: "wms-central (3PL)".into(),
         from_s: secs(s.disorder.0),
         to_s: Some(secs(s.disorder.1)),
+        injected: true,
         visible: resent > 0 && events.duplicates >= resent,
         evidence: format!(
             "{resent} events sent twice; the hub answered {} as duplicates and applied each once",
@@ -750,6 +754,7 @@ fn fault_reports(
         target: "wms-central (3PL)".into(),
         from_s: secs(s.disorder.0),
         to_s: Some(secs(s.disorder.1)),
+        injected: true,
         visible: swapped > 0 && events.held_for_sequence > 0 && gaps == 0,
         evidence: format!(
             "{swapped} events sent ahead of their turn; the hub held {} until the one before \
@@ -774,6 +779,7 @@ fn fault_reports(
         target: "shopify".into(),
         from_s: secs(s.hand_edit),
         to_s: None,
+        injected: true,
         visible: !edited.is_empty() && found.len() == edited.len() && in_sync("shopify"),
         evidence: format!(
             "{} levels edited by hand ({}); {} of them recorded as drift (inventory_mismatch) and \
@@ -800,12 +806,19 @@ fn fault_reports(
         target: format!("b2b ({})", item.id),
         from_s: 0.0,
         to_s: None,
+        injected: true,
         visible: parked.is_some(),
         evidence: match parked {
             Some(g) => format!("parked in the dead-letter queue: {}", g.reason),
             None => "not in the dead-letter queue".into(),
         },
     });
+    for f in &mut out {
+        if f.from_s >= input.run.duration_s {
+            f.injected = false;
+            f.evidence = "not injected: the run ended before it was due".into();
+        }
+    }
     out
 }
 
@@ -977,7 +990,13 @@ pub fn render(s: &Summary) -> String {
         let _ = writeln!(
             w,
             "  [{}] {} on {} at {}s{}: {}",
-            if f.visible { "seen" } else { "MISSED" },
+            if !f.injected {
+                "skipped"
+            } else if f.visible {
+                "seen"
+            } else {
+                "MISSED"
+            },
             f.fault,
             f.target,
             f.from_s,
@@ -989,7 +1008,7 @@ pub fn render(s: &Summary) -> String {
         w,
         "\n{}",
         if s.ok {
-            "ok: no oversell, every injected fault visible"
+            "ok: no oversell, every injected fault seen"
         } else {
             "NOT OK: see above"
         }
