@@ -1,10 +1,11 @@
-//! `crossdock`: the one binary. Serve the hub, check a config, import opening stock, reconcile,
-//! weigh a channel policy change against the log (`what-if`), benchmark.
+//! `crossdock`: the one binary. Serve the hub, run the demo, check a config, import opening
+//! stock, reconcile, weigh a channel policy change against the log (`what-if`), benchmark.
 
 mod bench;
 mod bench_delivery;
 mod bench_orders;
 mod bench_reconcile;
+mod demo;
 mod edi;
 mod import;
 mod logs;
@@ -32,6 +33,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a whole distributor (ERP, three WMS, transport, Shopify, Amazon, a B2B portal, an
+    /// EDI retailer; simulated on loopback) against an embedded hub, inject faults, and print
+    /// what the hub saw.
+    Demo(demo::DemoArgs),
     /// Run the hub.
     Serve {
         #[arg(long, default_value = "crossdock.toml")]
@@ -109,6 +114,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => reconcile::run(args),
         Command::WhatIf(args) => what_if::run(args),
         Command::Trace(args) => trace::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }
 

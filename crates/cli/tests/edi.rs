@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN, Hub, QUERY, RESERVE, get, positions, post, post_raw};
+use common::{ADMIN, Hub, QUERY, RESERVE, assert_valid_x12, get, positions, post, post_raw};
 use serde_json::{Value, json};
 
 const PARTNER: &str = r#"
@@ -29,45 +29,6 @@ channel = "retail"
 poll_ms = 50
 settle_ms = 0
 "#;
-
-/// The independent validator: `$X12_VALIDATE`, else `shared/tools/x12-validate` beside or above
-/// the checkout.
-fn validator() -> PathBuf {
-    if let Ok(p) = std::env::var("X12_VALIDATE") {
-        return PathBuf::from(p);
-    }
-    let mut dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
-    while let Some(d) = dir {
-        for candidate in [
-            d.join("shared/tools/x12-validate"),
-            d.join("../shared/tools/x12-validate"),
-        ] {
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-        dir = d.parent();
-    }
-    let fallback = PathBuf::from("/work/shared/tools/x12-validate");
-    assert!(
-        fallback.is_file(),
-        "the X12 validator was not found: set X12_VALIDATE to shared/tools/x12-validate"
-    );
-    fallback
-}
-
-fn assert_valid_x12(files: &[PathBuf]) {
-    let out = std::process::Command::new(validator())
-        .args(files)
-        .output()
-        .expect("run x12-validate");
-    assert!(
-        out.status.success(),
-        "x12-validate refused what Crossdock wrote:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn folder(hub: &Hub, name: &str) -> PathBuf {
     hub.dir.join("data/partners/acme").join(name)

@@ -42,6 +42,12 @@ pub(crate) struct Writer {
     recent: VecDeque<Recent>,
     poisoned: Arc<AtomicBool>,
     outbox: OutboxHook,
+    /// For each posting of the batch being applied (`Effects::postings`, by index), the ledger
+    /// sequence of the input that made it. A delivery lane keys ordered messages by
+    /// (endpoint, key, ledger sequence): two postings of one key made by two inputs of one batch
+    /// (the backorder fills of two receipts, say) must not share a sequence, or a receiver
+    /// deduplicating on the idempotency key takes only the first, and its ack deletes both.
+    posting_seqs: Vec<u64>,
 }
 
 /// Most batches that can be in the pipeline behind the one being applied: one committing, one queued.
@@ -105,6 +111,7 @@ impl Writer {
             recent: VecDeque::new(),
             poisoned: Arc::new(AtomicBool::new(false)),
             outbox,
+            posting_seqs: Vec::new(),
         };
         writer.publish_all();
         Ok(writer)
@@ -188,6 +195,7 @@ impl Writer {
         };
         let mut batch_keys = BatchKeys::new();
         let mut pending = Vec::with_capacity(cmds.len());
+        self.posting_seqs.clear();
         for cmd in cmds {
             let p = match cmd {
                 Command::Event { event, reply } => Pending::Event(
@@ -213,8 +221,10 @@ impl Writer {
                 Command::Stop => Pending::None,
             };
             pending.push(p);
+            self.stamp_postings(&fx);
         }
         self.ledger.finish_batch(&self.policy, &mut fx);
+        self.stamp_postings(&fx);
         for &(seq, applied) in &fx.released {
             if applied {
                 self.feed_released(seq, &mut batch);
@@ -248,6 +258,13 @@ impl Writer {
                 .collect(),
             applied_at: Instant::now(),
             started_at,
+        }
+    }
+
+    /// Notes the current ledger sequence for the postings the last input made.
+    fn stamp_postings(&mut self, fx: &Effects) {
+        if self.posting_seqs.len() < fx.postings.len() {
+            self.posting_seqs.resize(fx.postings.len(), self.ledger.seq);
         }
     }
 
@@ -781,7 +798,7 @@ impl Writer {
             .workflows
             .extend(fx.workflows.iter().map(|w| workflow_row(p, w)));
         batch.steps.extend(fx.steps.iter().map(step_row));
-        for posting in &fx.postings {
+        for (i, posting) in fx.postings.iter().enumerate() {
             let Some(endpoint) = self.outbox.postings.endpoint(&posting.to) else {
                 continue;
             };
@@ -789,7 +806,7 @@ impl Writer {
                 partition: p,
                 endpoint: endpoint.to_string(),
                 key: posting.key.clone(),
-                ledger_seq: self.ledger.seq,
+                ledger_seq: self.posting_seqs.get(i).copied().unwrap_or(self.ledger.seq),
                 priority: 2,
                 kind: OutboxKind::Ordered,
                 payload: posting.payload.to_string(),

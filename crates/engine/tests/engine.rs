@@ -402,15 +402,17 @@ mod idempotency {
 
 mod commit_failure {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use crossdock_engine::StoreFactory;
     use crossdock_store::{CommitBatch, PartitionSnapshot, Store, StoreError};
 
-    /// A real SQLite store whose commits fail while `fail` is set, as a full disk would.
+    /// A real SQLite store whose commits fail while `fail` is set, as a full disk would, and
+    /// take `slow_ms` longer, as a busy disk would.
     struct Flaky {
         inner: Box<dyn Store>,
         fail: Arc<AtomicBool>,
+        slow_ms: Arc<AtomicU64>,
     }
 
     /// Delivery's tables are not under test here: straight through.
@@ -643,6 +645,10 @@ mod commit_failure {
             self.inner.load_partition(partition)
         }
         fn commit(&mut self, batch: &CommitBatch) -> crossdock_store::Result<()> {
+            let slow = self.slow_ms.load(Ordering::SeqCst);
+            if slow > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(slow));
+            }
             if self.fail.load(Ordering::SeqCst) {
                 return Err(StoreError::Corrupt("injected: disk full".into()));
             }
@@ -745,6 +751,7 @@ mod commit_failure {
             Ok(Box::new(Flaky {
                 inner: spec.open()?,
                 fail: flag.clone(),
+                slow_ms: Arc::new(AtomicU64::new(0)),
             }) as Box<dyn Store>)
         }));
         let config = EngineConfig::new(StoreSpec::Custom(factory));
@@ -792,6 +799,135 @@ mod commit_failure {
             on_hand(&engine),
             110,
             "the store agrees with what was answered"
+        );
+        engine.shutdown();
+        (fresh.cleanup)();
+    }
+
+    /// Two postings to one warehouse for one order, made by two inputs committed in one batch
+    /// (two receipts each filling a backordered line), carry the ledger sequence of the input
+    /// that made each: a lane keys ordered messages (and their idempotency keys and acks) by
+    /// endpoint, key and sequence, so sharing one would lose the second release.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn postings_of_one_key_committed_together_keep_their_own_sequences() {
+        use crossdock_engine::{OutboxSink, PostingRoutes, WorkflowReply};
+        use crossdock_model::event::{Credit, CreditDecision, OrderCaptured, OrderLine, ShipTo};
+        use crossdock_store::OutboxRow;
+
+        let fresh = sqlite();
+        let slow = Arc::new(AtomicU64::new(0));
+        let (spec, s) = (fresh.spec.clone(), slow.clone());
+        let factory = StoreFactory(Arc::new(move || {
+            Ok(Box::new(Flaky {
+                inner: spec.open()?,
+                fail: Arc::new(AtomicBool::new(false)),
+                slow_ms: s.clone(),
+            }) as Box<dyn Store>)
+        }));
+        let batches: Arc<std::sync::Mutex<Vec<Vec<OutboxRow>>>> = Arc::default();
+        let seen = batches.clone();
+        let sink: OutboxSink = Arc::new(move |rows: &[OutboxRow]| {
+            seen.lock().unwrap().push(rows.to_vec());
+        });
+        let mut config = EngineConfig::new(StoreSpec::Custom(factory));
+        config.outbox.postings = Arc::new(PostingRoutes {
+            warehouses: [("A".to_string(), "wh-a".to_string())].into(),
+            ..PostingRoutes::default()
+        });
+        config.outbox.on_commit = Some(sink);
+        let engine = Engine::start(config, policy()).unwrap();
+        let item = |i: &str| ItemId::new(i).unwrap();
+        let capture = crossdock_ledger::state::hub_command(
+            "order:O1:capture".into(),
+            Timestamp::now(),
+            "c-o1".into(),
+            EventData::OrderCaptured(OrderCaptured {
+                order: "O1".into(),
+                channel: ChannelId::new("web").unwrap(),
+                lines: vec![
+                    OrderLine {
+                        item: item("I1"),
+                        qty: 2,
+                    },
+                    OrderLine {
+                        item: item("I2"),
+                        qty: 3,
+                    },
+                ],
+                ship_to: ShipTo {
+                    name: None,
+                    region: "X".into(),
+                    country: None,
+                    postal_code: None,
+                },
+                amount_minor: 0,
+                credit: Credit {
+                    decision: CreditDecision::NotRequired,
+                    note: String::new(),
+                },
+                sold: false,
+                backorder: true,
+                origin: "test".into(),
+            }),
+        );
+        assert!(matches!(
+            engine.workflow_command(capture).await,
+            Ok(WorkflowReply::Done { .. })
+        ));
+        let receipt = move |n: u64, i: &str, qty: i64| {
+            ev(
+                n,
+                EventData::Received(Received {
+                    item: item(i),
+                    location: LocationId::new("A").unwrap(),
+                    qty,
+                    lot: None,
+                    reference: None,
+                }),
+            )
+        };
+        // Slow commits back the pipeline up, so the two receipts wait in the queue together and
+        // are applied in one batch.
+        slow.store(300, Ordering::SeqCst);
+        let engine = Arc::new(engine);
+        let mut fillers = Vec::new();
+        for n in 0..4 {
+            let e = engine.clone();
+            fillers.push(tokio::spawn(async move {
+                e.submit(receipt(10 + n, "I9", 1)).await
+            }));
+            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        }
+        let replies = engine
+            .submit_many(vec![receipt(20, "I1", 2), receipt(21, "I2", 3)])
+            .await;
+        assert!(replies.iter().all(|r| r.is_ok()), "{replies:?}");
+        for f in fillers {
+            f.await.unwrap().unwrap();
+        }
+        slow.store(0, Ordering::SeqCst);
+        let batches = batches.lock().unwrap().clone();
+        let fills: Vec<&Vec<OutboxRow>> = batches
+            .iter()
+            .filter(|b| b.iter().filter(|r| r.endpoint == "wh-a").count() == 2)
+            .collect();
+        assert_eq!(fills.len(), 1, "both fills in one batch: {batches:?}");
+        let seqs: Vec<u64> = fills[0]
+            .iter()
+            .filter(|r| r.endpoint == "wh-a")
+            .map(|r| {
+                assert_eq!(r.key, "order:O1");
+                assert!(
+                    r.payload.contains("\"backorder_fill\":true"),
+                    "{}",
+                    r.payload
+                );
+                r.ledger_seq
+            })
+            .collect();
+        assert!(
+            seqs[0] < seqs[1],
+            "each posting has its input's sequence: {seqs:?}"
         );
         engine.shutdown();
         (fresh.cleanup)();

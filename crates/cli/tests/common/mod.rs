@@ -273,3 +273,42 @@ pub fn sqlite_count(db: &Path, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0))
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
+
+/// The independent validator: `$X12_VALIDATE`, else `shared/tools/x12-validate` beside or above
+/// the checkout.
+pub fn validator() -> PathBuf {
+    if let Ok(p) = std::env::var("X12_VALIDATE") {
+        return PathBuf::from(p);
+    }
+    let mut dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
+    while let Some(d) = dir {
+        for candidate in [
+            d.join("shared/tools/x12-validate"),
+            d.join("../shared/tools/x12-validate"),
+        ] {
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+        dir = d.parent();
+    }
+    let fallback = PathBuf::from("/work/shared/tools/x12-validate");
+    assert!(
+        fallback.is_file(),
+        "the X12 validator was not found: set X12_VALIDATE to shared/tools/x12-validate"
+    );
+    fallback
+}
+
+pub fn assert_valid_x12(files: &[PathBuf]) {
+    let out = std::process::Command::new(validator())
+        .args(files)
+        .output()
+        .expect("run x12-validate");
+    assert!(
+        out.status.success(),
+        "x12-validate refused these interchanges:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
