@@ -9,6 +9,7 @@
 //! buffered and written by a recorder task beside the sending: a failed write is retried, never lost, and a message
 //! resent after a crash carries the same idempotency key.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -124,6 +125,13 @@ struct State {
     breaker: Breaker,
     stats: LaneStats,
     last_error: Option<LastError>,
+    /// Availability values of the call in flight, by key (one call at a time): a reader of the
+    /// channel may see them before the lane has the answer.
+    moving: HashMap<String, i64>,
+    /// While someone reads the channel back ([`Lane::watch`]): every availability value sent,
+    /// by key, and how many readers are watching.
+    watched: HashMap<String, Vec<i64>>,
+    watchers: usize,
     /// Store writes not yet made.
     acks: Vec<Ack>,
     parks: Vec<NewDeadLetter>,
@@ -162,6 +170,9 @@ impl Lane {
                 breaker: Breaker::new(config.breaker, now),
                 stats: LaneStats::default(),
                 last_error: None,
+                moving: HashMap::new(),
+                watched: HashMap::new(),
+                watchers: 0,
                 acks: Vec::new(),
                 parks: Vec::new(),
                 exceptions: Vec::new(),
@@ -247,6 +258,29 @@ impl Lane {
     /// Every key with a delivered value: `(key, ledger sequence, value)`.
     pub fn all_sent(&self) -> Vec<(String, u64, Option<i64>)> {
         self.lock().queue.all_sent()
+    }
+
+    /// Starts noting every availability value this lane sends (the call in flight included),
+    /// for someone about to read the channel back: a read that takes a while may catch any of
+    /// them. [`Lane::unwatch`] returns what was sent meanwhile.
+    pub fn watch(&self) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        st.watchers += 1;
+        for (key, value) in &st.moving {
+            st.watched.entry(key.clone()).or_default().push(*value);
+        }
+    }
+
+    /// Ends one [`Lane::watch`]: the values sent since, by key.
+    pub fn unwatch(&self) -> HashMap<String, Vec<i64>> {
+        let mut st = self.lock();
+        st.watchers = st.watchers.saturating_sub(1);
+        if st.watchers == 0 {
+            std::mem::take(&mut st.watched)
+        } else {
+            st.watched.clone()
+        }
     }
 
     /// The newest value delivered for `key`: `(ledger sequence, value)`.
@@ -488,6 +522,15 @@ impl Lane {
         st.limiter.take(now, cost);
         st.breaker.on_send(now);
         st.stats.calls += 1;
+        st.moving = messages
+            .iter()
+            .filter_map(|m| Some((m.key.clone(), value_of(m)?)))
+            .collect();
+        if st.watchers > 0 {
+            for (key, value) in &st.moving {
+                st.watched.entry(key.clone()).or_default().push(*value);
+            }
+        }
         Step::Send(kept, messages, cost)
     }
 
@@ -531,6 +574,7 @@ impl Lane {
             let now = Instant::now();
             let mut st = self.lock();
             let st = &mut *st;
+            st.moving.clear();
             st.limiter.observe(now, &outcome.feedback, cost);
             let answered = outcome.results.iter().any(|r| {
                 !matches!(r, MsgResult::Failed(f) if f.class == RetryClass::Retryable)

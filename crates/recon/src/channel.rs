@@ -15,6 +15,9 @@ pub struct ChannelItem {
     pub sent: Option<i64>,
     /// The channel's ATS now.
     pub intended: i64,
+    /// Other values Crossdock had delivered or was sending while the channel was read: a read
+    /// that overlaps a write may show any of them, which is not drift.
+    pub recent: Vec<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,7 +40,7 @@ pub fn judge(c: &ChannelItem) -> Verdict {
         None if c.sent.is_some() => Verdict::MissingInChannel,
         None => Verdict::InSync,
         Some(shown) if shown == c.intended => Verdict::InSync,
-        Some(shown) if Some(shown) == c.sent => Verdict::Pending,
+        Some(shown) if Some(shown) == c.sent || c.recent.contains(&shown) => Verdict::Pending,
         Some(_) => Verdict::Drift,
     }
 }
@@ -55,6 +58,7 @@ pub fn join(
             item,
             sent,
             intended,
+            recent: Vec::new(),
         })
         .collect();
     out.extend(by_item.into_iter().map(|(item, q)| ChannelItem {
@@ -62,6 +66,7 @@ pub fn join(
         shown: Some(q),
         sent: None,
         intended: 0,
+        recent: Vec::new(),
     }));
     out.sort_by(|a, b| a.item.cmp(&b.item));
     out
@@ -77,6 +82,7 @@ mod tests {
             shown,
             sent,
             intended,
+            recent: Vec::new(),
         }
     }
 
@@ -90,6 +96,17 @@ mod tests {
         assert_eq!(judge(&c(Some(9), None, 5)), Verdict::Drift);
         assert_eq!(judge(&c(None, Some(5), 5)), Verdict::MissingInChannel);
         assert_eq!(judge(&c(None, None, 5)), Verdict::InSync);
+        // The read overlapped a write: the channel shows a value that was on its way.
+        let overlapped = ChannelItem {
+            recent: vec![7, 8],
+            ..c(Some(7), Some(6), 9)
+        };
+        assert_eq!(judge(&overlapped), Verdict::Pending);
+        let edited = ChannelItem {
+            recent: vec![7, 8],
+            ..c(Some(40), Some(6), 9)
+        };
+        assert_eq!(judge(&edited), Verdict::Drift);
     }
 
     #[test]

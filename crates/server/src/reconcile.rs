@@ -688,7 +688,22 @@ impl Reconciler {
             .ok()
             .and_then(|c| self.engine.policy().channel(&c))
             .ok_or_else(|| RunError::Unavailable(format!("{endpoint} is not a channel")))?;
-        let pull = match read_with_retries(reader.as_ref()).await {
+        // What was delivered before the read, and everything sent while it runs: a page read
+        // while a write lands may show the value before or after it.
+        let sent_before: HashMap<String, Option<i64>> = lane
+            .all_sent()
+            .into_iter()
+            .map(|(item, _, value)| (item, value))
+            .collect();
+        lane.watch();
+        let pulled = read_with_retries(reader.as_ref()).await;
+        let mut recent = lane.unwatch();
+        for (item, value) in sent_before {
+            if let Some(v) = value {
+                recent.entry(item).or_default().push(v);
+            }
+        }
+        let pull = match pulled {
             Ok(pull) => pull,
             Err(e) => {
                 let run = RunRow {
@@ -737,6 +752,11 @@ impl Reconciler {
             (item.clone(), *value, intended)
         });
         let mut joined = channel::join(&shown, known.collect::<Vec<_>>());
+        for c in &mut joined {
+            if let Some(values) = recent.remove(&c.item) {
+                c.recent = values;
+            }
+        }
         // Items the channel lists that Crossdock never sent: compare with the ATS now.
         for c in joined.iter_mut().filter(|c| c.sent.is_none()) {
             if let Ok(id) = ItemId::new(&c.item) {
