@@ -253,6 +253,10 @@ pub(crate) enum Command {
     Stop,
 }
 
+/// A command with the span of whoever sent it (a request's `http` span): the writer enters it
+/// while it applies the command, so the engine's spans are children of the request's.
+pub(crate) struct Traced(pub Command, pub tracing::Span);
+
 /// Committed state of one partition, as queries see it.
 #[derive(Default)]
 pub(crate) struct View {
@@ -271,7 +275,7 @@ pub struct Engine {
     /// The embedded store's WAL checkpoints, off the commit path.
     checkpointer: Mutex<Option<crossdock_store::sqlite::Checkpointer>>,
     policy: Arc<Policy>,
-    partitions: Vec<SyncSender<Command>>,
+    partitions: Vec<SyncSender<Traced>>,
     views: Vec<Arc<RwLock<View>>>,
     reader: StoreThread,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -354,7 +358,8 @@ impl Engine {
     }
 
     fn send(&self, partition: u32, cmd: Command) -> Result<(), EngineError> {
-        match self.partitions[partition as usize].try_send(cmd) {
+        let traced = Traced(cmd, tracing::Span::current());
+        match self.partitions[partition as usize].try_send(traced) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(EngineError::Stopped),
@@ -748,7 +753,7 @@ impl Engine {
     pub fn shutdown(&self) {
         self.timers.stop();
         for tx in &self.partitions {
-            let _ = tx.send(Command::Stop);
+            let _ = tx.send(Traced(Command::Stop, tracing::Span::none()));
         }
         let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
         for t in threads {

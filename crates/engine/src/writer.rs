@@ -24,7 +24,7 @@ use crate::persist::{
     workflow_row,
 };
 use crate::timers::TimerHandle;
-use crate::{Command, EventReply, OutboxHook, ReservationReply, View, WorkflowReply};
+use crate::{Command, EventReply, OutboxHook, ReservationReply, Traced, View, WorkflowReply};
 use crossdock_ledger::workflow::{creation_hash, workflow_key};
 
 pub(crate) struct Writer {
@@ -128,7 +128,7 @@ impl Writer {
     }
 
     /// Runs the writer and its committer (on a second thread with its own store connection).
-    pub fn run(mut self, rx: Receiver<Command>, committer_store: Box<dyn Store>) {
+    pub fn run(mut self, rx: Receiver<Traced>, committer_store: Box<dyn Store>) {
         let (to_committer, committer_rx) = std::sync::mpsc::sync_channel(IN_FLIGHT_MAX - 1);
         let committer = Committer {
             partition: self.partition,
@@ -148,7 +148,7 @@ impl Writer {
         let _ = handle.join();
     }
 
-    fn pipeline(&mut self, rx: Receiver<Command>, to_committer: &SyncSender<ToCommitter>) {
+    fn pipeline(&mut self, rx: Receiver<Traced>, to_committer: &SyncSender<ToCommitter>) {
         let mut cmds = Vec::with_capacity(self.batch_max);
         loop {
             match rx.recv() {
@@ -171,7 +171,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let stop = cmds.iter().any(|c| matches!(c, Command::Stop));
+            let stop = cmds.iter().any(|c| matches!(c.0, Command::Stop));
             let work = self.process(std::mem::take(&mut cmds));
             if to_committer
                 .send(ToCommitter::Work(Box::new(work)))
@@ -186,7 +186,7 @@ impl Writer {
     }
 
     /// Applies a batch and turns it into work for the committer.
-    fn process(&mut self, cmds: Vec<Command>) -> Work {
+    fn process(&mut self, cmds: Vec<Traced>) -> Work {
         let started_at = Instant::now();
         let mut fx = Effects::default();
         let mut batch = CommitBatch {
@@ -196,7 +196,8 @@ impl Writer {
         let mut batch_keys = BatchKeys::new();
         let mut pending = Vec::with_capacity(cmds.len());
         self.posting_seqs.clear();
-        for cmd in cmds {
+        for Traced(cmd, span) in cmds {
+            let _sender = span.enter();
             let p = match cmd {
                 Command::Event { event, reply } => Pending::Event(
                     reply,
