@@ -16,28 +16,12 @@ pub(crate) fn default_timeout_ms() -> u64 {
     DEFAULT_TIMEOUT_MS
 }
 
-/// At most this many correlation ids go in one request's `X-Correlation-Id`.
-pub(crate) const CORRELATIONS_MAX: usize = 32;
-
-/// The `X-Correlation-Id` of one request carrying `messages`: the distinct correlation ids of
-/// the changes in it, in message order, separated by `", "` (a list header), at most
-/// [`CORRELATIONS_MAX`]; `None` when none has one.
+/// The `X-Correlation-Id` of one request carrying `messages` (see
+/// [`crossdock_delivery::correlation_list`]).
 pub(crate) fn correlation_header<'a>(
     messages: impl IntoIterator<Item = &'a Message>,
 ) -> Option<String> {
-    let mut ids: Vec<&str> = Vec::new();
-    for id in messages
-        .into_iter()
-        .filter_map(|m| m.correlation_id.as_deref())
-    {
-        if ids.len() == CORRELATIONS_MAX {
-            break;
-        }
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    (!ids.is_empty()).then(|| ids.join(", "))
+    crossdock_delivery::correlation_list(messages)
 }
 
 /// A config value the publisher cannot work with, named by its key.
@@ -193,7 +177,10 @@ mod tests {
         assert_eq!(correlation_header(&[message(None)]), None);
         let many: Vec<Message> = (0..100).map(|i| message(Some(&format!("c-{i}")))).collect();
         let header = correlation_header(&many).unwrap();
-        assert_eq!(header.split(", ").count(), CORRELATIONS_MAX);
+        assert_eq!(
+            header.split(", ").count(),
+            crossdock_delivery::CORRELATIONS_MAX
+        );
         assert!(header.starts_with("c-0, c-1, "));
     }
 

@@ -545,8 +545,10 @@ impl Lane {
             messages = messages.len(),
             correlation_id = tracing::field::Empty,
         );
-        if !span.is_disabled() {
-            span.record("correlation_id", correlations(&messages));
+        if !span.is_disabled()
+            && let Some(ids) = crate::target::correlation_list(&messages)
+        {
+            span.record("correlation_id", ids);
         }
         let call = self.target.send(&messages).instrument(span);
         let outcome = match tokio::time::timeout(bound, call).await {
@@ -831,15 +833,4 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
         _ = tokio::time::sleep(d) => *stop.borrow(),
         r = stop.changed() => r.is_err() || *stop.borrow(),
     }
-}
-
-/// The distinct correlation ids of a call's messages, comma-separated (a span field).
-fn correlations(messages: &[Message]) -> String {
-    let mut ids: Vec<&str> = Vec::new();
-    for id in messages.iter().filter_map(|m| m.correlation_id.as_deref()) {
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    ids.join(",")
 }

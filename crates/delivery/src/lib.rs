@@ -15,5 +15,6 @@ pub use hub::{Delivery, DeliveryError, EndpointStatus};
 pub use lane::{LATENCY_BUCKETS_S, Lane, LaneConfig, LaneState, LaneStats, LaneStatus};
 pub use retry::BreakerState;
 pub use target::{
-    Body, BoxFuture, Failure, Message, MsgResult, Outcome, RateFeedback, RetryClass, Target,
+    Body, BoxFuture, CORRELATIONS_MAX, Failure, Message, MsgResult, Outcome, RateFeedback,
+    RetryClass, Target, correlation_list,
 };

@@ -167,3 +167,24 @@ pub trait Target: Send + Sync + 'static {
         Box::pin(async { None })
     }
 }
+
+/// Most correlation ids one call names (in `X-Correlation-Id` and its `deliver` span).
+pub const CORRELATIONS_MAX: usize = 32;
+
+/// The distinct correlation ids of the changes `messages` carry, in message order, separated by
+/// `", "` (a list header value), at most [`CORRELATIONS_MAX`]; `None` when none has one.
+pub fn correlation_list<'a>(messages: impl IntoIterator<Item = &'a Message>) -> Option<String> {
+    let mut ids: Vec<&str> = Vec::new();
+    for id in messages
+        .into_iter()
+        .filter_map(|m| m.correlation_id.as_deref())
+    {
+        if ids.len() == CORRELATIONS_MAX {
+            break;
+        }
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    (!ids.is_empty()).then(|| ids.join(", "))
+}
