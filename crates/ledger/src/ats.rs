@@ -13,23 +13,25 @@ pub fn channel_ats(item: &ItemState, channel: &ChannelPolicy, now: Timestamp) ->
     if item.oversell_hold().is_some() {
         return 0;
     }
+    // Buckets lie within ±QTY_MAX, so none of these sums can come near overflowing; they
+    // saturate rather than wrap all the same.
     let mut pool: i64 = 0;
     for &loc in &channel.locations {
         let mut available: i64 = 0;
         for p in item.positions.iter().filter(|p| p.location == loc) {
-            available += p.b.available();
+            available = available.saturating_add(p.b.available());
             if !channel.counts_soft_reservations {
-                available += p.b.reserved;
+                available = available.saturating_add(p.b.reserved);
             }
         }
-        pool += available.max(0);
+        pool = pool.saturating_add(available.max(0));
     }
     let kept = match channel.buffer {
         Buffer::Units(u) => u,
         Buffer::Percent(pct) => ceil_pct(pool, pct),
     };
-    let mut ats = (pool - kept).max(0);
-    ats = ats * i64::from(channel.share_pct) / 100;
+    let mut ats = pool.saturating_sub(kept).max(0);
+    ats = ats.saturating_mul(i64::from(channel.share_pct)) / 100;
     if let Some(max) = channel.max {
         ats = ats.min(max);
     }
@@ -42,16 +44,15 @@ pub fn channel_ats(item: &ItemState, channel: &ChannelPolicy, now: Timestamp) ->
             .supply()
             .iter()
             .filter(|s| s.expected_at <= until && channel.locations.contains(&s.location))
-            .map(|s| s.open)
-            .sum();
-        ats += incoming;
+            .fold(0i64, |sum, s| sum.saturating_add(s.open));
+        ats = ats.saturating_add(incoming);
     }
     ats
 }
 
 fn ceil_pct(pool: i64, pct: u8) -> i64 {
-    let num = pool * i64::from(pct);
-    (num + 99) / 100
+    let num = pool.saturating_mul(i64::from(pct));
+    num.saturating_add(99) / 100
 }
 
 /// Delivery priority of a change from `old` to `new`: 0 crosses zero, 1 is at or below the

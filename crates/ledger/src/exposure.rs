@@ -96,8 +96,17 @@ impl WhatIf {
     ///
     /// # Panics
     /// If `to < from`, or the two policies do not have the same channels in the same order.
-    pub fn new(baseline: Policy, alternative: Policy, from: Timestamp, to: Timestamp) -> Self {
+    pub fn new(
+        mut baseline: Policy,
+        mut alternative: Policy,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Self {
         assert!(from <= to, "the window ends before it starts");
+        // The log's events passed the time bounds in force when they arrived; a replay takes
+        // them as they were, whatever the bounds are now.
+        baseline.time_bounds = crossdock_model::event::TimeBounds::UNBOUNDED;
+        alternative.time_bounds = crossdock_model::event::TimeBounds::UNBOUNDED;
         assert!(
             baseline.channels.len() == alternative.channels.len()
                 && baseline

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crossdock_model::event::TimeBounds;
 use crossdock_model::{ChannelId, ItemId, LocationId, SourceId};
 
 /// Index of a location in [`Policy::locations`]; positions store this instead of the name.
@@ -111,6 +112,8 @@ pub struct Policy {
     /// Whether an `oversell_risk` record is resolved when available is back at or above zero
     /// (the exceptions policy `auto_correct`). Either way the hold on the item's ATS is lifted.
     pub resolves_oversell_records: bool,
+    /// How far from the hub's clock an input's time may lie (inputs from outside the hub).
+    pub time_bounds: TimeBounds,
 }
 
 /// How an order of a channel is sourced.
@@ -204,6 +207,7 @@ impl Policy {
             held_max: 10_000,
             workflow: WorkflowPolicy::default(),
             resolves_oversell_records: true,
+            time_bounds: TimeBounds::default(),
         }
     }
 

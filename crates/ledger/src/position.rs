@@ -1,6 +1,7 @@
 //! A position: the buckets of one (item, location, lot), the formulas of DESIGN section 3, and the
 //! event-time rule that lets counts and late deltas converge.
 
+use crossdock_model::event::{QTY_MAX, qty_in_bound};
 use crossdock_model::{Lot, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -27,31 +28,70 @@ pub struct Buckets {
 }
 
 impl Buckets {
-    /// Bucket by bucket `self - other`.
+    /// Every bucket with its name, in the store's column order.
+    pub fn named(&self) -> [(&'static str, i64); 10] {
+        [
+            ("on_hand", self.on_hand),
+            ("quarantined", self.quarantined),
+            ("damaged", self.damaged),
+            ("returns_pending", self.returns_pending),
+            ("picked", self.picked),
+            ("allocated", self.allocated),
+            ("reserved", self.reserved),
+            ("in_transit", self.in_transit),
+            ("incoming", self.incoming),
+            ("safety_stock", self.safety_stock),
+        ]
+    }
+
+    /// Bucket by bucket `self - other`. Buckets lie within `±QTY_MAX`, so the difference cannot
+    /// overflow; it saturates rather than wraps all the same.
     pub fn minus(&self, other: &Buckets) -> Buckets {
+        let d = |a: i64, b: i64| a.saturating_sub(b);
         Buckets {
-            on_hand: self.on_hand - other.on_hand,
-            quarantined: self.quarantined - other.quarantined,
-            damaged: self.damaged - other.damaged,
-            returns_pending: self.returns_pending - other.returns_pending,
-            picked: self.picked - other.picked,
-            allocated: self.allocated - other.allocated,
-            reserved: self.reserved - other.reserved,
-            in_transit: self.in_transit - other.in_transit,
-            incoming: self.incoming - other.incoming,
-            safety_stock: self.safety_stock - other.safety_stock,
+            on_hand: d(self.on_hand, other.on_hand),
+            quarantined: d(self.quarantined, other.quarantined),
+            damaged: d(self.damaged, other.damaged),
+            returns_pending: d(self.returns_pending, other.returns_pending),
+            picked: d(self.picked, other.picked),
+            allocated: d(self.allocated, other.allocated),
+            reserved: d(self.reserved, other.reserved),
+            in_transit: d(self.in_transit, other.in_transit),
+            incoming: d(self.incoming, other.incoming),
+            safety_stock: d(self.safety_stock, other.safety_stock),
         }
     }
 
     pub fn committed(&self) -> i64 {
-        self.allocated + self.picked
+        self.allocated.saturating_add(self.picked)
     }
     pub fn unsellable(&self) -> i64 {
-        self.quarantined + self.damaged + self.returns_pending
+        self.quarantined
+            .saturating_add(self.damaged)
+            .saturating_add(self.returns_pending)
     }
     /// `on_hand - unsellable - committed - reserved - safety_stock`; negative is a signal.
+    /// With every bucket within `±QTY_MAX` no term can overflow; the arithmetic saturates
+    /// rather than wraps all the same.
     pub fn available(&self) -> i64 {
-        self.on_hand - self.unsellable() - self.committed() - self.reserved - self.safety_stock
+        self.on_hand
+            .saturating_sub(self.unsellable())
+            .saturating_sub(self.committed())
+            .saturating_sub(self.reserved)
+            .saturating_sub(self.safety_stock)
+    }
+
+    /// What a new hold or allocation may take here: `available` (never below 0), and no more
+    /// than keeps `allocated + reserved` within `QTY_MAX`, so holds and allocations (and a
+    /// hold committed into an allocation) never leave the bound.
+    pub fn free(&self) -> i64 {
+        let held = self.allocated.max(0).saturating_add(self.reserved.max(0));
+        self.available().min(QTY_MAX.saturating_sub(held)).max(0)
+    }
+
+    /// The first bucket outside `±QTY_MAX`, with its value.
+    pub fn out_of_bound(&self) -> Option<(&'static str, i64)> {
+        self.named().into_iter().find(|(_, v)| !qty_in_bound(*v))
     }
 }
 
@@ -131,7 +171,7 @@ impl Position {
         {
             return TimeEffect::AbsorbedByCount;
         }
-        self.b.on_hand += qty;
+        self.b.on_hand = self.b.on_hand.saturating_add(qty);
         let window = self.rule.window.get_or_insert_default();
         let at = window.recent.partition_point(|d| d.time <= time);
         window.recent.insert(at, Delta { time, qty });
@@ -163,8 +203,7 @@ impl Position {
             .recent()
             .iter()
             .filter(|d| d.time > mark.time)
-            .map(|d| d.qty)
-            .sum();
+            .fold(0i64, |sum, d| sum.saturating_add(d.qty));
         if let Some(w) = &mut self.rule.window {
             w.recent.retain(|d| d.time > mark.time);
             w.folded_to = None;
@@ -173,7 +212,7 @@ impl Position {
             }
         }
         self.rule.count = Some(mark);
-        self.b.on_hand = qty + later;
+        self.b.on_hand = qty.saturating_add(later);
         TimeEffect::Applied
     }
 }

@@ -89,12 +89,12 @@ pub fn plan_reservation<'a>(
     let mut shortfalls = Vec::new();
     for line in lines {
         let mut remaining = line.qty;
-        let mut available = 0;
+        let mut available: i64 = 0;
         if let Some(state) = item(&line.item) {
             for &loc in &channel.locations {
                 for p in state.positions.iter().filter(|p| p.location == loc) {
-                    let free = p.b.available().max(0);
-                    available += free;
+                    let free = p.b.free();
+                    available = available.saturating_add(free);
                     let take = free.min(remaining);
                     if take > 0 {
                         plan.push(ResLine {

@@ -11,6 +11,7 @@ use crossdock_model::event::{
     ReservationRequested, ReturnInspected, ReturnReceived, Shipped, StatusChanged, StockStatus,
     SupplyExpected, TransferReceived, TransferShipped,
 };
+use crossdock_model::event::{QTY_MAX, qty_in_bound};
 use crossdock_model::{
     ChannelId, ExceptionKind, ExceptionRecord, HUB_SOURCE, ItemId, LocationId, Lot, SourceId,
     Timestamp,
@@ -275,7 +276,13 @@ impl Effects {
             None => self.reservations.push(r.clone()),
         }
     }
-    fn exception(&mut self, ev: &Event, kind: ExceptionKind, entity: String, reason: String) {
+    pub(crate) fn exception(
+        &mut self,
+        ev: &Event,
+        kind: ExceptionKind,
+        entity: String,
+        reason: String,
+    ) {
         let cause = format!("event:{}/{}", ev.source, ev.id);
         let raw = serde_json::to_string(&ev.to_envelope()).ok();
         self.exceptions.push(ExceptionRecord::open(
@@ -288,6 +295,50 @@ impl Effects {
             ev.received_at,
         ));
     }
+}
+
+/// A bucket an input would take out of bounds, named down to its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Breach {
+    item: ItemId,
+    location: LocationId,
+    lot: Option<Lot>,
+    bucket: &'static str,
+    value: i64,
+}
+
+impl std::fmt::Display for Breach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} of {} at {}", self.bucket, self.item, self.location)?;
+        if let Some(lot) = &self.lot {
+            write!(f, " lot {lot}")?;
+        }
+        write!(f, " to {}", self.value)
+    }
+}
+
+/// Refuses an input that fails [`Event::check`]: nothing changes, nothing is logged, and an
+/// exception keeps the raw input (`out_of_bounds` for a time beyond the hub's bounds,
+/// `schema_violation` for anything else).
+fn refuse(ev: &Event, e: crossdock_model::event::EventError, fx: &mut Effects) -> Outcome {
+    let field = e.field().to_string();
+    let kind = if field == "time" {
+        ExceptionKind::OutOfBounds
+    } else {
+        ExceptionKind::SchemaViolation
+    };
+    let entity = match ev.data.items().first() {
+        Some(item) => format!("item:{item}"),
+        None => format!("source:{}", ev.source),
+    };
+    let reason = e.to_string();
+    fx.exception(
+        ev,
+        kind,
+        entity,
+        format!("event {} from {}: {reason}", ev.id, ev.source),
+    );
+    Outcome::Rejected(Rejection::Invalid { field, reason })
 }
 
 /// What the ledger did with one input.
@@ -428,6 +479,12 @@ impl Ledger {
     /// Applies one input. The caller logs it at `self.seq` when `is_logged()`.
     pub fn apply(&mut self, policy: &Policy, ev: &Event, fx: &mut Effects) -> Outcome {
         fx.now = fx.now.max(ev.received_at);
+        // One validation for every door: whatever built this event (HTTP, a partner file, a
+        // webhook, a workflow command, a reconciliation), it is checked here before anything
+        // else, and refused (not logged, an exception opened) when it fails.
+        if let Err(e) = ev.check(&policy.time_bounds) {
+            return refuse(ev, e, fx);
+        }
         let seq = self.seq + 1;
         if let (Some(n), true) = (ev.sequence, policy.is_sequenced(&ev.source)) {
             let state = self
@@ -620,7 +677,37 @@ impl Ledger {
             return Outcome::Quarantined { kind, reason };
         }
         let item_ids: Vec<ItemId> = ev.data.items().into_iter().cloned().collect();
+        // What the items were before, to put back when the event would take a bucket out of
+        // bounds (physical events change only their items).
+        let saved: Vec<(ItemId, Option<Arc<ItemState>>)> = item_ids
+            .iter()
+            .map(|id| (id.clone(), self.items.get(id).cloned()))
+            .collect();
+        let exceptions_before = fx.exceptions.len();
         self.apply_physical(policy, ev, fx);
+        if let Some(breach) = self.breach(policy, &saved) {
+            for (id, state) in saved {
+                match state {
+                    Some(state) => self.items.insert(id, state),
+                    None => self.items.remove(&id),
+                };
+            }
+            fx.exceptions.truncate(exceptions_before);
+            let reason = format!(
+                "{} would take {breach}, beyond the bound of ±{QTY_MAX}; not applied",
+                ev.data.type_name()
+            );
+            fx.exception(
+                ev,
+                ExceptionKind::OutOfBounds,
+                format!("item:{}", breach.item),
+                reason.clone(),
+            );
+            return Outcome::Quarantined {
+                kind: ExceptionKind::OutOfBounds,
+                reason,
+            };
+        }
         self.advance_workflows(policy, ev, seq, fx);
         for id in &item_ids {
             let item = self.item_mut(id, fx);
@@ -629,6 +716,44 @@ impl Ledger {
             item.tidy();
         }
         Outcome::Applied
+    }
+
+    /// The first bucket of the given items that an input took outside `±QTY_MAX` (or further
+    /// outside than it was), compared with their state before it.
+    fn breach(
+        &self,
+        policy: &Policy,
+        before: &[(ItemId, Option<Arc<ItemState>>)],
+    ) -> Option<Breach> {
+        for (id, old) in before {
+            let Some(new) = self.items.get(id) else {
+                continue;
+            };
+            for p in &new.positions {
+                let Some((bucket, value)) = p.b.out_of_bound() else {
+                    continue;
+                };
+                let was = old
+                    .as_ref()
+                    .and_then(|o| o.position(p.location, p.lot.as_ref()))
+                    .map_or(0, |o| {
+                        o.b.named()
+                            .into_iter()
+                            .find(|(n, _)| *n == bucket)
+                            .map_or(0, |(_, v)| v)
+                    });
+                if qty_in_bound(was) || value.unsigned_abs() > was.unsigned_abs() {
+                    return Some(Breach {
+                        item: id.clone(),
+                        location: policy.location_name(p.location).clone(),
+                        lot: p.lot.clone(),
+                        bucket,
+                        value,
+                    });
+                }
+            }
+        }
+        None
     }
 
     fn apply_physical(&mut self, policy: &Policy, ev: &Event, fx: &mut Effects) {

@@ -263,7 +263,7 @@ fn free_at(state: Option<&ItemState>, loc: LocIdx) -> Vec<(Option<Lot>, i64)> {
             s.positions
                 .iter()
                 .filter(|p| p.location == loc)
-                .map(|p| (p.lot.clone(), p.b.available().max(0)))
+                .map(|p| (p.lot.clone(), p.b.free()))
                 .filter(|(_, q)| *q > 0)
                 .collect()
         })
@@ -1622,6 +1622,9 @@ impl Ledger {
         {
             return o;
         }
+        if let Some(o) = self.incoming_beyond_bound(policy, ev, p, fx) {
+            return o;
+        }
         let ack_due_at = ev
             .time
             .plus_secs(p.ack_within_s.unwrap_or(policy.workflow.ack_timeout_s));
@@ -1685,6 +1688,51 @@ impl Ledger {
             format!("sent to {}", p.partner.as_deref().unwrap_or("the ERP")),
         );
         self.finish(wf, fx)
+    }
+
+    /// Refuses a purchase order whose open supply would take `incoming` of an item at its
+    /// location beyond `±QTY_MAX` (checked before anything changes).
+    fn incoming_beyond_bound(
+        &self,
+        policy: &Policy,
+        ev: &Event,
+        p: &PurchaseOrderCreated,
+        fx: &mut Effects,
+    ) -> Option<Outcome> {
+        let l = policy.location(&p.location)?;
+        for (i, line) in p.lines.iter().enumerate() {
+            let now = self
+                .items
+                .get(&line.item)
+                .and_then(|s| s.position(l, None))
+                .map_or(0, |pos| pos.b.incoming);
+            let added = p.lines[..=i]
+                .iter()
+                .filter(|x| x.item == line.item)
+                .fold(0i64, |sum, x| sum.saturating_add(x.qty));
+            let after = now.saturating_add(added);
+            if !crossdock_model::event::qty_in_bound(after) {
+                let reason = format!(
+                    "purchase order {} would take incoming of {} at {} to {after}, beyond the bound of ±{}; \
+                     not created",
+                    p.po,
+                    line.item,
+                    p.location,
+                    crossdock_model::event::QTY_MAX
+                );
+                fx.exception(
+                    ev,
+                    ExceptionKind::OutOfBounds,
+                    format!("item:{}", line.item),
+                    reason.clone(),
+                );
+                return Some(Outcome::Rejected(Rejection::Invalid {
+                    field: format!("lines[{i}].qty"),
+                    reason,
+                }));
+            }
+        }
+        None
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -35,8 +35,47 @@ pub fn own_correlation_keys(correlation_id: &str) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// Largest quantity accepted in one event line: far above any real movement, far below overflow.
+/// The one bound on quantities: every quantity an input names lies within `±QTY_MAX`, and so does
+/// every bucket the ledger keeps. Far above any real stock, far below where `i64` sums of a few
+/// thousand such values could overflow.
 pub const QTY_MAX: i64 = 1_000_000_000_000;
+
+/// Whether `qty` lies within `±QTY_MAX`. Compares without arithmetic, so `i64::MIN` cannot
+/// overflow the check itself (as `abs()` would).
+pub const fn qty_in_bound(qty: i64) -> bool {
+    -QTY_MAX <= qty && qty <= QTY_MAX
+}
+
+/// How far an event's `time` may lie from the hub's clock when the event is received. A count
+/// dated in the future would otherwise absorb every later movement behind it (the event-time
+/// rule); one dated before the horizon is a broken clock or a wrong field, not history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBounds {
+    /// How far ahead of the hub's clock a source's clock may run.
+    pub future_skew_s: u64,
+    /// How many days back an event may have happened.
+    pub horizon_days: u32,
+}
+
+impl TimeBounds {
+    pub const FUTURE_SKEW_S_DEFAULT: u64 = 300;
+    pub const HORIZON_DAYS_DEFAULT: u32 = 3_650;
+
+    /// No bound at all (replays of a log whose events were checked when they arrived).
+    pub const UNBOUNDED: TimeBounds = TimeBounds {
+        future_skew_s: u64::MAX,
+        horizon_days: u32::MAX,
+    };
+}
+
+impl Default for TimeBounds {
+    fn default() -> Self {
+        TimeBounds {
+            future_skew_s: Self::FUTURE_SKEW_S_DEFAULT,
+            horizon_days: Self::HORIZON_DAYS_DEFAULT,
+        }
+    }
+}
 
 /// Lines in one shipment or reservation.
 pub const LINES_MAX: usize = 1_000;
@@ -464,6 +503,50 @@ impl Event {
         })
     }
 
+    /// Every check an input must pass, whichever way it came in (HTTP, NDJSON, X12, CSV, imports,
+    /// webhooks, workflow commands, reconciliation corrections, replays): its ids, its data and,
+    /// for inputs from outside the hub, its time against the hub's clock at `received_at`.
+    pub fn check(&self, bounds: &TimeBounds) -> Result<(), EventError> {
+        validate_id(&self.id).map_err(|e| EventError::at("id", e.to_string()))?;
+        validate_id(&self.correlation_id)
+            .map_err(|e| EventError::at("correlationid", e.to_string()))?;
+        self.data.validate()?;
+        if self.source.as_str() != HUB_SOURCE {
+            self.check_time(bounds)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a `time` more than `future_skew_s` after the hub's clock at `received_at`, or
+    /// more than `horizon_days` before it.
+    pub fn check_time(&self, bounds: &TimeBounds) -> Result<(), EventError> {
+        let latest = self.received_at.plus_secs(bounds.future_skew_s);
+        if self.time > latest {
+            return Err(EventError::at(
+                "time",
+                format!(
+                    "{} is more than {} s after the hub's clock ({}); an event cannot have happened \
+                     in the future: fix the source's clock or the event's time",
+                    self.time, bounds.future_skew_s, self.received_at
+                ),
+            ));
+        }
+        let earliest = self
+            .received_at
+            .minus_secs(u64::from(bounds.horizon_days).saturating_mul(86_400));
+        if self.time < earliest {
+            return Err(EventError::at(
+                "time",
+                format!(
+                    "{} is more than {} days before the hub's clock ({}); older events are refused \
+                     (engine.event_horizon_days)",
+                    self.time, bounds.horizon_days, self.received_at
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The envelope as stored in the event log (with the generated correlation id filled in).
     pub fn to_envelope(&self) -> Envelope {
         Envelope {
@@ -582,10 +665,10 @@ impl EventData {
                 if d.delta == 0 {
                     return Err(EventError::at("data.delta", "must not be zero"));
                 }
-                if d.delta.abs() > QTY_MAX {
+                if !qty_in_bound(d.delta) {
                     return Err(EventError::at(
                         "data.delta",
-                        format!("must be within ±{QTY_MAX}"),
+                        format!("must be within ±{QTY_MAX}, got {}", d.delta),
                     ));
                 }
                 if d.reason.trim().is_empty() {
@@ -851,6 +934,91 @@ mod tests {
         assert_eq!(
             err,
             EventError::UnknownType("inventory.teleported.v1".into())
+        );
+    }
+
+    #[test]
+    fn quantities_outside_the_bound_are_refused_without_overflow() {
+        let adjust = |delta: i64| {
+            parse(
+                "inventory.adjusted.v1",
+                json!({"item": "SKU-1", "location": "DC-EAST", "delta": delta, "reason": "x"}),
+            )
+        };
+        for delta in [i64::MIN, i64::MIN + 1, -QTY_MAX - 1, QTY_MAX + 1, i64::MAX] {
+            let err = adjust(delta).unwrap_err();
+            assert_eq!(err.field(), "data.delta", "{delta}: {err}");
+        }
+        for delta in [-QTY_MAX, -1, 1, QTY_MAX] {
+            assert!(adjust(delta).is_ok(), "{delta}");
+        }
+        let count = |qty: i64| {
+            parse(
+                "inventory.counted.v1",
+                json!({"item": "SKU-1", "location": "DC-EAST", "qty": qty}),
+            )
+        };
+        for qty in [i64::MIN, -5, QTY_MAX + 1, i64::MAX] {
+            assert_eq!(count(qty).unwrap_err().field(), "data.qty", "{qty}");
+        }
+        assert!(count(0).is_ok() && count(QTY_MAX).is_ok());
+        assert!(qty_in_bound(QTY_MAX) && qty_in_bound(-QTY_MAX));
+        assert!(!qty_in_bound(i64::MIN) && !qty_in_bound(i64::MAX));
+    }
+
+    #[test]
+    fn blank_ids_are_refused() {
+        for id in ["", " ", "\t", "\u{a0}\u{3000}"] {
+            let mut env = envelope(
+                "inventory.received.v1",
+                json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1}),
+            );
+            env.id = id.into();
+            let err =
+                Event::from_envelope(&env, Timestamp::from_micros(0), || "c".into()).unwrap_err();
+            assert_eq!(err.field(), "id", "{id:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn time_is_bounded_by_the_hub_clock() {
+        let now = Timestamp::parse_rfc3339("2026-12-04T12:00:00Z").unwrap();
+        let at = |time: &str| {
+            let mut ev = parse(
+                "inventory.counted.v1",
+                json!({"item": "SKU-1", "location": "DC-EAST", "qty": 5}),
+            )
+            .unwrap();
+            ev.time = Timestamp::parse_rfc3339(time).unwrap();
+            ev.received_at = now;
+            ev.check(&TimeBounds::default())
+        };
+        assert!(at("2026-12-04T12:05:00Z").is_ok(), "within the skew");
+        assert!(at("2016-12-07T12:00:00Z").is_ok(), "within the horizon");
+        for far in [
+            "2026-12-04T12:05:01Z",
+            "9999-12-31T23:59:59Z",
+            "2016-12-05T11:59:59Z",
+            "0000-01-01T00:00:00Z",
+        ] {
+            let err = at(far).unwrap_err();
+            assert_eq!(err.field(), "time", "{far}: {err}");
+        }
+        // A hub command carries the hub's own clock; its time is not checked against itself.
+        let mut hub = parse(
+            "inventory.counted.v1",
+            json!({"item": "SKU-1", "location": "DC-EAST", "qty": 5}),
+        )
+        .unwrap();
+        hub.source = SourceId::new(HUB_SOURCE).unwrap();
+        hub.time = Timestamp::parse_rfc3339("9999-12-31T00:00:00Z").unwrap();
+        assert!(hub.check(&TimeBounds::default()).is_ok());
+        let unbounded = TimeBounds::UNBOUNDED;
+        let mut ev = hub.clone();
+        ev.source = SourceId::new("wms-east").unwrap();
+        assert!(
+            ev.check(&unbounded).is_ok(),
+            "saturates instead of wrapping"
         );
     }
 

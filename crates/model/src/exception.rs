@@ -43,6 +43,7 @@ kinds! {
     DeliveryFailed = "delivery_failed",
     PricingFailure = "pricing_failure",
     CreditHold = "credit_hold",
+    OutOfBounds = "out_of_bounds",
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

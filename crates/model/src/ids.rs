@@ -91,6 +91,8 @@ id_type!(
 pub enum IdError {
     #[error("must not be empty")]
     Empty,
+    #[error("must not be blank (only whitespace)")]
+    Blank,
     #[error("must be at most {ID_LEN_MAX} bytes")]
     TooLong,
     #[error("must not contain control characters")]
@@ -100,6 +102,9 @@ pub enum IdError {
 pub fn validate_id(raw: &str) -> Result<(), IdError> {
     if raw.is_empty() {
         return Err(IdError::Empty);
+    }
+    if raw.trim().is_empty() {
+        return Err(IdError::Blank);
     }
     if raw.len() > ID_LEN_MAX {
         return Err(IdError::TooLong);
@@ -122,6 +127,8 @@ mod tests {
             Err(IdError::TooLong)
         );
         assert_eq!(ItemId::new("a\nb"), Err(IdError::Control));
+        assert_eq!(ItemId::new("   "), Err(IdError::Blank));
+        assert_eq!(ItemId::new("\u{3000}\u{a0}"), Err(IdError::Blank));
         assert_eq!(ItemId::new("SKU-1").unwrap().as_str(), "SKU-1");
     }
 

@@ -27,11 +27,19 @@ impl Timestamp {
             .map_err(|e| format!("not an RFC 3339 timestamp ({e})"))?;
         Ok(Self((t.unix_timestamp_nanos() / 1_000) as i64))
     }
+    /// `secs` later, saturating at the end of representable time (never wraps).
     pub fn plus_secs(self, secs: u64) -> Self {
-        Self(
-            self.0
-                .saturating_add((secs as i64).saturating_mul(1_000_000)),
-        )
+        let us = i64::try_from(secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
+        Self(self.0.saturating_add(us))
+    }
+    /// `secs` earlier, saturating at the start of representable time (never wraps).
+    pub fn minus_secs(self, secs: u64) -> Self {
+        let us = i64::try_from(secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
+        Self(self.0.saturating_sub(us))
     }
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000;

@@ -181,7 +181,11 @@ pub(crate) fn engine_problem(e: EngineError) -> Problem {
 
 /// Parses one envelope from JSON text. The problem names the field; `true` means the JSON itself
 /// was malformed (nothing identifiable to record).
-fn parse_event(text: &[u8], received_at: Timestamp) -> Result<Event, (Problem, bool)> {
+fn parse_event(
+    text: &[u8],
+    received_at: Timestamp,
+    bounds: &crossdock_model::event::TimeBounds,
+) -> Result<Event, (Problem, bool)> {
     // One pass from bytes to the envelope; syntax errors and shape errors are told apart.
     let malformed = |e: &serde_json::Error| {
         (
@@ -233,6 +237,33 @@ fn parse_event(text: &[u8], received_at: Timestamp) -> Result<Event, (Problem, b
         }
         (p, false)
     })
+    .and_then(|ev| {
+        // The same check the ledger makes of every input, made here for a specific answer.
+        ev.check(bounds).map_err(|e| {
+            let slug = if e.field() == "time" {
+                TIME_OUT_OF_BOUNDS
+            } else {
+                "invalid-event-data"
+            };
+            (
+                Problem::unprocessable(slug, e.to_string()).field(e.field()),
+                false,
+            )
+        })?;
+        Ok(ev)
+    })
+}
+
+/// The problem slug of an event whose time lies beyond the hub's bounds.
+const TIME_OUT_OF_BOUNDS: &str = "event-time-out-of-bounds";
+
+/// The kind of exception a refused input's problem opens.
+fn refused_kind(problem: &Problem) -> ExceptionKind {
+    match problem.slug {
+        "source-not-allowed" => ExceptionKind::AuthRejected,
+        TIME_OUT_OF_BOUNDS => ExceptionKind::OutOfBounds,
+        _ => ExceptionKind::SchemaViolation,
+    }
 }
 
 /// An exception for input that never became an event, keeping the raw input.
@@ -292,12 +323,12 @@ async fn post_events(State(st): State<Arc<AppState>>, req: Request) -> AppResult
             ),
         ));
     }
-    let event = match parse_event(&body, received_at) {
+    let event = match parse_event(&body, received_at, &st.engine.policy().time_bounds) {
         Ok(ev) => ev,
         Err((problem, _)) => {
             record(
                 &st,
-                rejected_input(ExceptionKind::SchemaViolation, &problem, &body, &caller),
+                rejected_input(refused_kind(&problem), &problem, &body, &caller),
             )
             .await?;
             return Err(problem);
@@ -456,10 +487,11 @@ async fn post_batch(
         ));
     }
     let mut results: Vec<Option<Value>> = vec![None; lines.len()];
+    let bounds = &st.engine.policy().time_bounds;
     let mut events = Vec::with_capacity(lines.len());
     let mut slots = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
-        let parsed = parse_event(line, received_at).and_then(|ev| {
+        let parsed = parse_event(line, received_at, bounds).and_then(|ev| {
             if !ev.data.is_public() {
                 Err((
                     Problem::unprocessable("hub-command", "hub commands cannot be submitted")
@@ -489,12 +521,11 @@ async fn post_batch(
                 slots.push(i);
             }
             Err((problem, _)) => {
-                let kind = if problem.slug == "source-not-allowed" {
-                    ExceptionKind::AuthRejected
-                } else {
-                    ExceptionKind::SchemaViolation
-                };
-                record(st, rejected_input(kind, &problem, line, caller)).await?;
+                record(
+                    st,
+                    rejected_input(refused_kind(&problem), &problem, line, caller),
+                )
+                .await?;
                 results[i] = Some(
                     json!({"line": i + 1, "status": "rejected", "problem": problem.to_json()}),
                 );

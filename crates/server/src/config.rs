@@ -28,6 +28,10 @@ pub struct EngineSection {
     pub partitions: Option<u32>,
     pub queue_max: Option<usize>,
     pub batch_max: Option<usize>,
+    /// How far ahead of the hub's clock an event's time may be (default 300).
+    pub future_skew_s: Option<u64>,
+    /// How many days back an event's time may be (default 3650).
+    pub event_horizon_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -677,6 +681,25 @@ impl Checker<'_> {
             }
         }
 
+        let time_bounds = crossdock_model::event::TimeBounds {
+            future_skew_s: raw
+                .engine
+                .future_skew_s
+                .unwrap_or(crossdock_model::event::TimeBounds::FUTURE_SKEW_S_DEFAULT),
+            horizon_days: raw
+                .engine
+                .event_horizon_days
+                .unwrap_or(crossdock_model::event::TimeBounds::HORIZON_DAYS_DEFAULT),
+        };
+        if time_bounds.future_skew_s > 7 * 86_400 {
+            self.problem(
+                "engine.future_skew_s",
+                "must be at most 604800 (a week); a clock further off is a broken clock",
+            );
+        }
+        if time_bounds.horizon_days == 0 {
+            self.problem("engine.event_horizon_days", "must be at least 1");
+        }
         let partitions = raw.engine.partitions.unwrap_or(1);
         if !(1..=256).contains(&partitions) {
             self.problem("engine.partitions", "must be between 1 and 256");
@@ -993,6 +1016,7 @@ impl Checker<'_> {
         );
         let mut policy = Policy::new(items, locations, channels, sources);
         policy.workflow = workflow_policy;
+        policy.time_bounds = time_bounds;
         if let Some(w) = raw.resequencer.gap_wait_s {
             policy.gap_wait_s = w;
         }

@@ -116,7 +116,8 @@ pub fn abilities(kind: ExceptionKind) -> Abilities {
         | K::PartnerAckTimeout
         | K::ShipmentPostingDelay
         | K::PricingFailure
-        | K::CreditHold => (None, None),
+        | K::CreditHold
+        | K::OutOfBounds => (None, None),
     };
     Abilities { replays, corrects }
 }
