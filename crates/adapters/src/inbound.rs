@@ -221,10 +221,11 @@ pub(crate) fn positive_qty<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Er
         serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
         _ => None,
     };
+    let max = crossdock_model::event::QTY_MAX;
     match n {
-        Some(n) if n >= 1 => Ok(n),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
         Some(n) => Err(de::Error::custom(format!(
-            "must be a positive integer, found {n}"
+            "must be a positive integer of at most {max}, found {n}"
         ))),
         None => Err(de::Error::custom(format!(
             "must be a positive integer, found {raw}"
@@ -240,7 +241,16 @@ pub(crate) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
         _ => None,
     };
-    n.ok_or_else(|| de::Error::custom(format!("must be an integer, found {raw}")))
+    let max = crossdock_model::event::QTY_MAX;
+    match n {
+        Some(n) if crossdock_model::event::qty_in_bound(n) => Ok(n),
+        Some(n) => Err(de::Error::custom(format!(
+            "must be an integer within ±{max}, found {n}"
+        ))),
+        None => Err(de::Error::custom(format!(
+            "must be an integer, found {raw}"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -270,8 +280,23 @@ mod tests {
         let err = parse_json::<Probe>(br#"{"id": 1, "qty": 0}"#, "x").unwrap_err();
         assert_eq!(
             err,
-            InboundError::malformed("qty", "must be a positive integer, found 0")
+            InboundError::malformed(
+                "qty",
+                "must be a positive integer of at most 1000000000000, found 0"
+            )
         );
+        for (raw, found) in [
+            ("9223372036854775807", "9223372036854775807"),
+            ("-9223372036854775808", "-9223372036854775808"),
+            ("1000000000001", "1000000000001"),
+        ] {
+            let body = format!(r#"{{"id": 1, "qty": {raw}}}"#);
+            let err = parse_json::<Probe>(body.as_bytes(), "x").unwrap_err();
+            assert!(
+                matches!(&err, InboundError::Malformed { field, reason } if field == "qty" && reason.ends_with(found)),
+                "{err}"
+            );
+        }
         let err = parse_json::<Probe>(br#"{"id": 1, "qty": 1.5}"#, "x").unwrap_err();
         assert!(matches!(&err, InboundError::Malformed { field, .. } if field == "qty"));
         let err = parse_json::<Probe>(br#"{"id": 1}"#, "x").unwrap_err();

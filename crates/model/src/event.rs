@@ -68,6 +68,36 @@ impl TimeBounds {
     };
 }
 
+impl TimeBounds {
+    /// Refuses `time` (of the field `field`) more than `future_skew_s` after `now`, or more than
+    /// `horizon_days` before it.
+    pub fn check(&self, field: &str, time: Timestamp, now: Timestamp) -> Result<(), EventError> {
+        let latest = now.plus_secs(self.future_skew_s);
+        if time > latest {
+            return Err(EventError::at(
+                field,
+                format!(
+                    "{time} is more than {} s after the hub's clock ({now}); an event cannot have \
+                     happened in the future: fix the source's clock or the time",
+                    self.future_skew_s
+                ),
+            ));
+        }
+        let earliest = now.minus_secs(u64::from(self.horizon_days).saturating_mul(86_400));
+        if time < earliest {
+            return Err(EventError::at(
+                field,
+                format!(
+                    "{time} is more than {} days before the hub's clock ({now}); older times are \
+                     refused (engine.event_horizon_days)",
+                    self.horizon_days
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for TimeBounds {
     fn default() -> Self {
         TimeBounds {
@@ -520,31 +550,7 @@ impl Event {
     /// Refuses a `time` more than `future_skew_s` after the hub's clock at `received_at`, or
     /// more than `horizon_days` before it.
     pub fn check_time(&self, bounds: &TimeBounds) -> Result<(), EventError> {
-        let latest = self.received_at.plus_secs(bounds.future_skew_s);
-        if self.time > latest {
-            return Err(EventError::at(
-                "time",
-                format!(
-                    "{} is more than {} s after the hub's clock ({}); an event cannot have happened \
-                     in the future: fix the source's clock or the event's time",
-                    self.time, bounds.future_skew_s, self.received_at
-                ),
-            ));
-        }
-        let earliest = self
-            .received_at
-            .minus_secs(u64::from(bounds.horizon_days).saturating_mul(86_400));
-        if self.time < earliest {
-            return Err(EventError::at(
-                "time",
-                format!(
-                    "{} is more than {} days before the hub's clock ({}); older events are refused \
-                     (engine.event_horizon_days)",
-                    self.time, bounds.horizon_days, self.received_at
-                ),
-            ));
-        }
-        Ok(())
+        bounds.check("time", self.time, self.received_at)
     }
 
     /// The envelope as stored in the event log (with the generated correlation id filled in).

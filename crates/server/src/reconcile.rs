@@ -258,12 +258,22 @@ impl Reconciler {
                 }),
             _ => snapshot::parse_csv_into(&bytes, |r| cmp.add_source(r)),
         };
+        // A snapshot from the future would back nothing out and correct with counts the ledger
+        // refuses; one from before the horizon is no picture of the stock. Refused whole.
+        let bounds = self.engine.policy().time_bounds;
+        let parsed = parsed.and_then(|file_as_of| {
+            let as_of = file_as_of.or(given_as_of).unwrap_or(now);
+            bounds.check("as_of", as_of, now).map_err(|e| {
+                vec![SnapshotError {
+                    line: None,
+                    column: Some("as_of".into()),
+                    message: e.to_string(),
+                }]
+            })?;
+            Ok(as_of)
+        });
         match parsed {
-            Ok(file_as_of) => Ok(Taken {
-                cmp,
-                as_of: file_as_of.or(given_as_of).unwrap_or(now),
-                digest,
-            }),
+            Ok(as_of) => Ok(Taken { cmp, as_of, digest }),
             Err(errors) => {
                 let exception_id = self.refuse(spec, &bytes, &name, &errors, now).await?;
                 Err(RunError::BadInput {

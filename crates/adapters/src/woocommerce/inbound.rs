@@ -341,7 +341,7 @@ mod tests {
                 "negative quantity",
                 edit(&|o| o["line_items"][0]["quantity"] = (-1).into()),
                 "line_items[0].quantity",
-                "must be a positive integer, found -1",
+                "found -1",
             ),
             (
                 "no sku, no product",
