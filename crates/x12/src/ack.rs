@@ -1,14 +1,18 @@
 //! Building the 997 that acknowledges a functional group that was read.
 //!
-//! [`FunctionalAck997::for_group`] turns the diagnostics of a group into AK3/AK4/AK5/AK9. Pass
-//! every diagnostic you have for the document: those of [`parse`](crate::parse), those of
-//! [`TypedSet::read`](crate::TypedSet::read) for each set, and your own application-level
-//! problems. Diagnostics are matched to sets by their segment position (the ISA is segment 1);
-//! those outside the group are ignored.
+//! [`FunctionalAck997::for_group`] turns the diagnostics of a group into AK3/AK4/AK5/AK9, and
+//! [`FunctionalAck997::for_interchange`] does so for every group of an interchange, rejecting
+//! them all when the interchange's own envelope is wrong. Pass every diagnostic you have for the
+//! document: those of [`parse`](crate::parse), those of [`TypedSet::read`](crate::TypedSet::read)
+//! for each set, and your own application-level problems. Diagnostics are matched to sets by
+//! their segment position (the ISA is segment 1); those outside the group are ignored.
+//!
+//! The 997 is a verdict to act on: a consumer applies exactly the sets whose AK5 is `A` or `E`
+//! and nothing else, so what the partner is told is what happened.
 //!
 //! How a set's AK5 is decided:
-//! - `R` (rejected) when an error diagnostic falls inside the set (ST to SE), or the set has no
-//!   SE;
+//! - `R` (rejected) when an error diagnostic falls inside the set (ST to SE; see
+//!   [`TransactionSet::errors`]), the set has no SE, or its group or interchange is rejected;
 //! - `E` (accepted, errors noted) when only warnings fall inside it. Report an application-level
 //!   problem this way, e.g. an unknown item code at LIN03 of segment 14:
 //!   `Diagnostic::warning(DiagCode::ElementValue, "item 123 is unknown").at(14, "LIN").element(3)`.
@@ -27,14 +31,16 @@
 //! bad value. Diagnostics on the ST or SE themselves become AK5 codes (`2` SE missing, `3`
 //! control numbers differ, `4` SE01 count wrong, `6`/`7` bad ST01/ST02).
 //!
-//! AK9: `R` with the group syntax codes when the group's envelope has errors (`3` GE missing,
-//! `4` GE02 differs from GS06, `5` GE01 count wrong, `6` bad GS06), and then no set counts as
-//! accepted; otherwise `A` when every set is accepted, `E` when some were accepted with errors
-//! and none rejected, `P` when some were rejected, `R` when all were. AK902 and AK903 are the
-//! number of sets received.
+//! AK9: `R` when the group's envelope has errors ([`FunctionalGroup::envelope_errors`]), with
+//! the group syntax codes that apply (`3` GE missing, `4` GE02 differs from GS06, `5` GE01
+//! count wrong, `6` bad GS06), and then every set's AK5 is `R` and none counts as accepted;
+//! the same, without a code, for every group of an interchange whose envelope has errors.
+//! Otherwise `A` when every set is accepted, `E` when some were accepted with errors and none
+//! rejected, `P` when some were rejected, `R` when all were. AK902 and AK903 are the number of
+//! sets received, AK904 the number accepted.
 
 use crate::diag::{DiagCode, Diagnostic};
-use crate::envelope::{FunctionalGroup, TransactionSet};
+use crate::envelope::{FunctionalGroup, Interchange, TransactionSet};
 use crate::sets::{AckStatus, ElementError, FunctionalAck997, SegmentError, SetAck};
 
 /// AK404 holds at most 99 characters.
@@ -56,11 +62,8 @@ impl FunctionalAck997 {
             .iter()
             .map(|set| acknowledge_set(set, &reported))
             .collect();
-        let group_errors = group_errors(group, &reported);
         let accepted = sets.iter().filter(|s| s.status.is_accepted()).count();
-        let status = if group_errors.is_some() {
-            AckStatus::Rejected
-        } else if accepted == sets.len() {
+        let status = if accepted == sets.len() {
             if sets.iter().all(|s| s.status == AckStatus::Accepted) {
                 AckStatus::Accepted
             } else {
@@ -72,22 +75,54 @@ impl FunctionalAck997 {
             AckStatus::Rejected
         };
         let received = count(sets.len());
-        Self {
+        let ack = Self {
             functional_id: group.functional_id.clone(),
             group_control_number: group.control_number,
             version: None,
             sets_included: received,
             sets_received: received,
-            sets_accepted: if group_errors.is_some() {
-                0
-            } else {
-                count(accepted)
-            },
+            sets_accepted: count(accepted),
             status,
-            errors: group_errors.unwrap_or_default(),
+            errors: Vec::new(),
             sets,
             raw: Vec::new(),
+        };
+        match group_errors(group, diagnostics) {
+            Some(codes) => Self {
+                errors: codes,
+                ..ack.rejected()
+            },
+            None => ack,
         }
+    }
+
+    /// The 997s of every functional group of `interchange`, in order. When the interchange's
+    /// own envelope has errors ([`Interchange::envelope_errors`]: a bad ISA, a missing or
+    /// mismatched IEA, segments outside every group) nothing in it may be acted on, so every
+    /// group is [rejected](Self::rejected). X12 has no AK9 code for an interchange error; the
+    /// group syntax codes stay those the group's own envelope earned.
+    pub fn for_interchange(interchange: &Interchange, diagnostics: &[Diagnostic]) -> Vec<Self> {
+        let rejected = !interchange.envelope_errors(diagnostics).is_empty();
+        interchange
+            .groups
+            .iter()
+            .map(|group| {
+                let ack = Self::for_group(group, diagnostics);
+                if rejected { ack.rejected() } else { ack }
+            })
+            .collect()
+    }
+
+    /// This acknowledgment with the whole group rejected: AK9 `R`, no set accepted, and every
+    /// set's AK5 `R` (the codes and segment errors found so far are kept), so the 997 says
+    /// exactly that none of the group was acted on.
+    pub fn rejected(mut self) -> Self {
+        self.status = AckStatus::Rejected;
+        self.sets_accepted = 0;
+        for set in &mut self.sets {
+            set.status = AckStatus::Rejected;
+        }
+        self
     }
 }
 
@@ -117,34 +152,28 @@ fn push_code(codes: &mut Vec<String>, code: &str) {
     }
 }
 
-/// AK905..AK909 when the group's own GS/GE have errors (the group is rejected); `None` when
-/// they have none.
-fn group_errors(group: &FunctionalGroup, diagnostics: &[&Diagnostic]) -> Option<Vec<String>> {
+/// AK905..AK909 when the group's own envelope has errors ([`FunctionalGroup::envelope_errors`]:
+/// on its GS or GE, a missing GE, a segment outside every set), so the group is rejected;
+/// `None` when it has none.
+fn group_errors(group: &FunctionalGroup, diagnostics: &[Diagnostic]) -> Option<Vec<String>> {
+    let errors = group.envelope_errors(diagnostics);
     let mut codes = Vec::new();
     if group.trailer.is_none() {
         push_code(&mut codes, "3");
     }
-    let on_envelope = |d: &Diagnostic| {
-        d.is_error()
-            && d.segment
-                .is_some_and(|p| p == group.position || Some(p) == group.trailer)
-    };
-    let mut unspecific = false;
-    for d in diagnostics.iter().copied().filter(|d| on_envelope(d)) {
+    for d in &errors {
         let code = match (d.segment_id.as_deref(), d.code, d.element) {
             (Some("GE"), DiagCode::Count, _) => "5",
             (Some("GE"), DiagCode::ControlNumber, _) => "4",
             (Some("GS"), _, Some(6)) => "6",
             (Some("GS"), _, Some(8)) => "2",
-            _ => {
-                unspecific = true;
-                continue;
-            }
+            // Other errors on the GS or GE (dates, times) and segments between sets reject
+            // the group too, without a code.
+            _ => continue,
         };
         push_code(&mut codes, code);
     }
-    // Other errors on the GS or GE (dates, times) reject the group too, without a code.
-    (!codes.is_empty() || unspecific).then_some(codes)
+    (!codes.is_empty() || !errors.is_empty()).then_some(codes)
 }
 
 /// The AK2 loop of one set; `diagnostics` are sorted by position.
@@ -251,6 +280,7 @@ fn acknowledge_set(set: &TransactionSet, diagnostics: &[&Diagnostic]) -> SetAck 
 /// AK502 code for an error on the ST or SE.
 fn envelope_code(d: &Diagnostic) -> &'static str {
     match (d.segment_id.as_deref(), d.code, d.element) {
+        (Some("ST"), DiagCode::EnvelopeStructure, None) => "2",
         (Some("ST"), _, Some(1)) => "6",
         (Some("ST"), _, Some(2)) => "7",
         (Some("SE"), DiagCode::ControlNumber, _) => "3",

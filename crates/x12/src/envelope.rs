@@ -184,6 +184,12 @@ pub struct TransactionSet {
     pub position: usize,
     /// Position of the SE in the file; `None` when the set has no SE.
     pub trailer: Option<usize>,
+    /// The ST as read (not serialized).
+    #[serde(skip)]
+    pub st: Segment,
+    /// The SE as read, `None` when missing (not serialized).
+    #[serde(skip)]
+    pub se: Option<Segment>,
 }
 
 impl TransactionSet {
@@ -191,6 +197,23 @@ impl TransactionSet {
     /// when the SE is missing).
     pub fn span(&self) -> std::ops::RangeInclusive<usize> {
         self.position..=self.trailer.unwrap_or(self.position + self.segments.len())
+    }
+
+    /// The errors that reject the set (its 997 AK5 is `R`): every error diagnostic from its ST
+    /// to its SE, including a missing SE (reported on the ST).
+    pub fn errors<'d>(&self, diagnostics: &'d [Diagnostic]) -> Vec<&'d Diagnostic> {
+        let span = self.span();
+        diagnostics
+            .iter()
+            .filter(|d| d.is_error() && d.segment.is_some_and(|p| span.contains(&p)))
+            .collect()
+    }
+
+    /// The set as read, ST to SE, for a record of what was received.
+    pub fn raw_segments(&self) -> impl Iterator<Item = &Segment> {
+        std::iter::once(&self.st)
+            .chain(&self.segments)
+            .chain(self.se.as_ref())
     }
 }
 
@@ -219,6 +242,55 @@ pub struct FunctionalGroup {
     pub position: usize,
     /// Position of the GE in the file; `None` when the group has no GE.
     pub trailer: Option<usize>,
+    /// The GS as read (not serialized).
+    #[serde(skip)]
+    pub gs: Segment,
+    /// The GE as read, `None` when missing (not serialized).
+    #[serde(skip)]
+    pub ge: Option<Segment>,
+}
+
+impl FunctionalGroup {
+    /// The file positions of the group, GS to GE inclusive (to the end of its last set when
+    /// the GE is missing).
+    pub fn span(&self) -> std::ops::RangeInclusive<usize> {
+        let end = self
+            .trailer
+            .unwrap_or_else(|| self.sets.last().map_or(self.position, |s| *s.span().end()));
+        self.position..=end
+    }
+
+    /// The errors that reject the whole group (its 997 AK9 is `R`): those on its GS or GE
+    /// (a missing GE is reported on the GS) and those inside the group but outside every
+    /// transaction set (a segment between sets).
+    pub fn envelope_errors<'d>(&self, diagnostics: &'d [Diagnostic]) -> Vec<&'d Diagnostic> {
+        let span = self.span();
+        diagnostics
+            .iter()
+            .filter(|d| {
+                let Some(p) = d.segment.filter(|_| d.is_error()) else {
+                    return false;
+                };
+                if p == self.position || Some(p) == self.trailer {
+                    return true;
+                }
+                span.contains(&p) && !in_a_set(&self.sets, p)
+            })
+            .collect()
+    }
+
+    /// The group as read, GS to GE, for a record of what was received.
+    pub fn raw_segments(&self) -> impl Iterator<Item = &Segment> {
+        std::iter::once(&self.gs)
+            .chain(self.sets.iter().flat_map(TransactionSet::raw_segments))
+            .chain(self.ge.as_ref())
+    }
+}
+
+/// Whether position `p` falls inside one of `sets` (in file order).
+fn in_a_set(sets: &[TransactionSet], p: usize) -> bool {
+    let after = sets.partition_point(|s| s.position <= p);
+    after > 0 && sets[after - 1].span().contains(&p)
 }
 
 /// An interchange: ISA, groups, IEA.
@@ -230,6 +302,54 @@ pub struct Interchange {
     pub header: InterchangeHeader,
     /// The groups in order.
     pub groups: Vec<FunctionalGroup>,
+    /// Position of the ISA in the file.
+    #[serde(default)]
+    pub position: usize,
+    /// Position of the IEA in the file; `None` when the interchange has no IEA.
+    #[serde(default)]
+    pub trailer: Option<usize>,
+    /// Position of the last segment of the input that belongs to this interchange (its IEA,
+    /// what follows it before the next ISA, or the end of the input).
+    #[serde(default)]
+    pub end: usize,
+    /// The ISA as read (not serialized).
+    #[serde(skip)]
+    pub isa: Segment,
+    /// The IEA as read, `None` when missing (not serialized).
+    #[serde(skip)]
+    pub iea: Option<Segment>,
+}
+
+impl Interchange {
+    /// The errors that reject the whole interchange: those on its ISA (a missing IEA is
+    /// reported on the ISA) or its IEA, and those outside every functional group (a segment
+    /// between groups, data after the IEA). Nothing in an interchange with such errors may be
+    /// acted on.
+    pub fn envelope_errors<'d>(&self, diagnostics: &'d [Diagnostic]) -> Vec<&'d Diagnostic> {
+        let groups: Vec<std::ops::RangeInclusive<usize>> =
+            self.groups.iter().map(FunctionalGroup::span).collect();
+        diagnostics
+            .iter()
+            .filter(|d| {
+                let Some(p) = d.segment.filter(|_| d.is_error()) else {
+                    return false;
+                };
+                if !(self.position..=self.end.max(self.position)).contains(&p) {
+                    return false;
+                }
+                let after = groups.partition_point(|g| *g.start() <= p);
+                after == 0 || !groups[after - 1].contains(&p)
+            })
+            .collect()
+    }
+
+    /// The interchange as read, ISA to IEA (without segments outside any group), for a
+    /// record of what was received.
+    pub fn raw_segments(&self) -> impl Iterator<Item = &Segment> {
+        std::iter::once(&self.isa)
+            .chain(self.groups.iter().flat_map(FunctionalGroup::raw_segments))
+            .chain(self.iea.as_ref())
+    }
 }
 
 /// Everything read from one input.
@@ -470,10 +590,17 @@ fn read_group_header(gs: &Segment, diags: &mut Vec<Diagnostic>) -> FunctionalGro
         sets: Vec::new(),
         position: gs.position,
         trailer: None,
+        gs: gs.clone(),
+        ge: None,
     }
 }
 
 /// Reads one interchange from its segments (the first is its ISA).
+///
+/// A missing trailer is reported on its header (no SE: on the ST; no GE: on the GS; no IEA: on
+/// the ISA), so each error rejects exactly the envelope it belongs to (see
+/// [`TransactionSet::errors`], [`FunctionalGroup::envelope_errors`] and
+/// [`Interchange::envelope_errors`]).
 fn read_interchange(
     segs: Vec<Segment>,
     separators: Separators,
@@ -485,22 +612,22 @@ fn read_interchange(
     let mut groups: Vec<FunctionalGroup> = Vec::new();
     let mut group: Option<FunctionalGroup> = None;
     let mut set: Option<TransactionSet> = None;
-    let mut iea_seen = false;
+    let mut iea: Option<Segment> = None;
 
-    // Closes an open set that had no SE.
+    // Closes an open set that had no SE (`by` describes what ended it).
     fn close_set_without_se(
         set: &mut Option<TransactionSet>,
         group: &mut Option<FunctionalGroup>,
-        at: &Segment,
+        by: &str,
         diags: &mut Vec<Diagnostic>,
     ) {
         if let Some(open) = set.take() {
             diags.push(error(
-                at,
+                &open.st,
                 DiagCode::EnvelopeStructure,
                 format!(
-                    "the transaction set {} (ST at segment {}) has no SE before this {}",
-                    open.control_number, open.position, at.id
+                    "the transaction set {} has no SE ({by} came first)",
+                    open.control_number
                 ),
             ));
             if let Some(g) = group.as_mut() {
@@ -509,18 +636,38 @@ fn read_interchange(
         }
     }
 
-    // The last segment (position and id), for the problems found at the end of the input.
-    let mut last = (isa.position, isa.id.clone());
-    while let Some(s) = rest.next() {
-        if rest.peek().is_none() {
-            last = (s.position, s.id.clone());
+    // Closes an open group that had no GE (`by` describes what ended it).
+    fn close_group_without_ge(
+        group: &mut Option<FunctionalGroup>,
+        groups: &mut Vec<FunctionalGroup>,
+        by: &str,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        if let Some(open) = group.take() {
+            diags.push(error(
+                &open.gs,
+                DiagCode::EnvelopeStructure,
+                format!(
+                    "the functional group {} has no GE ({by} came first)",
+                    open.control_number
+                ),
+            ));
+            groups.push(open);
         }
-        if iea_seen {
+    }
+
+    // The last segment read, for the problems found at the end of the input.
+    let mut end = isa.position;
+    while let Some(s) = rest.next() {
+        end = s.position;
+        if iea.is_some() {
             diags.push(error(
                 &s,
                 DiagCode::EnvelopeStructure,
                 "data after the IEA (the interchange has ended)".into(),
             ));
+            // The rest of this interchange's part of the input is not read.
+            end = rest.last().map_or(end, |l| l.position);
             break;
         }
         // TA1 (interchange acknowledgment) sits between ISA and the first GS.
@@ -537,13 +684,13 @@ fn read_interchange(
             }
             continue;
         }
-        let s = &s;
+        let by = format!("the {} at segment {}", s.id, s.position);
         match s.id.as_str() {
             "ST" => {
-                close_set_without_se(&mut set, &mut group, s, diags);
+                close_set_without_se(&mut set, &mut group, &by, diags);
                 if group.is_none() {
                     diags.push(error(
-                        s,
+                        &s,
                         DiagCode::EnvelopeStructure,
                         "ST outside a functional group (no GS before it)".into(),
                     ));
@@ -552,7 +699,7 @@ fn read_interchange(
                 if id.len() != 3 || !id.bytes().all(|b| b.is_ascii_digit()) {
                     diags.push(
                         error(
-                            s,
+                            &s,
                             DiagCode::ElementValue,
                             format!("ST01 is not a 3-digit set id: {id:?}"),
                         )
@@ -563,7 +710,7 @@ fn read_interchange(
                 if !(4..=9).contains(&control_number.len()) {
                     diags.push(
                         error(
-                            s,
+                            &s,
                             DiagCode::ElementValue,
                             format!("ST02 must be 4 to 9 characters, not {control_number:?}"),
                         )
@@ -593,18 +740,20 @@ fn read_interchange(
                     segments: Vec::new(),
                     position: s.position,
                     trailer: None,
+                    st: s,
+                    se: None,
                 });
             }
             "SE" => match set.take() {
                 Some(mut done) => {
                     done.trailer = Some(s.position);
                     let counted = s.position.saturating_sub(done.position) + 1;
-                    if let Some(said) = count(s, 1, diags)
+                    if let Some(said) = count(&s, 1, diags)
                         && said != counted
                     {
                         diags.push(
                             error(
-                                s,
+                                &s,
                                 DiagCode::Count,
                                 format!("SE01 says {said} segments, counted {counted}"),
                             )
@@ -615,7 +764,7 @@ fn read_interchange(
                     if se02 != done.control_number {
                         diags.push(
                             error(
-                                s,
+                                &s,
                                 DiagCode::ControlNumber,
                                 format!(
                                     "SE02 is {se02:?} but ST02 (segment {}) is {:?}",
@@ -625,46 +774,37 @@ fn read_interchange(
                             .element(2),
                         );
                     }
+                    done.se = Some(s);
                     match group.as_mut() {
                         Some(g) => g.sets.push(done),
                         None => {
-                            // Already reported at the ST; keep the set in a placeholder-free way
-                            // by dropping it from the structure (its segments stay in the error).
+                            // Already reported at the ST (outside any group, so the
+                            // interchange is rejected); the set is not kept.
                         }
                     }
                 }
                 None => diags.push(error(
-                    s,
+                    &s,
                     DiagCode::EnvelopeStructure,
                     "SE without an ST".into(),
                 )),
             },
             "GS" => {
-                close_set_without_se(&mut set, &mut group, s, diags);
-                if let Some(open) = group.take() {
-                    diags.push(error(
-                        s,
-                        DiagCode::EnvelopeStructure,
-                        format!(
-                            "the functional group {} (GS at segment {}) has no GE before this GS",
-                            open.control_number, open.position
-                        ),
-                    ));
-                    groups.push(open);
-                }
-                group = Some(read_group_header(s, diags));
+                close_set_without_se(&mut set, &mut group, &by, diags);
+                close_group_without_ge(&mut group, &mut groups, &by, diags);
+                group = Some(read_group_header(&s, diags));
             }
             "GE" => {
-                close_set_without_se(&mut set, &mut group, s, diags);
+                close_set_without_se(&mut set, &mut group, &by, diags);
                 match group.take() {
                     Some(mut done) => {
                         done.trailer = Some(s.position);
-                        if let Some(said) = count(s, 1, diags)
+                        if let Some(said) = count(&s, 1, diags)
                             && said != done.sets.len()
                         {
                             diags.push(
                                 error(
-                                    s,
+                                    &s,
                                     DiagCode::Count,
                                     format!(
                                         "GE01 says {said} transaction sets, counted {}",
@@ -674,11 +814,11 @@ fn read_interchange(
                                 .element(1),
                             );
                         }
-                        let ge02 = number(s, 2, 9, diags);
+                        let ge02 = number(&s, 2, 9, diags);
                         if ge02 != done.control_number {
                             diags.push(
                                 error(
-                                    s,
+                                    &s,
                                     DiagCode::ControlNumber,
                                     format!(
                                         "GE02 is {ge02} but GS06 (segment {}) is {}",
@@ -688,34 +828,25 @@ fn read_interchange(
                                 .element(2),
                             );
                         }
+                        done.ge = Some(s);
                         groups.push(done);
                     }
                     None => diags.push(error(
-                        s,
+                        &s,
                         DiagCode::EnvelopeStructure,
                         "GE without a GS".into(),
                     )),
                 }
             }
             "IEA" => {
-                close_set_without_se(&mut set, &mut group, s, diags);
-                if let Some(open) = group.take() {
-                    diags.push(error(
-                        s,
-                        DiagCode::EnvelopeStructure,
-                        format!(
-                            "the functional group {} (GS at segment {}) has no GE",
-                            open.control_number, open.position
-                        ),
-                    ));
-                    groups.push(open);
-                }
-                if let Some(said) = count(s, 1, diags)
+                close_set_without_se(&mut set, &mut group, &by, diags);
+                close_group_without_ge(&mut group, &mut groups, &by, diags);
+                if let Some(said) = count(&s, 1, diags)
                     && said != groups.len()
                 {
                     diags.push(
                         error(
-                            s,
+                            &s,
                             DiagCode::Count,
                             format!(
                                 "IEA01 says {said} functional groups, counted {}",
@@ -725,11 +856,11 @@ fn read_interchange(
                         .element(1),
                     );
                 }
-                let iea02 = number(s, 2, 9, diags);
+                let iea02 = number(&s, 2, 9, diags);
                 if iea02 != header.control_number {
                     diags.push(
                         error(
-                            s,
+                            &s,
                             DiagCode::ControlNumber,
                             format!(
                                 "IEA02 is {iea02:09} but ISA13 is {:09}",
@@ -739,39 +870,32 @@ fn read_interchange(
                         .element(2),
                     );
                 }
-                iea_seen = true;
+                iea = Some(s);
             }
             _ => {} // TA1
         }
     }
-    if !iea_seen {
-        let at_end = |message: String| {
-            Diagnostic::error(DiagCode::EnvelopeStructure, message).at(last.0, &last.1)
-        };
-        if let Some(open) = set.take() {
-            diags.push(at_end(format!(
-                "the transaction set {} (ST at segment {}) has no SE",
-                open.control_number, open.position
-            )));
-            if let Some(g) = group.as_mut() {
-                g.sets.push(open);
-            }
-        }
-        if let Some(open) = group.take() {
-            diags.push(at_end(format!(
-                "the functional group {} (GS at segment {}) has no GE",
-                open.control_number, open.position
-            )));
-            groups.push(open);
-        }
-        diags.push(at_end(format!(
-            "the interchange {:09} (ISA at segment {}) has no IEA",
-            header.control_number, isa.position
-        )));
+    if iea.is_none() {
+        let by = format!("the input ends at segment {end}");
+        close_set_without_se(&mut set, &mut group, &by, diags);
+        close_group_without_ge(&mut group, &mut groups, &by, diags);
+        diags.push(error(
+            &isa,
+            DiagCode::EnvelopeStructure,
+            format!(
+                "the interchange {:09} has no IEA ({by})",
+                header.control_number
+            ),
+        ));
     }
     Some(Interchange {
         separators,
         header,
         groups,
+        position: isa.position,
+        trailer: iea.as_ref().map(|s| s.position),
+        end,
+        isa,
+        iea,
     })
 }

@@ -191,7 +191,7 @@ impl<'de> Deserialize<'de> for Element {
 }
 
 /// One segment: an id (`BEG`) and its elements (`BEG01` is `elements[0]`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Segment {
     /// Segment id, uppercase.
     pub id: String,

@@ -189,3 +189,173 @@ fn the_line_loop_and_the_n1_loop_are_named() {
         "state and unit codes too long"
     );
 }
+
+/// Every group's 997 of the first interchange, through `for_interchange`.
+fn acknowledge_all(text: &str) -> (Document, Vec<FunctionalAck997>) {
+    let document = parse(text.as_bytes()).expect("parses");
+    let mut diagnostics = document.diagnostics.clone();
+    for (_, set) in document.sets() {
+        TypedSet::read(set, &mut diagnostics);
+    }
+    let acks = FunctionalAck997::for_interchange(&document.interchanges[0], &diagnostics);
+    (document, acks)
+}
+
+/// Two groups: the first (GS06 7) holds two 846s, the second (GS06 8) one.
+fn two_groups() -> String {
+    let one = interchange(&[GOOD, GOOD]);
+    let group = |n: u32| {
+        format!(
+            "GS*IB*BUYER*SELLER*20240105*1200*{n}*X*004010~\nST*846*0001~\n{}~\nSE*{}*0001~\nGE*1*{n}~\n",
+            GOOD.join("~\n"),
+            GOOD.len() + 2
+        )
+    };
+    one.replace(
+        "IEA*1*000000101~\n",
+        &format!("{}IEA*2*000000101~\n", group(8)),
+    )
+}
+
+fn statuses(acks: &[FunctionalAck997]) -> Vec<(AckStatus, Vec<AckStatus>, u32)> {
+    acks.iter()
+        .map(|a| {
+            (
+                a.status.clone(),
+                a.sets.iter().map(|s| s.status.clone()).collect(),
+                a.sets_accepted,
+            )
+        })
+        .collect()
+}
+
+use AckStatus::{Accepted as A, Rejected as R};
+
+#[test]
+fn a_clean_interchange_accepts_every_group() {
+    let (document, acks) = acknowledge_all(&two_groups());
+    assert!(!document.has_errors(), "{:?}", document.diagnostics);
+    assert!(
+        document.interchanges[0]
+            .envelope_errors(&document.diagnostics)
+            .is_empty()
+    );
+    assert_eq!(statuses(&acks), [(A, vec![A, A], 2), (A, vec![A], 1)]);
+}
+
+#[test]
+fn an_iea_control_number_mismatch_rejects_every_group_of_the_interchange() {
+    let text = two_groups().replace("IEA*2*000000101", "IEA*2*000000102");
+    let (document, acks) = acknowledge_all(&text);
+    let errors = document.interchanges[0].envelope_errors(&document.diagnostics);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].segment_id.as_deref(), Some("IEA"));
+    assert_eq!(errors[0].code, DiagCode::ControlNumber);
+    assert_eq!(statuses(&acks), [(R, vec![R, R], 0), (R, vec![R], 0)]);
+    // No group's own envelope is wrong: no AK905 code is invented.
+    assert!(acks.iter().all(|a| a.errors.is_empty()));
+    // The group-level view alone would have accepted them.
+    let group = &document.interchanges[0].groups[0];
+    assert_eq!(
+        FunctionalAck997::for_group(group, &document.diagnostics).status,
+        A
+    );
+}
+
+#[test]
+fn an_iea01_count_a_missing_iea_and_data_after_the_iea_reject_the_interchange() {
+    let cases = [
+        two_groups().replace("IEA*2*", "IEA*3*"),
+        two_groups().replace("IEA*2*000000101~\n", ""),
+        two_groups() + "LIN*9*VN*SKU-9~\n",
+        two_groups().replace(
+            "GS*IB*BUYER*SELLER*20240105*1200*8",
+            "REF*ZZ*X~\nGS*IB*BUYER*SELLER*20240105*1200*8",
+        ),
+        two_groups().replace("*240105*1200*U*", "*241305*1200*U*"),
+    ];
+    for text in cases {
+        let (document, acks) = acknowledge_all(&text);
+        let errors = document.interchanges[0].envelope_errors(&document.diagnostics);
+        assert!(!errors.is_empty(), "{text}: {:?}", document.diagnostics);
+        assert!(
+            acks.iter().all(|a| a.status == R && a.sets_accepted == 0),
+            "{text}"
+        );
+        assert!(
+            acks.iter().flat_map(|a| &a.sets).all(|s| s.status == R),
+            "{text}"
+        );
+    }
+    // A missing IEA is reported on the ISA, the envelope it belongs to.
+    let (document, _) = acknowledge_all(&two_groups().replace("IEA*2*000000101~\n", ""));
+    let missing = document.interchanges[0].envelope_errors(&document.diagnostics);
+    assert_eq!(missing[0].segment, Some(1), "{missing:?}");
+    assert!(missing[0].message.contains("has no IEA"), "{missing:?}");
+    assert_eq!(document.interchanges[0].trailer, None);
+}
+
+#[test]
+fn a_group_envelope_error_rejects_that_group_and_all_its_sets_only() {
+    let text = two_groups().replace("GE*2*7", "GE*3*7");
+    let (document, acks) = acknowledge_all(&text);
+    assert!(
+        document.interchanges[0]
+            .envelope_errors(&document.diagnostics)
+            .is_empty()
+    );
+    let group = &document.interchanges[0].groups[0];
+    let errors = group.envelope_errors(&document.diagnostics);
+    assert_eq!(
+        (errors[0].segment_id.as_deref(), errors[0].code),
+        (Some("GE"), DiagCode::Count)
+    );
+    assert_eq!(statuses(&acks), [(R, vec![R, R], 0), (A, vec![A], 1)]);
+    assert_eq!(acks[0].errors, ["5"]);
+
+    // A segment between two sets rejects its group, without a code.
+    let stray = two_groups().replacen("ST*846*0002", "REF*ZZ*X~\nST*846*0002", 1);
+    let (_, acks) = acknowledge_all(&stray);
+    assert_eq!(statuses(&acks), [(R, vec![R, R], 0), (A, vec![A], 1)]);
+    assert!(acks[0].errors.is_empty());
+}
+
+#[test]
+fn a_set_envelope_error_rejects_that_set_only() {
+    let text = two_groups().replacen("SE*8*0002", "SE*7*0002", 1);
+    let (document, acks) = acknowledge_all(&text);
+    assert_eq!(
+        statuses(&acks),
+        [
+            (AckStatus::PartiallyAccepted, vec![A, R], 1),
+            (A, vec![A], 1)
+        ]
+    );
+    assert_eq!(acks[0].sets[1].errors, ["4"]);
+    let set = &document.interchanges[0].groups[0].sets[1];
+    let errors = set.errors(&document.diagnostics);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].segment_id.as_deref(), Some("SE"));
+    // The set as read keeps the wrong SE.
+    let raw: Vec<&str> = set.raw_segments().map(|s| s.id.as_str()).collect();
+    assert_eq!(raw.first(), Some(&"ST"));
+    assert_eq!(raw.last(), Some(&"SE"));
+    assert_eq!(set.se.as_ref().map(|s| s.value(1)), Some("7"));
+
+    // A set without an SE is reported on its ST (AK5 code 2); its group's GE still counts it.
+    let no_se = two_groups().replacen("SE*8*0002~\n", "", 1);
+    let (document, acks) = acknowledge_all(&no_se);
+    assert_eq!(
+        statuses(&acks),
+        [
+            (AckStatus::PartiallyAccepted, vec![A, R], 1),
+            (A, vec![A], 1)
+        ]
+    );
+    assert_eq!(acks[0].sets[1].errors, ["2"]);
+    let set = &document.interchanges[0].groups[0].sets[1];
+    assert_eq!(
+        set.errors(&document.diagnostics)[0].segment_id.as_deref(),
+        Some("ST")
+    );
+}

@@ -171,6 +171,35 @@ fn ack_997() -> TypedSet {
     ack.into()
 }
 
+/// The 997s of a corpus file whose IEA02 differs from its ISA13: the interchange is rejected,
+/// so every group and set is (AK5 `R` without a code, AK9 `R` with no set accepted).
+fn rejected_997s() -> Vec<TypedSet> {
+    let path = testdata().join(SAMPLES[0].1);
+    let text = std::fs::read_to_string(&path).expect("read");
+    // IEA<sep>1<sep>000001979<terminator>: the nine digits become 999999999.
+    let iea = text.rfind("IEA").expect("an IEA");
+    let digits = text[iea..]
+        .find(|c: char| c.is_ascii_digit())
+        .map(|d| iea + d + 2)
+        .expect("IEA01");
+    let changed = format!("{}999999999{}", &text[..digits], &text[digits + 9..]);
+    let document = parse(changed.as_bytes()).expect("parses");
+    let iea_errors = document.interchanges[0].envelope_errors(&document.diagnostics);
+    assert_eq!(iea_errors.len(), 1, "{:?}", document.diagnostics);
+    assert_eq!(iea_errors[0].code, crossdock_x12::DiagCode::ControlNumber);
+    let mut diagnostics = document.diagnostics.clone();
+    for (_, set) in document.sets() {
+        TypedSet::read(set, &mut diagnostics);
+    }
+    let acks = FunctionalAck997::for_interchange(&document.interchanges[0], &diagnostics);
+    assert!(!acks.is_empty());
+    assert!(
+        acks.iter()
+            .all(|a| a.status == AckStatus::Rejected && a.sets_accepted == 0)
+    );
+    acks.into_iter().map(TypedSet::from).collect()
+}
+
 #[test]
 fn every_set_type_round_trips() {
     let mut covered: Vec<&str> = Vec::new();
@@ -308,6 +337,12 @@ fn rendered_documents_pass_the_independent_validator() {
         "997.x12".into(),
         round_trip(&ack_997(), "997", Release::V004010),
     );
+    for (k, ack) in rejected_997s().iter().enumerate() {
+        write(
+            format!("997-rejected-{k}.x12"),
+            round_trip(ack, "997 of a rejected interchange", Release::V004010),
+        );
+    }
     for (id, file) in [("850", SAMPLES[1].1), ("856", SAMPLES[3].1)] {
         let text = round_trip(&sample(file), file, Release::V005010);
         assert!(text.contains("*^*00501*"), "{text}");
