@@ -47,6 +47,9 @@ pub struct Hub {
     pub exceptions: StoreThread,
     pub reconciler: Arc<reconcile::Reconciler>,
     pub telemetry: Arc<telemetry::Telemetry>,
+    /// This hub's hold on its store (one hub per store until cluster mode), released when the
+    /// last clone is dropped or the process dies.
+    pub store_lock: Arc<crossdock_store::HubLock>,
 }
 
 /// Opens the store and starts the engine the config describes, with a delivery lane per
@@ -61,7 +64,9 @@ pub fn start_observed(
     config: &Config,
     observe: Option<crossdock_engine::OutboxSink>,
 ) -> Result<Hub, crossdock_store::StoreError> {
-    let store = match &config.store {
+    // Taken before anything else touches the store: a second hub stops here, naming the first.
+    let me = crossdock_store::Holder::me(&config.listen);
+    let (store, store_lock) = match &config.store {
         config::StoreChoice::Sqlite(path) => {
             std::fs::create_dir_all(&config.data_dir).map_err(|e| {
                 crossdock_store::StoreError::Config(format!(
@@ -69,12 +74,17 @@ pub fn start_observed(
                     config.data_dir.display()
                 ))
             })?;
-            StoreSpec::Sqlite(config.data_dir.join(path))
+            let db = config.data_dir.join(path);
+            let lock = crossdock_store::HubLock::sqlite(&db, &me)?;
+            (StoreSpec::Sqlite(db), lock)
         }
-        config::StoreChoice::Postgres { url, schema } => StoreSpec::Postgres {
-            url: url.clone(),
-            schema: schema.clone(),
-        },
+        config::StoreChoice::Postgres { url, schema } => (
+            StoreSpec::Postgres {
+                url: url.clone(),
+                schema: schema.clone(),
+            },
+            crossdock_store::HubLock::postgres(url, schema.as_deref(), &me)?,
+        ),
     };
     let master = Arc::new(
         master_data::MasterHandle::open(
@@ -181,6 +191,7 @@ pub fn start_observed(
         exceptions,
         reconciler,
         telemetry,
+        store_lock: Arc::new(store_lock),
     })
 }
 

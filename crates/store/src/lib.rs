@@ -12,6 +12,7 @@ mod common;
 pub mod delivery;
 #[macro_use]
 pub mod exceptions;
+pub mod lock;
 pub mod postgres;
 pub mod recon;
 pub mod sqlite;
@@ -23,6 +24,7 @@ pub use delivery::{
     NewDeadLetter, SentRow,
 };
 pub use exceptions::{Cursor, ExceptionQuery, ExceptionStore, QueueMark, QueueRecord, Transition};
+pub use lock::{Holder, HubLock};
 pub use recon::{AtsRow, BUCKETS, ChangeRow, ReconStore, RunRow, VarianceRow};
 pub use trace::{DeliveryLogRow, TraceRows, TraceStore};
 
@@ -39,6 +41,9 @@ pub enum StoreError {
     /// The data directory was created with another partition count.
     #[error("{0}")]
     Config(String),
+    /// Another hub holds the store ([`lock::HubLock`]); the message names it.
+    #[error("{0}")]
+    Held(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -696,7 +696,7 @@ fn last_per_key<'a, T, K: Eq + Hash>(rows: &'a [T], key: impl Fn(&'a T) -> K) ->
 }
 
 /// Quotes an SQL identifier (a schema name from configuration).
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -181,6 +181,45 @@ impl Hub {
         }
     }
 
+    /// The running hub's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the hub runs").id()
+    }
+
+    /// Starts a second hub on this one's config and data on another port and waits up to 60 s
+    /// for it to exit (it must: the store is held); its exit status and stderr.
+    pub fn second_hub(&self) -> (std::process::ExitStatus, String) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crossdock"))
+            .args(["serve", "--config"])
+            .arg(self.dir.join("crossdock.toml"))
+            .args(["--listen", &addr])
+            .env("T_ADMIN", ADMIN)
+            .env("T_EAST", EAST)
+            .env("T_QUERY", QUERY)
+            .env("T_RESERVE", RESERVE)
+            .env("CROSSDOCK_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start a second crossdock");
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(60) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("a second hub on the same store kept running (serving {addr})");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// SIGKILL: no shutdown path runs.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
