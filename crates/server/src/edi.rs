@@ -19,7 +19,6 @@ use crossdock_engine::{Engine, EventReply, WorkflowReply};
 use crossdock_ledger::Doc;
 use crossdock_ledger::state::hub_command;
 use crossdock_model::EventData;
-use crossdock_model::event::{Credit, CreditDecision, OrderCaptured, OrderLine, ShipTo};
 use crossdock_model::{ExceptionKind, ExceptionRecord, ItemId, Timestamp};
 use crossdock_store::thread::StoreThread;
 use crossdock_x12::envelope::Usage;
@@ -292,10 +291,22 @@ impl Partners {
             }
             span.record("correlation_id", ids.join(","));
         }
+        // What the 997s reject applied nothing; a file of which nothing was accepted is filed
+        // under rejected/, one with at least one accepted set under processed/ (its report
+        // lists what was rejected).
+        let refused = mapped.refused();
+        let partly = !mapped.rejected.is_empty();
+        let rejected = json!(mapped.rejected);
         let mut report = self.apply(spec, mapped, &file.stored, answer).await?;
         report["file"] = json!(file.stored);
         report["diagnostics"] = json!(doc.diagnostics);
-        Ok((true, report))
+        report["rejected"] = rejected;
+        if refused {
+            report["status"] = json!("rejected");
+        } else if partly {
+            report["status"] = json!("partly_rejected");
+        }
+        Ok((!refused, report))
     }
 
     async fn handle_csv(
@@ -312,7 +323,11 @@ impl Partners {
         let master = self.master.current();
         match csvdrop::map_csv(&file.bytes, &file.stored, spec, &master, as_of, received_at) {
             Ok(m) => {
+                // A file with a bad row applies nothing and is filed under rejected/, its
+                // report naming every bad row.
+                let refused = m.refused();
                 let rows = m.rows;
+                let bad_rows = json!(m.bad_rows);
                 let mapped = Mapped {
                     events: m.events,
                     exceptions: m.exceptions,
@@ -321,7 +336,11 @@ impl Partners {
                 let mut report = self.apply(spec, mapped, &file.stored, true).await?;
                 report["file"] = json!(file.stored);
                 report["rows"] = json!(rows);
-                Ok((true, report))
+                report["bad_rows"] = bad_rows;
+                if refused {
+                    report["status"] = json!("rejected");
+                }
+                Ok((!refused, report))
             }
             Err(e) => self.refuse(spec, file, e.to_string(), json!([])).await,
         }
@@ -387,6 +406,8 @@ impl Partners {
             exceptions,
             acks,
             notes,
+            rejected: _,
+            sets_accepted: _,
         } = mapped;
         let exception_notes: Vec<Value> = exceptions
             .iter()
@@ -493,49 +514,14 @@ impl Partners {
                 json!({"po": order.po_number, "status": "refused", "reason": format!("partner {} has no channel for orders", spec.id)}),
             );
         };
-        let mut lines: Vec<OrderLine> = Vec::new();
-        for l in &order.lines {
-            match lines.iter_mut().find(|w| w.item == l.item) {
-                Some(w) => w.qty += l.qty,
-                None => lines.push(OrderLine {
-                    item: l.item.clone(),
-                    qty: l.qty,
-                }),
-            }
-        }
-        if lines.is_empty() {
+        if order.lines.is_empty() {
             return (
                 answers,
                 json!({"po": order.po_number, "status": "refused", "reason": "no line could be read"}),
             );
         }
-        let ship_to = order
-            .po
-            .parties
-            .iter()
-            .find(|p| p.entity == "ST")
-            .and_then(|p| p.id.clone().or_else(|| p.name.clone()))
-            .unwrap_or_else(|| spec.id.clone());
         let id = format!("{}:{}", spec.id, order.po_number);
-        let data = EventData::OrderCaptured(OrderCaptured {
-            order: id.clone(),
-            channel,
-            lines,
-            ship_to: ShipTo {
-                name: None,
-                region: ship_to,
-                country: None,
-                postal_code: None,
-            },
-            amount_minor: 0,
-            credit: Credit {
-                decision: CreditDecision::NotRequired,
-                note: format!("an order from trading partner {}", spec.id),
-            },
-            sold: false,
-            backorder: true,
-            origin: format!("edi:{}", spec.id),
-        });
+        let data = order.captured(spec, channel);
         if let Err(e) = data.validate() {
             return (
                 answers,
