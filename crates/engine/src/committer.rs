@@ -61,6 +61,8 @@ pub(crate) struct Work {
     pub timers_done: Vec<String>,
     pub applied_at: Instant,
     pub started_at: Instant,
+    /// Parts of cross-partition reservations to settle as a timer decided, once durable.
+    pub part_commands: Vec<crossdock_ledger::cross::PartCommand>,
 }
 
 pub(crate) enum ToCommitter {
@@ -77,6 +79,7 @@ pub(crate) struct Committer {
     pub poisoned: Arc<AtomicBool>,
     pub on_commit: Option<OutboxSink>,
     pub on_committed: Option<crate::CommitObserver>,
+    pub parts: crate::cross::PartSink,
 }
 
 impl Committer {
@@ -146,6 +149,10 @@ impl Committer {
             && !work.batch.is_empty()
         {
             observe(&work.batch, started.elapsed());
+        }
+        for cmd in work.part_commands {
+            // The driver lives as long as the engine; gone, the next start settles the part.
+            let _ = self.parts.send(cmd);
         }
         work.pending.into_iter().for_each(|p| p.answer(None));
     }

@@ -8,6 +8,7 @@
 //! * every queue is bounded: a full queue is [`EngineError::Overloaded`], never growth.
 
 mod committer;
+mod cross;
 mod persist;
 mod timers;
 mod writer;
@@ -31,6 +32,7 @@ use crossdock_store::{
 };
 use tokio::sync::oneshot;
 
+pub use cross::{PREPARE_S, partition_of_key};
 pub use crossdock_store::EventStatus;
 pub use persist::{event_from_row, event_row, workflow_from_row};
 
@@ -297,6 +299,7 @@ impl Engine {
         let mut reader = config.store.open()?;
         reader.migrate(config.partitions)?;
         let timers = timers::TimerHandle::new();
+        let (part_sink, part_work) = std::sync::mpsc::channel();
         let mut senders = Vec::new();
         let mut views = Vec::new();
         let mut threads = Vec::new();
@@ -313,11 +316,40 @@ impl Engine {
                 timers.clone(),
                 config.batch_max,
                 config.outbox.clone(),
+                part_sink.clone(),
             )?;
             writers.push((writer, rx, config.store.open()?));
             senders.push(tx);
             views.push(view);
         }
+        // Parts of cross-partition reservations left open by a crash, settled as their
+        // coordinator decided (a coordinator still deciding aborts at its deadline).
+        let open_parts: Vec<(u32, Reservation)> = writers
+            .iter()
+            .enumerate()
+            .flat_map(|(p, (w, _, _))| {
+                w.ledger()
+                    .reservations()
+                    .filter(|r| crossdock_model::event::cross_part_owner(&r.id).is_some())
+                    .map(move |r| (p as u32, r.clone()))
+            })
+            .collect();
+        let n = config.partitions;
+        let settle = cross::open_parts_to_settle(open_parts, |owner| {
+            let c = partition_of_key(owner, n) as usize;
+            match writers[c].0.ledger().reservation(owner) {
+                Some(r) => Some(r.status),
+                None => reader
+                    .find_reservation(owner)
+                    .ok()
+                    .flatten()
+                    .and_then(|row| crossdock_ledger::ResStatus::parse(&row.status)),
+            }
+        });
+        for cmd in settle {
+            let _ = part_sink.send(cmd);
+        }
+        drop(part_sink);
         for (p, (writer, rx, committer_store)) in writers.into_iter().enumerate() {
             let handle = std::thread::Builder::new()
                 .name(format!("writer-{p}"))
@@ -341,6 +373,7 @@ impl Engine {
             threads: Mutex::new(threads),
             timers: timers.clone(),
         });
+        cross::Driver::spawn(Arc::downgrade(&engine), part_work);
         let weak = Arc::downgrade(&engine);
         timers.start(move |event| match weak.upgrade() {
             Some(engine) => engine.fire_timer(event),
@@ -484,6 +517,15 @@ impl Engine {
         ttl_s: u64,
         correlation_id: String,
     ) -> Result<ReservationReply, EngineError> {
+        if !Self::is_reservation_id_allowed(&id) {
+            return Ok(ReservationReply::Rejected(Rejection::Invalid {
+                field: "id".into(),
+                reason: format!(
+                    "must not contain {:?} (the hub names the parts of a reservation so)",
+                    crossdock_model::event::CROSS_PART_MARK
+                ),
+            }));
+        }
         let partition = lines
             .first()
             .map_or(0, |l| partition_of(&l.item, self.partitions()));
@@ -491,12 +533,9 @@ impl Engine {
             .iter()
             .any(|l| partition_of(&l.item, self.partitions()) != partition)
         {
-            return Ok(ReservationReply::Rejected(Rejection::Invalid {
-                field: "lines".into(),
-                reason: "with more than one partition configured, one reservation's items must share a partition; \
-                         split the reservation or set engine.partitions = 1"
-                    .into(),
-            }));
+            return self
+                .reserve_across(id, channel, lines, ttl_s, correlation_id)
+                .await;
         }
         let now = Timestamp::now();
         let data = EventData::ReservationRequested(ReservationRequested {
@@ -601,16 +640,23 @@ impl Engine {
             ("release", EventData::ReservationReleased(r))
         };
         let partition = self.reservation_partition(&id).await?;
-        self.reservation_command(
-            partition,
-            hub_command(
-                format!("{name}:{id}"),
-                Timestamp::now(),
-                correlation_id,
-                data,
-            ),
-        )
-        .await
+        let reply = self
+            .reservation_command(
+                partition,
+                hub_command(
+                    format!("{name}:{id}"),
+                    Timestamp::now(),
+                    correlation_id.clone(),
+                    data,
+                ),
+            )
+            .await?;
+        if let ReservationReply::Done { reservation, .. } = &reply
+            && reservation.cross.is_some()
+        {
+            self.settle_parts(reservation, &correlation_id).await;
+        }
+        Ok(reply)
     }
 
     async fn reservation_partition(&self, id: &str) -> Result<u32, EngineError> {
@@ -637,6 +683,22 @@ impl Engine {
 
     fn fire_timer(&self, mut event: Event) -> bool {
         event.received_at = Timestamp::now();
+        if let EventData::ReservationExpired(r) = &event.data
+            && let Some(owner) = crossdock_model::event::cross_part_owner(&r.reservation)
+        {
+            let part = r.reservation.clone();
+            let owner = owner.to_string();
+            let Some(command) = self.expire_part(&owner, &part, event) else {
+                return true;
+            };
+            let found = self
+                .reader
+                .call_blocking(move |s| s.find_reservation(&part));
+            let Ok(Ok(Some(row))) = found else {
+                return false;
+            };
+            return self.send(row.partition, command).is_ok();
+        }
         let partition = match &event.data {
             EventData::ReservationExpired(r) if self.partitions() > 1 => {
                 let id = r.reservation.clone();

@@ -169,7 +169,7 @@ pub fn reservation_row(partition: u32, r: &Reservation) -> ReservationRow {
         id: r.id.clone(),
         channel: r.channel.to_string(),
         status: r.status.as_str().to_string(),
-        lines: serde_json::to_string(&r.lines).expect("lines serialize"),
+        lines: reservation_body(r),
         request_hash: r.request_hash,
         expires_at_us: r.expires_at.as_micros(),
         created_seq: r.created_seq,
@@ -178,17 +178,52 @@ pub fn reservation_row(partition: u32, r: &Reservation) -> ReservationRow {
 }
 
 pub fn reservation_from_row(row: &ReservationRow) -> Result<Reservation, StoreError> {
+    let (lines, cross) = reservation_lines(&row.lines)?;
     Ok(Reservation {
         id: row.id.clone(),
         channel: ChannelId::new(&row.channel).map_err(corrupt)?,
         status: ResStatus::parse(&row.status)
             .ok_or_else(|| corrupt(format!("reservation status {:?}", row.status)))?,
-        lines: serde_json::from_str(&row.lines).map_err(corrupt)?,
         request_hash: row.request_hash,
         expires_at: Timestamp::from_micros(row.expires_at_us),
         created_seq: row.created_seq,
         updated_seq: row.updated_seq,
+        lines,
+        cross,
     })
+}
+
+/// The `lines` column: the lines as a JSON array, or for the coordinator's record of a
+/// cross-partition reservation `{"lines": [...], "cross": {...}}` (how it is split).
+fn reservation_body(r: &Reservation) -> String {
+    match &r.cross {
+        None => serde_json::to_string(&r.lines),
+        Some(cross) => serde_json::to_string(&CrossBody {
+            lines: r.lines.clone(),
+            cross: Some(cross.clone()),
+        }),
+    }
+    .expect("lines serialize")
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CrossBody {
+    lines: Vec<crossdock_ledger::ResLine>,
+    cross: Option<crossdock_ledger::reservation::Cross>,
+}
+
+/// The lines and split of a reservation, from the `lines` column.
+type LinesAndCross = (
+    Vec<crossdock_ledger::ResLine>,
+    Option<crossdock_ledger::reservation::Cross>,
+);
+
+fn reservation_lines(raw: &str) -> Result<LinesAndCross, StoreError> {
+    if raw.trim_start().starts_with('{') {
+        let body: CrossBody = serde_json::from_str(raw).map_err(corrupt)?;
+        return Ok((body.lines, body.cross));
+    }
+    Ok((serde_json::from_str(raw).map_err(corrupt)?, None))
 }
 
 pub fn event_row(partition: u32, seq: u64, ev: &Event, status: EventStatus) -> EventRow {

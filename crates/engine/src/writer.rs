@@ -9,6 +9,7 @@ use std::time::Instant;
 use crossdock_ledger::reservation::request_hash;
 use crossdock_ledger::state::{channel_name, expiry_timer};
 use crossdock_ledger::{Effects, Ledger, Outcome, Policy, Rejection, ResStatus};
+use crossdock_model::event::ReservationRequested;
 use crossdock_model::{Envelope, Event};
 use crossdock_model::{EventData, ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
 use crossdock_store::{
@@ -48,6 +49,8 @@ pub(crate) struct Writer {
     /// (the backorder fills of two receipts, say) must not share a sequence, or a receiver
     /// deduplicating on the idempotency key takes only the first, and its ack deletes both.
     posting_seqs: Vec<u64>,
+    /// Where part commands of what timers decided go once committed (the cross driver).
+    parts: crate::cross::PartSink,
 }
 
 /// Most batches that can be in the pipeline behind the one being applied: one committing, one queued.
@@ -72,6 +75,7 @@ impl Writer {
         timers: TimerHandle,
         batch_max: usize,
         outbox: OutboxHook,
+        parts: crate::cross::PartSink,
     ) -> Result<Self, StoreError> {
         let snapshot = store.load_partition(partition)?;
         let ledger = ledger_from_snapshot(&policy, &snapshot)?;
@@ -84,13 +88,15 @@ impl Writer {
                     .map_err(|e| StoreError::Corrupt(format!("timer {}: {e}", t.id)))?;
             timers.set(t.id.clone(), Timestamp::from_micros(t.due_at_us), command);
         }
-        // Reservation expiries are derived from the durable reservation rows.
-        for row in snapshot
-            .reservations
-            .iter()
-            .filter(|r| r.status == ResStatus::Held.as_str())
-        {
-            let t = expiry_timer(&reservation_from_row(row)?);
+        // Reservation expiries are derived from the durable reservation rows, and so are the
+        // deadlines of cross-partition reservations still being decided.
+        for row in &snapshot.reservations {
+            let r = reservation_from_row(row)?;
+            let t = match r.status {
+                ResStatus::Held => expiry_timer(&r),
+                ResStatus::Preparing => crossdock_ledger::cross::decision_timer(&r),
+                _ => continue,
+            };
             timers.set(t.id, t.due_at, t.command);
         }
         // So are workflow deadlines, from the workflow rows.
@@ -112,9 +118,14 @@ impl Writer {
             poisoned: Arc::new(AtomicBool::new(false)),
             outbox,
             posting_seqs: Vec::new(),
+            parts,
         };
         writer.publish_all();
         Ok(writer)
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     fn publish_all(&mut self) {
@@ -138,6 +149,7 @@ impl Writer {
             poisoned: self.poisoned.clone(),
             on_commit: self.outbox.on_commit.clone(),
             on_committed: self.outbox.on_committed.clone(),
+            parts: self.parts.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("committer-{}", self.partition))
@@ -196,8 +208,11 @@ impl Writer {
         let mut batch_keys = BatchKeys::new();
         let mut pending = Vec::with_capacity(cmds.len());
         self.posting_seqs.clear();
+        let mut part_commands = Vec::new();
         for Traced(cmd, span) in cmds {
             let _sender = span.enter();
+            let parts_before = fx.part_commands.len();
+            let by_timer = matches!(cmd, Command::Timer { .. });
             let p = match cmd {
                 Command::Event { event, reply } => Pending::Event(
                     reply,
@@ -223,6 +238,12 @@ impl Writer {
             };
             pending.push(p);
             self.stamp_postings(&fx);
+            // A caller settles the parts of what it decided itself (and waits for them);
+            // what a timer decided goes to the driver once durable.
+            let decided = fx.part_commands.drain(parts_before..);
+            if by_timer {
+                part_commands.extend(decided);
+            }
         }
         self.ledger.finish_batch(&self.policy, &mut fx);
         self.stamp_postings(&fx);
@@ -259,6 +280,7 @@ impl Writer {
                 .collect(),
             applied_at: Instant::now(),
             started_at,
+            part_commands,
         }
     }
 
@@ -670,6 +692,8 @@ impl Writer {
             EventData::ReservationRequested(r) => (&r.reservation, None),
             EventData::ReservationReleased(r) => (&r.reservation, Some("released")),
             EventData::ReservationCommitted(r) => (&r.reservation, Some("committed")),
+            EventData::CrossBegun(r) => (&r.reservation, None),
+            EventData::CrossDecided(r) => (&r.reservation, None),
             _ => return None,
         };
         if self.ledger.reservation(id).is_some() {
@@ -701,18 +725,36 @@ impl Writer {
                 )));
             }
         };
-        Some(match (&event.data, target) {
-            (EventData::ReservationRequested(r), _) if request_hash(r) == stored.request_hash => {
-                ReservationReply::Done {
+        let request = match &event.data {
+            // A reservation that was not held whole is asked for afresh.
+            EventData::ReservationRequested(_) | EventData::CrossBegun(_)
+                if stored.status == ResStatus::Aborted =>
+            {
+                return None;
+            }
+            EventData::CrossDecided(_) => {
+                return Some(ReservationReply::Done {
                     reservation: stored,
                     repeat: true,
-                }
+                });
             }
-            (EventData::ReservationRequested(_), _) => {
-                ReservationReply::Rejected(Rejection::Conflict(format!(
-                    "reservation {id} already exists with other lines or channel"
-                )))
-            }
+            EventData::CrossBegun(b) => Some(ReservationRequested {
+                reservation: b.reservation.clone(),
+                channel: b.channel.clone(),
+                lines: b.lines.clone(),
+                ttl_s: b.ttl_s,
+            }),
+            EventData::ReservationRequested(r) => Some(r.clone()),
+            _ => None,
+        };
+        Some(match (&request, target) {
+            (Some(r), _) if request_hash(r) == stored.request_hash => ReservationReply::Done {
+                reservation: stored,
+                repeat: true,
+            },
+            (Some(_), _) => ReservationReply::Rejected(Rejection::Conflict(format!(
+                "reservation {id} already exists with other lines or channel"
+            ))),
             (_, Some(t)) if t == row.status => ReservationReply::Done {
                 reservation: stored,
                 repeat: true,

@@ -84,11 +84,15 @@ fn postgres() -> Fresh {
     }
 }
 
+/// 2026-11-01T00:00:00Z.
+const BASE_US: i64 = 1_793_491_200_000_000;
+
 fn ev(n: u64, data: EventData) -> Event {
     Event {
         id: format!("e{n}"),
         source: SourceId::new("wms").unwrap(),
-        time: Timestamp::from_micros(n as i64 * 1_000_000),
+        // Second n of a day shortly before the tests run (inside the hub's time bounds).
+        time: Timestamp::from_micros(BASE_US + n as i64 * 1_000_000),
         sequence: None,
         correlation_id: format!("c{n}"),
         causation_id: None,

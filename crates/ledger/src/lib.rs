@@ -3,6 +3,7 @@
 //! always yields the same state.
 
 pub mod ats;
+pub mod cross;
 pub mod exposure;
 pub mod policy;
 pub mod position;

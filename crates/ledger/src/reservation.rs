@@ -14,6 +14,10 @@ pub enum ResStatus {
     Committed,
     Released,
     Expired,
+    /// A cross-partition reservation whose parts are being held (the coordinator's record).
+    Preparing,
+    /// A cross-partition reservation that was not held whole: every part is released.
+    Aborted,
 }
 
 impl ResStatus {
@@ -23,12 +27,21 @@ impl ResStatus {
             ResStatus::Committed => "committed",
             ResStatus::Released => "released",
             ResStatus::Expired => "expired",
+            ResStatus::Preparing => "preparing",
+            ResStatus::Aborted => "aborted",
         }
     }
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Held, Self::Committed, Self::Released, Self::Expired]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
+        [
+            Self::Held,
+            Self::Committed,
+            Self::Released,
+            Self::Expired,
+            Self::Preparing,
+            Self::Aborted,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
     }
 }
 
@@ -52,6 +65,34 @@ pub struct Reservation {
     pub expires_at: Timestamp,
     pub created_seq: u64,
     pub updated_seq: u64,
+    /// Set on the coordinator's record of a reservation whose lines live on several
+    /// partitions: it holds no stock itself, its parts do.
+    pub cross: Option<Cross>,
+}
+
+/// How a cross-partition reservation is split: attempt `nonce`, one part per partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cross {
+    pub nonce: u64,
+    pub partitions: Vec<u32>,
+    pub ttl_s: u64,
+}
+
+impl Reservation {
+    /// The parts of a cross-partition reservation: (partition, part id).
+    pub fn parts(&self) -> Vec<(u32, String)> {
+        self.cross.as_ref().map_or_else(Vec::new, |c| {
+            c.partitions
+                .iter()
+                .map(|&p| {
+                    (
+                        p,
+                        crossdock_model::event::cross_part_id(&self.id, c.nonce, p),
+                    )
+                })
+                .collect()
+        })
+    }
 }
 
 /// A line that could not be filled: what was asked and what the channel's locations have.

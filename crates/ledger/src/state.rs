@@ -180,6 +180,9 @@ pub struct Effects {
     pub steps: Vec<Step>,
     /// Messages about workflows for other systems (ERP, warehouses, partners).
     pub postings: Vec<Posting>,
+    /// Parts of cross-partition reservations to settle as their coordinator decided, once the
+    /// decision is durable.
+    pub part_commands: Vec<crate::cross::PartCommand>,
     /// What each applied input changed, per position, in the order applied: the journal that
     /// reconciliation backs out of the ledger and item history reads.
     pub changes: Vec<PositionChange>,
@@ -270,7 +273,7 @@ impl Effects {
             self.touched_items.push(item.clone());
         }
     }
-    fn touch_reservation(&mut self, r: &Reservation) {
+    pub(crate) fn touch_reservation(&mut self, r: &Reservation) {
         match self.reservations.iter_mut().find(|x| x.id == r.id) {
             Some(x) => *x = r.clone(),
             None => self.reservations.push(r.clone()),
@@ -404,7 +407,7 @@ pub struct Ledger {
     /// Sequence of the last logged input.
     pub seq: u64,
     pub(crate) items: HashMap<ItemId, Arc<ItemState>>,
-    reservations: HashMap<String, Reservation>,
+    pub(crate) reservations: HashMap<String, Reservation>,
     sources: HashMap<SourceId, SourceSeq>,
     /// Workflows still in progress, by key (`order:<id>`, ...); finished ones live in the store.
     /// Boxed: growing the map then moves pointers, not workflows (no pause when it doubles).
@@ -436,6 +439,11 @@ impl Ledger {
 
     pub fn reservation(&self, id: &str) -> Option<&Reservation> {
         self.reservations.get(id)
+    }
+
+    /// Reservations held, committed or being decided.
+    pub fn reservations(&self) -> impl Iterator<Item = &Reservation> {
+        self.reservations.values()
     }
 
     pub fn insert_reservation(&mut self, r: Reservation) {
@@ -652,6 +660,8 @@ impl Ledger {
             EventData::ReservationExpired(r) => {
                 return self.settle(policy, r, ResStatus::Expired, seq, fx);
             }
+            EventData::CrossBegun(d) => return self.cross_begin(policy, ev, d, seq, fx),
+            EventData::CrossDecided(d) => return self.cross_decide(ev, d, seq, fx),
             EventData::GapTimeout(GapTimeout { source, expected }) => {
                 let waiting = self
                     .sources
@@ -970,7 +980,9 @@ impl Ledger {
             | EventData::ReservationReleased(_)
             | EventData::ReservationCommitted(_)
             | EventData::ReservationExpired(_)
-            | EventData::GapTimeout(_) => {
+            | EventData::GapTimeout(_)
+            | EventData::CrossBegun(_)
+            | EventData::CrossDecided(_) => {
                 unreachable!("hub commands are handled before physical events")
             }
             EventData::OrderCaptured(_)
@@ -1055,6 +1067,7 @@ impl Ledger {
             expires_at,
             created_seq: seq,
             updated_seq: seq,
+            cross: None,
         };
         fx.timers_set.push(expiry_timer(&res));
         fx.touch_reservation(&res);
@@ -1108,6 +1121,9 @@ impl Ledger {
                     to.as_str()
                 )));
             }
+        }
+        if res.cross.is_some() {
+            return self.cross_settle(&r.reservation, to, seq, fx);
         }
         let lines = res.lines.clone();
         for line in &lines {

@@ -352,6 +352,58 @@ pub struct ReservationRef {
     pub reservation: String,
 }
 
+/// `reservation.cross_begun.v1` (hub command, in the partition that owns the reservation id):
+/// a reservation whose lines live on `partitions` is being prepared, attempt `nonce`; each of
+/// those partitions holds its lines as an ordinary reservation, a part (see
+/// [`cross_part_id`]). Undecided after `prepare_s`, it is aborted (presumed abort).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrossBegun {
+    pub reservation: String,
+    pub channel: ChannelId,
+    pub lines: Vec<ReserveLine>,
+    pub ttl_s: u64,
+    pub nonce: u64,
+    pub partitions: Vec<u32>,
+    pub prepare_s: u64,
+}
+
+/// `reservation.cross_decided.v1` (hub command or timer): the decision of attempt `nonce`: held
+/// with the parts' `lines` (every part held), or aborted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrossDecided {
+    pub reservation: String,
+    pub nonce: u64,
+    pub held: bool,
+    #[serde(default)]
+    pub lines: Vec<CrossLine>,
+}
+
+/// A line a part holds: an item at a location (and lot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrossLine {
+    pub item: ItemId,
+    pub location: LocationId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot: Option<Lot>,
+    pub qty: i64,
+}
+
+/// Marks the id of a part of a cross-partition reservation; refused in ids clients choose.
+pub const CROSS_PART_MARK: &str = "#part:";
+
+/// The id of the part of reservation `id`, attempt `nonce`, held in `partition`.
+pub fn cross_part_id(id: &str, nonce: u64, partition: u32) -> String {
+    format!("{id}{CROSS_PART_MARK}{nonce:016x}:{partition}")
+}
+
+/// The reservation a part id belongs to, if it is one.
+pub fn cross_part_owner(part: &str) -> Option<&str> {
+    part.rfind(CROSS_PART_MARK).map(|i| &part[..i])
+}
+
 /// `sequence.gap_timeout.v1` (hub timer): stop waiting for `expected` from `source`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -422,6 +474,8 @@ event_types! {
     ReservationCommitted(ReservationRef) = "reservation.committed.v1", public: false;
     ReservationExpired(ReservationRef) = "reservation.expired.v1", public: false;
     GapTimeout(GapTimeout) = "sequence.gap_timeout.v1", public: false;
+    CrossBegun(CrossBegun) = "reservation.cross_begun.v1", public: false;
+    CrossDecided(CrossDecided) = "reservation.cross_decided.v1", public: false;
     OrderCaptured(OrderCaptured) = "order.captured.v1", public: false;
     OrderApproved(OrderApproved) = "order.approved.v1", public: false;
     OrderCancelled(OrderCancelled) = "order.cancelled.v1", public: false;
@@ -767,6 +821,32 @@ impl EventData {
             EventData::ReservationReleased(d)
             | EventData::ReservationCommitted(d)
             | EventData::ReservationExpired(d) => reference("reservation", &d.reservation),
+            EventData::CrossBegun(d) => {
+                reference("id", &d.reservation)?;
+                if d.lines.is_empty() || d.lines.len() > LINES_MAX {
+                    return Err(EventError::at(
+                        "lines",
+                        format!("must have 1 to {LINES_MAX} lines"),
+                    ));
+                }
+                for (i, l) in d.lines.iter().enumerate() {
+                    positive(&format!("lines[{i}].qty"), l.qty)?;
+                }
+                if d.partitions.len() < 2 {
+                    return Err(EventError::at(
+                        "partitions",
+                        "names at least two partitions",
+                    ));
+                }
+                Ok(())
+            }
+            EventData::CrossDecided(d) => {
+                reference("reservation", &d.reservation)?;
+                for (i, l) in d.lines.iter().enumerate() {
+                    positive(&format!("lines[{i}].qty"), l.qty)?;
+                }
+                Ok(())
+            }
             EventData::GapTimeout(_) => Ok(()),
             EventData::OrderCaptured(d) => {
                 check_ref("data.order", &d.order)?;
@@ -840,7 +920,9 @@ impl EventData {
             EventData::ReservationReleased(_)
             | EventData::ReservationCommitted(_)
             | EventData::ReservationExpired(_)
-            | EventData::GapTimeout(_) => {}
+            | EventData::GapTimeout(_)
+            | EventData::CrossBegun(_)
+            | EventData::CrossDecided(_) => {}
             EventData::OrderCaptured(d) => out.extend(d.lines.iter().map(|l| &l.item)),
             EventData::ReturnAuthorized(d) => out.extend(d.lines.iter().map(|l| &l.item)),
             EventData::TransferRequested(d) => out.extend(d.lines.iter().map(|l| &l.item)),

@@ -44,6 +44,7 @@ kinds! {
     PricingFailure = "pricing_failure",
     CreditHold = "credit_hold",
     OutOfBounds = "out_of_bounds",
+    ReservationTimeout = "reservation_timeout",
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

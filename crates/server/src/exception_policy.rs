@@ -117,7 +117,8 @@ pub fn abilities(kind: ExceptionKind) -> Abilities {
         | K::ShipmentPostingDelay
         | K::PricingFailure
         | K::CreditHold
-        | K::OutOfBounds => (None, None),
+        | K::OutOfBounds
+        | K::ReservationTimeout => (None, None),
     };
     Abilities { replays, corrects }
 }

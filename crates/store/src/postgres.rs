@@ -149,7 +149,7 @@ const SELECT_ITEMS: &str = "SELECT partition, item, state FROM item_state WHERE 
 const SELECT_LIVE_RESERVATIONS: &str = concat!(
     "SELECT ",
     reservation_columns!(),
-    " FROM reservations WHERE partition = $1 AND status IN ('held', 'committed') ORDER BY id COLLATE \"C\""
+    " FROM reservations WHERE partition = $1 AND status IN ('held', 'committed', 'preparing') ORDER BY id COLLATE \"C\""
 );
 
 const SELECT_SOURCE_SEQS: &str = "SELECT partition, source, next_expected FROM source_seqs WHERE partition = $1 ORDER BY source COLLATE \"C\"";

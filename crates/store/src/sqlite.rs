@@ -138,7 +138,7 @@ const SELECT_ITEMS: &str =
 const SELECT_LIVE_RESERVATIONS: &str = concat!(
     "SELECT ",
     reservation_columns!(),
-    " FROM reservations WHERE partition = ?1 AND status IN ('held', 'committed') ORDER BY id"
+    " FROM reservations WHERE partition = ?1 AND status IN ('held', 'committed', 'preparing') ORDER BY id"
 );
 
 const SELECT_SOURCE_SEQS: &str =

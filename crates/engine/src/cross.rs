@@ -1,0 +1,333 @@
+//! Reservations whose lines live on several partitions: the engine's side of the protocol in
+//! [`crossdock_ledger::cross`].
+//!
+//! [`Engine::reserve`] begins the record in the partition that owns the reservation id, holds each
+//! partition's lines as a part there (all at once), and decides: held when every part was held,
+//! aborted otherwise. The caller is answered after the decision is durable. Parts are then
+//! settled as their coordinator decided: inline for a caller (so it reads its own writes), by
+//! the [`Driver`] thread for what timers decide (an expiry, a decision's deadline), and at
+//! start for every part still open whose coordinator has decided.
+
+use std::sync::Weak;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Duration;
+
+use crossdock_ledger::cross::{PART_GRACE_S, PartCommand, part_target};
+use crossdock_ledger::state::hub_command;
+use crossdock_ledger::{Rejection, ResStatus, Reservation, Shortfall};
+use crossdock_model::event::{
+    CROSS_PART_MARK, CrossBegun, CrossDecided, CrossLine, ReservationRef, ReservationRequested,
+    ReserveLine, cross_part_id,
+};
+use crossdock_model::{ChannelId, Event, EventData, Timestamp};
+use tokio::sync::oneshot;
+use tracing::warn;
+
+use crate::{Command, Engine, EngineError, ReservationReply, partition_of};
+
+/// How long a cross-partition reservation may stay undecided before its coordinator aborts it.
+pub const PREPARE_S: u64 = 30;
+
+/// The partition that coordinates a reservation: a stable hash of its id.
+pub fn partition_of_key(key: &str, partitions: u32) -> u32 {
+    if partitions <= 1 {
+        return 0;
+    }
+    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % u64::from(partitions)) as u32
+}
+
+/// A fresh attempt number: the hub's clock and a counter, so two attempts never share one.
+fn nonce(id: &str) -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(id.as_bytes());
+    h.update(&Timestamp::now().as_micros().to_le_bytes());
+    h.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    h.digest()
+}
+
+/// The command that moves a part to `to` (`Released` or `Committed`).
+pub(crate) fn part_command(part: &str, to: ResStatus, correlation_id: String) -> Event {
+    let r = ReservationRef {
+        reservation: part.to_string(),
+    };
+    let (name, data) = if to == ResStatus::Committed {
+        ("commit", EventData::ReservationCommitted(r))
+    } else {
+        ("release", EventData::ReservationReleased(r))
+    };
+    hub_command(
+        format!("{name}:{part}"),
+        Timestamp::now(),
+        correlation_id,
+        data,
+    )
+}
+
+impl Engine {
+    /// Whether `id` may be chosen by a client (parts' ids are the hub's own).
+    pub fn is_reservation_id_allowed(id: &str) -> bool {
+        !id.contains(CROSS_PART_MARK)
+    }
+
+    /// Holds `lines` on several partitions all or nothing (see the module docs).
+    pub(crate) async fn reserve_across(
+        &self,
+        id: String,
+        channel: ChannelId,
+        lines: Vec<ReserveLine>,
+        ttl_s: u64,
+        correlation_id: String,
+    ) -> Result<ReservationReply, EngineError> {
+        let n = self.partitions();
+        let mut groups: Vec<(u32, Vec<ReserveLine>)> = Vec::new();
+        for line in &lines {
+            let p = partition_of(&line.item, n);
+            match groups.iter_mut().find(|(gp, _)| *gp == p) {
+                Some((_, ls)) => ls.push(line.clone()),
+                None => groups.push((p, vec![line.clone()])),
+            }
+        }
+        groups.sort_by_key(|(p, _)| *p);
+        let coordinator = partition_of_key(&id, n);
+        let attempt = nonce(&id);
+        let begin = hub_command(
+            format!("begin:{id}:{attempt:016x}"),
+            Timestamp::now(),
+            correlation_id.clone(),
+            EventData::CrossBegun(CrossBegun {
+                reservation: id.clone(),
+                channel: channel.clone(),
+                lines,
+                ttl_s,
+                nonce: attempt,
+                partitions: groups.iter().map(|(p, _)| *p).collect(),
+                prepare_s: PREPARE_S,
+            }),
+        );
+        match self.reservation_command(coordinator, begin).await? {
+            ReservationReply::Done {
+                reservation,
+                repeat: true,
+            } if reservation.status == ResStatus::Preparing => {
+                return Ok(ReservationReply::Rejected(Rejection::InvalidState(
+                    format!(
+                        "reservation {id} is being decided by an earlier request; retry in a moment"
+                    ),
+                )));
+            }
+            ReservationReply::Done {
+                repeat: false,
+                reservation,
+            } if reservation.status == ResStatus::Preparing => {}
+            other => return Ok(other),
+        }
+
+        // Every part at once; each partition's writer holds its lines or refuses them.
+        let mut waiting = Vec::with_capacity(groups.len());
+        for (p, part_lines) in groups {
+            let part = cross_part_id(&id, attempt, p);
+            let hold = hub_command(
+                format!("reserve:{part}"),
+                Timestamp::now(),
+                correlation_id.clone(),
+                EventData::ReservationRequested(ReservationRequested {
+                    reservation: part,
+                    channel: channel.clone(),
+                    lines: part_lines,
+                    ttl_s: ttl_s + PREPARE_S + PART_GRACE_S,
+                }),
+            );
+            waiting.push(self.send_reservation(p, hold));
+        }
+        let mut held = Vec::new();
+        let mut shortfalls: Vec<Shortfall> = Vec::new();
+        let mut refused: Option<Rejection> = None;
+        let mut failed: Option<EngineError> = None;
+        for w in waiting {
+            let reply = match w {
+                Ok(rx) => rx.await.map_err(|_| EngineError::Stopped).and_then(|r| r),
+                Err(e) => Err(e),
+            };
+            match reply {
+                Ok(ReservationReply::Done { reservation, .. }) => {
+                    held.extend(reservation.lines.into_iter().map(|l| CrossLine {
+                        item: l.item,
+                        location: l.location,
+                        lot: l.lot,
+                        qty: l.qty,
+                    }))
+                }
+                Ok(ReservationReply::Insufficient(s)) => shortfalls.extend(s),
+                Ok(ReservationReply::Rejected(r)) => refused = Some(r),
+                Err(e) => failed = Some(e),
+            }
+        }
+        let whole = shortfalls.is_empty() && refused.is_none() && failed.is_none();
+        let decide = hub_command(
+            format!("decide:{id}:{attempt:016x}"),
+            Timestamp::now(),
+            correlation_id.clone(),
+            EventData::CrossDecided(CrossDecided {
+                reservation: id.clone(),
+                nonce: attempt,
+                held: whole,
+                lines: if whole { held } else { Vec::new() },
+            }),
+        );
+        // Should this fail, the deadline's timer aborts the attempt and releases every part.
+        let decided = self.reservation_command(coordinator, decide).await?;
+        let ReservationReply::Done { reservation, .. } = decided else {
+            return Ok(decided);
+        };
+        if reservation.status == ResStatus::Held {
+            return Ok(ReservationReply::Done {
+                reservation,
+                repeat: false,
+            });
+        }
+        self.settle_parts(&reservation, &correlation_id).await;
+        if !shortfalls.is_empty() {
+            return Ok(ReservationReply::Insufficient(shortfalls));
+        }
+        if let Some(r) = refused {
+            return Ok(ReservationReply::Rejected(r));
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(ReservationReply::Rejected(Rejection::InvalidState(
+            format!("reservation {id} was not decided in time and nothing is held; retry"),
+        )))
+    }
+
+    /// Moves every part of a coordinator's record as it decided, and waits for them.
+    pub(crate) async fn settle_parts(&self, reservation: &Reservation, correlation_id: &str) {
+        let Some(to) = part_target(Some(reservation.status)) else {
+            return;
+        };
+        let mut waiting = Vec::new();
+        for (p, part) in reservation.parts() {
+            waiting.push((
+                part.clone(),
+                self.send_reservation(p, part_command(&part, to, correlation_id.to_string())),
+            ));
+        }
+        for (part, w) in waiting {
+            let reply = match w {
+                Ok(rx) => rx.await.map_err(|_| EngineError::Stopped).and_then(|r| r),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = reply {
+                // The driver's sweep at the next start, or the part's own expiry, settles it.
+                warn!(part, error = %e, "a part of a cross-partition reservation is not settled yet");
+            }
+        }
+    }
+
+    fn send_reservation(
+        &self,
+        partition: u32,
+        mut event: Event,
+    ) -> Result<oneshot::Receiver<Result<ReservationReply, EngineError>>, EngineError> {
+        event.received_at = Timestamp::now();
+        let (tx, rx) = oneshot::channel();
+        self.send(partition, Command::Reservation { event, reply: tx })?;
+        Ok(rx)
+    }
+
+    /// A part's own expiry: it settles as its coordinator decided, never on its own (the
+    /// coordinator may have committed it). Runs on the timer thread.
+    pub(crate) fn expire_part(&self, owner: &str, part: &str, event: Event) -> Option<Command> {
+        let owner = owner.to_string();
+        let found = self
+            .reader
+            .call_blocking(move |s| s.find_reservation(&owner));
+        let target = match found {
+            Ok(Ok(row)) => part_target(row.and_then(|r| ResStatus::parse(&r.status))),
+            // The store cannot say now: ask again later.
+            _ => None,
+        };
+        match target {
+            Some(to) => Some(Command::Timer {
+                event: part_command(part, to, event.correlation_id.clone()),
+            }),
+            None => {
+                // Still held or being decided: look again after another grace period.
+                let due = Timestamp::now().plus_secs(PART_GRACE_S);
+                self.timers.set(
+                    crossdock_ledger::state::reservation_timer_id(part),
+                    due,
+                    event,
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Settles parts as timers decided, off the writers' threads: a writer never waits for another.
+pub(crate) struct Driver {
+    pub engine: Weak<Engine>,
+    pub work: Receiver<PartCommand>,
+}
+
+impl Driver {
+    pub fn spawn(engine: Weak<Engine>, work: Receiver<PartCommand>) {
+        let driver = Driver { engine, work };
+        std::thread::Builder::new()
+            .name("cross-parts".into())
+            .spawn(move || driver.run())
+            .expect("spawn the cross-partition driver");
+    }
+
+    fn run(self) {
+        while let Ok(cmd) = self.work.recv() {
+            let mut wait = Duration::from_millis(20);
+            loop {
+                let Some(engine) = self.engine.upgrade() else {
+                    return;
+                };
+                let event = part_command(&cmd.part, cmd.to, format!("reservation:{}", cmd.part));
+                match engine.send(cmd.partition, Command::Timer { event }) {
+                    Ok(()) => break,
+                    Err(EngineError::Overloaded) => {
+                        drop(engine);
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(Duration::from_secs(1));
+                    }
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+/// Where committers hand the part commands of what timers decided.
+pub(crate) type PartSink = Sender<PartCommand>;
+
+/// The parts still open at start whose coordinator decided, with what each must become.
+pub(crate) fn open_parts_to_settle(
+    parts: Vec<(u32, Reservation)>,
+    mut coordinator_status: impl FnMut(&str) -> Option<ResStatus>,
+) -> Vec<PartCommand> {
+    let mut out = Vec::new();
+    for (partition, part) in parts {
+        let Some(owner) = crossdock_model::event::cross_part_owner(&part.id) else {
+            continue;
+        };
+        let Some(to) = part_target(coordinator_status(owner)) else {
+            continue;
+        };
+        if to == part.status {
+            continue;
+        }
+        out.push(PartCommand {
+            partition,
+            part: part.id,
+            to,
+        });
+    }
+    out
+}
