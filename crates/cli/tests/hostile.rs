@@ -282,8 +282,14 @@ types = ["supply.*"]
     .enumerate()
     {
         for (j, (ty, data)) in [
-            ("inventory.counted.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 7})),
-            ("inventory.received.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 7})),
+            (
+                "inventory.counted.v1",
+                json!({"item": "SKU-1", "location": "DC-EAST", "qty": 7}),
+            ),
+            (
+                "inventory.received.v1",
+                json!({"item": "SKU-1", "location": "DC-EAST", "qty": 7}),
+            ),
         ]
         .into_iter()
         .enumerate()
@@ -301,7 +307,10 @@ types = ["supply.*"]
                 )
                 .await;
             assert!(
-                p["type"].as_str().unwrap().ends_with("event-time-out-of-bounds"),
+                p["type"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("event-time-out-of-bounds"),
                 "{p}"
             );
         }
@@ -329,15 +338,96 @@ types = ["supply.*"]
 
     // 4. Blank, whitespace and control-character ids and names.
     for (what, field, ev) in [
-        ("empty id", "id", event("", "wms-east", "inventory.received.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1}))),
-        ("blank id", "id", event("   ", "wms-east", "inventory.received.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1}))),
-        ("tab id", "id", event("\t", "wms-east", "inventory.received.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1}))),
-        ("blank item", "data.item", event("b-1", "wms-east", "inventory.received.v1", json!({"item": " ", "location": "DC-EAST", "qty": 1}))),
-        ("blank location", "data.location", event("b-2", "wms-east", "inventory.received.v1", json!({"item": "SKU-1", "location": "\u{a0}", "qty": 1}))),
-        ("control in item", "data.item", event("b-3", "wms-east", "inventory.received.v1", json!({"item": "SKU\u{0}1", "location": "DC-EAST", "qty": 1}))),
-        ("blank order", "data.order", event("b-4", "wms-east", "inventory.picked.v1", json!({"order": " ", "item": "SKU-1", "location": "DC-EAST", "qty": 1}))),
-        ("blank reason", "data.reason", event("b-5", "wms-east", "inventory.adjusted.v1", json!({"item": "SKU-1", "location": "DC-EAST", "delta": 1, "reason": "  "}))),
-        ("blank source", "source", event("b-6", " ", "inventory.received.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1}))),
+        (
+            "empty id",
+            "id",
+            event(
+                "",
+                "wms-east",
+                "inventory.received.v1",
+                json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1}),
+            ),
+        ),
+        (
+            "blank id",
+            "id",
+            event(
+                "   ",
+                "wms-east",
+                "inventory.received.v1",
+                json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1}),
+            ),
+        ),
+        (
+            "tab id",
+            "id",
+            event(
+                "\t",
+                "wms-east",
+                "inventory.received.v1",
+                json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1}),
+            ),
+        ),
+        (
+            "blank item",
+            "data.item",
+            event(
+                "b-1",
+                "wms-east",
+                "inventory.received.v1",
+                json!({"item": " ", "location": "DC-EAST", "qty": 1}),
+            ),
+        ),
+        (
+            "blank location",
+            "data.location",
+            event(
+                "b-2",
+                "wms-east",
+                "inventory.received.v1",
+                json!({"item": "SKU-1", "location": "\u{a0}", "qty": 1}),
+            ),
+        ),
+        (
+            "control in item",
+            "data.item",
+            event(
+                "b-3",
+                "wms-east",
+                "inventory.received.v1",
+                json!({"item": "SKU\u{0}1", "location": "DC-EAST", "qty": 1}),
+            ),
+        ),
+        (
+            "blank order",
+            "data.order",
+            event(
+                "b-4",
+                "wms-east",
+                "inventory.picked.v1",
+                json!({"order": " ", "item": "SKU-1", "location": "DC-EAST", "qty": 1}),
+            ),
+        ),
+        (
+            "blank reason",
+            "data.reason",
+            event(
+                "b-5",
+                "wms-east",
+                "inventory.adjusted.v1",
+                json!({"item": "SKU-1", "location": "DC-EAST", "delta": 1, "reason": "  "}),
+            ),
+        ),
+        (
+            "blank source",
+            "source",
+            event(
+                "b-6",
+                " ",
+                "inventory.received.v1",
+                json!({"item": "SKU-1", "location": "DC-EAST", "qty": 1}),
+            ),
+        ),
     ] {
         r.expect(
             what,
@@ -352,63 +442,206 @@ types = ["supply.*"]
 
     // 5. Reservations: bad quantities, unknown names, blank ids, silly lifetimes.
     let reservation = |id: &str, channel: &str, lines: Value, ttl: Value| {
-        serde_json::to_vec(&json!({"id": id, "channel": channel, "lines": lines, "ttl_s": ttl})).unwrap()
+        serde_json::to_vec(&json!({"id": id, "channel": channel, "lines": lines, "ttl_s": ttl}))
+            .unwrap()
     };
     for (k, q) in bad_positive().iter().enumerate() {
         let body = format!(
             r#"{{"id":"res-q{k}","channel":"shopify","lines":[{{"item":"SKU-1","qty":{q}}}],"ttl_s":60}}"#
         );
-        r.expect(&format!("reservation of {q}"), &mut shop, "/v1/reservations", "application/json", body.into_bytes(), Some("lines"))
-            .await;
+        r.expect(
+            &format!("reservation of {q}"),
+            &mut shop,
+            "/v1/reservations",
+            "application/json",
+            body.into_bytes(),
+            Some("lines"),
+        )
+        .await;
     }
-    let many: Vec<Value> = (0..1001).map(|i| json!({"item": format!("X-{i}"), "qty": 1})).collect();
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"item": format!("X-{i}"), "qty": 1}))
+        .collect();
     for (what, field, body) in [
-        ("reservation of an unknown item", "lines", reservation("res-u1", "shopify", json!([{"item": "NOPE", "qty": 1}]), json!(60))),
-        ("reservation on an unknown channel", "channel", reservation("res-u2", "ebay", json!([{"item": "SKU-1", "qty": 1}]), json!(60))),
-        ("reservation with a blank id", "id", reservation("  ", "shopify", json!([{"item": "SKU-1", "qty": 1}]), json!(60))),
-        ("reservation with no lines", "lines", reservation("res-u3", "shopify", json!([]), json!(60))),
-        ("reservation naming an item twice", "lines", reservation("res-u4", "shopify", json!([{"item": "SKU-1", "qty": 1}, {"item": "SKU-1", "qty": 2}]), json!(60))),
-        ("reservation of 1001 lines", "lines", reservation("res-u5", "shopify", json!(many), json!(60))),
-        ("reservation for no time", "ttl_s", reservation("res-u6", "shopify", json!([{"item": "SKU-1", "qty": 1}]), json!(0))),
-        ("reservation for ever", "ttl_s", reservation("res-u7", "shopify", json!([{"item": "SKU-1", "qty": 1}]), json!(u64::MAX))),
-        ("reservation for negative time", "ttl_s", reservation("res-u8", "shopify", json!([{"item": "SKU-1", "qty": 1}]), json!(-1))),
+        (
+            "reservation of an unknown item",
+            "lines",
+            reservation(
+                "res-u1",
+                "shopify",
+                json!([{"item": "NOPE", "qty": 1}]),
+                json!(60),
+            ),
+        ),
+        (
+            "reservation on an unknown channel",
+            "channel",
+            reservation(
+                "res-u2",
+                "ebay",
+                json!([{"item": "SKU-1", "qty": 1}]),
+                json!(60),
+            ),
+        ),
+        (
+            "reservation with a blank id",
+            "id",
+            reservation(
+                "  ",
+                "shopify",
+                json!([{"item": "SKU-1", "qty": 1}]),
+                json!(60),
+            ),
+        ),
+        (
+            "reservation with no lines",
+            "lines",
+            reservation("res-u3", "shopify", json!([]), json!(60)),
+        ),
+        (
+            "reservation naming an item twice",
+            "lines",
+            reservation(
+                "res-u4",
+                "shopify",
+                json!([{"item": "SKU-1", "qty": 1}, {"item": "SKU-1", "qty": 2}]),
+                json!(60),
+            ),
+        ),
+        (
+            "reservation of 1001 lines",
+            "lines",
+            reservation("res-u5", "shopify", json!(many), json!(60)),
+        ),
+        (
+            "reservation for no time",
+            "ttl_s",
+            reservation(
+                "res-u6",
+                "shopify",
+                json!([{"item": "SKU-1", "qty": 1}]),
+                json!(0),
+            ),
+        ),
+        (
+            "reservation for ever",
+            "ttl_s",
+            reservation(
+                "res-u7",
+                "shopify",
+                json!([{"item": "SKU-1", "qty": 1}]),
+                json!(u64::MAX),
+            ),
+        ),
+        (
+            "reservation for negative time",
+            "ttl_s",
+            reservation(
+                "res-u8",
+                "shopify",
+                json!([{"item": "SKU-1", "qty": 1}]),
+                json!(-1),
+            ),
+        ),
     ] {
-        r.expect(what, &mut shop, "/v1/reservations", "application/json", body, Some(field)).await;
+        r.expect(
+            what,
+            &mut shop,
+            "/v1/reservations",
+            "application/json",
+            body,
+            Some(field),
+        )
+        .await;
     }
     // More than there is: refused with the shortfall (409), nothing held.
     let (status, v) = post_raw(
         &mut shop,
         "/v1/reservations",
         "application/json",
-        reservation("res-big", "shopify", json!([{"item": "SKU-1", "qty": QTY_MAX}]), json!(60)),
+        reservation(
+            "res-big",
+            "shopify",
+            json!([{"item": "SKU-1", "qty": QTY_MAX}]),
+            json!(60),
+        ),
     )
     .await;
     assert_eq!(status, 409, "{v}");
 
     // 6. Orders: the same quantities, unknown names, blank ids and regions.
     let order = |id: &str, channel: &str, lines: Value, region: &str| {
-        serde_json::to_vec(&json!({"id": id, "channel": channel, "lines": lines, "ship_to": {"region": region}})).unwrap()
+        serde_json::to_vec(
+            &json!({"id": id, "channel": channel, "lines": lines, "ship_to": {"region": region}}),
+        )
+        .unwrap()
     };
     for (k, q) in bad_positive().iter().enumerate() {
         let body = format!(
             r#"{{"id":"ord-q{k}","channel":"b2b","lines":[{{"item":"SKU-1","qty":{q}}}],"ship_to":{{"region":"east"}}}}"#
         );
-        r.expect(&format!("order of {q}"), &mut shop, "/v1/orders", "application/json", body.into_bytes(), Some("lines"))
-            .await;
+        r.expect(
+            &format!("order of {q}"),
+            &mut shop,
+            "/v1/orders",
+            "application/json",
+            body.into_bytes(),
+            Some("lines"),
+        )
+        .await;
     }
     for (what, field, body) in [
-        ("order of an unknown item", "lines", order("ord-u1", "b2b", json!([{"item": "NOPE", "qty": 1}]), "east")),
-        ("order on an unknown channel", "channel", order("ord-u2", "ebay", json!([{"item": "SKU-1", "qty": 1}]), "east")),
-        ("order with a blank id", "order", order(" ", "b2b", json!([{"item": "SKU-1", "qty": 1}]), "east")),
-        ("order with a blank region", "ship_to.region", order("ord-u3", "b2b", json!([{"item": "SKU-1", "qty": 1}]), " ")),
-        ("order with no lines", "lines", order("ord-u4", "b2b", json!([]), "east")),
+        (
+            "order of an unknown item",
+            "lines",
+            order("ord-u1", "b2b", json!([{"item": "NOPE", "qty": 1}]), "east"),
+        ),
+        (
+            "order on an unknown channel",
+            "channel",
+            order(
+                "ord-u2",
+                "ebay",
+                json!([{"item": "SKU-1", "qty": 1}]),
+                "east",
+            ),
+        ),
+        (
+            "order with a blank id",
+            "order",
+            order(" ", "b2b", json!([{"item": "SKU-1", "qty": 1}]), "east"),
+        ),
+        (
+            "order with a blank region",
+            "ship_to.region",
+            order("ord-u3", "b2b", json!([{"item": "SKU-1", "qty": 1}]), " "),
+        ),
+        (
+            "order with no lines",
+            "lines",
+            order("ord-u4", "b2b", json!([]), "east"),
+        ),
         ("order with a negative amount", "amount_minor", {
-            let mut v: Value = serde_json::from_slice(&order("ord-u5", "b2b", json!([{"item": "SKU-1", "qty": 1}]), "east")).unwrap();
+            let mut v: Value = serde_json::from_slice(&order(
+                "ord-u5",
+                "b2b",
+                json!([{"item": "SKU-1", "qty": 1}]),
+                "east",
+            ))
+            .unwrap();
             v["amount_minor"] = json!(i64::MIN);
             serde_json::to_vec(&v).unwrap()
         }),
     ] {
-        r.expect(what, &mut shop, "/v1/orders", "application/json", body, Some(field)).await;
+        r.expect(
+            what,
+            &mut shop,
+            "/v1/orders",
+            "application/json",
+            body,
+            Some(field),
+        )
+        .await;
     }
 
     // 7. Purchase orders: bad quantities, and open supply beyond the bound.
@@ -419,23 +652,58 @@ types = ["supply.*"]
         .into_bytes()
     };
     for (k, q) in bad_positive().iter().enumerate() {
-        r.expect(&format!("purchase order of {q}"), &mut admin, "/v1/purchase-orders", "application/json", po(&format!("po-q{k}"), q), Some("lines"))
-            .await;
+        r.expect(
+            &format!("purchase order of {q}"),
+            &mut admin,
+            "/v1/purchase-orders",
+            "application/json",
+            po(&format!("po-q{k}"), q),
+            Some("lines"),
+        )
+        .await;
     }
 
     // Everything refused so far changed nothing.
-    assert_eq!(all_positions(&hub), before, "refused inputs changed a position");
+    assert_eq!(
+        all_positions(&hub),
+        before,
+        "refused inputs changed a position"
+    );
 
-    let (s, v) = post_raw(&mut admin, "/v1/purchase-orders", "application/json", po("po-max", "1000000000000")).await;
+    let (s, v) = post_raw(
+        &mut admin,
+        "/v1/purchase-orders",
+        "application/json",
+        po("po-max", "1000000000000"),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     let p = r
-        .expect("a second purchase order past the bound", &mut admin, "/v1/purchase-orders", "application/json", po("po-over", "1"), Some("lines"))
+        .expect(
+            "a second purchase order past the bound",
+            &mut admin,
+            "/v1/purchase-orders",
+            "application/json",
+            po("po-over", "1"),
+            Some("lines"),
+        )
         .await;
-    assert!(p["detail"].as_str().unwrap().contains("incoming of SKU-3 at DC-EAST"), "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("incoming of SKU-3 at DC-EAST"),
+        "{p}"
+    );
 
     // 8. Sums beyond the bound: each adjustment in bounds, the second would pass it.
     let adjust = |id: &str, delta: i64| {
-        event(id, "wms-east", "inventory.adjusted.v1", json!({"item": "SKU-4", "location": "DC-EAST", "delta": delta, "reason": "cycle"}))
+        event(
+            id,
+            "wms-east",
+            "inventory.adjusted.v1",
+            json!({"item": "SKU-4", "location": "DC-EAST", "delta": delta, "reason": "cycle"}),
+        )
     };
     let (s, v) = post(&mut east, "/v1/events", &adjust("sum-1", -QTY_MAX)).await;
     assert_eq!(s, 200, "{v}");
@@ -443,18 +711,38 @@ types = ["supply.*"]
     let (s, v) = post(&mut east, "/v1/events", &adjust("sum-2", -1000)).await;
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["exception_kind"], "out_of_bounds", "{v}");
-    assert!(v["detail"].as_str().unwrap().contains("on_hand of SKU-4 at DC-EAST"), "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("on_hand of SKU-4 at DC-EAST"),
+        "{v}"
+    );
     assert_eq!(exception_count(&hub), records + 1);
     r.seen += 1;
     let (s, v) = post(&mut shop, "/v1/reservations", &json!({"id": "res-sum", "channel": "shopify", "lines": [{"item": "SKU-4", "qty": 1_000_000}], "ttl_s": 60})).await;
     assert_eq!(s, 409, "no stock conjured: {v}");
 
     // 9. A count from the future did not freeze SKU-1: a receipt still applies.
-    let (s, v) = post(&mut east, "/v1/events", &event("after-1", "wms-east", "inventory.received.v1", json!({"item": "SKU-1", "location": "DC-EAST", "qty": 5}))).await;
+    let (s, v) = post(
+        &mut east,
+        "/v1/events",
+        &event(
+            "after-1",
+            "wms-east",
+            "inventory.received.v1",
+            json!({"item": "SKU-1", "location": "DC-EAST", "qty": 5}),
+        ),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
-    let (_, p) = get(&mut east, "/v1/items/SKU-1/positions").await;
+    let (_, p) = get(&mut shop, "/v1/items/SKU-1/positions").await;
     assert_eq!(p["positions"][0]["on_hand"], 105, "{p}");
 
     println!("{} hostile inputs refused", r.seen);
-    assert!(r.seen >= 200, "the battery holds at least 200 hostile inputs, has {}", r.seen);
+    assert!(
+        r.seen >= 200,
+        "the battery holds at least 200 hostile inputs, has {}",
+        r.seen
+    );
 }
