@@ -1,6 +1,11 @@
 //! `crossdock import positions FILE.csv`: an opening stock snapshot, sent to a running hub as
 //! `inventory.counted.v1` events from the import source, in NDJSON batches, with a progress bar.
 //! Event ids derive from the file's content and row, so importing the same file twice is a no-op.
+//! The file is imported whole or not at all: every row is checked first (ids, the count's check
+//! `EventData::validate` as `POST /v1/events` makes it, one row per position (item, location,
+//! lot), and each item against the hub's item master); a file with a bad row sends nothing and
+//! every bad row is reported with its line. (The hub has no way to ask which locations it knows,
+//! so a row naming an unknown location is still only refused when it is sent.)
 //!
 //! `crossdock import items|locations|crosswalks|units FILE.csv`: master data. The file is
 //! checked here row by row first (every bad row reported with its line; nothing is sent if one
@@ -16,7 +21,12 @@ use hyper::body::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use std::collections::{HashMap, HashSet};
+
 use crossdock_cli::client::{Client, addr_of};
+use crossdock_master::{CsvSheet, load::RowProblem};
+use crossdock_model::event::{Counted, EventData};
+use crossdock_model::{ItemId, LocationId, Lot};
 
 #[derive(Subcommand)]
 pub enum ImportWhat {
@@ -90,6 +100,7 @@ pub fn run(what: ImportWhat) -> ExitCode {
         .enable_all()
         .build()
         .expect("runtime");
+    let file_name = file.display().to_string();
     match runtime.block_on(import_positions(
         file,
         as_of,
@@ -97,6 +108,18 @@ pub fn run(what: ImportWhat) -> ExitCode {
         &token,
         batch.clamp(1, 10_000),
     )) {
+        Ok(report) if !report.refused.is_empty() => {
+            let name = file_name;
+            for r in &report.refused {
+                eprintln!("{name}: {r}");
+            }
+            eprintln!(
+                "{} bad row(s) of {}; nothing was imported",
+                report.refused.len(),
+                report.rows
+            );
+            ExitCode::from(1)
+        }
         Ok(report) => {
             println!(
                 "imported {} rows: {} applied, {} duplicate, {} rejected",
@@ -126,7 +149,10 @@ struct Report {
     rows: usize,
     applied: usize,
     duplicate: usize,
+    /// Rows the hub refused as they were sent.
     rejected: Vec<String>,
+    /// Bad rows found before anything was sent: then nothing was.
+    refused: Vec<String>,
 }
 
 pub(crate) fn file_time(file: &std::path::Path) -> std::io::Result<crossdock_model::Timestamp> {
@@ -139,14 +165,157 @@ pub(crate) fn file_time(file: &std::path::Path) -> std::io::Result<crossdock_mod
     ))
 }
 
-/// One NDJSON batch and the file lines it carries.
-struct Batch {
-    body: Vec<u8>,
-    lines: Vec<u64>,
+/// One row of a positions file, checked.
+struct Row {
+    line: u64,
+    item: ItemId,
+    location: LocationId,
+    lot: Option<Lot>,
+    qty: i64,
 }
 
-/// How many batches are in flight at once (each on its own connection).
+/// How many requests are in flight at once (each on its own connection).
 const IN_FLIGHT: usize = 4;
+
+/// Checks every row of a positions file as the hub will (ids, the count's check
+/// `EventData::validate`, the same as `POST /v1/events`), and that no two rows name one
+/// position (item, location, lot): a snapshot has one quantity per position. Returns the rows
+/// and every problem with its line.
+fn check_rows(name: &str, text: &str) -> (Vec<Row>, Vec<RowProblem>) {
+    let mut sheet = CsvSheet::new(name);
+    let mut rows = Vec::new();
+    let mut seen: HashMap<(ItemId, LocationId, Option<Lot>), u64> = HashMap::new();
+    sheet.read(text, &["item", "location", "qty"], |sheet, line, get| {
+        let raw = |column: &str| get(column).unwrap_or_default();
+        let item = match ItemId::new(&raw("item")) {
+            Ok(i) => i,
+            Err(e) => return sheet.problem(line, Some("item"), e.to_string()),
+        };
+        let location = match LocationId::new(&raw("location")) {
+            Ok(l) => l,
+            Err(e) => return sheet.problem(line, Some("location"), e.to_string()),
+        };
+        let lot = match get("lot").map(|l| Lot::new(&l)).transpose() {
+            Ok(l) => l,
+            Err(e) => return sheet.problem(line, Some("lot"), e.to_string()),
+        };
+        let Ok(qty) = raw("qty").parse::<i64>() else {
+            let q = raw("qty");
+            return sheet.problem(line, Some("qty"), format!("{q:?} is not a whole number"));
+        };
+        let count = EventData::Counted(Counted {
+            item: item.clone(),
+            location: location.clone(),
+            qty,
+            lot: lot.clone(),
+        });
+        if let Err(e) = count.validate() {
+            let column = e
+                .field()
+                .strip_prefix("data.")
+                .unwrap_or(e.field())
+                .to_string();
+            let reason = e.to_string();
+            let reason = reason
+                .strip_prefix(&format!("{}: ", e.field()))
+                .unwrap_or(&reason)
+                .to_string();
+            return sheet.problem(line, Some(&column), reason);
+        }
+        let key = (item.clone(), location.clone(), lot.clone());
+        if let Some(first) = seen.get(&key) {
+            let lot = lot.as_ref().map_or(String::new(), |l| format!(" lot {l}"));
+            return sheet.problem(
+                line,
+                None,
+                format!(
+                    "{item} at {location}{lot} is also on line {first}; a snapshot has one row \
+                     per position"
+                ),
+            );
+        }
+        seen.insert(key, line);
+        rows.push(Row {
+            line,
+            item,
+            location,
+            lot,
+            qty,
+        });
+    });
+    (rows, sheet.problems().to_vec())
+}
+
+/// `/`-safe percent-encoding of a path segment.
+fn segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The items of `rows` the hub does not know (`GET /v1/items/{item}/positions` answers 404),
+/// as a problem for every row naming one. The clients ask in parallel and come back.
+async fn unknown_items(
+    clients: Vec<Client>,
+    rows: &[Row],
+) -> Result<(Vec<Client>, Vec<RowProblem>), String> {
+    let mut items: Vec<ItemId> = rows.iter().map(|r| r.item.clone()).collect();
+    items.sort();
+    items.dedup();
+    let items = std::sync::Arc::new(items);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut checks = Vec::with_capacity(clients.len());
+    for mut client in clients {
+        let (items, next) = (items.clone(), next.clone());
+        checks.push(tokio::spawn(async move {
+            let mut unknown = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else {
+                    return Ok::<_, String>((client, unknown));
+                };
+                let path = format!("/v1/items/{}/positions", segment(item.as_str()));
+                let reply = client
+                    .get(&path)
+                    .await
+                    .map_err(|e| format!("request failed: {e}"))?;
+                match reply.status {
+                    200 => {}
+                    404 => unknown.push(item.clone()),
+                    status => {
+                        return Err(format!(
+                            "hub answered {status} to GET {path}: {}",
+                            String::from_utf8_lossy(&reply.body)
+                        ));
+                    }
+                }
+            }
+        }));
+    }
+    let mut clients = Vec::with_capacity(checks.len());
+    let mut unknown: HashSet<ItemId> = HashSet::new();
+    for check in checks {
+        let (client, found) = check.await.map_err(|e| e.to_string())??;
+        clients.push(client);
+        unknown.extend(found);
+    }
+    let problems = rows
+        .iter()
+        .filter(|r| unknown.contains(&r.item))
+        .map(|r| RowProblem {
+            line: r.line,
+            column: Some("item".into()),
+            reason: format!("no item {:?} in the hub's item master", r.item.as_str()),
+        })
+        .collect();
+    Ok((clients, problems))
+}
 
 async fn import_positions(
     file: PathBuf,
@@ -157,16 +326,11 @@ async fn import_positions(
 ) -> Result<Report, String> {
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     let digest = crossdock_model::event::key_hash("import", &text);
-    let rows = text
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .count();
-    let bar = ProgressBar::new(rows as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} eta {eta}")
-            .expect("progress template"),
-    );
+    let name = file.display().to_string();
+    // Every row is checked before anything is sent: a file with a bad row imports nothing.
+    let (rows, mut problems) = tokio::task::spawn_blocking(move || check_rows(&name, &text))
+        .await
+        .map_err(|e| e.to_string())?;
     let mut clients = Vec::with_capacity(IN_FLIGHT);
     for _ in 0..IN_FLIGHT {
         clients.push(
@@ -175,88 +339,67 @@ async fn import_positions(
                 .map_err(|e| format!("cannot reach {addr}: {e}"))?,
         );
     }
-
-    // A reader thread turns rows into batches; IN_FLIGHT senders post them. The channel is
-    // bounded, so memory stays a few batches whatever the file's size.
-    let (batches_tx, batches_rx) = tokio::sync::mpsc::channel::<Batch>(IN_FLIGHT * 2);
-    let name = file.display().to_string();
-    let reader = tokio::task::spawn_blocking(move || {
-        let mut sheet = crossdock_master::CsvSheet::new(&name);
-        let mut current = Batch {
-            body: Vec::with_capacity(batch * 160),
-            lines: Vec::with_capacity(batch),
-        };
-        sheet.read(&text, &["item", "location", "qty"], |sheet, line, get| {
-            let qty = match get("qty").map(|q| q.parse::<i64>()) {
-                Some(Ok(q)) => q,
-                _ => {
-                    let raw = get("qty").unwrap_or_default();
-                    return sheet.problem(
-                        line,
-                        Some("qty"),
-                        format!("{raw:?} is not a whole number"),
-                    );
-                }
-            };
-            let mut data = json!({
-                "item": get("item").unwrap_or_default(),
-                "location": get("location").unwrap_or_default(),
-                "qty": qty,
-            });
-            if let Some(lot) = get("lot") {
-                data["lot"] = json!(lot);
-            }
-            let ev = json!({
-                "specversion": "1.0",
-                "id": format!("import-{digest:016x}-{line}"),
-                "source": "crossdock.import",
-                "type": "inventory.counted.v1",
-                "time": as_of,
-                "data": data,
-            });
-            serde_json::to_writer(&mut current.body, &ev).expect("json");
-            current.body.push(b'\n');
-            current.lines.push(line);
-            if current.lines.len() >= batch {
-                let full = std::mem::replace(
-                    &mut current,
-                    Batch {
-                        body: Vec::with_capacity(batch * 160),
-                        lines: Vec::with_capacity(batch),
-                    },
-                );
-                // A closed channel means the senders stopped on an error; they report it.
-                let _ = batches_tx.blocking_send(full);
-            }
+    // Rows read: those that passed, and those that did not (a header problem is line 1).
+    let read = rows.len() + problems.iter().filter(|p| p.line > 1).count();
+    let (clients, unknown) = unknown_items(clients, &rows).await?;
+    problems.extend(unknown);
+    if !problems.is_empty() {
+        problems.sort_by_key(|p| p.line);
+        return Ok(Report {
+            rows: read,
+            refused: problems.iter().map(ToString::to_string).collect(),
+            ..Report::default()
         });
-        if !current.lines.is_empty() {
-            let _ = batches_tx.blocking_send(current);
-        }
-        sheet
-            .problems()
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-    });
+    }
 
-    let batches_rx = std::sync::Arc::new(tokio::sync::Mutex::new(batches_rx));
+    let bar = ProgressBar::new(rows.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} eta {eta}")
+            .expect("progress template"),
+    );
+    let total = rows.len();
+    let rows = std::sync::Arc::new(rows);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut senders = Vec::with_capacity(IN_FLIGHT);
     for mut client in clients {
-        let rx = batches_rx.clone();
-        let bar = bar.clone();
+        let (rows, next, bar) = (rows.clone(), next.clone(), bar.clone());
         senders.push(tokio::spawn(async move {
             let mut report = Report::default();
             loop {
-                let Some(b) = rx.lock().await.recv().await else {
+                let start = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                let Some(chunk) = rows.get(start..(start + batch).min(rows.len())) else {
                     return Ok::<Report, String>(report);
                 };
-                let n = b.lines.len();
+                if chunk.is_empty() {
+                    return Ok(report);
+                }
+                let mut body = Vec::with_capacity(chunk.len() * 160);
+                for r in chunk {
+                    let mut data = json!({
+                        "item": r.item,
+                        "location": r.location,
+                        "qty": r.qty,
+                    });
+                    if let Some(lot) = &r.lot {
+                        data["lot"] = json!(lot);
+                    }
+                    let ev = json!({
+                        "specversion": "1.0",
+                        "id": format!("import-{digest:016x}-{}", r.line),
+                        "source": "crossdock.import",
+                        "type": "inventory.counted.v1",
+                        "time": as_of,
+                        "data": data,
+                    });
+                    serde_json::to_writer(&mut body, &ev).expect("json");
+                    body.push(b'\n');
+                }
                 let reply = client
                     .send(
                         Method::POST,
                         "/v1/events",
                         "application/x-ndjson",
-                        Bytes::from(b.body),
+                        Bytes::from(body),
                     )
                     .await
                     .map_err(|e| format!("request failed: {e}"))?;
@@ -267,11 +410,11 @@ async fn import_positions(
                         String::from_utf8_lossy(&reply.body)
                     ));
                 }
-                for (answer, line) in reply
+                for (answer, r) in reply
                     .body
                     .split(|b| *b == b'\n')
                     .filter(|l| !l.is_empty())
-                    .zip(&b.lines)
+                    .zip(chunk)
                 {
                     let v: serde_json::Value =
                         serde_json::from_slice(answer).map_err(|e| format!("bad answer: {e}"))?;
@@ -279,17 +422,18 @@ async fn import_positions(
                         Some("applied") => report.applied += 1,
                         Some("duplicate") => report.duplicate += 1,
                         _ => report.rejected.push(format!(
-                            "line {line}: {}",
+                            "line {}: {}",
+                            r.line,
                             v["problem"]["detail"].as_str().unwrap_or("rejected")
                         )),
                     }
                 }
-                bar.inc(n as u64);
+                bar.inc(chunk.len() as u64);
             }
         }));
     }
     let mut report = Report {
-        rows,
+        rows: total,
         ..Default::default()
     };
     let mut failure = None;
@@ -303,13 +447,9 @@ async fn import_positions(
             Err(e) => failure = Some(e),
         }
     }
-    drop(batches_rx);
-    let problems = reader.await.map_err(|e| e.to_string())?;
     if let Some(e) = failure {
         return Err(e);
     }
-    bar.inc(problems.len() as u64);
-    report.rejected.extend(problems);
     bar.finish();
     Ok(report)
 }

@@ -79,42 +79,73 @@ fn check_config_prints_every_problem_with_its_line() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn import_positions_loads_a_snapshot_once() {
+async fn import_positions_loads_a_snapshot_whole_or_not_at_all_and_once() {
     let hub = Hub::start("import", "").await;
     let csv = hub.dir.join("opening.csv");
+    let url = format!("http://{}", hub.addr);
+    let run = move |file: std::path::PathBuf| {
+        let url = url.clone();
+        move || {
+            crossdock()
+                .args(["import", "positions"])
+                .arg(&file)
+                .args(["--url", &url])
+                .env("CROSSDOCK_ADMIN_TOKEN", ADMIN)
+                .output()
+                .unwrap()
+        }
+    };
+    // Bad rows: a quantity that is not a number, an item the hub does not know, a negative
+    // count, a count beyond the bound, and a second row for one position.
     std::fs::write(
         &csv,
-        "item,location,qty,lot\nSKU-1,DC-EAST,40,\nSKU-1,DC-WEST,15,\nSKU-2,DC-EAST,7,L-9\nSKU-3,DC-EAST,many,\nSKU-404,DC-EAST,1,\n",
+        "item,location,qty,lot\nSKU-1,DC-EAST,40,\nSKU-1,DC-WEST,15,\nSKU-2,DC-EAST,7,L-9\nSKU-3,DC-EAST,many,\nSKU-404,DC-EAST,1,\nSKU-3,DC-WEST,-5,\nSKU-3,DC-EAST,9223372036854775807,\nSKU-1,DC-EAST,41,\n",
     )
     .unwrap();
-    let url = format!("http://{}", hub.addr);
-    let run = move || {
-        crossdock()
-            .args(["import", "positions"])
-            .arg(&csv)
-            .args(["--url", &url])
-            .env("CROSSDOCK_ADMIN_TOKEN", ADMIN)
-            .output()
-            .unwrap()
-    };
-    let out = tokio::task::spawn_blocking(run.clone()).await.unwrap();
+    let out = tokio::task::spawn_blocking(run(csv.clone())).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "rows were rejected: {stdout}{stderr}"
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    for line in [
+        "line 5, column qty: \"many\" is not a whole number",
+        "line 6, column item: no item \"SKU-404\" in the hub's item master",
+        "line 7, column qty: must not be negative, got -5",
+        "line 8, column qty: must be at most 1000000000000",
+        "line 9: SKU-1 at DC-EAST is also on line 2; a snapshot has one row per position",
+        "5 bad row(s) of 8; nothing was imported",
+    ] {
+        assert!(stderr.contains(line), "{line:?} in {stderr}");
+    }
+    let mut q = hub.client(QUERY).await;
+    assert!(
+        positions(&mut q, "SKU-1").await.is_empty(),
+        "nothing applied"
     );
     assert!(
-        stdout.contains("imported 5 rows: 3 applied, 0 duplicate, 2 rejected"),
+        positions(&mut q, "SKU-2").await.is_empty(),
+        "nothing applied"
+    );
+
+    // The corrected file imports whole.
+    let fixed = hub.dir.join("opening-fixed.csv");
+    std::fs::write(
+        &fixed,
+        "item,location,qty,lot\nSKU-1,DC-EAST,40,\nSKU-1,DC-WEST,15,\nSKU-2,DC-EAST,7,L-9\n",
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(run(fixed.clone()))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("imported 3 rows: 3 applied, 0 duplicate, 0 rejected"),
         "{stdout}"
     );
-    assert!(
-        stderr.contains("line 5, column qty: \"many\" is not a whole number"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("line 6: unknown item"), "{stderr}");
-    let mut q = hub.client(QUERY).await;
     let p = positions(&mut q, "SKU-1").await;
     assert_eq!((p[0].1, p[1].1), (40, 15));
     let (_, v) = get(&mut q, "/v1/items/SKU-2/positions").await;
@@ -122,11 +153,11 @@ async fn import_positions_loads_a_snapshot_once() {
     let (_, v) = get(&mut q, "/v1/availability?item=SKU-1&channel=shopify").await;
     assert_eq!(v["available"], 55);
     // The same file again changes nothing.
-    let out = tokio::task::spawn_blocking(run).await.unwrap();
+    let out = tokio::task::spawn_blocking(run(fixed)).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("0 applied, 4 duplicate, 1 rejected"),
-        "quarantined rows repeat as duplicates too: {stdout}"
+        stdout.contains("0 applied, 3 duplicate, 0 rejected"),
+        "{stdout}"
     );
     assert_eq!(positions(&mut q, "SKU-1").await[0].1, 40);
 }
