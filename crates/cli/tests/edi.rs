@@ -374,16 +374,25 @@ async fn orders_are_acknowledged_availability_is_published_and_bad_files_are_rej
         "{r:#}"
     );
 
-    // A CSV drop: a snapshot, with a bad row kept as an exception.
+    // A CSV drop with a bad row applies nothing: rejected, the row kept as an exception.
     drop_file(
         &hub,
         "counts.csv",
         "item,location,qty\nA-1,DC-EAST,12\nA-9,DC-EAST,1\n",
     );
     let (accepted, r) = report(&hub, "counts.csv").await;
+    assert!(!accepted, "{r:#}");
+    assert_eq!(r["status"], "rejected", "{r:#}");
+    assert_eq!(r["events"]["applied"], 0);
+    assert_eq!(r["bad_rows"][0]["line"], 3, "{r:#}");
+    assert_eq!(r["exceptions"][0]["kind"], "unknown_item");
+    assert!(folder(&hub, "inbound/rejected/counts.csv").is_file());
+    assert_eq!(on_hand(&hub, "SKU-1").await, 10);
+    // Corrected, it applies.
+    drop_file(&hub, "counts.csv", "item,location,qty\nA-1,DC-EAST,12\n");
+    let (accepted, r) = report(&hub, "counts.1.csv").await;
     assert!(accepted, "{r:#}");
     assert_eq!(r["events"]["applied"], 1);
-    assert_eq!(r["exceptions"][0]["kind"], "unknown_item");
     assert_eq!(on_hand(&hub, "SKU-1").await, 12);
 
     // A shipment goes out as an 856 and an 810, a release as a 940.
@@ -556,4 +565,176 @@ async fn procurement_and_returns_run_through_partner_files() {
     assert_eq!((s, v["state"].as_str()), (201, Some("released")), "{v}");
     let releases = wait_outbound(&hub, "940", 1).await;
     assert_valid_x12(&releases);
+}
+
+/// A 947 adjusting each `(code, delta)` at the partner's location (reason 07: on hand moves),
+/// dated the day after the 846 counts, so the adjustments come after them.
+fn x12_947(control: u32, lines: &[(&str, i64)]) -> String {
+    let mut body = vec![format!("W15*20261124*ADJ{control}")];
+    for (n, (code, delta)) in lines.iter().enumerate() {
+        body.push(format!("LX*{}", n + 1));
+        body.push(format!("W19*07*{delta}*EA**VN*{code}"));
+    }
+    interchange("AW", "947", control, &body)
+}
+
+/// The open `schema_violation` record whose entity is `entity`.
+async fn schema_violation(admin: &mut crossdock_cli::client::Client, entity: &str) -> Value {
+    let (_, list) = get(admin, "/v1/exceptions?kind=schema_violation&status=open").await;
+    list["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["entity"] == entity)
+        .unwrap_or_else(|| panic!("no record for {entity}: {list:#}"))
+        .clone()
+}
+
+#[tokio::test]
+async fn rejected_envelopes_apply_nothing_and_the_corrected_resend_applies_once() {
+    let hub = Hub::start("edi-rejected", PARTNER).await;
+    let mut admin = hub.client(ADMIN).await;
+    let (status, v) = post_raw(
+        &mut admin,
+        "/v1/master/crosswalks",
+        "text/csv",
+        b"partner,kind,external,internal\nacme,item,A-1,SKU-1\nacme,item,A-2,SKU-2\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    drop_file(
+        &hub,
+        "stock.x12",
+        &x12_846(400, &[("A-1", 40), ("A-2", 20)]),
+    );
+    assert!(report(&hub, "stock.x12").await.0);
+    assert_eq!(
+        (on_hand(&hub, "SKU-1").await, on_hand(&hub, "SKU-2").await),
+        (40, 20)
+    );
+    wait_outbound(&hub, "997", 1).await;
+
+    // A 947 whose SE01 says 6 segments for 7: the set is rejected, none of its lines apply.
+    let good_401 = x12_947(401, &[("A-1", -3), ("A-2", -2)]);
+    let wrong_se = good_401.replace("SE*7*0001", "SE*6*0001");
+    assert_ne!(wrong_se, good_401);
+    drop_file(&hub, "adjust-401.x12", &wrong_se);
+    let (accepted, r) = report(&hub, "adjust-401.x12").await;
+    assert!(!accepted, "{r:#}");
+    assert_eq!(r["status"], "rejected", "{r:#}");
+    assert_eq!(r["events"]["applied"], 0, "{r:#}");
+    assert_eq!(r["rejected"][0]["level"], "set", "{r:#}");
+    assert!(folder(&hub, "inbound/rejected/adjust-401.x12").is_file());
+    assert_eq!(
+        (on_hand(&hub, "SKU-1").await, on_hand(&hub, "SKU-2").await),
+        (40, 20)
+    );
+    let acks = wait_outbound(&hub, "997", 2).await;
+    assert_eq!(elements(&acks[1], "AK2", 2), vec!["0001"]);
+    assert_eq!(elements(&acks[1], "AK5", 1), vec!["R"]);
+    assert_eq!(elements(&acks[1], "AK5", 2), vec!["4"], "SE01 count wrong");
+    assert_eq!(elements(&acks[1], "AK9", 1), vec!["R"]);
+    assert_eq!(elements(&acks[1], "AK9", 4), vec!["0"], "no set accepted");
+    let record =
+        schema_violation(&mut admin, "file:acme/adjust-401.x12#ACMEWMS/401/401/0001").await;
+    assert_eq!(r["rejected"][0]["exception_id"], record["id"], "{r:#}");
+    let reason = record["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("segment 9 (SE): SE01 says 6 segments, counted 7"),
+        "{reason}"
+    );
+    let raw = record["raw"].as_str().unwrap();
+    assert!(
+        raw.starts_with("ST*947*0001~")
+            && raw.contains("W19*07*-3*EA**VN*A-1~")
+            && raw.ends_with("SE*6*0001~\n"),
+        "the set as received: {raw}"
+    );
+
+    // A 947 whose IEA02 is not its ISA13: the whole interchange is rejected.
+    let good_402 = x12_947(402, &[("A-1", -5)]);
+    let wrong_iea = good_402.replace("IEA*1*000000402", "IEA*1*000000403");
+    assert_ne!(wrong_iea, good_402);
+    drop_file(&hub, "adjust-402.x12", &wrong_iea);
+    let (accepted, r) = report(&hub, "adjust-402.x12").await;
+    assert!(!accepted, "{r:#}");
+    assert_eq!(r["rejected"][0]["level"], "interchange", "{r:#}");
+    assert_eq!(
+        (on_hand(&hub, "SKU-1").await, on_hand(&hub, "SKU-2").await),
+        (40, 20)
+    );
+    let acks = wait_outbound(&hub, "997", 3).await;
+    assert_eq!(elements(&acks[2], "AK5", 1), vec!["R"]);
+    assert_eq!(elements(&acks[2], "AK9", 1), vec!["R"]);
+    let record = schema_violation(&mut admin, "file:acme/adjust-402.x12#ACMEWMS/402").await;
+    let reason = record["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("segment 9 (IEA): IEA02 is 000000403 but ISA13 is 000000402"),
+        "{reason}"
+    );
+    let raw = record["raw"].as_str().unwrap();
+    assert!(
+        raw.starts_with("ISA*00*") && raw.ends_with("IEA*1*000000403~\n"),
+        "the interchange as received: {raw}"
+    );
+
+    // The partner's corrected resends (same control numbers) apply, each exactly once.
+    drop_file(&hub, "adjust-401.x12", &good_401);
+    let (accepted, r) = report(&hub, "adjust-401.1.x12").await;
+    assert!(accepted, "{r:#}");
+    assert_eq!(r["status"], "processed", "{r:#}");
+    assert_eq!(r["events"]["applied"], 2, "{r:#}");
+    assert_eq!(
+        (on_hand(&hub, "SKU-1").await, on_hand(&hub, "SKU-2").await),
+        (37, 18)
+    );
+    drop_file(&hub, "adjust-402.x12", &good_402);
+    let (accepted, r) = report(&hub, "adjust-402.1.x12").await;
+    assert!(accepted, "{r:#}");
+    assert_eq!(r["events"]["applied"], 1, "{r:#}");
+    assert_eq!(on_hand(&hub, "SKU-1").await, 32);
+    // Sent a third time, nothing changes.
+    drop_file(&hub, "adjust-401.x12", &good_401);
+    let (_, r) = report(&hub, "adjust-401.2.x12").await;
+    assert_eq!(r["events"]["applied"], 0, "{r:#}");
+    assert_eq!(r["events"]["repeats"], 2, "{r:#}");
+    assert_eq!(
+        (on_hand(&hub, "SKU-1").await, on_hand(&hub, "SKU-2").await),
+        (32, 18)
+    );
+    let acks = wait_outbound(&hub, "997", 6).await;
+    for ack in &acks[3..] {
+        assert_eq!(elements(ack, "AK9", 1), vec!["A"], "{}", ack.display());
+    }
+
+    // A line failing the check every door makes is an exception on its segment; the rest of
+    // the set applies and the 997 notes it.
+    drop_file(
+        &hub,
+        "adjust-403.x12",
+        &x12_947(403, &[("A-1", -1), ("A-2", i64::MIN)]),
+    );
+    let (accepted, r) = report(&hub, "adjust-403.x12").await;
+    assert!(accepted, "{r:#}");
+    assert_eq!(r["events"]["applied"], 1, "{r:#}");
+    assert_eq!(
+        (on_hand(&hub, "SKU-1").await, on_hand(&hub, "SKU-2").await),
+        (31, 18)
+    );
+    let refused = r["exceptions"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{r:#}");
+    assert_eq!(refused[0]["kind"], "schema_violation");
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("data.delta"),
+        "{r:#}"
+    );
+    let acks = wait_outbound(&hub, "997", 7).await;
+    assert_eq!(elements(&acks[6], "AK5", 1), vec!["E"]);
+    assert_eq!(elements(&acks[6], "AK3", 1), vec!["W19"]);
+
+    // Every 997 written is valid X12.
+    assert_valid_x12(&acks);
 }
