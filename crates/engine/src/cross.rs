@@ -106,22 +106,34 @@ impl Engine {
                 prepare_s: PREPARE_S,
             }),
         );
-        match self.reservation_command(coordinator, begin).await? {
-            ReservationReply::Done {
-                reservation,
-                repeat: true,
-            } if reservation.status == ResStatus::Preparing => {
-                return Ok(ReservationReply::Rejected(Rejection::InvalidState(
-                    format!(
-                        "reservation {id} is being decided by an earlier request; retry in a moment"
-                    ),
-                )));
+        // An earlier request for the same reservation still deciding: wait for its decision
+        // (bounded by its deadline), then answer as it decided.
+        let give_up = std::time::Instant::now() + Duration::from_secs(PREPARE_S + 2);
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let mut begin = begin.clone();
+            begin.time = Timestamp::now();
+            match self.reservation_command(coordinator, begin).await? {
+                ReservationReply::Done {
+                    reservation,
+                    repeat: true,
+                } if reservation.status == ResStatus::Preparing => {
+                    if std::time::Instant::now() > give_up {
+                        return Ok(ReservationReply::Rejected(Rejection::InvalidState(
+                            format!(
+                                "reservation {id} is being decided by an earlier request; retry"
+                            ),
+                        )));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                ReservationReply::Done {
+                    repeat: false,
+                    reservation,
+                } if reservation.status == ResStatus::Preparing => break,
+                other => return Ok(other),
             }
-            ReservationReply::Done {
-                repeat: false,
-                reservation,
-            } if reservation.status == ResStatus::Preparing => {}
-            other => return Ok(other),
         }
 
         // Every part at once; each partition's writer holds its lines or refuses them.

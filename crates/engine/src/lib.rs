@@ -399,10 +399,19 @@ impl Engine {
         }
     }
 
+    /// The partition of an input: its first item's; for one that names no item, the partition
+    /// of the key it is about (a reservation, a source), so no partition is special.
     fn route(&self, data: &EventData) -> u32 {
-        data.items()
-            .first()
-            .map_or(0, |i| partition_of(i, self.partitions()))
+        let n = self.partitions();
+        if let Some(item) = data.items().first() {
+            return partition_of(item, n);
+        }
+        match data {
+            EventData::CrossBegun(d) => partition_of_key(&d.reservation, n),
+            EventData::CrossDecided(d) => partition_of_key(&d.reservation, n),
+            EventData::GapTimeout(d) => partition_of_key(d.source.as_str(), n),
+            _ => 0,
+        }
     }
 
     /// Submits an event; resolves once it is durable.
@@ -502,9 +511,12 @@ impl Engine {
         Ok(replies.swap_remove(worst.unwrap_or(0)))
     }
 
+    /// Records an exception about input that never became an event, in the partition of its
+    /// id (spread over the partitions, so a flood of bad input does not queue behind one writer).
     pub async fn record_exception(&self, record: ExceptionRecord) -> Result<(), EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.send(0, Command::Exception { record, reply: tx })?;
+        let partition = partition_of_key(&record.id, self.partitions());
+        self.send(partition, Command::Exception { record, reply: tx })?;
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
@@ -670,6 +682,17 @@ impl Engine {
             .map_or(0, |r| r.partition))
     }
 
+    /// Runs one reservation command (a hub command) at `partition` and nothing after it: the
+    /// cross-partition protocol tests take the protocol's steps one at a time with it.
+    #[doc(hidden)]
+    pub async fn reservation_command_at(
+        &self,
+        partition: u32,
+        event: Event,
+    ) -> Result<ReservationReply, EngineError> {
+        self.reservation_command(partition, event).await
+    }
+
     async fn reservation_command(
         &self,
         partition: u32,
@@ -714,7 +737,7 @@ impl Engine {
                     _ => return false,
                 }
             }
-            _ => 0,
+            data => self.route(data),
         };
         self.send(partition, Command::Timer { event }).is_ok()
     }

@@ -94,7 +94,12 @@ impl Writer {
             let r = reservation_from_row(row)?;
             let t = match r.status {
                 ResStatus::Held => expiry_timer(&r),
-                ResStatus::Preparing => crossdock_ledger::cross::decision_timer(&r),
+                // Whoever was deciding it died with the last process: abort it now.
+                ResStatus::Preparing => {
+                    let mut t = crossdock_ledger::cross::decision_timer(&r);
+                    t.due_at = t.due_at.min(Timestamp::now());
+                    t
+                }
                 _ => continue,
             };
             timers.set(t.id, t.due_at, t.command);

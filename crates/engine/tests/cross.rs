@@ -87,8 +87,7 @@ fn postgres() -> Fresh {
     }
 }
 
-/// Three items, each on its own partition, none on partition 0 (where the test's coordinator
-/// records live, so that every part is a message to another writer).
+/// Three items, each on its own partition, none on partition 0.
 fn items() -> Vec<ItemId> {
     let mut out: Vec<ItemId> = Vec::new();
     for i in 0.. {
@@ -104,11 +103,13 @@ fn items() -> Vec<ItemId> {
     unreachable!()
 }
 
-/// A reservation id coordinated by partition 0.
+/// A reservation id coordinated by the partition of the second item (so the coordinator's
+/// writer also holds a part, and its timers must find it there, not on partition 0).
 fn reservation_id(name: &str) -> String {
+    let c = partition_of(&items()[1], PARTITIONS);
     (0..)
         .map(|i| format!("{name}-{i}"))
-        .find(|id| partition_of_key(id, PARTITIONS) == 0)
+        .find(|id| partition_of_key(id, PARTITIONS) == c)
         .unwrap()
 }
 
@@ -390,11 +391,14 @@ async fn partial(
                     } else {
                         EventData::ReservationReleased(r)
                     };
-                    hub(
-                        engine,
-                        hub_command(format!("then:{id}"), now, "c".into(), data),
-                    )
-                    .await;
+                    let reply = engine
+                        .reservation_command_at(
+                            partition_of_key(id, PARTITIONS),
+                            hub_command(format!("then:{id}"), now, "c".into(), data),
+                        )
+                        .await
+                        .unwrap();
+                    assert!(matches!(reply, ReservationReply::Done { .. }), "{reply:?}");
                 }
             }
             Step::Settle(k) => {

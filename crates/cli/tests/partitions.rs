@@ -1,0 +1,177 @@
+//! The real binary with `engine.partitions = 4`: reservations whose lines hash to different
+//! partitions, from many clients at once, with a SIGKILL in the middle; after a restart every
+//! request is sent again, and each item's `reserved` is exactly the lines granted.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{ADMIN, EAST, Hub, RESERVE, event, get, post};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+const CLIENTS: usize = 32;
+const PER_CLIENT: usize = 12;
+/// Items 1..=3 are scarce; the others plentiful.
+const ITEMS: usize = 12;
+
+fn request(client: usize, k: usize) -> (String, Value) {
+    let id = format!("cart-{client}-{k}");
+    let mut rng = fastrand::Rng::with_seed((client * 1000 + k) as u64);
+    let mut items: Vec<usize> = Vec::new();
+    while items.len() < 3 {
+        let i = rng.usize(1..=ITEMS);
+        if !items.contains(&i) {
+            items.push(i);
+        }
+    }
+    let lines: Vec<Value> = items
+        .iter()
+        .map(|i| json!({"item": format!("SKU-{i}"), "qty": rng.i64(1..=3)}))
+        .collect();
+    let body = json!({"id": id, "channel": "shopify", "lines": lines, "ttl_s": 900});
+    (id, body)
+}
+
+/// Sends one reservation until the hub gives an answer (it may be down for a moment):
+/// `Some(lines)` when held, `None` when refused for stock.
+async fn reserve_until_answered(hub_addr: &Arc<Mutex<String>>, body: &Value) -> Option<Vec<Value>> {
+    for _ in 0..600 {
+        let addr = hub_addr.lock().await.clone();
+        let Ok(mut c) = crossdock_cli::client::Client::connect(&addr, RESERVE).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(r) = c
+            .post_json("/v1/reservations", serde_json::to_vec(body).unwrap())
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        match r.status {
+            201 => {
+                assert_eq!(v["status"], "held", "{v}");
+                return Some(v["lines"].as_array().unwrap().clone());
+            }
+            409 if v["type"] == "urn:crossdock:problem:insufficient-stock" => return None,
+            503 => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("unexpected answer {other}: {v}"),
+        }
+    }
+    panic!("no answer for {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reservations_across_partitions_survive_a_kill_and_never_oversell() {
+    let mut hub = Hub::start("partitions", "[engine]\npartitions = 4\n").await;
+    let mut east = hub.client(EAST).await;
+    for i in 1..=ITEMS {
+        let qty = if i <= 3 { 6 } else { 1000 };
+        let (s, v) = post(
+            &mut east,
+            "/v1/events",
+            &event(
+                &format!("open-{i}"),
+                "wms-east",
+                "inventory.received.v1",
+                json!({"item": format!("SKU-{i}"), "location": "DC-EAST", "qty": qty}),
+            ),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    // 32 clients at once; the hub is killed while they are at it.
+    let addr = Arc::new(Mutex::new(hub.addr.clone()));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let addr = addr.clone();
+        let answered = answered.clone();
+        tasks.push(tokio::spawn(async move {
+            for k in 0..PER_CLIENT {
+                let (_, body) = request(client, k);
+                reserve_until_answered(&addr, &body).await;
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Killed in the middle of it: a fifth of the requests answered.
+    while answered.load(Ordering::Relaxed) < CLIENTS * PER_CLIENT / 5 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    hub.kill();
+    let at_kill = answered.load(Ordering::Relaxed);
+    assert!(
+        at_kill < CLIENTS * PER_CLIENT,
+        "killed while requests were in flight"
+    );
+    hub.restart().await;
+    *addr.lock().await = hub.addr.clone();
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    // Every request again: a held one is answered as held with the same lines, the rest are
+    // decided now. The last answer of each is what the hub holds.
+    let mut granted: HashMap<String, Vec<Value>> = HashMap::new();
+    for client in 0..CLIENTS {
+        for k in 0..PER_CLIENT {
+            let (id, body) = request(client, k);
+            if let Some(lines) = reserve_until_answered(&addr, &body).await {
+                granted.insert(id, lines);
+            }
+        }
+    }
+    assert!(
+        granted.len() > CLIENTS,
+        "most carts were held: {}",
+        granted.len()
+    );
+    assert!(
+        granted.len() < CLIENTS * PER_CLIENT,
+        "the scarce items refused some carts"
+    );
+    let mut want: HashMap<String, i64> = HashMap::new();
+    for lines in granted.values() {
+        for l in lines {
+            *want
+                .entry(l["item"].as_str().unwrap().to_string())
+                .or_default() += l["qty"].as_i64().unwrap();
+        }
+    }
+    let mut query = hub.client(ADMIN).await;
+    for i in 1..=ITEMS {
+        let item = format!("SKU-{i}");
+        let (s, v) = get(&mut query, &format!("/v1/items/{item}/positions")).await;
+        assert_eq!(s, 200, "{v}");
+        let p = &v["positions"][0];
+        assert_eq!(
+            p["reserved"].as_i64().unwrap(),
+            want.get(&item).copied().unwrap_or(0),
+            "{item}: reserved is exactly what was granted: {v}"
+        );
+        assert!(p["available"].as_i64().unwrap() >= 0, "{item}: {v}");
+    }
+
+    // Releasing everything leaves nothing reserved.
+    let mut shop = hub.client(RESERVE).await;
+    for id in granted.keys() {
+        let (s, v) = post(
+            &mut shop,
+            &format!("/v1/reservations/{id}/release"),
+            &json!({}),
+        )
+        .await;
+        assert_eq!(s, 200, "{id}: {v}");
+    }
+    for i in 1..=ITEMS {
+        let (_, v) = get(&mut query, &format!("/v1/items/SKU-{i}/positions")).await;
+        assert_eq!(v["positions"][0]["reserved"], 0, "SKU-{i}: {v}");
+    }
+}
