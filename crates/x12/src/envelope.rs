@@ -5,9 +5,14 @@
 //! - IEA01 = number of GS in the interchange, IEA02 = ISA13;
 //! - GE01 = number of ST in the group, GE02 = GS06;
 //! - SE01 = number of segments from ST to SE inclusive, SE02 = ST02;
-//! - every ISA has an IEA, every GS a GE, every ST an SE, nothing outside its envelope;
+//! - every ISA has an IEA, every GS a GE, every ST an SE, nothing outside its envelope (a
+//!   missing trailer is reported on its header: the ST, GS or ISA);
 //! - ISA09 is a date, ISA10 a time, ISA12 five digits, ISA13 nine digits, ISA14 `0`/`1`, ISA15
 //!   `P`, `T` or `I`; GS04/GS05 date and time; GS06 a number; GS08 starts with six digits.
+//!
+//! Which errors reject which envelope: [`TransactionSet::errors`] (anything from ST to SE),
+//! [`FunctionalGroup::envelope_errors`] (its GS or GE, or a segment between its sets) and
+//! [`Interchange::envelope_errors`] (its ISA or IEA, or a segment outside every group).
 //!
 //! Leniencies: control numbers are compared as numbers (`1` matches `000000001`); a GS01 that
 //! does not match the ST01 of a set (e.g. `PO` for an 855) is a warning; a GS08 version other

@@ -12,7 +12,10 @@
 //!   applied. [`ParseError`] means there was no usable interchange at all (empty input, no ISA,
 //!   a broken ISA, or EDIFACT, which is not supported yet).
 //! - **Acknowledge**: [`FunctionalAck997::for_group`] builds the 997 for a group from its
-//!   diagnostics, including application-level problems a caller adds (see [`ack`]).
+//!   diagnostics, including application-level problems a caller adds (see [`ack`]);
+//!   [`FunctionalAck997::for_interchange`] does so for every group of an interchange and rejects
+//!   them all when the interchange's own envelope is wrong. A 997 is a verdict: act on exactly
+//!   the sets it accepts.
 //! - **Render**: [`render`] writes typed sets as one interchange with an [`OutboundEnvelope`],
 //!   computing counts and control numbers, and refuses values it cannot write correctly
 //!   ([`RenderError`]).
