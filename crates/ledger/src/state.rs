@@ -957,7 +957,18 @@ impl Ledger {
             }) => {
                 let l = loc(location);
                 let state = self.item_mut(item, fx);
-                state.position_mut(l, None).b.incoming += qty;
+                let open = state
+                    .supply()
+                    .iter()
+                    .find(|s| &s.reference == reference && s.location == l)
+                    .map_or(0, |s| s.open);
+                // Less expected: never more than the reference has open.
+                let change = if *qty < 0 {
+                    -(qty.unsigned_abs().min(open.unsigned_abs()) as i64)
+                } else {
+                    *qty
+                };
+                state.position_mut(l, None).b.incoming += change;
                 match state
                     .extras_mut()
                     .supply
@@ -965,16 +976,18 @@ impl Ledger {
                     .find(|s| &s.reference == reference && s.location == l)
                 {
                     Some(line) => {
-                        line.open += qty;
+                        line.open += change;
                         line.expected_at = *expected_at;
                     }
-                    None => state.extras_mut().supply.push(SupplyLine {
+                    None if change > 0 => state.extras_mut().supply.push(SupplyLine {
                         reference: reference.clone(),
                         location: l,
-                        open: *qty,
+                        open: change,
                         expected_at: *expected_at,
                     }),
+                    None => {}
                 }
+                state.extras_mut().supply.retain(|s| s.open > 0);
             }
             EventData::ReservationRequested(_)
             | EventData::ReservationReleased(_)

@@ -788,7 +788,15 @@ impl EventData {
             }
             EventData::SupplyExpected(d) => {
                 reference("data.reference", &d.reference)?;
-                positive("data.qty", d.qty)
+                // Negative: the reference expects less than it did (an ASN moving supply off
+                // its PO); the ledger takes off at most what the reference still has open.
+                if d.qty == 0 || !qty_in_bound(d.qty) {
+                    return Err(EventError::at(
+                        "data.qty",
+                        format!("must be non-zero and within ±{QTY_MAX}, got {}", d.qty),
+                    ));
+                }
+                Ok(())
             }
             EventData::ReservationRequested(d) => {
                 reference("id", &d.reservation)?;
