@@ -70,6 +70,13 @@ pub enum BenchWhat {
         pgbench_s: u64,
         #[arg(long, default_value = "host=127.0.0.1 user=postgres dbname=test")]
         pg: String,
+        /// Lines per reservation; above 1, each line's item is on another partition, and every
+        /// run also measures 1-line reservations on the same partitions (no pgbench).
+        #[arg(long, default_value_t = 1)]
+        lines: usize,
+        /// The hub's partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
         #[command(flatten)]
         common: Common,
     },
@@ -169,10 +176,23 @@ pub fn run(what: BenchWhat) -> ExitCode {
             BenchWhat::Reserve {
                 items,
                 requests,
+                lines,
+                partitions,
+                common,
+                ..
+            } if lines > 1 => {
+                crate::bench_partitions::reserve_across(items, requests, lines, partitions, &common)
+                    .await
+            }
+            BenchWhat::Reserve {
+                items,
+                requests,
                 pgbench_s,
                 pg,
+                partitions,
                 common,
-            } => reserve(items, requests, pgbench_s, &pg, &common).await,
+                ..
+            } => reserve(items, requests, pgbench_s, &pg, partitions, &common).await,
             BenchWhat::Memory { positions, common } => memory(positions, &common).await,
             BenchWhat::Restart { events, common } => restart(events, &common).await,
             BenchWhat::Import { rows, common } => import(rows, &common).await,
@@ -231,6 +251,11 @@ fn free_port() -> u16 {
 }
 
 fn write_config(dir: &Path, extra: &str) -> Result<PathBuf> {
+    write_config_with(dir, "", extra)
+}
+
+/// The benchmark's config with more `[engine]` keys (`engine`) and more tables (`extra`).
+fn write_config_with(dir: &Path, engine: &str, extra: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let path = dir.join("crossdock.toml");
     let text = format!(
@@ -239,6 +264,7 @@ data_dir = "data"
 [engine]
 batch_max = 10000
 queue_max = 200000
+{engine}
 [[locations]]
 id = "DC-EAST"
 [[locations]]
@@ -272,7 +298,20 @@ impl Hub {
 
     /// Like [`Hub::start`], with more config (appended to the benchmark's).
     pub(crate) async fn start_with(dir: &Path, extra: &str) -> Result<(Hub, Duration)> {
-        let config = write_config(dir, extra)?;
+        Self::start_config(write_config(dir, extra)?).await
+    }
+
+    /// A hub with `partitions` partitions.
+    pub(crate) async fn start_partitioned(dir: &Path, partitions: u32) -> Result<(Hub, Duration)> {
+        Self::start_config(write_config_with(
+            dir,
+            &format!("partitions = {partitions}"),
+            "",
+        )?)
+        .await
+    }
+
+    async fn start_config(config: PathBuf) -> Result<(Hub, Duration)> {
         let addr = format!("127.0.0.1:{}", free_port());
         let started = Instant::now();
         let child = std::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
@@ -489,7 +528,7 @@ async fn ingest(events: usize, batch: usize, items: usize, common: &Common) -> R
 }
 
 /// Runs `requests` requests made by `make` over `connections` connections; returns (rate, sorted latencies).
-async fn load<F>(
+pub(crate) async fn load<F>(
     addr: &str,
     requests: usize,
     connections: usize,
@@ -540,7 +579,7 @@ where
     Ok((rate, all))
 }
 
-fn report(name: &str, runs: Vec<(f64, f64, f64)>) {
+pub(crate) fn report(name: &str, runs: Vec<(f64, f64, f64)>) {
     let rate = median(runs.iter().map(|r| r.0).collect());
     let p50 = median(runs.iter().map(|r| r.1).collect());
     let p99 = median(runs.iter().map(|r| r.2).collect());
@@ -623,6 +662,7 @@ async fn reserve(
     requests: usize,
     pgbench_s: u64,
     pg: &str,
+    partitions: u32,
     common: &Common,
 ) -> Result<()> {
     let connections = common.connections.unwrap_or(64);
@@ -632,7 +672,7 @@ async fn reserve(
     let mut baselines = Vec::new();
     for run in 0..common.runs {
         let dir = run_dir(common, "reserve", run);
-        let (hub, _) = Hub::start(&dir).await?;
+        let (hub, _) = Hub::start_partitioned(&dir, partitions).await?;
         let seed: Vec<Bytes> = vec![Bytes::from(
             (0..items)
                 .map(|i| {

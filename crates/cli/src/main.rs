@@ -4,6 +4,7 @@
 mod bench;
 mod bench_delivery;
 mod bench_orders;
+mod bench_partitions;
 mod bench_reconcile;
 mod demo;
 mod edi;
