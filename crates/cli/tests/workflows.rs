@@ -650,7 +650,7 @@ async fn a_purchase_order_times_out_unacknowledged_and_a_substituted_asn_waits_f
     .await;
     assert_eq!(s, 422, "{v}");
     assert_eq!(
-        (v["status"].as_str(), v["exception_kind"].as_str()),
+        (v["event_status"].as_str(), v["exception_kind"].as_str()),
         (Some("quarantined"), Some("asn_mismatch")),
         "{v}"
     );

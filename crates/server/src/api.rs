@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::extract::{Path, Query};
 use crate::workflow_api as wf;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -124,6 +125,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             Problem::not_found("no-such-route", "no such route; see GET /v1/openapi.json")
         })
         .with_state(state)
+        .layer(axum::middleware::from_fn(crate::problem::as_problem))
 }
 
 /// A span per request to a known route, carrying the caller's `X-Correlation-Id` (the id the
@@ -340,7 +342,7 @@ async fn post_events(State(st): State<Arc<AppState>>, req: Request) -> AppResult
         .submit(event.clone())
         .await
         .map_err(engine_problem)?;
-    let (status, outcome) = outcome_json(&event, &reply);
+    let (status, outcome) = outcome_json(&Named::of(&event), &reply);
     match outcome {
         Ok(body) => Ok((status, Json(body)).into_response()),
         Err(problem) => Err(problem),
@@ -399,8 +401,23 @@ async fn check_source(
     Ok(())
 }
 
+/// What an answer names of its event (a batch keeps only this while the engine holds the events).
+struct Named {
+    id: String,
+    source: crossdock_model::SourceId,
+}
+
+impl Named {
+    fn of(event: &Event) -> Named {
+        Named {
+            id: event.id.clone(),
+            source: event.source.clone(),
+        }
+    }
+}
+
 /// The per-event answer: status code and body, or the problem for a single-event request.
-fn outcome_json(event: &Event, reply: &EventReply) -> (StatusCode, Result<Value, Problem>) {
+fn outcome_json(event: &Named, reply: &EventReply) -> (StatusCode, Result<Value, Problem>) {
     match reply {
         EventReply::Recorded { status: EventStatus::Quarantined, seq, exception } => {
             let (kind, reason) = exception.clone().unwrap_or((ExceptionKind::SchemaViolation, String::new()));
@@ -418,7 +435,7 @@ fn outcome_json(event: &Event, reply: &EventReply) -> (StatusCode, Result<Value,
             };
             let mut p = Problem::unprocessable(slug, format!("{reason}; the event was recorded as quarantined and an exception opened"))
                 .with("id", event.id.clone())
-                .with("status", "quarantined")
+                .with("event_status", "quarantined")
                 .with("ledger_seq", *seq)
                 .with("exception_kind", kind.as_str());
             if let Some(f) = field {
@@ -490,6 +507,7 @@ async fn post_batch(
     let bounds = &st.engine.policy().time_bounds;
     let mut events = Vec::with_capacity(lines.len());
     let mut slots = Vec::with_capacity(lines.len());
+    let mut named = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let parsed = parse_event(line, received_at, bounds).and_then(|ev| {
             if !ev.data.is_public() {
@@ -517,6 +535,7 @@ async fn post_batch(
         });
         match parsed {
             Ok(ev) => {
+                named.push(Named::of(&ev));
                 events.push(ev);
                 slots.push(i);
             }
@@ -532,8 +551,8 @@ async fn post_batch(
             }
         }
     }
-    let replies = st.engine.submit_many(events.clone()).await;
-    for ((slot, event), reply) in slots.into_iter().zip(events.iter()).zip(replies) {
+    let replies = st.engine.submit_many(events).await;
+    for ((slot, event), reply) in slots.into_iter().zip(named.iter()).zip(replies) {
         let value = match reply {
             Ok(r) => match outcome_json(event, &r) {
                 (_, Ok(mut v)) => {
@@ -543,7 +562,7 @@ async fn post_batch(
                 (_, Err(p)) => {
                     let status = p
                         .extra
-                        .get("status")
+                        .get("event_status")
                         .cloned()
                         .unwrap_or_else(|| json!("rejected"));
                     json!({"line": slot + 1, "id": event.id, "status": status,
@@ -876,6 +895,36 @@ fn reservation_reply(reply: ReservationReply, created: bool) -> AppResult {
     }
 }
 
+/// The first name in a reservation or an order that the hub does not know (its channel, then
+/// each line's item): the problem to answer and the kind of exception that keeps the input.
+pub(crate) fn unknown_name<'a>(
+    st: &AppState,
+    channel: &ChannelId,
+    items: impl IntoIterator<Item = &'a ItemId>,
+) -> Option<(ExceptionKind, Problem)> {
+    let policy = st.engine.policy();
+    if policy.channel(channel).is_none() {
+        let p = Problem::unprocessable(
+            "unknown-channel",
+            format!("no channel {:?} is configured", channel.as_str()),
+        )
+        .field("channel");
+        return Some((ExceptionKind::UnknownChannel, p));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .find(|(_, item)| !policy.knows_item(item))
+        .map(|(i, item)| {
+            let p = Problem::unprocessable(
+                "unknown-item",
+                format!("no item {:?} in the item master", item.as_str()),
+            )
+            .field(format!("lines[{i}].item"));
+            (ExceptionKind::UnknownItem, p)
+        })
+}
+
 /// The caller's `X-Correlation-Id`, else the hub command's own (`event:crossdock/<command>`).
 pub(crate) fn correlation_from(headers: &HeaderMap, command: &str) -> String {
     headers
@@ -906,9 +955,19 @@ async fn post_reservation(
             return Err(p);
         }
     };
-    let channel = ChannelId::new(&b.channel).map_err(|e| {
-        Problem::unprocessable("invalid-reservation", format!("channel {e}")).field("channel")
-    })?;
+    let channel = match ChannelId::new(&b.channel) {
+        Ok(c) => c,
+        Err(e) => {
+            let p = Problem::unprocessable("invalid-reservation", format!("channel {e}"))
+                .field("channel");
+            record(
+                &st,
+                rejected_input(ExceptionKind::SchemaViolation, &p, &body, &caller),
+            )
+            .await?;
+            return Err(p);
+        }
+    };
     let data = crossdock_model::event::ReservationRequested {
         reservation: b.id.clone(),
         channel: channel.clone(),
@@ -922,6 +981,10 @@ async fn post_reservation(
             rejected_input(ExceptionKind::SchemaViolation, &p, &body, &caller),
         )
         .await?;
+        return Err(p);
+    }
+    if let Some((kind, p)) = unknown_name(&st, &channel, b.lines.iter().map(|l| &l.item)) {
+        record(&st, rejected_input(kind, &p, &body, &caller)).await?;
         return Err(p);
     }
     let corr = correlation_from(&headers, &format!("reserve:{}", b.id));
@@ -956,6 +1019,7 @@ async fn settle_reservation(
     commit: bool,
 ) -> AppResult {
     authenticate(&st.config.tokens, headers)?.require(Needed::Reserve)?;
+    crate::extract::path_id(&id, "id")?;
     let command = format!("{}:{id}", if commit { "commit" } else { "release" });
     let reply = st
         .engine

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::extract::Query;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use crossdock_delivery::{DeliveryError, EndpointStatus};

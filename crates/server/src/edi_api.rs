@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::extract::Path;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use crossdock_edi::outbound::{self, ReleaseDoc, ShipmentDoc};

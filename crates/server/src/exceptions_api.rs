@@ -12,9 +12,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::extract::{Path, Query};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use crossdock_model::{ExceptionKind, ExceptionStatus, Timestamp};
@@ -380,7 +381,7 @@ fn invalid_transition(action: Action, r: &QueueRecord) -> Problem {
             from.join(" or ")
         ),
     )
-    .with("status", r.record.status.as_str())
+    .with("record_status", r.record.status.as_str())
 }
 
 fn no_such(id: &str) -> Problem {

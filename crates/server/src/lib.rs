@@ -16,6 +16,7 @@ pub mod edi_postings;
 pub mod endpoints;
 pub mod exception_policy;
 pub mod exceptions_api;
+pub mod extract;
 pub mod master_data;
 pub mod openapi;
 pub mod problem;

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::extract::{Path, Query};
 use axum::Json;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use crossdock_model::Timestamp;

@@ -18,9 +18,10 @@
 
 use std::sync::Arc;
 
+use crate::extract::Path;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use crossdock_adapters::inbound::{ChannelOrder, ChannelRefund, Restock};

@@ -8,9 +8,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::extract::{Path, Query};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use crossdock_engine::WorkflowReply;
@@ -25,7 +26,9 @@ use crossdock_store::WorkflowFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{AppState, correlation_from, engine_problem, json_body, record, rejected_input};
+use crate::api::{
+    AppState, correlation_from, engine_problem, json_body, record, rejected_input, unknown_name,
+};
 use crate::auth::{Caller, Needed, authenticate};
 use crate::config::workflows::{CreditFallback, CreditSettings};
 use crate::problem::Problem;
@@ -87,6 +90,10 @@ pub async fn post_order(
         )))
     })
     .await?;
+    if let Some((kind, p)) = unknown_name(&st, &b.channel, b.lines.iter().map(|l| &l.item)) {
+        record(&st, rejected_input(kind, &p, &body, &caller)).await?;
+        return Err(p);
+    }
     let corr = correlation_from(&headers, &format!("order:{}:capture", b.id));
     // A repeated order asks the ERP again (a read on its side), but the ledger answers it with
     // the stored order: the first credit answer stands.
@@ -480,6 +487,7 @@ fn view(wf: &crossdock_ledger::Workflow) -> Value {
 
 async fn show(st: &AppState, headers: &HeaderMap, kind: WorkflowKind, id: &str) -> AppResult {
     authenticate(&st.config.tokens, headers)?.require(Needed::Query)?;
+    crate::extract::path_id(id, "id")?;
     let found = st
         .engine
         .workflow(&kind.key(id))
