@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
-use crossdock_ledger::cross::{PART_GRACE_S, PartCommand, part_target};
+use crossdock_ledger::cross::{PART_GRACE_S, PartCommand, part_target, part_target_of};
 use crossdock_ledger::state::hub_command;
 use crossdock_ledger::{Rejection, ResStatus, Reservation, Shortfall};
 use crossdock_model::event::{
@@ -35,6 +35,21 @@ pub fn partition_of_key(key: &str, partitions: u32) -> u32 {
         return 0;
     }
     (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % u64::from(partitions)) as u32
+}
+
+/// What a client asked for.
+struct Request<'a> {
+    id: &'a str,
+    channel: &'a ChannelId,
+    lines: &'a [ReserveLine],
+    ttl_s: u64,
+    correlation_id: &'a str,
+}
+
+enum Attempt {
+    Answer(ReservationReply),
+    /// Another request for the same reservation is deciding.
+    Busy,
 }
 
 /// A fresh attempt number: the hub's clock and a counter, so two attempts never share one.
@@ -80,9 +95,40 @@ impl Engine {
         ttl_s: u64,
         correlation_id: String,
     ) -> Result<ReservationReply, EngineError> {
+        // An earlier request for the same reservation still deciding: wait for its decision
+        // (bounded by its deadline), then answer as it decided.
+        let give_up = std::time::Instant::now() + Duration::from_secs(PREPARE_S + 2);
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let request = Request {
+                id: &id,
+                channel: &channel,
+                lines: &lines,
+                ttl_s,
+                correlation_id: &correlation_id,
+            };
+            match self.attempt(request).await? {
+                Attempt::Answer(reply) => return Ok(reply),
+                Attempt::Busy if std::time::Instant::now() > give_up => {
+                    return Ok(ReservationReply::Rejected(Rejection::InvalidState(
+                        format!("reservation {id} is being decided by an earlier request; retry"),
+                    )));
+                }
+                Attempt::Busy => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    /// One attempt: the coordinator's record begins while every part is held (at once: a part
+    /// durable without its record is released at the next start, presumed abort), then the
+    /// decision.
+    async fn attempt(&self, r: Request<'_>) -> Result<Attempt, EngineError> {
         let n = self.partitions();
         let mut groups: Vec<(u32, Vec<ReserveLine>)> = Vec::new();
-        for line in &lines {
+        for line in r.lines {
             let p = partition_of(&line.item, n);
             match groups.iter_mut().find(|(gp, _)| *gp == p) {
                 Some((_, ls)) => ls.push(line.clone()),
@@ -90,80 +136,56 @@ impl Engine {
             }
         }
         groups.sort_by_key(|(p, _)| *p);
-        let coordinator = partition_of_key(&id, n);
-        let attempt = nonce(&id);
+        let coordinator = partition_of_key(r.id, n);
+        let attempt = nonce(r.id);
         let begin = hub_command(
-            format!("begin:{id}:{attempt:016x}"),
+            format!("begin:{}:{attempt:016x}", r.id),
             Timestamp::now(),
-            correlation_id.clone(),
+            r.correlation_id.to_string(),
             EventData::CrossBegun(CrossBegun {
-                reservation: id.clone(),
-                channel: channel.clone(),
-                lines,
-                ttl_s,
+                reservation: r.id.to_string(),
+                channel: r.channel.clone(),
+                lines: r.lines.to_vec(),
+                ttl_s: r.ttl_s,
                 nonce: attempt,
                 partitions: groups.iter().map(|(p, _)| *p).collect(),
                 prepare_s: PREPARE_S,
             }),
         );
-        // An earlier request for the same reservation still deciding: wait for its decision
-        // (bounded by its deadline), then answer as it decided.
-        let give_up = std::time::Instant::now() + Duration::from_secs(PREPARE_S + 2);
-        let mut pause = Duration::from_millis(10);
-        loop {
-            let mut begin = begin.clone();
-            begin.time = Timestamp::now();
-            match self.reservation_command(coordinator, begin).await? {
-                ReservationReply::Done {
-                    reservation,
-                    repeat: true,
-                } if reservation.status == ResStatus::Preparing => {
-                    if std::time::Instant::now() > give_up {
-                        return Ok(ReservationReply::Rejected(Rejection::InvalidState(
-                            format!(
-                                "reservation {id} is being decided by an earlier request; retry"
-                            ),
-                        )));
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
-                }
-                ReservationReply::Done {
-                    repeat: false,
-                    reservation,
-                } if reservation.status == ResStatus::Preparing => break,
-                other => return Ok(other),
-            }
-        }
-
-        // Every part at once; each partition's writer holds its lines or refuses them.
+        let begun = self.send_reservation(coordinator, begin);
         let mut waiting = Vec::with_capacity(groups.len());
         for (p, part_lines) in groups {
-            let part = cross_part_id(&id, attempt, p);
+            let part = cross_part_id(r.id, attempt, p);
             let hold = hub_command(
                 format!("reserve:{part}"),
                 Timestamp::now(),
-                correlation_id.clone(),
+                r.correlation_id.to_string(),
                 EventData::ReservationRequested(ReservationRequested {
-                    reservation: part,
-                    channel: channel.clone(),
+                    reservation: part.clone(),
+                    channel: r.channel.clone(),
                     lines: part_lines,
-                    ttl_s: ttl_s + PREPARE_S + PART_GRACE_S,
+                    ttl_s: r.ttl_s + PREPARE_S + PART_GRACE_S,
                 }),
             );
-            waiting.push(self.send_reservation(p, hold));
+            waiting.push((p, part, self.send_reservation(p, hold)));
         }
+        let begun = match begun {
+            Ok(rx) => rx.await.map_err(|_| EngineError::Stopped).and_then(|r| r),
+            Err(e) => Err(e),
+        };
         let mut held = Vec::new();
+        let mut held_parts = Vec::new();
         let mut shortfalls: Vec<Shortfall> = Vec::new();
         let mut refused: Option<Rejection> = None;
         let mut failed: Option<EngineError> = None;
-        for w in waiting {
+        for (p, part, w) in waiting {
             let reply = match w {
                 Ok(rx) => rx.await.map_err(|_| EngineError::Stopped).and_then(|r| r),
                 Err(e) => Err(e),
             };
             match reply {
                 Ok(ReservationReply::Done { reservation, .. }) => {
+                    held_parts.push((p, part));
                     held.extend(reservation.lines.into_iter().map(|l| CrossLine {
                         item: l.item,
                         location: l.location,
@@ -176,13 +198,31 @@ impl Engine {
                 Err(e) => failed = Some(e),
             }
         }
+        match begun? {
+            ReservationReply::Done {
+                repeat: false,
+                reservation,
+            } if reservation.status == ResStatus::Preparing => {}
+            // Not ours to decide (a repeat, a conflict, a request still deciding): the parts
+            // just held belong to no record.
+            other => {
+                self.release(&held_parts, r.correlation_id).await;
+                return Ok(match other {
+                    ReservationReply::Done {
+                        reservation,
+                        repeat: true,
+                    } if reservation.status == ResStatus::Preparing => Attempt::Busy,
+                    other => Attempt::Answer(other),
+                });
+            }
+        }
         let whole = shortfalls.is_empty() && refused.is_none() && failed.is_none();
         let decide = hub_command(
-            format!("decide:{id}:{attempt:016x}"),
+            format!("decide:{}:{attempt:016x}", r.id),
             Timestamp::now(),
-            correlation_id.clone(),
+            r.correlation_id.to_string(),
             EventData::CrossDecided(CrossDecided {
-                reservation: id.clone(),
+                reservation: r.id.to_string(),
                 nonce: attempt,
                 held: whole,
                 lines: if whole { held } else { Vec::new() },
@@ -191,27 +231,40 @@ impl Engine {
         // Should this fail, the deadline's timer aborts the attempt and releases every part.
         let decided = self.reservation_command(coordinator, decide).await?;
         let ReservationReply::Done { reservation, .. } = decided else {
-            return Ok(decided);
+            return Ok(Attempt::Answer(decided));
         };
         if reservation.status == ResStatus::Held {
-            return Ok(ReservationReply::Done {
+            return Ok(Attempt::Answer(ReservationReply::Done {
                 reservation,
                 repeat: false,
-            });
+            }));
         }
-        self.settle_parts(&reservation, &correlation_id).await;
+        self.settle_parts(&reservation, r.correlation_id).await;
         if !shortfalls.is_empty() {
-            return Ok(ReservationReply::Insufficient(shortfalls));
+            return Ok(Attempt::Answer(ReservationReply::Insufficient(shortfalls)));
         }
-        if let Some(r) = refused {
-            return Ok(ReservationReply::Rejected(r));
+        if let Some(rej) = refused {
+            return Ok(Attempt::Answer(ReservationReply::Rejected(rej)));
         }
         if let Some(e) = failed {
             return Err(e);
         }
-        Ok(ReservationReply::Rejected(Rejection::InvalidState(
-            format!("reservation {id} was not decided in time and nothing is held; retry"),
+        Ok(Attempt::Answer(ReservationReply::Rejected(
+            Rejection::InvalidState(format!(
+                "reservation {} was not decided in time and nothing is held; retry",
+                r.id
+            )),
         )))
+    }
+
+    /// Releases parts that belong to no decision.
+    async fn release(&self, parts: &[(u32, String)], correlation_id: &str) {
+        for (p, part) in parts {
+            let command = part_command(part, ResStatus::Released, correlation_id.to_string());
+            if let Ok(rx) = self.send_reservation(*p, command) {
+                let _ = rx.await;
+            }
+        }
     }
 
     /// Moves every part of a coordinator's record as it decided, and waits for them.
@@ -257,7 +310,11 @@ impl Engine {
             .reader
             .call_blocking(move |s| s.find_reservation(&owner));
         let target = match found {
-            Ok(Ok(row)) => part_target(row.and_then(|r| ResStatus::parse(&r.status))),
+            Ok(Ok(row)) => match row.map(|r| crate::persist::reservation_from_row(&r)) {
+                Some(Ok(record)) => part_target_of(part, Some(&record)),
+                Some(Err(_)) => None,
+                None => part_target_of(part, None),
+            },
             // The store cannot say now: ask again later.
             _ => None,
         };
@@ -322,14 +379,14 @@ pub(crate) type PartSink = Sender<PartCommand>;
 /// The parts still open at start whose coordinator decided, with what each must become.
 pub(crate) fn open_parts_to_settle(
     parts: Vec<(u32, Reservation)>,
-    mut coordinator_status: impl FnMut(&str) -> Option<ResStatus>,
+    mut coordinator: impl FnMut(&str) -> Option<Reservation>,
 ) -> Vec<PartCommand> {
     let mut out = Vec::new();
     for (partition, part) in parts {
         let Some(owner) = crossdock_model::event::cross_part_owner(&part.id) else {
             continue;
         };
-        let Some(to) = part_target(coordinator_status(owner)) else {
+        let Some(to) = part_target_of(&part.id, coordinator(owner).as_ref()) else {
             continue;
         };
         if to == part.status {

@@ -338,12 +338,12 @@ impl Engine {
         let settle = cross::open_parts_to_settle(open_parts, |owner| {
             let c = partition_of_key(owner, n) as usize;
             match writers[c].0.ledger().reservation(owner) {
-                Some(r) => Some(r.status),
+                Some(r) => Some(r.clone()),
                 None => reader
                     .find_reservation(owner)
                     .ok()
                     .flatten()
-                    .and_then(|row| crossdock_ledger::ResStatus::parse(&row.status)),
+                    .and_then(|row| persist::reservation_from_row(&row).ok()),
             }
         });
         for cmd in settle {

@@ -310,8 +310,10 @@ async fn partial(
 ) -> Vec<Step> {
     let nonce = 7;
     let channel = ChannelId::new("web").unwrap();
-    let mut steps = vec![Step::Begin];
-    steps.extend((0..items.len()).map(Step::Hold));
+    // The record begins while the parts are held: either may be durable first, so a part held
+    // before its record begins is one of the crash points.
+    let mut steps = vec![Step::Hold(0), Step::Begin];
+    steps.extend((1..items.len()).map(Step::Hold));
     steps.push(Step::Decide);
     if then.is_some() {
         steps.extend((0..items.len()).map(Step::Settle));

@@ -48,6 +48,16 @@ pub fn part_target(coordinator: Option<ResStatus>) -> Option<ResStatus> {
     }
 }
 
+/// What part `part` should become given the coordinator's record of its reservation: as the
+/// record decided when the part is one of the record's attempt; released when the part belongs
+/// to no record or to another attempt (an orphan of a request that was not the one deciding).
+pub fn part_target_of(part: &str, record: Option<&Reservation>) -> Option<ResStatus> {
+    match record {
+        Some(r) if r.parts().iter().any(|(_, p)| p == part) => part_target(Some(r.status)),
+        _ => Some(ResStatus::Released),
+    }
+}
+
 impl Ledger {
     pub(crate) fn cross_begin(
         &mut self,
