@@ -35,11 +35,16 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The dashboard's sessions and plot samples.
     pub dashboard: Arc<crate::dashboard::Dashboard>,
+    /// The request bodies' budget and limits.
+    pub admission: Arc<crate::admission::Admission>,
+    /// The connection cap and how many are open.
+    pub connections: Arc<crate::http_server::Connections>,
 }
 
 type AppResult = Result<Response, Problem>;
 
 pub fn router(state: Arc<AppState>) -> Router {
+    let edge = state.clone();
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
@@ -125,6 +130,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             Problem::not_found("no-such-route", "no such route; see GET /v1/openapi.json")
         })
         .with_state(state)
+        // Bodies are bounded by the admission below, per request and all together.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            edge,
+            crate::admission::admit,
+        ))
         .layer(axum::middleware::from_fn(crate::problem::as_problem))
 }
 
@@ -297,9 +308,10 @@ async fn post_events(State(st): State<Arc<AppState>>, req: Request) -> AppResult
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_ascii_lowercase();
+    let charge = req.extensions().get::<crate::admission::Charge>().cloned();
     let body = match read_body(req.into_body(), st.config.body_max_bytes).await {
         Ok(b) => b,
-        Err(problem) => {
+        Err(problem) if problem.status == StatusCode::PAYLOAD_TOO_LARGE => {
             record(
                 &st,
                 rejected_input(ExceptionKind::SchemaViolation, &problem, b"", &caller),
@@ -307,10 +319,11 @@ async fn post_events(State(st): State<Arc<AppState>>, req: Request) -> AppResult
             .await?;
             return Err(problem);
         }
+        Err(problem) => return Err(problem),
     };
     let received_at = Timestamp::now();
     if content_type.starts_with("application/x-ndjson") {
-        return post_batch(&st, &caller, &body, received_at).await;
+        return post_batch(&st, &caller, body, charge.as_ref(), received_at).await;
     }
     if !(content_type.starts_with("application/json")
         || content_type.starts_with("application/cloudevents+json"))
@@ -325,6 +338,7 @@ async fn post_events(State(st): State<Arc<AppState>>, req: Request) -> AppResult
             ),
         ));
     }
+    st.admission.charge_events(charge.as_ref(), 1)?;
     let event = match parse_event(&body, received_at, &st.engine.policy().time_bounds) {
         Ok(ev) => ev,
         Err((problem, _)) => {
@@ -477,7 +491,8 @@ fn outcome_json(event: &Named, reply: &EventReply) -> (StatusCode, Result<Value,
 async fn post_batch(
     st: &AppState,
     caller: &Caller,
-    body: &Bytes,
+    body: Bytes,
+    charge: Option<&crate::admission::Charge>,
     received_at: Timestamp,
 ) -> AppResult {
     let lines: Vec<&[u8]> = body
@@ -503,7 +518,12 @@ async fn post_batch(
             "the batch has no lines",
         ));
     }
-    let mut results: Vec<Option<Value>> = vec![None; lines.len()];
+    // Before anything is parsed: the events as the hub will hold them must fit the budget too.
+    st.admission.charge_events(charge, lines.len())?;
+    let line_count = lines.len();
+    // Answers of the lines refused here, in line order; the others are answered from the
+    // engine's replies and written out one by one, never all held as values at once.
+    let mut refused: Vec<(usize, Value)> = Vec::new();
     let bounds = &st.engine.policy().time_bounds;
     let mut events = Vec::with_capacity(lines.len());
     let mut slots = Vec::with_capacity(lines.len());
@@ -545,14 +565,28 @@ async fn post_batch(
                     rejected_input(refused_kind(&problem), &problem, line, caller),
                 )
                 .await?;
-                results[i] = Some(
+                refused.push((
+                    i,
                     json!({"line": i + 1, "status": "rejected", "problem": problem.to_json()}),
-                );
+                ));
             }
         }
     }
+    // The events own what they need: the body is not kept while the engine works.
+    drop(lines);
+    drop(body);
     let replies = st.engine.submit_many(events).await;
-    for ((slot, event), reply) in slots.into_iter().zip(named.iter()).zip(replies) {
+    let mut answered = slots.into_iter().zip(named.iter()).zip(replies);
+    let mut refused = refused.into_iter().peekable();
+    let mut out = Vec::with_capacity(line_count * 64);
+    for i in 0..line_count {
+        if let Some((_, value)) = refused.next_if(|(line, _)| *line == i) {
+            serde_json::to_writer(&mut out, &value).expect("json");
+            out.push(b'\n');
+            continue;
+        }
+        let ((slot, event), reply) = answered.next().expect("every line answered");
+        debug_assert_eq!(slot, i);
         let value = match reply {
             Ok(r) => match outcome_json(event, &r) {
                 (_, Ok(mut v)) => {
@@ -573,11 +607,7 @@ async fn post_batch(
                 json!({"line": slot + 1, "id": event.id, "status": "error", "problem": engine_problem(e).to_json()})
             }
         };
-        results[slot] = Some(value);
-    }
-    let mut out = Vec::with_capacity(results.len() * 64);
-    for r in results {
-        serde_json::to_writer(&mut out, &r.expect("every line answered")).expect("json");
+        serde_json::to_writer(&mut out, &value).expect("json");
         out.push(b'\n');
     }
     let mut resp = (StatusCode::OK, out).into_response();
@@ -588,15 +618,34 @@ async fn post_batch(
     Ok(resp)
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+/// The whole body, at most `limit` bytes; the admission's refusal (budget, deadline) when it
+/// stopped the body.
+///
+/// The bytes go straight into one buffer of the declared size, so a large batch is held once
+/// (collecting the frames and then joining them would hold it twice for a while).
+pub(crate) async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Problem> {
+    use http_body_util::BodyExt;
+    let too_large = || {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
             "Payload too large",
             format!("the body exceeds {limit} bytes; send a smaller batch"),
         )
-    })
+    };
+    let hint = usize::try_from(axum::body::HttpBody::size_hint(&body).lower()).unwrap_or(limit);
+    let mut buf = Vec::with_capacity(hint.min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| crate::admission::refusal_of(&e).unwrap_or_else(too_large))?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(Bytes::from(buf))
 }
 
 fn channel(st: &AppState, raw: Option<&str>) -> Result<(ChannelId, ChanIdx), Problem> {
@@ -1035,7 +1084,8 @@ struct OutboxParams {
     limit: Option<u32>,
 }
 
-/// `GET /metrics`: the telemetry contract (`docs/telemetry.md`) in the Prometheus text format.
+/// `GET /metrics`: the telemetry contract (`docs/telemetry.md`) in OpenMetrics, or in the
+/// Prometheus text format 0.0.4 when `Accept` prefers `text/plain`.
 async fn get_metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> AppResult {
     authenticate(&st.config.tokens, &headers)?.require(Needed::Query)?;
     let _one_at_a_time = st.telemetry.scraping.lock().await;
@@ -1083,6 +1133,18 @@ async fn get_metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> App
         .iter()
         .map(|c| c.id.to_string())
         .collect();
+    let http = crate::telemetry::HttpEdge {
+        connections: st.connections.open(),
+        connections_max: st.connections.max(),
+        body_bytes: st.admission.in_flight_bytes(),
+        body_budget_bytes: st.admission.budget_bytes(),
+        refused: st
+            .admission
+            .refused()
+            .iter()
+            .map(|(r, n)| (r.as_str(), *n))
+            .collect(),
+    };
     let text = st
         .telemetry
         .encode(crate::telemetry::Scrape {
@@ -1090,16 +1152,17 @@ async fn get_metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> App
             channels,
             open_exceptions,
             variances,
+            http,
         })
         .map_err(|e| Problem::unavailable(format!("cannot encode the metrics: {e}")))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    let format = crate::telemetry::Format::negotiate(
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    );
+    let text = match format {
+        crate::telemetry::Format::OpenMetrics => text,
+        crate::telemetry::Format::Prometheus => crate::telemetry::to_prometheus_text(&text),
+    };
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }
 
 async fn get_outbox(

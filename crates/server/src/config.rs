@@ -10,6 +10,7 @@ use crossdock_model::{ChannelId, EventData, ItemId, LocationId, SourceId};
 use serde::Deserialize;
 
 pub mod reconciliation;
+pub mod server;
 pub mod telemetry;
 pub mod workflows;
 
@@ -20,6 +21,11 @@ pub struct ServerSection {
     pub data_dir: Option<PathBuf>,
     pub body_max_bytes: Option<usize>,
     pub batch_lines_max: Option<usize>,
+    /// See [`server`]: the HTTP edge's limits.
+    pub body_budget_mb: Option<u64>,
+    pub header_read_timeout_s: Option<u64>,
+    pub body_read_timeout_s: Option<u64>,
+    pub connections_max: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -221,6 +227,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub body_max_bytes: usize,
     pub batch_lines_max: usize,
+    /// `[server]`: the body budget, read timeouts and the connection cap.
+    pub http: server::HttpLimits,
     pub partitions: u32,
     pub queue_max: usize,
     pub batch_max: usize,
@@ -976,6 +984,23 @@ impl Checker<'_> {
                 partners: &x12_partners,
             },
         );
+        let body_max_bytes = raw.server.body_max_bytes.unwrap_or(BODY_MAX_DEFAULT);
+        let mut limits = vec![("server.body_max_bytes", body_max_bytes)];
+        if let Some(n) = raw.reconciliation.snapshot_max_bytes {
+            limits.push(("reconciliation.snapshot_max_bytes", n));
+        }
+        let lines_max = raw
+            .server
+            .batch_lines_max
+            .unwrap_or(BATCH_LINES_MAX_DEFAULT);
+        let http = self.http_limits(&raw.server, &limits, (body_max_bytes, lines_max));
+        // A snapshot left at its default takes at most the whole budget.
+        let mut reconciliation = reconciliation;
+        if raw.reconciliation.snapshot_max_bytes.is_none() {
+            reconciliation.snapshot_max_bytes = reconciliation
+                .snapshot_max_bytes
+                .min(http.body_budget_bytes);
+        }
 
         if !self.problems.is_empty() {
             return None;
@@ -1027,11 +1052,12 @@ impl Checker<'_> {
         Some(Config {
             listen: raw.server.listen.unwrap_or_else(|| LISTEN_DEFAULT.into()),
             data_dir,
-            body_max_bytes: raw.server.body_max_bytes.unwrap_or(BODY_MAX_DEFAULT),
+            body_max_bytes,
             batch_lines_max: raw
                 .server
                 .batch_lines_max
                 .unwrap_or(BATCH_LINES_MAX_DEFAULT),
+            http,
             partitions,
             queue_max: raw.engine.queue_max.unwrap_or(100_000).max(1),
             batch_max: raw.engine.batch_max.unwrap_or(10_000).max(1),

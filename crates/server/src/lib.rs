@@ -4,6 +4,7 @@
 // once per request; boxing it would add an allocation and noise for no measurable gain.
 #![allow(clippy::result_large_err)]
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod canary;
@@ -17,6 +18,7 @@ pub mod endpoints;
 pub mod exception_policy;
 pub mod exceptions_api;
 pub mod extract;
+pub mod http_server;
 pub mod master_data;
 pub mod openapi;
 pub mod problem;
@@ -227,14 +229,17 @@ pub async fn serve(
         exceptions: hub.exceptions,
         reconciler: hub.reconciler,
         telemetry: hub.telemetry,
+        admission: admission::Admission::new(&config),
+        connections: http_server::Connections::new(config.http.connections_max),
         config,
         dashboard: Arc::default(),
     });
     workqueue::start(state.clone(), stop_partners.subscribe());
     dashboard::start(state.clone(), stop_partners.subscribe());
-    let result = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.config.http.clone();
+    let connections = state.connections.clone();
+    let result =
+        http_server::serve(listener, api::router(state), &limits, connections, shutdown).await;
     let _ = stop_partners.send(true);
     delivery.shutdown().await;
     result

@@ -38,6 +38,19 @@ pub struct Scrape {
     pub open_exceptions: Vec<(ExceptionKind, u64)>,
     /// `(source, class, count)` of each source's latest run.
     pub variances: Vec<(String, String, u64)>,
+    /// The HTTP edge: connections and request bodies.
+    pub http: HttpEdge,
+}
+
+/// The HTTP edge as a scrape finds it.
+#[derive(Debug, Default)]
+pub struct HttpEdge {
+    pub connections: usize,
+    pub connections_max: usize,
+    pub body_bytes: usize,
+    pub body_budget_bytes: usize,
+    /// Bodies refused since start, by reason (`body_budget`, `body_too_large`, `body_timeout`).
+    pub refused: Vec<(&'static str, u64)>,
 }
 
 /// An objective with what was counted for it (the ingest flow is counted exactly as events
@@ -385,13 +398,109 @@ impl Telemetry {
         slo_counts(&self.slos, lanes, channels)
     }
 
-    /// The text exposition for a scrape of `scrape`.
+    /// The text exposition for a scrape of `scrape` (OpenMetrics 1.0).
     pub fn encode(&self, scrape: Scrape) -> Result<String, std::fmt::Error> {
         *self.scrape.scrape.lock().expect("scrape lock") = scrape;
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
+}
+
+/// The exposition formats `GET /metrics` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 (`application/openmetrics-text`), the default.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4 (`text/plain`), for scrapers that ask for it.
+    Prometheus,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// What an `Accept` header asks for: the Prometheus text format when `text/plain` is
+    /// preferred (by quality, then by order) to OpenMetrics; OpenMetrics otherwise.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::OpenMetrics;
+        };
+        let mut best: Option<(f32, Format)> = None;
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let format = match media.as_str() {
+                "application/openmetrics-text" => Format::OpenMetrics,
+                "text/plain" => Format::Prometheus,
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, format));
+            }
+        }
+        best.map_or(Format::OpenMetrics, |(_, f)| f)
+    }
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4: a counter's family is named with its
+/// `_total` suffix, as its samples are; `# UNIT` and `# EOF` are left out; HELP text unescapes
+/// quotes (0.0.4 escapes only backslashes and line feeds).
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut counters = HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, "counter")) = rest.split_once(' ')
+        {
+            counters.insert(name.to_string());
+        }
+    }
+    let family = |name: &str| {
+        if counters.contains(name) {
+            format!("{name}_total")
+        } else {
+            name.to_string()
+        }
+    };
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            out.push_str(&format!(
+                "# HELP {} {}\n",
+                family(name),
+                help.replace("\\\"", "\"")
+            ));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let ty = match ty {
+                "counter" | "gauge" | "histogram" | "summary" => ty,
+                _ => "untyped",
+            };
+            out.push_str(&format!("# TYPE {} {ty}\n", family(name)));
+        } else if line
+            .split(['{', ' '])
+            .next()
+            .is_some_and(|s| s.ends_with("_created"))
+        {
+            // OpenMetrics' creation times have no place in 0.0.4.
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -531,6 +640,45 @@ impl Collector for ScrapeCollector {
                 )?;
             }
         }
+        let h = &s.http;
+        for (name, help, v) in [
+            (
+                "http_connections",
+                "HTTP connections open now",
+                h.connections,
+            ),
+            (
+                "http_connections_max",
+                "The HTTP connection cap (kept below the open-file limit); at the cap new connections wait",
+                h.connections_max,
+            ),
+            (
+                "http_body_bytes",
+                "Bytes of request bodies charged to the body budget now (declared up front, chunked as read)",
+                h.body_bytes,
+            ),
+            (
+                "http_body_budget_bytes",
+                "The budget for request bodies in flight together; beyond it the hub answers 503",
+                h.body_budget_bytes,
+            ),
+        ] {
+            let v = i64::try_from(v).unwrap_or(i64::MAX);
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(v).encode(metric)?;
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "http_refused",
+                "Request bodies refused: body_budget (503, the budget was spent), body_too_large (413), body_timeout (408)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, n) in &h.refused {
+                ConstCounter::new(*n)
+                    .encode(metric.encode_family(&labels(&[("reason", reason)]))?)?;
+            }
+        }
         gauge_family(
             &mut encoder,
             "exceptions_open",
@@ -602,5 +750,81 @@ fn attainment(good: u64, bad: u64) -> f64 {
         1.0
     } else {
         good as f64 / (good + bad) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_picks_the_format() {
+        use Format::*;
+        for (accept, want) in [
+            (None, OpenMetrics),
+            (Some("*/*"), OpenMetrics),
+            (Some("text/plain"), Prometheus),
+            (Some("text/plain; version=0.0.4"), Prometheus),
+            (Some("application/openmetrics-text"), OpenMetrics),
+            // What Prometheus itself sends: OpenMetrics first.
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                ),
+                OpenMetrics,
+            ),
+            (
+                Some("application/openmetrics-text;q=0.2, text/plain;q=0.9"),
+                Prometheus,
+            ),
+            (
+                Some("text/plain;q=0, application/openmetrics-text;q=0.1"),
+                OpenMetrics,
+            ),
+            (Some("text/plain;q=0"), OpenMetrics),
+            (Some("application/json"), OpenMetrics),
+        ] {
+            assert_eq!(Format::negotiate(accept), want, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn every_family_has_help_in_both_formats() {
+        let t = Telemetry::new(["wms-east".to_string()], &[]);
+        let om = t
+            .encode(Scrape {
+                http: HttpEdge {
+                    refused: vec![("body_budget", 2)],
+                    ..HttpEdge::default()
+                },
+                ..Scrape::default()
+            })
+            .unwrap();
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        let text = to_prometheus_text(&om);
+        for (format, body) in [("openmetrics", &om), ("prometheus", &text)] {
+            let types: Vec<&str> = body
+                .lines()
+                .filter_map(|l| l.strip_prefix("# TYPE "))
+                .map(|r| r.split(' ').next().unwrap())
+                .collect();
+            assert!(types.len() > 10, "{format}: {body}");
+            for name in types {
+                let help = body
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("# HELP {name} ")))
+                    .unwrap_or_else(|| panic!("{format}: no HELP for {name}"));
+                assert!(!help.trim().is_empty(), "{format}: empty HELP for {name}");
+            }
+        }
+        // 0.0.4 names a counter's family with its samples' suffix and has no EOF.
+        assert!(
+            text.contains("# TYPE crossdock_http_refused_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("crossdock_http_refused_total{reason=\"body_budget\"} 2\n"));
+        assert!(text.contains("# TYPE crossdock_http_body_budget_bytes gauge\n"));
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+        assert!(om.contains("# TYPE crossdock_http_refused counter\n"));
     }
 }
