@@ -1,9 +1,14 @@
-//! The committer of one partition: commits the batches its writer applied, in order, then
-//! publishes the view, arms timers and answers callers. Running it beside the writer lets the next
+//! A committer commits the batches writers applied, each partition's in order, then publishes
+//! their views, arms timers and answers callers. Running it beside the writers lets the next
 //! batch be applied while this one is written and fsynced.
 //!
-//! A failed commit poisons the partition: every batch already applied on top of it fails too, until
-//! the writer has drained the pipeline (a barrier) and reloaded its state from the store.
+//! On PostgreSQL each partition has its own committer and connection, so partitions commit
+//! concurrently. On SQLite, where every transaction takes the one write lock, one committer
+//! serves every partition and commits the batches waiting from all of them in one transaction
+//! (one fsync), instead of partitions queueing for the lock.
+//!
+//! A failed commit poisons the partitions in it: every batch already applied on top of it fails
+//! too, until each writer has drained the pipeline (a barrier) and reloaded its state.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -63,7 +68,20 @@ pub(crate) struct Work {
     pub started_at: Instant,
     /// Parts of cross-partition reservations to settle as a timer decided, once durable.
     pub part_commands: Vec<crossdock_ledger::cross::PartCommand>,
+    pub partition: u32,
+    /// Told once the batch is committed (or failed), so the writer bounds what is in flight.
+    pub done: Option<Sender<()>>,
 }
+
+/// What a committer needs of one partition.
+#[derive(Clone)]
+pub(crate) struct Handles {
+    pub view: Arc<RwLock<View>>,
+    pub poisoned: Arc<AtomicBool>,
+}
+
+/// Batches committed together at most (from as many writers as have one waiting).
+const GROUP_MAX: usize = 64;
 
 pub(crate) enum ToCommitter {
     Work(Box<Work>),
@@ -72,11 +90,10 @@ pub(crate) enum ToCommitter {
 }
 
 pub(crate) struct Committer {
-    pub partition: u32,
     pub store: Box<dyn Store>,
-    pub view: Arc<RwLock<View>>,
+    /// The partitions it commits for, by partition number.
+    pub partitions: Vec<Option<Handles>>,
     pub timers: TimerHandle,
-    pub poisoned: Arc<AtomicBool>,
     pub on_commit: Option<OutboxSink>,
     pub on_committed: Option<crate::CommitObserver>,
     pub parts: crate::cross::PartSink,
@@ -84,50 +101,104 @@ pub(crate) struct Committer {
 
 impl Committer {
     pub fn run(mut self, rx: Receiver<ToCommitter>) {
-        for msg in rx {
-            match msg {
-                ToCommitter::Barrier(done) => drop(done.send(())),
-                ToCommitter::Work(work) => self.commit(*work),
+        let mut ready: Vec<Work> = Vec::new();
+        while let Ok(msg) = rx.recv() {
+            let mut barrier = match msg {
+                ToCommitter::Work(work) => {
+                    ready.push(*work);
+                    None
+                }
+                ToCommitter::Barrier(done) => Some(done),
+            };
+            // Whatever else is waiting goes in the same transaction, up to a barrier.
+            while barrier.is_none() && ready.len() < GROUP_MAX {
+                match rx.try_recv() {
+                    Ok(ToCommitter::Work(work)) => ready.push(*work),
+                    Ok(ToCommitter::Barrier(done)) => barrier = Some(done),
+                    Err(_) => break,
+                }
+            }
+            if !ready.is_empty() {
+                self.commit(std::mem::take(&mut ready));
+            }
+            if let Some(done) = barrier {
+                let _ = done.send(());
             }
         }
     }
 
-    fn commit(&mut self, work: Work) {
-        if self.poisoned.load(Ordering::Acquire) {
+    fn handles(&self, partition: u32) -> &Handles {
+        self.partitions[partition as usize]
+            .as_ref()
+            .expect("work comes only from the committer's partitions")
+    }
+
+    fn commit(&mut self, works: Vec<Work>) {
+        let (live, dead): (Vec<Work>, Vec<Work>) = works
+            .into_iter()
+            .partition(|w| !self.handles(w.partition).poisoned.load(Ordering::Acquire));
+        for work in dead {
             let err = EngineError::Store("an earlier batch failed to commit; retry".into());
-            work.pending.into_iter().for_each(|p| p.answer(Some(&err)));
+            finish(work, Some(&err));
+        }
+        if live.is_empty() {
             return;
         }
         let started = Instant::now();
         let _span = tracing::info_span!(
             "commit",
-            partition = self.partition,
-            events = work.batch.events.len(),
-            outbox = work.batch.outbox.len(),
+            partition = live[0].partition,
+            batches = live.len(),
+            events = live.iter().map(|w| w.batch.events.len()).sum::<usize>(),
+            outbox = live.iter().map(|w| w.batch.outbox.len()).sum::<usize>(),
         )
         .entered();
-        if !work.batch.is_empty()
-            && let Err(e) = self.store.commit(&work.batch)
-        {
-            error!(partition = self.partition, error = %e, "commit failed; failing the batch and reloading");
-            self.poisoned.store(true, Ordering::Release);
+        let batches: Vec<&CommitBatch> = live
+            .iter()
+            .map(|w| &*w.batch)
+            .filter(|b| !b.is_empty())
+            .collect();
+        let result = match batches.as_slice() {
+            [] => Ok(()),
+            [one] => self.store.commit(one),
+            many => self.store.commit_all(many),
+        };
+        if let Err(e) = result {
+            error!(error = %e, batches = live.len(), "commit failed; failing the batches and reloading");
             let err = EngineError::Store(e.to_string());
-            work.pending.into_iter().for_each(|p| p.answer(Some(&err)));
+            for work in live {
+                self.handles(work.partition)
+                    .poisoned
+                    .store(true, Ordering::Release);
+                finish(work, Some(&err));
+            }
             return;
         }
-        debug!(
-            partition = self.partition,
-            commands = work.pending.len(),
-            events = work.batch.events.len(),
-            positions = work.batch.positions.len(),
-            outbox = work.batch.outbox.len(),
-            apply_us = (work.applied_at - work.started_at).as_micros() as u64,
-            commit_us = work.applied_at.elapsed().as_micros() as u64,
-            "batch committed"
-        );
+        let elapsed = started.elapsed();
+        for work in live {
+            debug!(
+                partition = work.partition,
+                commands = work.pending.len(),
+                events = work.batch.events.len(),
+                positions = work.batch.positions.len(),
+                outbox = work.batch.outbox.len(),
+                apply_us = (work.applied_at - work.started_at).as_micros() as u64,
+                commit_us = work.applied_at.elapsed().as_micros() as u64,
+                "batch committed"
+            );
+            self.published(work, elapsed);
+        }
+    }
+
+    /// After the commit: the view, timers, outbox hand-over, observers, parts, then the callers.
+    fn published(&self, mut work: Work, elapsed: std::time::Duration) {
         {
-            let mut view = self.view.write().expect("view lock");
-            for (id, state) in work.publish {
+            let mut view = self
+                .handles(work.partition)
+                .view
+                .write()
+                .expect("view lock");
+            for (id, state) in std::mem::take(&mut work.publish) {
                 view.items.insert(id, state);
             }
             view.seq = work.seq;
@@ -135,7 +206,7 @@ impl Committer {
         for t in &work.timers_done {
             self.timers.cancel(t);
         }
-        for t in work.timers_set {
+        for t in std::mem::take(&mut work.timers_set) {
             if !work.timers_done.contains(&t.id) {
                 self.timers.set(t.id, t.due_at, t.command);
             }
@@ -148,12 +219,20 @@ impl Committer {
         if let Some(observe) = &self.on_committed
             && !work.batch.is_empty()
         {
-            observe(&work.batch, started.elapsed());
+            observe(&work.batch, elapsed);
         }
-        for cmd in work.part_commands {
+        for cmd in std::mem::take(&mut work.part_commands) {
             // The driver lives as long as the engine; gone, the next start settles the part.
             let _ = self.parts.send(cmd);
         }
-        work.pending.into_iter().for_each(|p| p.answer(None));
+        finish(work, None);
+    }
+}
+
+/// Answers a batch's callers and tells its writer it is done.
+fn finish(work: Work, err: Option<&EngineError>) {
+    work.pending.into_iter().for_each(|p| p.answer(err));
+    if let Some(done) = work.done {
+        let _ = done.send(());
     }
 }

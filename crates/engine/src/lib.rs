@@ -318,7 +318,7 @@ impl Engine {
                 config.outbox.clone(),
                 part_sink.clone(),
             )?;
-            writers.push((writer, rx, config.store.open()?));
+            writers.push((writer, rx));
             senders.push(tx);
             views.push(view);
         }
@@ -327,7 +327,7 @@ impl Engine {
         let open_parts: Vec<(u32, Reservation)> = writers
             .iter()
             .enumerate()
-            .flat_map(|(p, (w, _, _))| {
+            .flat_map(|(p, (w, _))| {
                 w.ledger()
                     .reservations()
                     .filter(|r| crossdock_model::event::cross_part_owner(&r.id).is_some())
@@ -350,13 +350,59 @@ impl Engine {
             let _ = part_sink.send(cmd);
         }
         drop(part_sink);
-        for (p, (writer, rx, committer_store)) in writers.into_iter().enumerate() {
+        // Committers: one for every partition on SQLite (one write lock: the partitions'
+        // batches are committed together), else one per partition, each on its connection.
+        let shared = matches!(config.store, StoreSpec::Sqlite(_));
+        let groups: Vec<Vec<usize>> = if shared {
+            vec![(0..writers.len()).collect()]
+        } else {
+            (0..writers.len()).map(|p| vec![p]).collect()
+        };
+        let mut committer_threads = Vec::new();
+        let mut to_committers: Vec<Option<SyncSender<committer::ToCommitter>>> =
+            vec![None; writers.len()];
+        for group in groups {
+            let mut partitions = vec![None; writers.len()];
+            for &p in &group {
+                partitions[p] = Some(writers[p].0.handles());
+            }
+            let (outbox, parts) = writers[group[0]].0.hooks();
+            let committer = committer::Committer {
+                store: config.store.open()?,
+                partitions,
+                timers: timers.clone(),
+                on_commit: outbox.on_commit.clone(),
+                on_committed: outbox.on_committed.clone(),
+                parts,
+            };
+            let (tx, rx) = std::sync::mpsc::sync_channel(2 * group.len());
+            for &p in &group {
+                to_committers[p] = Some(tx.clone());
+            }
+            let name = if shared {
+                "committer".to_string()
+            } else {
+                format!("committer-{}", group[0])
+            };
+            committer_threads.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || committer.run(rx))
+                    .expect("spawn committer thread"),
+            );
+        }
+        for (p, (writer, rx)) in writers.into_iter().enumerate() {
+            let to_committer = to_committers[p]
+                .take()
+                .expect("every partition has a committer");
             let handle = std::thread::Builder::new()
                 .name(format!("writer-{p}"))
-                .spawn(move || writer.run(rx, committer_store))
+                .spawn(move || writer.run(rx, to_committer))
                 .expect("spawn writer thread");
             threads.push(handle);
         }
+        // Joined after the writers: a committer ends once every writer it serves has.
+        threads.extend(committer_threads);
         let checkpointer = match &config.store {
             StoreSpec::Sqlite(path) => Some(crossdock_store::sqlite::Checkpointer::spawn(
                 path,

@@ -18,7 +18,7 @@ use crossdock_store::{
 };
 use tracing::{error, warn};
 
-use crate::committer::{Committer, Pending, ToCommitter, Work};
+use crate::committer::{Pending, ToCommitter, Work};
 
 use crate::persist::{
     event_row, item_rows, ledger_from_snapshot, reservation_from_row, reservation_row, step_row,
@@ -36,7 +36,6 @@ pub(crate) struct Writer {
     /// Fingerprints of every logged `(source, id)`; a hit is confirmed against the store.
     keys: HashSet<u64>,
     view: Arc<RwLock<View>>,
-    timers: TimerHandle,
     batch_max: usize,
     /// Batches handed to the committer that may not be durable yet, newest last: what they
     /// logged and which reservations they settled, so repeats are recognised before the store has them.
@@ -117,7 +116,6 @@ impl Writer {
             ledger,
             keys,
             view,
-            timers,
             batch_max,
             recent: VecDeque::new(),
             poisoned: Arc::new(AtomicBool::new(false)),
@@ -143,30 +141,31 @@ impl Writer {
         view.seq = self.ledger.seq;
     }
 
-    /// Runs the writer and its committer (on a second thread with its own store connection).
-    pub fn run(mut self, rx: Receiver<Traced>, committer_store: Box<dyn Store>) {
-        let (to_committer, committer_rx) = std::sync::mpsc::sync_channel(IN_FLIGHT_MAX - 1);
-        let committer = Committer {
-            partition: self.partition,
-            store: committer_store,
+    /// The committer's share of this partition: its view and poison flag.
+    pub fn handles(&self) -> crate::committer::Handles {
+        crate::committer::Handles {
             view: self.view.clone(),
-            timers: self.timers.clone(),
             poisoned: self.poisoned.clone(),
-            on_commit: self.outbox.on_commit.clone(),
-            on_committed: self.outbox.on_committed.clone(),
-            parts: self.parts.clone(),
-        };
-        let handle = std::thread::Builder::new()
-            .name(format!("committer-{}", self.partition))
-            .spawn(move || committer.run(committer_rx))
-            .expect("spawn committer thread");
+        }
+    }
+
+    /// The outbox hooks and part sink a committer of this writer calls after each commit.
+    pub fn hooks(&self) -> (OutboxHook, crate::cross::PartSink) {
+        (self.outbox.clone(), self.parts.clone())
+    }
+
+    /// Applies batches and hands them to the committer (a thread of its own, shared with other
+    /// partitions on SQLite), so the next batch is applied while this one is written.
+    pub fn run(mut self, rx: Receiver<Traced>, to_committer: SyncSender<ToCommitter>) {
         self.pipeline(rx, &to_committer);
-        drop(to_committer);
-        let _ = handle.join();
     }
 
     fn pipeline(&mut self, rx: Receiver<Traced>, to_committer: &SyncSender<ToCommitter>) {
         let mut cmds = Vec::with_capacity(self.batch_max);
+        // Batches handed over and not yet committed: at most IN_FLIGHT_MAX when the next one is
+        // applied, so `recent` holds every batch the store may not have yet.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let mut in_flight = 0usize;
         loop {
             match rx.recv() {
                 Ok(c) => cmds.push(c),
@@ -178,6 +177,8 @@ impl Writer {
                 if to_committer.send(ToCommitter::Barrier(done)).is_err() || wait.recv().is_err() {
                     return;
                 }
+                while done_rx.try_recv().is_ok() {}
+                in_flight = 0;
                 self.reload();
                 self.recent.clear();
                 self.poisoned.store(false, Ordering::Release);
@@ -189,7 +190,8 @@ impl Writer {
                 }
             }
             let stop = cmds.iter().any(|c| matches!(c.0, Command::Stop));
-            let work = self.process(std::mem::take(&mut cmds));
+            let mut work = self.process(std::mem::take(&mut cmds));
+            work.done = Some(done_tx.clone());
             if to_committer
                 .send(ToCommitter::Work(Box::new(work)))
                 .is_err()
@@ -198,6 +200,16 @@ impl Writer {
             }
             if stop {
                 return;
+            }
+            in_flight += 1;
+            while done_rx.try_recv().is_ok() {
+                in_flight -= 1;
+            }
+            while in_flight > IN_FLIGHT_MAX {
+                if done_rx.recv().is_err() {
+                    return;
+                }
+                in_flight -= 1;
             }
         }
     }
@@ -286,6 +298,8 @@ impl Writer {
             applied_at: Instant::now(),
             started_at,
             part_commands,
+            partition: self.partition,
+            done: None,
         }
     }
 

@@ -658,6 +658,12 @@ mod commit_failure {
             }
             self.inner.commit(batch)
         }
+        fn commit_all(&mut self, batches: &[&CommitBatch]) -> crossdock_store::Result<()> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(StoreError::Corrupt("injected: disk full".into()));
+            }
+            self.inner.commit_all(batches)
+        }
         fn find_event(
             &mut self,
             source: &str,

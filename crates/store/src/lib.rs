@@ -335,6 +335,10 @@ pub trait Store: DeliveryStore + ExceptionStore + ReconStore + TraceStore + Send
     fn load_partition(&mut self, partition: u32) -> Result<PartitionSnapshot>;
     /// Writes the whole batch in one transaction, durably, or nothing.
     fn commit(&mut self, batch: &CommitBatch) -> Result<()>;
+
+    /// Commits several batches (of several partitions) in one transaction: all or none.
+    /// Stores whose writers serialize on one lock (SQLite) commit partitions together this way.
+    fn commit_all(&mut self, batches: &[&CommitBatch]) -> Result<()>;
     /// The idempotency key lookup.
     fn find_event(&mut self, source: &str, id: &str) -> Result<Option<EventRow>>;
     /// Fingerprints `key_hash(source, id)` of every logged event of a partition.

@@ -341,6 +341,15 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn commit_all(&mut self, batches: &[&CommitBatch]) -> Result<()> {
+        let mut tx = self.client.transaction()?;
+        for batch in batches {
+            write_batch(&mut tx, &mut self.statements, batch)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn find_event(&mut self, source: &str, id: &str) -> Result<Option<EventRow>> {
         let stmt = self.statements.get(&mut self.client, SELECT_EVENT_BY_KEY)?;
         self.client

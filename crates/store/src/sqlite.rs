@@ -384,6 +384,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn commit_all(&mut self, batches: &[&CommitBatch]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for batch in batches {
+            write_batch(&tx, batch)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn find_event(&mut self, source: &str, id: &str) -> Result<Option<EventRow>> {
         let mut stmt = self.conn.prepare_cached(SELECT_EVENT_BY_KEY)?;
         let mut rows = stmt.query([source, id])?;
