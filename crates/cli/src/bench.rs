@@ -42,6 +42,9 @@ pub enum BenchWhat {
         /// Distinct items the events spread over (each batch touches min(batch, items) items).
         #[arg(long, default_value_t = 100_000)]
         items: usize,
+        /// The hub's partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
         #[command(flatten)]
         common: Common,
     },
@@ -169,8 +172,9 @@ pub fn run(what: BenchWhat) -> ExitCode {
                 events,
                 batch,
                 items,
+                partitions,
                 common,
-            } => ingest(events, batch, items, &common).await,
+            } => ingest(events, batch, items, partitions, &common).await,
             BenchWhat::Http { requests, common } => http(requests, &common).await,
             BenchWhat::Atp { requests, common } => atp(requests, &common).await,
             BenchWhat::Reserve {
@@ -495,12 +499,18 @@ pub(crate) async fn send_batches(
     Ok(total)
 }
 
-async fn ingest(events: usize, batch: usize, items: usize, common: &Common) -> Result<()> {
+async fn ingest(
+    events: usize,
+    batch: usize,
+    items: usize,
+    partitions: u32,
+    common: &Common,
+) -> Result<()> {
     let connections = common.connections.unwrap_or(2);
     let mut rates = Vec::new();
     for run in 0..common.runs {
         let dir = run_dir(common, "ingest", run);
-        let (hub, _) = Hub::start(&dir).await?;
+        let (hub, _) = Hub::start_partitioned(&dir, partitions).await?;
         let bodies = ndjson_batches(
             &format!("r{run}"),
             events,
