@@ -66,6 +66,7 @@ struct Recent {
 type BatchKeys = HashMap<u64, Vec<usize>>;
 
 impl Writer {
+    #[allow(clippy::too_many_arguments)] // what a writer is wired to at start; each is distinct
     pub fn load(
         partition: u32,
         mut store: Box<dyn Store>,
