@@ -174,4 +174,16 @@ async fn reservations_across_partitions_survive_a_kill_and_never_oversell() {
         let (_, v) = get(&mut query, &format!("/v1/items/SKU-{i}/positions")).await;
         assert_eq!(v["positions"][0]["reserved"], 0, "SKU-{i}: {v}");
     }
+
+    // Readiness reports every partition: each has committed, and together they hold every item.
+    let (s, v) = get(&mut query, "/readyz").await;
+    assert_eq!(s, 200, "{v}");
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 4, "{v}");
+    for (n, p) in parts.iter().enumerate() {
+        assert_eq!(p["partition"], n as u64, "{v}");
+        assert!(p["ledger_seq"].as_u64().unwrap() > 0, "{v}");
+    }
+    let items: u64 = parts.iter().map(|p| p["items"].as_u64().unwrap()).sum();
+    assert_eq!(items, ITEMS as u64, "{v}");
 }

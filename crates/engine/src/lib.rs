@@ -266,6 +266,14 @@ pub(crate) struct View {
     pub seq: u64,
 }
 
+/// One partition as `GET /readyz` and `/metrics` report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionStatus {
+    pub partition: u32,
+    pub ledger_seq: u64,
+    pub items: usize,
+}
+
 /// A partition's committed items as of its ledger sequence `seq`.
 pub struct CommittedPartition {
     pub partition: u32,
@@ -841,6 +849,23 @@ impl Engine {
             .call(f)
             .await?
             .map_err(|e| EngineError::Store(e.to_string()))
+    }
+
+    /// Every partition as queries see it: its last committed ledger sequence and how many
+    /// items it holds.
+    pub fn partition_status(&self) -> Vec<PartitionStatus> {
+        self.views
+            .iter()
+            .enumerate()
+            .map(|(p, v)| {
+                let view = v.read().expect("view lock");
+                PartitionStatus {
+                    partition: p as u32,
+                    ledger_seq: view.seq,
+                    items: view.items.len(),
+                }
+            })
+            .collect()
     }
 
     /// Sequence of the last commit of each partition.

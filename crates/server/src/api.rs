@@ -169,7 +169,18 @@ async fn http_span(req: Request, next: axum::middleware::Next) -> Response {
 }
 
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
-    Json(json!({"status": "ready", "ledger_seq": st.engine.ledger_seqs()})).into_response()
+    let partitions: Vec<Value> = st
+        .engine
+        .partition_status()
+        .iter()
+        .map(|p| json!({"partition": p.partition, "ledger_seq": p.ledger_seq, "items": p.items}))
+        .collect();
+    Json(json!({
+        "status": "ready",
+        "ledger_seq": st.engine.ledger_seqs(),
+        "partitions": partitions,
+    }))
+    .into_response()
 }
 
 async fn schema() -> Response {
