@@ -1164,6 +1164,7 @@ async fn get_metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> App
             open_exceptions,
             variances,
             http,
+            partitions: st.engine.partition_status(),
         })
         .map_err(|e| Problem::unavailable(format!("cannot encode the metrics: {e}")))?;
     let format = crate::telemetry::Format::negotiate(

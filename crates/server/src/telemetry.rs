@@ -40,6 +40,8 @@ pub struct Scrape {
     pub variances: Vec<(String, String, u64)>,
     /// The HTTP edge: connections and request bodies.
     pub http: HttpEdge,
+    /// Every partition: its last committed ledger sequence and the items it holds.
+    pub partitions: Vec<crossdock_engine::PartitionStatus>,
 }
 
 /// The HTTP edge as a scrape finds it.
@@ -694,6 +696,28 @@ impl Collector for ScrapeCollector {
             s.variances.iter().map(|(source, class, n)| {
                 (labels(&[("source", source), ("class", class)]), *n as i64)
             }),
+        )?;
+        let partition = |p: &crossdock_engine::PartitionStatus| {
+            labels(&[("partition", &p.partition.to_string())])
+        };
+        gauge_family(
+            &mut encoder,
+            "partition_ledger_seq",
+            "The ledger sequence a partition last committed",
+            s.partitions.iter().map(|p| {
+                (
+                    partition(p),
+                    i64::try_from(p.ledger_seq).unwrap_or(i64::MAX),
+                )
+            }),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "partition_items",
+            "Items a partition holds in memory",
+            s.partitions
+                .iter()
+                .map(|p| (partition(p), i64::try_from(p.items).unwrap_or(i64::MAX))),
         )?;
         // Objectives: good and bad observations, attainment and burn rate.
         let counts = slo_counts(&self.slos, &s.lanes, &s.channels);
