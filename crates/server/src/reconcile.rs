@@ -60,7 +60,10 @@ pub enum RunError {
         errors: Vec<SnapshotError>,
         exception_id: String,
     },
-    /// The source or the hub cannot answer now (a channel read failed, no file yet, the store).
+    /// Nothing to compare: the request sent no snapshot and the source has none (a CSV source
+    /// without a file, a partner that has sent no 846 yet).
+    NoSnapshot(String),
+    /// The source or the hub cannot answer now (a channel read failed, the store).
     Unavailable(String),
 }
 
@@ -73,7 +76,7 @@ impl std::fmt::Display for RunError {
                 let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 write!(f, "the snapshot cannot be read: {}", list.join("; "))
             }
-            RunError::Unavailable(why) => f.write_str(why),
+            RunError::NoSnapshot(why) | RunError::Unavailable(why) => f.write_str(why),
         }
     }
 }
@@ -353,7 +356,7 @@ impl Reconciler {
         };
         match &spec.kind {
             SourceKind::Csv { file: Some(file) } => Ok((file.clone(), modified(file)?)),
-            SourceKind::Csv { file: None } => Err(RunError::Unavailable(format!(
+            SourceKind::Csv { file: None } => Err(RunError::NoSnapshot(format!(
                 "source {} has no file; send the snapshot with the request",
                 spec.name
             ))),
@@ -361,7 +364,7 @@ impl Reconciler {
                 let dir = self.data_dir.join("snapshots").join(partner);
                 let newest = std::fs::read_dir(&dir)
                     .map_err(|e| {
-                        RunError::Unavailable(format!(
+                        RunError::NoSnapshot(format!(
                             "no 846 snapshot from {partner} yet ({}: {e})",
                             dir.display()
                         ))
@@ -372,7 +375,7 @@ impl Reconciler {
                     .filter_map(|p| Some((modified(&p).ok()?, p)))
                     .max();
                 let (at, path) = newest.ok_or_else(|| {
-                    RunError::Unavailable(format!("no 846 snapshot from {partner} yet"))
+                    RunError::NoSnapshot(format!("no 846 snapshot from {partner} yet"))
                 })?;
                 Ok((path, at))
             }

@@ -88,6 +88,12 @@ fn run_problem(e: RunError) -> Problem {
     match e {
         RunError::UnknownSource(_) => Problem::not_found("unknown-source", detail).field("source"),
         RunError::Busy(_) => Problem::new(StatusCode::CONFLICT, "busy", "Busy", detail),
+        RunError::NoSnapshot(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "no-snapshot",
+            "Nothing to compare",
+            detail,
+        ),
         RunError::BadInput {
             errors,
             exception_id,
