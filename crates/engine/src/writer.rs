@@ -682,7 +682,7 @@ impl Writer {
         batch: &mut CommitBatch,
         batch_keys: &mut BatchKeys,
     ) -> ReservationReply {
-        if let Some(reply) = self.settled_reservation(event) {
+        if let Some(reply) = self.settled_reservation(event, batch, batch_keys) {
             return reply;
         }
         let outcome = self.ledger.apply(&self.policy, event, fx);
@@ -707,7 +707,12 @@ impl Writer {
     }
 
     /// Answers commands about reservations that have left memory (released, expired) from the store.
-    fn settled_reservation(&mut self, event: &Event) -> Option<ReservationReply> {
+    fn settled_reservation(
+        &mut self,
+        event: &Event,
+        batch: &CommitBatch,
+        batch_keys: &BatchKeys,
+    ) -> Option<ReservationReply> {
         let (id, target) = match &event.data {
             EventData::ReservationRequested(r) => (&r.reservation, None),
             EventData::ReservationReleased(r) => (&r.reservation, Some("released")),
@@ -719,14 +724,27 @@ impl Writer {
         if self.ledger.reservation(id).is_some() {
             return None;
         }
-        let in_flight = self.recent.iter().rev().find_map(|r| {
-            r.batch
-                .reservations
-                .iter()
-                .rev()
-                .find(|row| &row.id == id)
-                .cloned()
-        });
+        // A reservation whose creating command (`reserve:<id>`, the only one that makes a row
+        // for a new id) was never logged does not exist: no need to ask the store. Parts of
+        // cross-partition reservations always take this path (a fresh attempt, a fresh id).
+        if let EventData::ReservationRequested(_) = &event.data {
+            let created = crossdock_model::event::key_hash(
+                crossdock_model::HUB_SOURCE,
+                &format!("reserve:{id}"),
+            );
+            if !self.keys.contains(&created) && !batch_keys.contains_key(&created) {
+                return None;
+            }
+        }
+        let in_flight = std::iter::once(batch)
+            .chain(self.recent.iter().rev().map(|r| &*r.batch))
+            .find_map(|b| {
+                b.reservations
+                    .iter()
+                    .rev()
+                    .find(|row| &row.id == id)
+                    .cloned()
+            });
         let row =
             match in_flight.map_or_else(|| self.store.find_reservation(id), |row| Ok(Some(row))) {
                 Ok(Some(row)) => row,
