@@ -235,4 +235,93 @@ mod tests {
         assert_eq!(v["field"], "data.item");
         assert_eq!(v["event_status"], "quarantined", "extensions are kept");
     }
+
+    /// What a route answers through `as_problem`: status, content type, body.
+    async fn through_the_layer(path: &str) -> (u16, String, String) {
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route("/ok", get(|| async { "fine" }))
+            .route(
+                "/text",
+                get(|| async { (StatusCode::BAD_REQUEST, "Failed to parse the thing") }),
+            )
+            .route(
+                "/boom",
+                get(|| async {
+                    let found: Vec<&str> = Vec::new();
+                    found[0]
+                }),
+            )
+            .route(
+                "/ui/page",
+                get(|| async {
+                    (
+                        StatusCode::FORBIDDEN,
+                        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                        "<p>no</p>",
+                    )
+                }),
+            )
+            .route("/post-only", axum::routing::post(|| async { "posted" }))
+            .layer(axum::middleware::from_fn(as_problem));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let resp = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let allow = resp.headers().get(header::ALLOW).is_some();
+        let body = resp.text().await.unwrap();
+        server.abort();
+        if status == 405 {
+            assert!(allow, "Allow is kept");
+        }
+        (status, ct, body)
+    }
+
+    #[tokio::test]
+    async fn framework_answers_and_panics_become_problems() {
+        let (status, ct, body) = through_the_layer("/ok").await;
+        assert_eq!(
+            (status, ct.as_str(), body.as_str()),
+            (200, "text/plain; charset=utf-8", "fine")
+        );
+        for (path, code, slug, detail) in [
+            ("/text", 400, "bad-request", "Failed to parse the thing"),
+            (
+                "/boom",
+                500,
+                "internal-error",
+                "the hub failed answering this request; it was logged",
+            ),
+            (
+                "/post-only",
+                405,
+                "method-not-allowed",
+                "GET is not served at /post-only; the Allow header lists what is (see GET /v1/openapi.json)",
+            ),
+            ("/nowhere", 404, "no-such-route", "Not Found"),
+        ] {
+            let (status, ct, body) = through_the_layer(path).await;
+            assert_eq!(
+                (status, ct.as_str()),
+                (code, "application/problem+json"),
+                "{path}: {body}"
+            );
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["status"], code, "{path}: {v}");
+            assert_eq!(v["type"], format!("{TYPE_PREFIX}{slug}"), "{path}: {v}");
+            assert_eq!(v["detail"], detail, "{path}: {v}");
+        }
+        let (status, ct, body) = through_the_layer("/ui/page").await;
+        assert_eq!(
+            (status, ct.as_str(), body.as_str()),
+            (403, "text/html; charset=utf-8", "<p>no</p>"),
+            "the dashboard's pages stay HTML"
+        );
+    }
 }
