@@ -29,6 +29,10 @@ pub struct Common {
     /// Keep the hub's data directories here instead of a temporary folder.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run the hub on this PostgreSQL database (a fresh schema per run, dropped after it)
+    /// instead of the embedded SQLite store; `ingest` and `reserve` only.
+    #[arg(long)]
+    pub postgres: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -306,11 +310,23 @@ impl Hub {
     }
 
     /// A hub with `partitions` partitions.
-    pub(crate) async fn start_partitioned(dir: &Path, partitions: u32) -> Result<(Hub, Duration)> {
+    /// A hub with `partitions` partitions, on the store `common` asks for.
+    pub(crate) async fn start_partitioned(
+        dir: &Path,
+        partitions: u32,
+        common: &Common,
+    ) -> Result<(Hub, Duration)> {
+        let store = match &common.postgres {
+            Some(url) => format!(
+                "[store]\nkind = \"postgres\"\nurl = {url:?}\nschema = {:?}\n",
+                pg_schema(dir)
+            ),
+            None => String::new(),
+        };
         Self::start_config(write_config_with(
             dir,
             &format!("partitions = {partitions}"),
-            "",
+            &store,
         )?)
         .await
     }
@@ -391,9 +407,23 @@ pub(crate) fn run_dir(common: &Common, name: &str, run: usize) -> PathBuf {
 }
 
 pub(crate) fn cleanup(common: &Common, dir: &Path) {
+    if let Some(url) = &common.postgres {
+        let _ = std::process::Command::new("psql")
+            .args(["-q", "-d", url, "-c"])
+            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", pg_schema(dir)))
+            .output();
+    }
     if common.dir.is_none() {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// The PostgreSQL schema of a run's hub, named after its data directory.
+fn pg_schema(dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    format!("bench_{:016x}", h.finish())
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -510,7 +540,7 @@ async fn ingest(
     let mut rates = Vec::new();
     for run in 0..common.runs {
         let dir = run_dir(common, "ingest", run);
-        let (hub, _) = Hub::start_partitioned(&dir, partitions).await?;
+        let (hub, _) = Hub::start_partitioned(&dir, partitions, common).await?;
         let bodies = ndjson_batches(
             &format!("r{run}"),
             events,
@@ -682,7 +712,7 @@ async fn reserve(
     let mut baselines = Vec::new();
     for run in 0..common.runs {
         let dir = run_dir(common, "reserve", run);
-        let (hub, _) = Hub::start_partitioned(&dir, partitions).await?;
+        let (hub, _) = Hub::start_partitioned(&dir, partitions, common).await?;
         let seed: Vec<Bytes> = vec![Bytes::from(
             (0..items)
                 .map(|i| {

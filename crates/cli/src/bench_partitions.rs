@@ -45,7 +45,7 @@ pub(crate) async fn reserve_across(
     for run in 0..common.runs {
         for (width, out) in [(1, &mut single), (lines, &mut across)] {
             let dir = run_dir(common, &format!("reserve-{width}"), run);
-            let (hub, _) = Hub::start_partitioned(&dir, partitions).await?;
+            let (hub, _) = Hub::start_partitioned(&dir, partitions, common).await?;
             let seed = Bytes::from(
                 (0..items)
                     .map(|i| {
