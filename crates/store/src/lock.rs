@@ -63,6 +63,11 @@ fn host_name() -> String {
         .unwrap_or_else(|| "(unknown host)".into())
 }
 
+/// How long a hub keeps trying for a held store before it gives up: a holder that was just
+/// killed lets go a moment later (its process exits, or its database session ends once the
+/// server sees the connection close), and a restart must not take that moment for a live hub.
+const ACQUIRE_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a refused hub waits for the holder to write its name (it takes the lock first).
 const NAME_WAIT: Duration = Duration::from_secs(2);
 
@@ -102,8 +107,14 @@ impl HubLock {
         PathBuf::from(p)
     }
 
-    /// Holds the SQLite database at `db` for `me`, or says which hub holds it.
+    /// Holds the SQLite database at `db` for `me`, or says which hub holds it (after trying for
+    /// a few seconds).
     pub fn sqlite(db: &Path, me: &Holder) -> Result<HubLock> {
+        Self::sqlite_within(db, me, ACQUIRE_WAIT)
+    }
+
+    /// [`HubLock::sqlite`], trying for `wait`.
+    pub fn sqlite_within(db: &Path, me: &Holder, wait: Duration) -> Result<HubLock> {
         let path = Self::sqlite_path(db);
         let io = |what: &str, e: std::io::Error| {
             StoreError::Config(format!(
@@ -118,7 +129,16 @@ impl HubLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| io("open", e))?;
-        match file.try_lock() {
+        let started = Instant::now();
+        let locked = loop {
+            match file.try_lock() {
+                Err(TryLockError::WouldBlock) if started.elapsed() < wait => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => break other,
+            }
+        };
+        match locked {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let started = Instant::now();
@@ -152,8 +172,18 @@ impl HubLock {
     }
 
     /// Holds the PostgreSQL database at `url` (in `schema`, else the connection's current
-    /// schema) for `me`, or says which hub holds it.
+    /// schema) for `me`, or says which hub holds it (after trying for a few seconds).
     pub fn postgres(url: &str, schema: Option<&str>, me: &Holder) -> Result<HubLock> {
+        Self::postgres_within(url, schema, me, ACQUIRE_WAIT)
+    }
+
+    /// [`HubLock::postgres`], trying for `wait`.
+    pub fn postgres_within(
+        url: &str,
+        schema: Option<&str>,
+        me: &Holder,
+        wait: Duration,
+    ) -> Result<HubLock> {
         let mut client = ::postgres::Client::connect(url, ::postgres::NoTls)?;
         if let Some(schema) = schema {
             client.batch_execute(&format!(
@@ -167,12 +197,19 @@ impl HubLock {
             "SELECT set_config('application_name', left($1, 63), false)",
             &[&app],
         )?;
-        let got: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtext('crossdock hub'), hashtext(current_schema()))",
-                &[],
-            )?
-            .try_get(0)?;
+        let started = Instant::now();
+        let got = loop {
+            let got: bool = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock(hashtext('crossdock hub'), hashtext(current_schema()))",
+                    &[],
+                )?
+                .try_get(0)?;
+            if got || started.elapsed() >= wait {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         let schema_name: String = client
             .query_one("SELECT current_schema()", &[])?
             .try_get(0)?;
@@ -245,7 +282,7 @@ fn read_pg_holder(client: &mut ::postgres::Client) -> Result<Option<Holder>> {
 
 fn held(holder: Option<Holder>, what: &str) -> StoreError {
     let who = holder.map_or_else(
-        || "another hub (it has not written its name yet)".to_string(),
+        || "another hub (whose name is not recorded)".to_string(),
         |h| format!("another hub: {}", h.describe()),
     );
     StoreError::Held(format!(

@@ -4,7 +4,12 @@
 //! `CROSSDOCK_TEST_PG_URL` and fail, not skip, when PostgreSQL is unreachable.
 
 use crossdock_model::Timestamp;
+use std::time::Duration;
+
 use crossdock_store::{Holder, HubLock, StoreError};
+
+/// How long each attempt tries for a held store (the hub tries for seconds).
+const WAIT: Duration = Duration::from_millis(200);
 
 fn holder(pid: u32, listen: &str) -> Holder {
     Holder {
@@ -27,11 +32,16 @@ fn sqlite_second_holder_is_refused_naming_the_first() {
     let dir = std::env::temp_dir().join(format!("crossdock-lock-{:016x}", fastrand::u64(..)));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("crossdock.db");
-    let first = HubLock::sqlite(&db, &holder(4242, "127.0.0.1:8080")).expect("free store");
+    let first =
+        HubLock::sqlite_within(&db, &holder(4242, "127.0.0.1:8080"), WAIT).expect("free store");
     assert_eq!(first.holder().pid, 4242);
     assert_eq!(HubLock::sqlite_path(&db), dir.join("crossdock.db.lock"));
 
-    let m = refusal(HubLock::sqlite(&db, &holder(7, "127.0.0.1:9090")));
+    let m = refusal(HubLock::sqlite_within(
+        &db,
+        &holder(7, "127.0.0.1:9090"),
+        WAIT,
+    ));
     for part in [
         "pid 4242",
         "dc-test",
@@ -44,17 +54,29 @@ fn sqlite_second_holder_is_refused_naming_the_first() {
     assert!(!m.contains("9090"), "names the holder, not the asker: {m}");
 
     // Another database in the same folder is another store.
-    HubLock::sqlite(&dir.join("other.db"), &holder(7, "127.0.0.1:9090"))
+    HubLock::sqlite_within(&dir.join("other.db"), &holder(7, "127.0.0.1:9090"), WAIT)
         .expect("another file is free");
 
     drop(first);
-    let second = HubLock::sqlite(&db, &holder(7, "127.0.0.1:9090")).expect("free once released");
-    let m = refusal(HubLock::sqlite(&db, &holder(8, "x")));
+    let second = HubLock::sqlite_within(&db, &holder(7, "127.0.0.1:9090"), WAIT)
+        .expect("free once released");
+    let m = refusal(HubLock::sqlite_within(&db, &holder(8, "x"), WAIT));
     assert!(
         m.contains("pid 7") && m.contains("127.0.0.1:9090"),
         "the file names the new holder: {m}"
     );
-    drop(second);
+    // A holder that lets go while another waits (a hub killed and restarted at once): the
+    // waiter takes the store.
+    let started = std::time::Instant::now();
+    let letting_go = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(second);
+    });
+    let third = HubLock::sqlite_within(&db, &holder(9, "x"), Duration::from_secs(5))
+        .expect("taken once the holder let go");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    letting_go.join().unwrap();
+    drop(third);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -68,12 +90,13 @@ fn pg_url() -> String {
 fn postgres_second_holder_is_refused_until_the_first_connection_dies() {
     let schema = format!("cd_lock_{:016x}", fastrand::u64(..));
     let url = pg_url();
-    let first =
-        HubLock::postgres(&url, Some(&schema), &holder(4242, "10.0.0.1:8080")).expect("free");
-    let m = refusal(HubLock::postgres(
+    let first = HubLock::postgres_within(&url, Some(&schema), &holder(4242, "10.0.0.1:8080"), WAIT)
+        .expect("free");
+    let m = refusal(HubLock::postgres_within(
         &url,
         Some(&schema),
         &holder(7, "10.0.0.2:8080"),
+        WAIT,
     ));
     for part in ["pid 4242", "dc-test", "10.0.0.1:8080", &schema] {
         assert!(m.contains(part), "{part:?} missing from {m:?}");
@@ -81,7 +104,7 @@ fn postgres_second_holder_is_refused_until_the_first_connection_dies() {
 
     // Another schema of the same database is another store.
     let other = format!("{schema}_b");
-    let b = HubLock::postgres(&url, Some(&other), &holder(7, "10.0.0.2:8080"))
+    let b = HubLock::postgres_within(&url, Some(&other), &holder(7, "10.0.0.2:8080"), WAIT)
         .expect("another schema is free");
     drop(b);
 
@@ -99,17 +122,23 @@ fn postgres_second_holder_is_refused_until_the_first_connection_dies() {
         .get::<_, bool>(0);
     assert!(killed);
     let started = std::time::Instant::now();
-    let third = loop {
-        match HubLock::postgres(&url, Some(&schema), &holder(9, "10.0.0.3:8080")) {
-            Ok(l) => break l,
-            Err(StoreError::Held(_)) if started.elapsed().as_secs() < 10 => {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(e) => panic!("not released after the holder's connection died: {e}"),
-        }
+    let third = match HubLock::postgres_within(
+        &url,
+        Some(&schema),
+        &holder(9, "10.0.0.3:8080"),
+        Duration::from_secs(10),
+    ) {
+        Ok(l) => l,
+        Err(e) => panic!("not released after the holder's connection died: {e}"),
     };
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(third.holder().pid, 9);
-    let m = refusal(HubLock::postgres(&url, Some(&schema), &holder(10, "x")));
+    let m = refusal(HubLock::postgres_within(
+        &url,
+        Some(&schema),
+        &holder(10, "x"),
+        WAIT,
+    ));
     assert!(m.contains("pid 9") && !m.contains("pid 4242"), "{m}");
     drop(third);
     drop(first);
