@@ -150,9 +150,15 @@ fn snapshot(engine: &Engine) -> Vec<(String, u16, Buckets)> {
     out
 }
 
-async fn restart_and_replay_reproduce_state(fresh: Fresh) {
+/// Random movements, repeats and reservations (on `partitions` partitions: some of them across
+/// several), then a restart and a replay of each partition's stored log through the pure ledger:
+/// both reproduce every position (conservation), whatever the partition count.
+async fn restart_and_replay_reproduce_state(fresh: Fresh, partitions: u32) {
     let policy = policy();
-    let config = EngineConfig::new(fresh.spec.clone());
+    let config = EngineConfig {
+        partitions,
+        ..EngineConfig::new(fresh.spec.clone())
+    };
     let engine = blocking(|| Engine::start(config.clone(), policy.clone())).unwrap();
     let mut events: Vec<Event> = (0..400).map(random_event).collect();
     // Repeat a fifth of them: each must be answered as a duplicate and applied once.
@@ -170,23 +176,40 @@ async fn restart_and_replay_reproduce_state(fresh: Fresh) {
     assert_eq!(duplicates, repeats.len());
     assert!(replies.iter().all(|r| r.is_ok()));
     for k in 0..20 {
+        // Every other reservation has a second line (on another partition, most of the time).
+        let mut lines = vec![ReserveLine {
+            item: ItemId::new(&format!("I{}", k % 8)).unwrap(),
+            qty: 3,
+        }];
+        if k % 2 == 1 {
+            lines.push(ReserveLine {
+                item: ItemId::new(&format!("I{}", (k + 3) % 8)).unwrap(),
+                qty: 2,
+            });
+        }
         let reply = engine
             .reserve(
                 format!("r{k}"),
                 ChannelId::new("web").unwrap(),
-                vec![ReserveLine {
-                    item: ItemId::new(&format!("I{}", k % 8)).unwrap(),
-                    qty: 3,
-                }],
+                lines,
                 600,
                 format!("rc{k}"),
             )
             .await
             .unwrap();
-        assert!(matches!(
-            reply,
-            ReservationReply::Done { .. } | ReservationReply::Insufficient(_)
-        ));
+        assert!(
+            matches!(
+                reply,
+                ReservationReply::Done { .. } | ReservationReply::Insufficient(_)
+            ),
+            "{reply:?}"
+        );
+        if k % 5 == 0 {
+            engine
+                .settle(format!("r{k}"), k % 10 == 0, format!("sc{k}"))
+                .await
+                .unwrap();
+        }
     }
     let before = snapshot(&engine);
     assert!(!before.is_empty());
@@ -203,34 +226,34 @@ async fn restart_and_replay_reproduce_state(fresh: Fresh) {
     engine.shutdown();
     drop(engine);
 
-    // Replay the stored log from empty through the pure ledger.
+    // Replay each partition's stored log from empty through the pure ledger.
     let mut store = blocking(|| fresh.spec.open()).unwrap();
-    let mut ledger = Ledger::new();
-    let mut after = 0;
-    loop {
-        let rows = blocking(|| store.read_events(0, after, 1000)).unwrap();
-        if rows.is_empty() {
-            break;
+    let mut replayed = Vec::new();
+    for partition in 0..partitions {
+        let mut ledger = Ledger::new();
+        let mut after = 0;
+        loop {
+            let rows = blocking(|| store.read_events(partition, after, 1000)).unwrap();
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                after = row.seq;
+                assert_eq!(row.status, EventStatus::Applied);
+                let mut fx = Effects::default();
+                assert!(
+                    ledger
+                        .apply(&policy, &event_from_row(&row).unwrap(), &mut fx)
+                        .is_logged()
+                );
+            }
         }
-        for row in rows {
-            after = row.seq;
-            assert_eq!(row.status, EventStatus::Applied);
-            let mut fx = Effects::default();
-            assert!(
-                ledger
-                    .apply(&policy, &event_from_row(&row).unwrap(), &mut fx)
-                    .is_logged()
-            );
-        }
-    }
-    let mut replayed: Vec<_> = ledger
-        .items()
-        .flat_map(|(id, s)| {
+        replayed.extend(ledger.items().flat_map(|(id, s)| {
             s.positions
                 .iter()
                 .map(move |p| (id.to_string(), p.location.0, p.b))
-        })
-        .collect();
+        }));
+    }
     replayed.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     let mut expected = before.clone();
     expected.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
@@ -244,12 +267,22 @@ async fn restart_and_replay_reproduce_state(fresh: Fresh) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_restart_and_replay_reproduce_state() {
-    restart_and_replay_reproduce_state(sqlite()).await;
+    restart_and_replay_reproduce_state(sqlite(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_restart_and_replay_reproduce_state_with_four_partitions() {
+    restart_and_replay_reproduce_state(sqlite(), 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_restart_and_replay_reproduce_state_with_four_partitions() {
+    restart_and_replay_reproduce_state(postgres(), 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_restart_and_replay_reproduce_state() {
-    restart_and_replay_reproduce_state(postgres()).await;
+    restart_and_replay_reproduce_state(postgres(), 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
