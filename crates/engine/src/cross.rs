@@ -17,8 +17,8 @@ use crossdock_ledger::cross::{PART_GRACE_S, PartCommand, part_target, part_targe
 use crossdock_ledger::state::hub_command;
 use crossdock_ledger::{Rejection, ResStatus, Reservation, Shortfall};
 use crossdock_model::event::{
-    CROSS_PART_MARK, CrossBegun, CrossDecided, CrossLine, ReservationRef, ReservationRequested,
-    ReserveLine, cross_part_id,
+    CROSS_PART_MARK, CrossBegun, CrossDecided, CrossLine, OwnPart, ReservationRef,
+    ReservationRequested, ReserveLine, cross_part_id,
 };
 use crossdock_model::{ChannelId, Event, EventData, Timestamp};
 use tokio::sync::oneshot;
@@ -136,8 +136,20 @@ impl Engine {
             }
         }
         groups.sort_by_key(|(p, _)| *p);
+        let partitions: Vec<u32> = groups.iter().map(|(p, _)| *p).collect();
         let coordinator = partition_of_key(r.id, n);
         let attempt = nonce(r.id);
+        let part_ttl_s = r.ttl_s + PREPARE_S + PART_GRACE_S;
+        // The coordinator's own lines are held by the command that begins the record.
+        let own = groups
+            .iter()
+            .position(|(p, _)| *p == coordinator)
+            .map(|i| groups.remove(i))
+            .map(|(partition, lines)| OwnPart {
+                partition,
+                lines,
+                ttl_s: part_ttl_s,
+            });
         let begin = hub_command(
             format!("begin:{}:{attempt:016x}", r.id),
             Timestamp::now(),
@@ -148,8 +160,9 @@ impl Engine {
                 lines: r.lines.to_vec(),
                 ttl_s: r.ttl_s,
                 nonce: attempt,
-                partitions: groups.iter().map(|(p, _)| *p).collect(),
+                partitions,
                 prepare_s: PREPARE_S,
+                own: own.clone(),
             }),
         );
         let begun = self.send_reservation(coordinator, begin);
@@ -164,7 +177,7 @@ impl Engine {
                     reservation: part.clone(),
                     channel: r.channel.clone(),
                     lines: part_lines,
-                    ttl_s: r.ttl_s + PREPARE_S + PART_GRACE_S,
+                    ttl_s: part_ttl_s,
                 }),
             );
             waiting.push((p, part, self.send_reservation(p, hold)));
@@ -202,9 +215,20 @@ impl Engine {
             ReservationReply::Done {
                 repeat: false,
                 reservation,
-            } if reservation.status == ResStatus::Preparing => {}
-            // Not ours to decide (a repeat, a conflict, a request still deciding): the parts
-            // just held belong to no record.
+            } if reservation.status == ResStatus::Preparing => {
+                // The lines of the coordinator's own part, held with the record.
+                if let Some(own) = &own {
+                    held_parts.push((own.partition, cross_part_id(r.id, attempt, own.partition)));
+                    held.extend(reservation.lines.into_iter().map(|l| CrossLine {
+                        item: l.item,
+                        location: l.location,
+                        lot: l.lot,
+                        qty: l.qty,
+                    }));
+                }
+            }
+            // Not ours to decide (a repeat, a conflict, a request still deciding, the
+            // coordinator's own lines short): the parts just held belong to no record.
             other => {
                 self.release(&held_parts, r.correlation_id).await;
                 return Ok(match other {
@@ -212,6 +236,10 @@ impl Engine {
                         reservation,
                         repeat: true,
                     } if reservation.status == ResStatus::Preparing => Attempt::Busy,
+                    ReservationReply::Insufficient(mut short) => {
+                        short.extend(shortfalls);
+                        Attempt::Answer(ReservationReply::Insufficient(short))
+                    }
                     other => Attempt::Answer(other),
                 });
             }

@@ -12,7 +12,7 @@ use crossdock_engine::{
 use crossdock_ledger::state::hub_command;
 use crossdock_ledger::{ChannelPolicy, LocIdx, OwnershipRule, Policy, ResStatus, SourcePolicy};
 use crossdock_model::event::{
-    CrossBegun, CrossDecided, CrossLine, Received, ReservationRef, ReservationRequested,
+    CrossBegun, CrossDecided, CrossLine, OwnPart, Received, ReservationRef, ReservationRequested,
     ReserveLine, cross_part_id,
 };
 use crossdock_model::{ChannelId, Event, EventData, ItemId, LocationId, SourceId, Timestamp};
@@ -312,8 +312,10 @@ async fn partial(
     let channel = ChannelId::new("web").unwrap();
     // The record begins while the parts are held: either may be durable first, so a part held
     // before its record begins is one of the crash points.
+    // The coordinator is the partition of the second item: its lines are held by the command
+    // that begins the record, as the engine does.
     let mut steps = vec![Step::Hold(0), Step::Begin];
-    steps.extend((1..items.len()).map(Step::Hold));
+    steps.extend((2..items.len()).map(Step::Hold));
     steps.push(Step::Decide);
     if then.is_some() {
         steps.extend((0..items.len()).map(Step::Settle));
@@ -338,6 +340,11 @@ async fn partial(
                             nonce,
                             partitions: partitions.clone(),
                             prepare_s: 1,
+                            own: Some(OwnPart {
+                                partition: partitions[1],
+                                lines: lines(&items[1..=1], &[2]),
+                                ttl_s: 1200,
+                            }),
                         }),
                     ),
                 )

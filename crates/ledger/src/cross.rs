@@ -15,7 +15,9 @@
 //! oversell, and a part is settled only by what its coordinator decided ([`PartCommand`]s, run
 //! by the engine after the decision is durable, and again at start for any part still open).
 
-use crossdock_model::event::{CrossBegun, CrossDecided, Event, ReservationRequested};
+use crossdock_model::event::{
+    CrossBegun, CrossDecided, Event, ReservationRequested, cross_part_id,
+};
 use crossdock_model::{ChannelId, ExceptionKind};
 
 use crate::policy::Policy;
@@ -96,11 +98,29 @@ impl Ledger {
                 });
             }
         }
+        // The coordinator's own part, held by this same command; refused, nothing begins.
+        let mut own_lines = Vec::new();
+        if let Some(own) = &d.own {
+            let part = ReservationRequested {
+                reservation: cross_part_id(&d.reservation, d.nonce, own.partition),
+                channel: d.channel.clone(),
+                lines: own.lines.clone(),
+                ttl_s: own.ttl_s,
+            };
+            match self.reserve(policy, ev, &part, seq, fx) {
+                Outcome::Reservation {
+                    view,
+                    repeat: false,
+                } => own_lines = view.lines,
+                other => return other,
+            }
+        }
         let res = Reservation {
             id: d.reservation.clone(),
             channel: d.channel.clone(),
             status: ResStatus::Preparing,
-            lines: Vec::new(),
+            // Until decided, the lines of the coordinator's own part.
+            lines: own_lines,
             request_hash: hash,
             // Until decided, the deadline of the decision.
             expires_at: ev.time.plus_secs(d.prepare_s),
@@ -164,6 +184,7 @@ impl Ledger {
             };
         }
         res.status = ResStatus::Aborted;
+        res.lines.clear();
         let view = res.clone();
         self.reservations.remove(&d.reservation);
         fx.timers_cancelled

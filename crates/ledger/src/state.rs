@@ -1014,7 +1014,7 @@ impl Ledger {
         }
     }
 
-    fn reserve(
+    pub(crate) fn reserve(
         &mut self,
         policy: &Policy,
         ev: &Event,

@@ -366,6 +366,18 @@ pub struct CrossBegun {
     pub nonce: u64,
     pub partitions: Vec<u32>,
     pub prepare_s: u64,
+    /// The coordinator's own part when it is one of `partitions`: held by the same command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own: Option<OwnPart>,
+}
+
+/// The part a coordinator holds itself: its partition's lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OwnPart {
+    pub partition: u32,
+    pub lines: Vec<ReserveLine>,
+    pub ttl_s: u64,
 }
 
 /// `reservation.cross_decided.v1` (hub command or timer): the decision of attempt `nonce`: held
@@ -845,6 +857,11 @@ impl EventData {
                         "partitions",
                         "names at least two partitions",
                     ));
+                }
+                if let Some(own) = &d.own {
+                    for (i, l) in own.lines.iter().enumerate() {
+                        positive(&format!("own.lines[{i}].qty"), l.qty)?;
+                    }
                 }
                 Ok(())
             }
