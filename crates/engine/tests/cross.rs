@@ -2,12 +2,15 @@
 //! whole, released, committed and expired part by part; and a crash after every step of the
 //! protocol resolves to all or nothing with every hold settled.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{Fresh, blocking, postgres, sqlite};
 use crossdock_engine::{
-    Engine, EngineConfig, EventReply, ReservationReply, StoreSpec, partition_of, partition_of_key,
+    Engine, EngineConfig, EventReply, ReservationReply, partition_of, partition_of_key,
 };
 use crossdock_ledger::state::hub_command;
 use crossdock_ledger::{ChannelPolicy, LocIdx, OwnershipRule, Policy, ResStatus, SourcePolicy};
@@ -40,51 +43,6 @@ fn policy() -> Arc<Policy> {
         )],
         sources,
     ))
-}
-
-fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| s.spawn(f).join().expect("blocking call"))
-}
-
-fn pg_url() -> String {
-    std::env::var("CROSSDOCK_TEST_PG_URL")
-        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into())
-}
-
-struct Fresh {
-    spec: StoreSpec,
-    cleanup: Box<dyn Fn() + Send + Sync>,
-}
-
-fn sqlite() -> Fresh {
-    let dir = std::env::temp_dir().join(format!(
-        "crossdock-cross-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let d = dir.clone();
-    Fresh {
-        spec: StoreSpec::Sqlite(dir.join("x.db")),
-        cleanup: Box::new(move || drop(std::fs::remove_dir_all(&d))),
-    }
-}
-
-fn postgres() -> Fresh {
-    let schema = format!("cd_cross_{}", fastrand::u64(..));
-    let s = schema.clone();
-    Fresh {
-        spec: StoreSpec::Postgres {
-            url: pg_url(),
-            schema: Some(schema),
-        },
-        cleanup: Box::new(move || {
-            let mut c =
-                postgres::Client::connect(&pg_url(), postgres::NoTls).expect("postgres is running");
-            c.batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE"))
-                .unwrap();
-        }),
-    }
 }
 
 /// Three items, each on its own partition, none on partition 0.
@@ -261,6 +219,37 @@ async fn through_the_protocol(fresh: Fresh) {
         assert_eq!((reserved, allocated), (0, 0), "{item}");
     }
 
+    // Expiry: the record's timer expires it, and the driver releases every part.
+    let e = reservation_id("e");
+    let reply = engine
+        .reserve(
+            e.clone(),
+            ChannelId::new("web").unwrap(),
+            lines(&items, &[1, 1, 1]),
+            1,
+            "corr-e".into(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&reply, ReservationReply::Done { reservation, .. } if reservation.status == ResStatus::Held),
+        "{reply:?}"
+    );
+    assert_eq!(buckets(&engine, &items[0]).0, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = engine.reservation(&e).await.unwrap().unwrap().status;
+        let reserved: Vec<i64> = items.iter().map(|i| buckets(&engine, i).0).collect();
+        if status == ResStatus::Expired && reserved == [0, 0, 0] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expiry: record {status:?}, reserved {reserved:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Across a restart the records are there as they were.
     stop(engine);
     let engine = start(&fresh).await;
@@ -274,12 +263,12 @@ async fn through_the_protocol(fresh: Fresh) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_cross_partition_reservations_are_all_or_nothing() {
-    through_the_protocol(sqlite()).await;
+    through_the_protocol(sqlite("cross")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_cross_partition_reservations_are_all_or_nothing() {
-    through_the_protocol(postgres()).await;
+    through_the_protocol(postgres("cross")).await;
 }
 
 /// The protocol's steps, as the engine takes them; a crash stops after any prefix.
@@ -514,10 +503,10 @@ async fn crash_at_every_step(fresh: Fresh) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_a_crash_at_every_step_resolves_to_all_or_nothing() {
-    crash_at_every_step(sqlite()).await;
+    crash_at_every_step(sqlite("cross")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_a_crash_at_every_step_resolves_to_all_or_nothing() {
-    crash_at_every_step(postgres()).await;
+    crash_at_every_step(postgres("cross")).await;
 }

@@ -1,9 +1,12 @@
 //! The engine against real stores (SQLite and the local PostgreSQL): restart reproduces state,
 //! the stored log replays to the same positions, and repeats apply once.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use common::{Fresh, blocking, postgres, sqlite};
 use crossdock_engine::{
     Engine, EngineConfig, EventReply, EventStatus, ReservationReply, StoreSpec, event_from_row,
 };
@@ -34,54 +37,6 @@ fn policy() -> Arc<Policy> {
         )],
         sources,
     ))
-}
-
-/// The stores are synchronous (the PostgreSQL client runs its own runtime): call them from a
-/// plain thread, as the engine does.
-fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| s.spawn(f).join().expect("blocking call"))
-}
-
-fn pg_url() -> String {
-    std::env::var("CROSSDOCK_TEST_PG_URL")
-        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into())
-}
-
-/// A fresh store of each kind; dropped afterwards.
-struct Fresh {
-    spec: StoreSpec,
-    cleanup: Box<dyn Fn() + Send + Sync>,
-}
-
-fn sqlite() -> Fresh {
-    let dir = std::env::temp_dir().join(format!(
-        "crossdock-engine-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let d = dir.clone();
-    Fresh {
-        spec: StoreSpec::Sqlite(dir.join("x.db")),
-        cleanup: Box::new(move || drop(std::fs::remove_dir_all(&d))),
-    }
-}
-
-fn postgres() -> Fresh {
-    let schema = format!("cd_engine_{}", fastrand::u64(..));
-    let s = schema.clone();
-    Fresh {
-        spec: StoreSpec::Postgres {
-            url: pg_url(),
-            schema: Some(schema),
-        },
-        cleanup: Box::new(move || {
-            let mut c =
-                postgres::Client::connect(&pg_url(), postgres::NoTls).expect("postgres is running");
-            c.batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE"))
-                .unwrap();
-        }),
-    }
 }
 
 /// 2026-11-01T00:00:00Z.
@@ -267,27 +222,27 @@ async fn restart_and_replay_reproduce_state(fresh: Fresh, partitions: u32) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_restart_and_replay_reproduce_state() {
-    restart_and_replay_reproduce_state(sqlite(), 1).await;
+    restart_and_replay_reproduce_state(sqlite("engine"), 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_restart_and_replay_reproduce_state_with_four_partitions() {
-    restart_and_replay_reproduce_state(sqlite(), 4).await;
+    restart_and_replay_reproduce_state(sqlite("engine"), 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_restart_and_replay_reproduce_state_with_four_partitions() {
-    restart_and_replay_reproduce_state(postgres(), 4).await;
+    restart_and_replay_reproduce_state(postgres("engine"), 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_restart_and_replay_reproduce_state() {
-    restart_and_replay_reproduce_state(postgres(), 1).await;
+    restart_and_replay_reproduce_state(postgres("engine"), 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn partitions_split_items_and_keep_each_item_whole() {
-    let fresh = sqlite();
+    let fresh = sqlite("engine");
     let config = EngineConfig {
         partitions: 4,
         ..EngineConfig::new(fresh.spec.clone())
@@ -410,7 +365,7 @@ mod idempotency {
                 let mut fx = Effects::default();
                 expected.apply(&policy, e, &mut fx);
             }
-            let fresh = sqlite();
+            let fresh = sqlite("engine");
             let runtime = tokio::runtime::Runtime::new().unwrap();
             let (replies, got) = runtime.block_on(async {
                 let engine = Engine::start(EngineConfig::new(fresh.spec.clone()), policy.clone()).unwrap();
@@ -787,7 +742,7 @@ mod commit_failure {
     /// not in the store), and the partition reloads and carries on.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_failed_commit_fails_its_callers_and_the_engine_recovers() {
-        let fresh = sqlite();
+        let fresh = sqlite("engine");
         let fail = Arc::new(AtomicBool::new(false));
         let (spec, flag) = (fresh.spec.clone(), fail.clone());
         let factory = StoreFactory(Arc::new(move || {
@@ -857,7 +812,7 @@ mod commit_failure {
         use crossdock_model::event::{Credit, CreditDecision, OrderCaptured, OrderLine, ShipTo};
         use crossdock_store::OutboxRow;
 
-        let fresh = sqlite();
+        let fresh = sqlite("engine");
         let slow = Arc::new(AtomicU64::new(0));
         let (spec, s) = (fresh.spec.clone(), slow.clone());
         let factory = StoreFactory(Arc::new(move || {

@@ -1,0 +1,55 @@
+//! What the engine's tests share: fresh stores of each kind and a way to call them.
+
+#![allow(dead_code)]
+
+use crossdock_engine::StoreSpec;
+
+/// The stores are synchronous (the PostgreSQL client runs its own runtime): call them from a
+/// plain thread, as the engine does.
+pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("blocking call"))
+}
+
+pub fn pg_url() -> String {
+    std::env::var("CROSSDOCK_TEST_PG_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into())
+}
+
+/// A fresh store of each kind; `cleanup` drops it.
+pub struct Fresh {
+    pub spec: StoreSpec,
+    pub cleanup: Box<dyn Fn() + Send + Sync>,
+}
+
+/// A SQLite file in a new temporary folder.
+pub fn sqlite(name: &str) -> Fresh {
+    let dir = std::env::temp_dir().join(format!(
+        "crossdock-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.clone();
+    Fresh {
+        spec: StoreSpec::Sqlite(dir.join("x.db")),
+        cleanup: Box::new(move || drop(std::fs::remove_dir_all(&d))),
+    }
+}
+
+/// A new schema in the local PostgreSQL.
+pub fn postgres(name: &str) -> Fresh {
+    let schema = format!("cd_{name}_{}", fastrand::u64(..));
+    let s = schema.clone();
+    Fresh {
+        spec: StoreSpec::Postgres {
+            url: pg_url(),
+            schema: Some(schema),
+        },
+        cleanup: Box::new(move || {
+            let mut c =
+                postgres::Client::connect(&pg_url(), postgres::NoTls).expect("postgres is running");
+            c.batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE"))
+                .unwrap();
+        }),
+    }
+}
