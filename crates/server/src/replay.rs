@@ -217,10 +217,17 @@ pub async fn replay_many(
 /// The statuses a replay starts from.
 const REPLAY_FROM: [ExceptionStatus; 2] = [ExceptionStatus::Open, ExceptionStatus::Acknowledged];
 
-/// Why a file's run raised record `id` again, if it did.
+/// Why a file's run raised record `id` again, if it did. A file refused as a whole (another
+/// row or set still bad) applied nothing, so no record of it is replayed either.
 fn raised_again(report: &Value, id: &str) -> Option<String> {
     if report["exception_id"] == id {
         return Some(report["error"].as_str().unwrap_or("refused").to_string());
+    }
+    if report["status"] == "rejected" {
+        return Some(
+            "the file is still refused as a whole, so nothing of it applied; fix the rest of it"
+                .to_string(),
+        );
     }
     report["exceptions"]
         .as_array()?
@@ -410,6 +417,26 @@ pub async fn read(st: &AppState, ids: &[String]) -> Result<Vec<QueueRecord>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_refused_whole_replays_none_of_its_records() {
+        let applied = json!({"status": "processed", "exceptions": []});
+        assert_eq!(raised_again(&applied, "ex-1"), None);
+        let again = json!({"status": "processed", "exceptions": [{"id": "ex-1", "reason": "unknown item X"}]});
+        assert_eq!(
+            raised_again(&again, "ex-1").as_deref(),
+            Some("unknown item X")
+        );
+        // Another row is still bad: nothing applied, this record's row neither.
+        let whole = json!({"status": "rejected", "exceptions": [{"id": "ex-2", "reason": "bad"}]});
+        assert!(
+            raised_again(&whole, "ex-1")
+                .unwrap()
+                .contains("refused as a whole")
+        );
+        let partly = json!({"status": "partly_rejected", "exceptions": []});
+        assert_eq!(raised_again(&partly, "ex-1"), None);
+    }
 
     fn record(kind: ExceptionKind, entity: &str, raw: Option<&str>) -> ExceptionRecord {
         ExceptionRecord::open(
