@@ -589,6 +589,15 @@ async fn channel_edits_and_lost_updates_are_repaired_with_compare_and_set() {
     sim.lose_next_writes(1);
     receive(&mut east, "r4-more", "SKU-4", 5).await;
     wait_for("the lost write", || sim.stats().writes_lost == 1).await;
+    // The hub has recorded 45 as delivered (until then the channel's 40 is a change still on
+    // its way, not drift).
+    wait_for("the delivery of 45 to be recorded", || {
+        common::sqlite_count(
+            &hub.db(),
+            "SELECT count(*) FROM delivery_sent WHERE endpoint = 'shopify' AND key = 'SKU-4' AND value = 45",
+        ) == 1
+    })
+    .await;
     sim.insert_item(5000, 3);
 
     let (status, run) = post_raw(
