@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ use crossdock_engine::{
     Engine, EngineConfig, EventReply, ReservationReply, partition_of, partition_of_key,
 };
 use crossdock_ledger::state::hub_command;
-use crossdock_ledger::{ChannelPolicy, LocIdx, OwnershipRule, Policy, ResStatus, SourcePolicy};
+use crossdock_ledger::{Policy, ResStatus};
 use crossdock_model::event::{
     CrossBegun, CrossDecided, CrossLine, OwnPart, Received, ReservationRef, ReservationRequested,
     ReserveLine, cross_part_id,
@@ -23,26 +22,7 @@ use crossdock_model::{ChannelId, Event, EventData, ItemId, LocationId, SourceId,
 const PARTITIONS: u32 = 4;
 
 fn policy() -> Arc<Policy> {
-    let mut sources = HashMap::new();
-    sources.insert(
-        SourceId::new("wms").unwrap(),
-        SourcePolicy {
-            rules: vec![OwnershipRule {
-                types: vec!["inventory.*".into()],
-                locations: None,
-            }],
-            sequenced: false,
-        },
-    );
-    Arc::new(Policy::new(
-        None,
-        vec![LocationId::new("A").unwrap()],
-        vec![ChannelPolicy::plain(
-            ChannelId::new("web").unwrap(),
-            vec![LocIdx(0)],
-        )],
-        sources,
-    ))
+    common::policy(&["A"])
 }
 
 /// Three items, each on its own partition, none on partition 0.

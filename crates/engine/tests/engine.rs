@@ -3,40 +3,18 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::{Fresh, blocking, postgres, sqlite};
 use crossdock_engine::{
     Engine, EngineConfig, EventReply, EventStatus, ReservationReply, StoreSpec, event_from_row,
 };
-use crossdock_ledger::{
-    Buckets, ChannelPolicy, Effects, Ledger, LocIdx, OwnershipRule, Policy, SourcePolicy,
-};
+use crossdock_ledger::{Buckets, Effects, Ledger, Policy};
 use crossdock_model::event::{Adjusted, Counted, Received, ReserveLine, ShipLine, Shipped};
 use crossdock_model::{ChannelId, Event, EventData, ItemId, LocationId, SourceId, Timestamp};
 
 fn policy() -> Arc<Policy> {
-    let mut sources = HashMap::new();
-    sources.insert(
-        SourceId::new("wms").unwrap(),
-        SourcePolicy {
-            rules: vec![OwnershipRule {
-                types: vec!["inventory.*".into()],
-                locations: None,
-            }],
-            sequenced: false,
-        },
-    );
-    Arc::new(Policy::new(
-        None,
-        vec![LocationId::new("A").unwrap(), LocationId::new("B").unwrap()],
-        vec![ChannelPolicy::plain(
-            ChannelId::new("web").unwrap(),
-            vec![LocIdx(0), LocIdx(1)],
-        )],
-        sources,
-    ))
+    common::policy(&["A", "B"])
 }
 
 /// 2026-11-01T00:00:00Z.

@@ -2,13 +2,14 @@
 //! child of the request's span although it runs on the partition's writer thread, so a trace
 //! collector shows one tree per request.
 
-use std::collections::HashMap;
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use crossdock_engine::{Engine, EngineConfig, EventReply, StoreSpec};
-use crossdock_ledger::{ChannelPolicy, LocIdx, OwnershipRule, Policy, SourcePolicy};
+use crossdock_ledger::Policy;
 use crossdock_model::event::Received;
-use crossdock_model::{ChannelId, Event, EventData, ItemId, LocationId, SourceId, Timestamp};
+use crossdock_model::{Event, EventData, ItemId, LocationId, SourceId, Timestamp};
 use tracing::Instrument;
 use tracing::span::{Attributes, Id};
 use tracing_subscriber::Layer;
@@ -43,26 +44,7 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Parents {
 }
 
 fn policy() -> Arc<Policy> {
-    let mut sources = HashMap::new();
-    sources.insert(
-        SourceId::new("wms").unwrap(),
-        SourcePolicy {
-            rules: vec![OwnershipRule {
-                types: vec!["inventory.*".into()],
-                locations: None,
-            }],
-            sequenced: false,
-        },
-    );
-    Arc::new(Policy::new(
-        None,
-        vec![LocationId::new("A").unwrap()],
-        vec![ChannelPolicy::plain(
-            ChannelId::new("web").unwrap(),
-            vec![LocIdx(0)],
-        )],
-        sources,
-    ))
+    common::policy(&["A"])
 }
 
 fn received(id: &str, correlation: &str) -> Event {

@@ -53,3 +53,32 @@ pub fn postgres(name: &str) -> Fresh {
         }),
     }
 }
+
+/// A policy with `locations`, one channel `web` over all of them, and one source `wms` that owns
+/// every inventory type everywhere.
+pub fn policy(locations: &[&str]) -> std::sync::Arc<crossdock_ledger::Policy> {
+    use crossdock_ledger::{ChannelPolicy, LocIdx, OwnershipRule, Policy, SourcePolicy};
+    use crossdock_model::{ChannelId, LocationId, SourceId};
+    let sources = std::collections::HashMap::from([(
+        SourceId::new("wms").unwrap(),
+        SourcePolicy {
+            rules: vec![OwnershipRule {
+                types: vec!["inventory.*".into()],
+                locations: None,
+            }],
+            sequenced: false,
+        },
+    )]);
+    std::sync::Arc::new(Policy::new(
+        None,
+        locations
+            .iter()
+            .map(|l| LocationId::new(l).unwrap())
+            .collect(),
+        vec![ChannelPolicy::plain(
+            ChannelId::new("web").unwrap(),
+            (0..locations.len() as u16).map(LocIdx).collect(),
+        )],
+        sources,
+    ))
+}
