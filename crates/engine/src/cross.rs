@@ -170,7 +170,7 @@ impl Engine {
         for (p, part_lines) in groups {
             let part = cross_part_id(r.id, attempt, p);
             let hold = hub_command(
-                format!("reserve:{part}"),
+                crossdock_ledger::state::reserve_command_id(&part),
                 Timestamp::now(),
                 r.correlation_id.to_string(),
                 EventData::ReservationRequested(ReservationRequested {

@@ -612,7 +612,12 @@ impl Engine {
         });
         self.reservation_command(
             partition,
-            hub_command(format!("reserve:{id}"), now, correlation_id, data),
+            hub_command(
+                crossdock_ledger::state::reserve_command_id(&id),
+                now,
+                correlation_id,
+                data,
+            ),
         )
         .await
     }

@@ -730,7 +730,7 @@ impl Writer {
         if let EventData::ReservationRequested(_) = &event.data {
             let created = crossdock_model::event::key_hash(
                 crossdock_model::HUB_SOURCE,
-                &format!("reserve:{id}"),
+                &crossdock_ledger::state::reserve_command_id(id),
             );
             if !self.keys.contains(&created) && !batch_keys.contains_key(&created) {
                 return None;

@@ -437,7 +437,7 @@ mod tests {
 
     fn reserve(secs: i64, id: &str, channel: &str, qty: i64) -> Event {
         hub_command(
-            format!("reserve:{id}"),
+            crate::state::reserve_command_id(id),
             Timestamp::from_micros(secs * S),
             id.into(),
             EventData::ReservationRequested(ReservationRequested {

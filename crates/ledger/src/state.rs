@@ -1338,6 +1338,12 @@ pub fn expiry_timer(r: &Reservation) -> TimerSet {
     }
 }
 
+/// The id of the hub command that creates reservation `reservation` (the only one that makes a
+/// row for a new id): the writer knows a reservation exists by this key's fingerprint.
+pub fn reserve_command_id(reservation: &str) -> String {
+    format!("reserve:{reservation}")
+}
+
 pub fn reservation_timer_id(reservation: &str) -> String {
     format!("res:{reservation}")
 }
