@@ -808,7 +808,10 @@ fn message(endpoint: &str, queue: &Queue, e: &Entry) -> Result<Message, String> 
         key: row.key.clone(),
         ledger_seq: row.ledger_seq,
         body,
-        idempotency_key: format!("{endpoint}:{}:{}", row.key, row.ledger_seq),
+        idempotency_key: match e.resync {
+            None => format!("{endpoint}:{}:{}", row.key, row.ledger_seq),
+            Some(r) => format!("{endpoint}:{}:{}:resync-{r}", row.key, row.ledger_seq),
+        },
         correlation_id: row.correlation_id.clone(),
     })
 }

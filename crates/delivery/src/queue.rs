@@ -36,6 +36,10 @@ pub struct Entry {
     /// Values sent for this key in calls whose outcome is unknown (timed out): one of them may
     /// have landed, so finding it on the channel is not drift.
     pub attempted: Vec<i64>,
+    /// Set when a resync asked for this value again (`Queue::resend`): the write is a new
+    /// request to the channel, not a replay of the first one, even when its value and
+    /// compare-and-set "from" match a write the channel acknowledged and lost.
+    pub resync: Option<u64>,
 }
 
 type Slot = (OutboxKind, String);
@@ -149,6 +153,7 @@ impl Queue {
             rows: 1,
             cas_from: None,
             attempted: Vec::new(),
+            resync: None,
             row,
         };
         match entry.row.kind {
@@ -230,8 +235,11 @@ impl Queue {
             // A newer value went out since `row` was computed; it already overwrote the channel.
             return;
         }
+        let order = self.next_order;
+        self.next_order += 1;
         if let Some(pending) = self.latest.get_mut(&key) {
             pending.cas_from = Some(shown);
+            pending.resync = Some(order);
             return;
         }
         if self.in_flight.contains(&(OutboxKind::Latest, key.clone())) {
@@ -239,8 +247,6 @@ impl Queue {
             // it, the mismatch path reads the channel and resyncs.
             return;
         }
-        let order = self.next_order;
-        self.next_order += 1;
         self.latest.insert(
             key.clone(),
             Entry {
@@ -251,6 +257,7 @@ impl Queue {
                 rows: 1,
                 cas_from: Some(shown),
                 attempted: Vec::new(),
+                resync: Some(order),
                 row,
             },
         );
@@ -314,6 +321,7 @@ impl Queue {
                 } else {
                     p.cas_from = None;
                     p.attempted.clear();
+                    p.resync = None;
                 }
             }
         }
@@ -338,6 +346,9 @@ impl Queue {
                         entry.rows += newer.rows;
                         if newer.cas_from.is_some() {
                             entry.cas_from = newer.cas_from;
+                        }
+                        if newer.resync.is_some() {
+                            entry.resync = newer.resync;
                         }
                     }
                     entry.priority = entry.priority.min(newer.priority);
@@ -624,6 +635,13 @@ mod tests {
         let out = q.take(10, now);
         assert_eq!(keys(&out), [k("A", 5)]);
         assert_eq!(out[0].cas_from, Some(Some(9)));
+        // A new request, not a replay of the write of seq 5 the channel acknowledged (and, it
+        // may be, lost); a second resync is newer still.
+        let first = out[0].resync.expect("a resync");
+        q.delivered(out.into_iter().next().unwrap(), Some(5), now);
+        q.resend(latest("A", 5, 2), Some(9), now);
+        let again = q.take(10, now);
+        assert!(again[0].resync.expect("a resync") > first);
     }
 
     #[test]
