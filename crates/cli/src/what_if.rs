@@ -119,7 +119,8 @@ fn what_if(args: &WhatIfArgs) -> Result<Comparison, Failure> {
             Failure::Usage(lines)
         })?;
     let mut store = open_store(&config)?;
-    let mut replay = WhatIf::new(config.policy.clone(), alternative, from, to);
+    let mut replay = WhatIf::new(config.policy.clone(), alternative, from, to)
+        .with_partitions(config.partitions);
     let mut log = LogMerge::new(config.partitions, |partition, after| {
         store.read_events(partition, after, PAGE_ROWS)
     });

@@ -187,3 +187,149 @@ async fn reservations_across_partitions_survive_a_kill_and_never_oversell() {
     let items: u64 = parts.iter().map(|p| p["items"].as_u64().unwrap()).sum();
     assert_eq!(items, ITEMS as u64, "{v}");
 }
+
+/// Event `n` of the sequenced 3PL feed: `n` units of one of ten items (on all four partitions),
+/// at a fixed time, so a resend is the same event.
+fn sequenced(n: u64) -> Value {
+    let mut e = event(
+        &format!("tpl-{n}"),
+        "wms-east",
+        "inventory.received.v1",
+        json!({"item": format!("SKU-{}", n % 10 + 1), "location": "DC-EAST", "qty": n}),
+    );
+    e["time"] = json!(format!("2026-12-01T00:{:02}:{:02}Z", n / 60, n % 60));
+    e["sequence"] = json!(n.to_string());
+    e
+}
+
+async fn on_hand(hub: &Hub) -> Vec<i64> {
+    let mut q = hub.client(common::QUERY).await;
+    let mut out = Vec::new();
+    for i in 1..=10 {
+        let p = common::positions(&mut q, &format!("SKU-{i}")).await;
+        out.push(p.iter().map(|p| p.1).sum());
+    }
+    out
+}
+
+fn expected(applied: &[u64]) -> Vec<i64> {
+    let mut out = vec![0; 10];
+    for &n in applied {
+        out[(n % 10) as usize] += n as i64;
+    }
+    out
+}
+
+async fn converges(hub: &Hub, applied: &[u64], what: &str) {
+    let want = expected(applied);
+    for _ in 0..400 {
+        if on_hand(hub).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(on_hand(hub).await, want, "{what}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sequenced_feed_spans_partitions_through_duplicates_disorder_a_gap_and_a_kill() {
+    let config = common::config("[engine]\npartitions = 4\n[resequencer]\ngap_wait_s = 1\n")
+        .replacen(
+            "id = \"wms-east\"\n",
+            "id = \"wms-east\"\nsequenced = true\n",
+            1,
+        );
+    let mut hub = Hub::start_with("partitions-seq", &config).await;
+    let send = |hub: &Hub, n: u64| {
+        let addr = hub.addr.clone();
+        async move {
+            let mut c = crossdock_cli::client::Client::connect(&addr, EAST)
+                .await
+                .unwrap();
+            post(&mut c, "/v1/events", &sequenced(n)).await
+        }
+    };
+
+    // 1 starts the stream; 2..=20 arrive shuffled, each held until its turn.
+    let mut order: Vec<u64> = (2..=20).collect();
+    fastrand::Rng::with_seed(3).shuffle(&mut order);
+    order.insert(0, 1);
+    let (mut next, mut arrived) = (1, std::collections::BTreeSet::new());
+    for &n in &order {
+        let (status, v) = send(&hub, n).await;
+        arrived.insert(n);
+        if n == next {
+            assert_eq!(
+                (status, v["status"].as_str()),
+                (200, Some("applied")),
+                "{n}: {v}"
+            );
+            while arrived.contains(&next) {
+                next += 1;
+            }
+        } else {
+            assert_eq!(
+                (status, v["status"].as_str()),
+                (202, Some("held")),
+                "{n}: {v}"
+            );
+        }
+    }
+    let mut applied: Vec<u64> = (1..=20).collect();
+    converges(&hub, &applied, "1..=20 in").await;
+    for n in [1, 7, 20] {
+        let (status, v) = send(&hub, n).await;
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("duplicate")),
+            "{v}"
+        );
+    }
+
+    // 22 and 24 wait for 21 and 23 across a SIGKILL.
+    for n in [24, 22] {
+        let (status, v) = send(&hub, n).await;
+        assert_eq!(status, 202, "{v}");
+    }
+    hub.kill();
+    hub.restart().await;
+    converges(&hub, &applied, "nothing held was applied").await;
+    for n in [21, 23] {
+        let (status, v) = send(&hub, n).await;
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("applied")),
+            "{n}: {v}"
+        );
+    }
+    applied.extend(21..=24);
+    converges(&hub, &applied, "22 and 24 released after the restart").await;
+
+    // 26 without 25: released after the wait, with a sequence_gap exception.
+    let (status, _) = send(&hub, 26).await;
+    assert_eq!(status, 202);
+    applied.push(26);
+    converges(&hub, &applied, "26 after the gap's wait").await;
+    let mut q = hub.client(ADMIN).await;
+    let (_, v) = get(&mut q, "/v1/exceptions?kind=sequence_gap").await;
+    let gaps = v["exceptions"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{v}");
+    assert!(
+        gaps[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("skipped sequence 25..=25"),
+        "{v}"
+    );
+
+    // The whole feed again: every event a repeat, nothing moves.
+    for n in (1..=24).chain([26]) {
+        let (status, v) = send(&hub, n).await;
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("duplicate")),
+            "{n}: {v}"
+        );
+    }
+    assert_eq!(on_hand(&hub).await, expected(&applied));
+}

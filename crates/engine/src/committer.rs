@@ -68,6 +68,8 @@ pub(crate) struct Work {
     pub started_at: Instant,
     /// Parts of cross-partition reservations to settle as a timer decided, once durable.
     pub part_commands: Vec<crossdock_ledger::cross::PartCommand>,
+    /// Events of resequenced sources this batch put in line, for the partitions of their items.
+    pub forwards: Vec<crate::sequence::Forward>,
     pub partition: u32,
     /// Told once the batch is committed (or failed), so the writer bounds what is in flight.
     pub done: Option<Sender<()>>,
@@ -97,6 +99,7 @@ pub(crate) struct Committer {
     pub on_commit: Option<OutboxSink>,
     pub on_committed: Option<crate::CommitObserver>,
     pub parts: crate::cross::PartSink,
+    pub forwards: crate::sequence::ForwardSink,
 }
 
 impl Committer {
@@ -225,6 +228,10 @@ impl Committer {
             // The driver lives as long as the engine; gone, the next start settles the part.
             let _ = self.parts.send(cmd);
         }
+        for f in std::mem::take(&mut work.forwards) {
+            // Gone with the engine: the row stays `forwarding` and the next start sends it.
+            let _ = self.forwards.send(f);
+        }
         finish(work, None);
     }
 }
@@ -232,6 +239,12 @@ impl Committer {
 /// Answers a batch's callers and tells its writer it is done.
 fn finish(work: Work, err: Option<&EngineError>) {
     work.pending.into_iter().for_each(|p| p.answer(err));
+    // Left here only when the batch failed: the forwards' callers get its error.
+    for f in work.forwards {
+        if let (Some(tx), Some(e)) = (f.reply, err) {
+            let _ = tx.send(Err(e.clone()));
+        }
+    }
     if let Some(done) = work.done {
         let _ = done.send(());
     }

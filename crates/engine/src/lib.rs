@@ -10,6 +10,7 @@
 mod committer;
 mod cross;
 mod persist;
+mod sequence;
 mod timers;
 mod writer;
 
@@ -251,6 +252,8 @@ pub(crate) enum Command {
     },
     /// A durable timer fired.
     Timer { event: Event },
+    /// The copies of forwarded event `seq` answered: its log row becomes `status`.
+    Forwarded { seq: u64, status: EventStatus },
     /// Finish what is queued before this, then stop.
     Stop,
 }
@@ -308,6 +311,7 @@ impl Engine {
         reader.migrate(config.partitions)?;
         let timers = timers::TimerHandle::new();
         let (part_sink, part_work) = std::sync::mpsc::channel();
+        let (forward_sink, forward_work) = std::sync::mpsc::channel();
         let mut senders = Vec::new();
         let mut views = Vec::new();
         let mut threads = Vec::new();
@@ -325,6 +329,7 @@ impl Engine {
                 config.batch_max,
                 config.outbox.clone(),
                 part_sink.clone(),
+                config.partitions > 1,
             )?;
             writers.push((writer, rx));
             senders.push(tx);
@@ -358,6 +363,18 @@ impl Engine {
             let _ = part_sink.send(cmd);
         }
         drop(part_sink);
+        // Events of resequenced sources put in line before a stop and not yet applied by the
+        // partitions of their items go first, in each source's order.
+        for (p, (w, _)) in writers.iter_mut().enumerate() {
+            for (log_seq, event) in w.take_forwarding() {
+                let _ = forward_sink.send(sequence::Forward {
+                    home: p as u32,
+                    log_seq,
+                    event,
+                    reply: None,
+                });
+            }
+        }
         // Committers: one for every partition on SQLite (one write lock: the partitions'
         // batches are committed together), else one per partition, each on its connection.
         let shared = matches!(config.store, StoreSpec::Sqlite(_));
@@ -382,6 +399,7 @@ impl Engine {
                 on_commit: outbox.on_commit.clone(),
                 on_committed: outbox.on_committed.clone(),
                 parts,
+                forwards: forward_sink.clone(),
             };
             let (tx, rx) = std::sync::mpsc::sync_channel(2 * group.len());
             for &p in &group {
@@ -427,7 +445,9 @@ impl Engine {
             threads: Mutex::new(threads),
             timers: timers.clone(),
         });
+        drop(forward_sink);
         cross::Driver::spawn(Arc::downgrade(&engine), part_work);
+        sequence::Forwarder::spawn(Arc::downgrade(&engine), forward_work);
         let weak = Arc::downgrade(&engine);
         timers.start(move |event| match weak.upgrade() {
             Some(engine) => engine.fire_timer(event),
@@ -468,9 +488,17 @@ impl Engine {
         }
     }
 
+    /// Whether `event` goes first to the partition of its source, to be put in line
+    /// ([`sequence`]): with several partitions, an event of a resequenced source that carries a
+    /// sequence number.
+    fn sequenced_elsewhere(&self, event: &Event) -> bool {
+        self.partitions() > 1 && event.sequence.is_some() && self.policy.is_sequenced(&event.source)
+    }
+
     /// Submits an event; resolves once it is durable.
     pub async fn submit(&self, event: Event) -> Result<EventReply, EngineError> {
-        if self.partitions() > 1
+        if !self.sequenced_elsewhere(&event)
+            && self.partitions() > 1
             && event.data.items().is_empty()
             && let Some(key) = workflow_key(&event.data)
         {
@@ -501,6 +529,12 @@ impl Engine {
     /// the others get `<id>#<n>`, so a resent shipment is recognised part by part.
     fn dispatch(&self, event: Event) -> Result<Vec<EventReceiver>, EngineError> {
         let parts = match &event.data {
+            _ if self.sequenced_elsewhere(&event) => {
+                vec![(
+                    partition_of_key(event.source.as_str(), self.partitions()),
+                    event,
+                )]
+            }
             EventData::Shipped(shipped) if self.partitions() > 1 => {
                 let mut groups: Vec<(u32, Vec<crossdock_model::event::ShipLine>)> = Vec::new();
                 for line in &shipped.lines {
@@ -544,6 +578,29 @@ impl Engine {
         Ok(receivers)
     }
 
+    /// [`Engine::dispatch`] for a forwarded copy, off the async executor: an input that names no
+    /// item but a workflow goes where the workflow lives (looked up in the store).
+    pub(crate) fn dispatch_blocking(
+        &self,
+        event: Event,
+    ) -> Result<Vec<EventReceiver>, EngineError> {
+        if self.partitions() > 1
+            && event.data.items().is_empty()
+            && let Some(key) = workflow_key(&event.data)
+        {
+            let found = self
+                .reader
+                .call_blocking(move |s| s.find_workflow(&key))
+                .map_err(|_| EngineError::Stopped)?
+                .map_err(|e| EngineError::Store(e.to_string()))?;
+            let partition = found.map_or(0, |(row, _)| row.partition);
+            let (tx, rx) = oneshot::channel();
+            self.send(partition, Command::Event { event, reply: tx })?;
+            return Ok(vec![rx]);
+        }
+        self.dispatch(event)
+    }
+
     /// One answer for an event from the answers of its parts: the first problem wins, else the
     /// first part's outcome.
     async fn combine(parts: Vec<EventReceiver>) -> Result<EventReply, EngineError> {
@@ -551,6 +608,10 @@ impl Engine {
         for rx in parts {
             replies.push(rx.await.map_err(|_| EngineError::Stopped)??);
         }
+        Ok(Self::combine_replies(replies))
+    }
+
+    pub(crate) fn combine_replies(mut replies: Vec<EventReply>) -> EventReply {
         let worst = replies.iter().position(|r| {
             matches!(
                 r,
@@ -562,7 +623,7 @@ impl Engine {
                     }
             )
         });
-        Ok(replies.swap_remove(worst.unwrap_or(0)))
+        replies.swap_remove(worst.unwrap_or(0))
     }
 
     /// Records an exception about input that never became an event, in the partition of its

@@ -343,7 +343,11 @@ pub fn ledger_from_snapshot(
             row.next_expected,
         );
     }
-    for row in &snap.held_events {
+    for row in snap
+        .held_events
+        .iter()
+        .filter(|r| r.status == EventStatus::Held)
+    {
         ledger.restore_held(row.seq, event_from_row(row)?);
     }
     let mut workflows = snap

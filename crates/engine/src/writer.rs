@@ -50,6 +50,9 @@ pub(crate) struct Writer {
     posting_seqs: Vec<u64>,
     /// Where part commands of what timers decided go once committed (the cross driver).
     parts: crate::cross::PartSink,
+    /// Events of resequenced sources this partition put in line before the last stop and whose
+    /// copies have not answered (`forwarding` rows), to forward again at start.
+    forwarding: Vec<(u64, Event)>,
 }
 
 /// Most batches that can be in the pipeline behind the one being applied: one committing, one queued.
@@ -76,9 +79,17 @@ impl Writer {
         batch_max: usize,
         outbox: OutboxHook,
         parts: crate::cross::PartSink,
+        forward_sequenced: bool,
     ) -> Result<Self, StoreError> {
         let snapshot = store.load_partition(partition)?;
-        let ledger = ledger_from_snapshot(&policy, &snapshot)?;
+        let mut ledger = ledger_from_snapshot(&policy, &snapshot)?;
+        ledger.forward_sequenced = forward_sequenced;
+        let forwarding = snapshot
+            .held_events
+            .iter()
+            .filter(|row| row.status == EventStatus::Forwarding)
+            .map(|row| Ok((row.seq, crate::persist::event_from_row(row)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let keys: HashSet<u64> = store.key_hashes(partition)?.into_iter().collect();
         for t in &snapshot.timers {
             let env: Envelope = serde_json::from_str(&t.command)
@@ -123,6 +134,7 @@ impl Writer {
             outbox,
             posting_seqs: Vec::new(),
             parts,
+            forwarding,
         };
         writer.publish_all();
         Ok(writer)
@@ -130,6 +142,11 @@ impl Writer {
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The `forwarding` rows found at start, in log order (taken once).
+    pub fn take_forwarding(&mut self) -> Vec<(u64, Event)> {
+        std::mem::take(&mut self.forwarding)
     }
 
     fn publish_all(&mut self) {
@@ -227,15 +244,30 @@ impl Writer {
         let mut pending = Vec::with_capacity(cmds.len());
         self.posting_seqs.clear();
         let mut part_commands = Vec::new();
+        // Callers of events this batch forwards, by log sequence: answered with the copies' answer.
+        let mut forward_replies = HashMap::new();
         for Traced(cmd, span) in cmds {
             let _sender = span.enter();
             let parts_before = fx.part_commands.len();
             let by_timer = matches!(cmd, Command::Timer { .. });
             let p = match cmd {
-                Command::Event { event, reply } => Pending::Event(
-                    reply,
-                    self.apply_event(&event, &mut fx, &mut batch, &mut batch_keys),
-                ),
+                Command::Event { event, reply } => {
+                    match self.apply_event(&event, &mut fx, &mut batch, &mut batch_keys) {
+                        EventReply::Recorded {
+                            status: EventStatus::Forwarding,
+                            seq,
+                            ..
+                        } => {
+                            forward_replies.insert(seq, reply);
+                            Pending::None
+                        }
+                        answer => Pending::Event(reply, answer),
+                    }
+                }
+                Command::Forwarded { seq, status } => {
+                    batch.event_status.push((self.partition, seq, status));
+                    Pending::None
+                }
                 Command::Timer { event } => {
                     self.apply_event(&event, &mut fx, &mut batch, &mut batch_keys);
                     Pending::None
@@ -270,6 +302,22 @@ impl Writer {
                 self.feed_released(seq, &mut batch);
             }
         }
+        let forwards = std::mem::take(&mut fx.forwards)
+            .into_iter()
+            .map(|f| {
+                if f.was_held {
+                    batch
+                        .event_status
+                        .push((self.partition, f.log_seq, EventStatus::Forwarding));
+                }
+                crate::sequence::Forward {
+                    home: self.partition,
+                    log_seq: f.log_seq,
+                    reply: forward_replies.remove(&f.log_seq),
+                    event: f.event,
+                }
+            })
+            .collect();
         self.collect(&fx, &mut batch);
         self.keys.extend(batch_keys.keys().copied());
         let batch = Arc::new(batch);
@@ -299,6 +347,7 @@ impl Writer {
             applied_at: Instant::now(),
             started_at,
             part_commands,
+            forwards,
             partition: self.partition,
             done: None,
         }
@@ -320,7 +369,9 @@ impl Writer {
                 .load_partition(self.partition)
                 .and_then(|snap| ledger_from_snapshot(&self.policy, &snap))
             {
-                Ok(ledger) => {
+                Ok(mut ledger) => {
+                    // Its `forwarding` rows are with the forwarder already.
+                    ledger.forward_sequenced = self.ledger.forward_sequenced;
                     self.ledger = ledger;
                     self.publish_all();
                     // A commit that reported failure may have landed after all; its outbox rows
@@ -536,6 +587,14 @@ impl Writer {
                 self.log(event, EventStatus::Held, batch, batch_keys);
                 EventReply::Recorded {
                     status: EventStatus::Held,
+                    seq: self.ledger.seq,
+                    exception: None,
+                }
+            }
+            Outcome::Forwarded => {
+                self.log(event, EventStatus::Forwarding, batch, batch_keys);
+                EventReply::Recorded {
+                    status: EventStatus::Forwarding,
                     seq: self.ledger.seq,
                     exception: None,
                 }

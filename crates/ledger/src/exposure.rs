@@ -129,6 +129,15 @@ impl WhatIf {
         }
     }
 
+    /// Replays a log written with `partitions` partitions: with more than one, an event of a
+    /// resequenced source was put in line by its source's partition and applied, as a forwarded
+    /// copy, by the partitions of its items, so the replay does the same (the copies are in the log).
+    pub fn with_partitions(mut self, partitions: u32) -> Self {
+        self.baseline.forward_sequenced = partitions > 1;
+        self.alternative.forward_sequenced = partitions > 1;
+        self
+    }
+
     /// Applies one logged event of `partition` to both sides and measures the items it touched.
     ///
     /// Events come in the order of their `received_at` (ties by partition, then log sequence),
@@ -243,6 +252,8 @@ struct Side {
     levels: HashMap<ItemId, Vec<Level>>,
     /// Per channel.
     tallies: Vec<Tally>,
+    /// See [`WhatIf::with_partitions`].
+    forward_sequenced: bool,
 }
 
 impl Side {
@@ -253,6 +264,7 @@ impl Side {
             ledgers: HashMap::new(),
             levels: HashMap::new(),
             tallies,
+            forward_sequenced: false,
         }
     }
 
@@ -265,7 +277,12 @@ impl Side {
         now: Timestamp,
         window: Option<Timestamp>,
     ) -> Outcome {
-        let ledger = self.ledgers.entry(partition).or_default();
+        let forward_sequenced = self.forward_sequenced;
+        let ledger = self.ledgers.entry(partition).or_insert_with(|| {
+            let mut ledger = Ledger::default();
+            ledger.forward_sequenced = forward_sequenced;
+            ledger
+        });
         let mut fx = Effects::default();
         let outcome = ledger.apply(&self.policy, ev, &mut fx);
         ledger.finish_batch(&self.policy, &mut fx);

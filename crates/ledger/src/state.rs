@@ -172,6 +172,9 @@ pub struct Effects {
     pub timers_cancelled: Vec<String>,
     /// Held events that were released: their log sequence and whether they applied.
     pub released: Vec<(u64, bool)>,
+    /// Events of resequenced sources now in line, for the partitions of their items to apply
+    /// (only when [`Ledger::forward_sequenced`]), in the order they came in line.
+    pub forwards: Vec<Forward>,
     /// Latest hub clock seen in the batch; the "now" of the incoming horizon.
     pub now: Timestamp,
     /// Latest state of every workflow the batch changed.
@@ -188,6 +191,17 @@ pub struct Effects {
     pub changes: Vec<PositionChange>,
     /// The items the input being applied has touched so far, as they were before it.
     journal: Option<Journal>,
+}
+
+/// An event of a resequenced source that came in line, to be applied by the partitions of its
+/// items once this batch is durable.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// Where the event is logged in this partition.
+    pub log_seq: u64,
+    /// Whether it waited in the resequencer (its log row is `held`, not new).
+    pub was_held: bool,
+    pub event: Event,
 }
 
 /// The buckets one applied input changed at one position (`after - before`, never all zero).
@@ -353,6 +367,9 @@ pub enum Outcome {
     Quarantined { kind: ExceptionKind, reason: String },
     /// Waiting for a missing sequence number; logged, applied when released.
     Held,
+    /// In line for its resequenced source and handed to the partitions of its items
+    /// ([`Effects::forwards`]); logged.
+    Forwarded,
     /// A reservation was created (logged) or an identical request repeated (not logged).
     Reservation { view: Reservation, repeat: bool },
     /// Not enough stock for at least one line; nothing changed, not logged.
@@ -381,7 +398,9 @@ impl Outcome {
     /// Whether the input goes into the event log.
     pub fn is_logged(&self) -> bool {
         match self {
-            Outcome::Applied | Outcome::Quarantined { .. } | Outcome::Held => true,
+            Outcome::Applied | Outcome::Quarantined { .. } | Outcome::Held | Outcome::Forwarded => {
+                true
+            }
             Outcome::Reservation { repeat, .. } | Outcome::Workflow { repeat, .. } => !repeat,
             Outcome::Insufficient(_) | Outcome::Rejected(_) | Outcome::Noop => false,
         }
@@ -414,6 +433,10 @@ pub struct Ledger {
     pub(crate) workflows: HashMap<String, Box<Workflow>>,
     /// Orders waiting for stock of an item, oldest first.
     pub(crate) backorders: BTreeMap<ItemId, Vec<String>>,
+    /// With several partitions, the partition of a resequenced source only puts its events in
+    /// order: each one in line is forwarded ([`Effects::forwards`]) to the partitions of its
+    /// items, which apply it as an ordinary input. With one partition it applies them itself.
+    pub forward_sequenced: bool,
 }
 
 impl Ledger {
@@ -534,11 +557,21 @@ impl Ledger {
                 return Outcome::Held;
             }
         }
-        let outcome = self.apply_in_order(policy, ev, seq, fx);
+        let sequenced = ev.sequence.is_some() && policy.is_sequenced(&ev.source);
+        let outcome = if sequenced && self.forward_sequenced {
+            fx.forwards.push(Forward {
+                log_seq: seq,
+                was_held: false,
+                event: ev.clone(),
+            });
+            Outcome::Forwarded
+        } else {
+            self.apply_in_order(policy, ev, seq, fx)
+        };
         if outcome.is_logged() {
             self.seq = seq;
         }
-        if let (Some(n), true) = (ev.sequence, policy.is_sequenced(&ev.source)) {
+        if let (Some(n), true) = (ev.sequence, sequenced) {
             let state = self.sources.get_mut(&ev.source).expect("created above");
             if n == state.next {
                 state.next = n + 1;
@@ -561,6 +594,14 @@ impl Ledger {
                 break;
             };
             state.next = next + 1;
+            if self.forward_sequenced {
+                fx.forwards.push(Forward {
+                    log_seq: held.log_seq,
+                    was_held: true,
+                    event: held.event,
+                });
+                continue;
+            }
             let outcome = self.apply_in_order(policy, &held.event, self.seq, fx);
             fx.released
                 .push((held.log_seq, outcome == Outcome::Applied));

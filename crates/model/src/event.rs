@@ -416,6 +416,20 @@ pub fn cross_part_owner(part: &str) -> Option<&str> {
     part.rfind(CROSS_PART_MARK).map(|i| &part[..i])
 }
 
+/// What the id of an event's forwarded copy ends with: an event of a resequenced source is put
+/// in line by the partition of its source and applied, as a copy, by the partitions of its items.
+pub const FORWARD_MARK: &str = "#fwd";
+
+/// The id of the forwarded copy of event `id`.
+pub fn forward_copy_id(id: &str) -> String {
+    format!("{id}{FORWARD_MARK}")
+}
+
+/// Whether `id` names a forwarded copy (or a part of one): the original is in the log too.
+pub fn is_forward_copy(id: &str) -> bool {
+    id.contains(FORWARD_MARK)
+}
+
 /// `sequence.gap_timeout.v1` (hub timer): stop waiting for `expected` from `source`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -469,7 +469,11 @@ fn outcome_json(event: &Named, reply: &EventReply) -> (StatusCode, Result<Value,
             (StatusCode::UNPROCESSABLE_ENTITY, Err(p))
         }
         EventReply::Recorded { status, seq, .. } => {
-            let code = if *status == EventStatus::Held { StatusCode::ACCEPTED } else { StatusCode::OK };
+            let code = if matches!(status, EventStatus::Held | EventStatus::Forwarding) {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
             (code, Ok(json!({"id": event.id, "status": status.as_str(), "ledger_seq": seq})))
         }
         EventReply::Duplicate { status, seq } => (

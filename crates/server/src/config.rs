@@ -712,14 +712,6 @@ impl Checker<'_> {
         if !(1..=256).contains(&partitions) {
             self.problem("engine.partitions", "must be between 1 and 256");
         }
-        if partitions > 1
-            && let Some((i, _)) = raw.sources.iter().enumerate().find(|(_, s)| s.sequenced)
-        {
-            self.problem(
-                format!("sources.{i}.sequenced"),
-                "sequence checking needs engine.partitions = 1 (a source's stream is resequenced by one writer)",
-            );
-        }
 
         let items = raw.master.items_file.as_ref().and_then(|f| {
             let path = base.join(f);

@@ -267,8 +267,8 @@ fn shapes() -> Vec<(&'static str, Value)> {
                 &["id", "status", "ledger_seq"],
                 json!({
                     "id": {"type": "string"},
-                    "status": {"type": "string", "enum": ["applied", "duplicate", "held"]},
-                    "original_status": {"type": "string", "enum": ["applied", "quarantined", "held"]},
+                    "status": {"type": "string", "enum": ["applied", "duplicate", "held", "forwarding"]},
+                    "original_status": {"type": "string", "enum": ["applied", "quarantined", "held", "forwarding"]},
                     "ledger_seq": seq,
                 }),
             ),

@@ -347,7 +347,7 @@ impl Telemetry {
                         }
                     }
                 }
-                EventStatus::Held | EventStatus::Quarantined => {}
+                EventStatus::Held | EventStatus::Quarantined | EventStatus::Forwarding => {}
             }
         }
         for x in &batch.exceptions {

@@ -55,6 +55,9 @@ pub enum EventStatus {
     Quarantined,
     /// Held by the resequencer, waiting for a missing sequence number.
     Held,
+    /// In line for its resequenced source and handed to the partitions of its items (as
+    /// copies, `<id>#fwd`); becomes `applied` or `quarantined` as the copies were.
+    Forwarding,
 }
 
 impl EventStatus {
@@ -63,6 +66,7 @@ impl EventStatus {
             EventStatus::Applied => "applied",
             EventStatus::Quarantined => "quarantined",
             EventStatus::Held => "held",
+            EventStatus::Forwarding => "forwarding",
         }
     }
     pub fn parse(raw: &str) -> Option<Self> {
@@ -70,6 +74,7 @@ impl EventStatus {
             "applied" => Some(EventStatus::Applied),
             "quarantined" => Some(EventStatus::Quarantined),
             "held" => Some(EventStatus::Held),
+            "forwarding" => Some(EventStatus::Forwarding),
             _ => None,
         }
     }
@@ -313,7 +318,7 @@ pub struct PartitionSnapshot {
     /// Only reservations in status `held` or `committed`.
     pub reservations: Vec<ReservationRow>,
     pub source_seqs: Vec<SourceSeqRow>,
-    /// Events still in status `held`, in log order.
+    /// Events still in status `held` or `forwarding`, in log order.
     pub held_events: Vec<EventRow>,
     pub timers: Vec<TimerRow>,
     /// Workflows still in progress.

@@ -62,6 +62,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "trace",
         sql: include_str!("../migrations/postgres/0007_trace.sql"),
     },
+    Migration {
+        version: 8,
+        name: "forwarding",
+        sql: include_str!("../migrations/postgres/0008_forwarding.sql"),
+    },
 ];
 
 const INSERT_EVENTS: &str = concat!(
@@ -157,7 +162,7 @@ const SELECT_SOURCE_SEQS: &str = "SELECT partition, source, next_expected FROM s
 const SELECT_HELD_EVENTS: &str = concat!(
     "SELECT ",
     event_columns!(),
-    " FROM events WHERE partition = $1 AND status = 'held' ORDER BY seq"
+    " FROM events WHERE partition = $1 AND status IN ('held', 'forwarding') ORDER BY seq"
 );
 
 const SELECT_TIMERS: &str = "SELECT partition, id, due_at_us, command FROM timers WHERE partition = $1 ORDER BY due_at_us, id COLLATE \"C\"";

@@ -64,6 +64,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "trace",
         sql: include_str!("../migrations/sqlite/0007_trace.sql"),
     },
+    Migration {
+        version: 8,
+        name: "forwarding",
+        sql: include_str!("../migrations/sqlite/0008_forwarding.sql"),
+    },
 ];
 
 /// Enough for every statement this module prepares, so none is ever evicted and re-prepared.
@@ -147,7 +152,7 @@ const SELECT_SOURCE_SEQS: &str =
 const SELECT_HELD_EVENTS: &str = concat!(
     "SELECT ",
     event_columns!(),
-    " FROM events WHERE partition = ?1 AND status = 'held' ORDER BY seq"
+    " FROM events WHERE partition = ?1 AND status IN ('held', 'forwarding') ORDER BY seq"
 );
 
 const SELECT_TIMERS: &str = "SELECT partition, id, due_at_us, command FROM timers WHERE partition = ?1 ORDER BY due_at_us, id";

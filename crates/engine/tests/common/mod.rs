@@ -57,6 +57,20 @@ pub fn postgres(name: &str) -> Fresh {
 /// A policy with `locations`, one channel `web` over all of them, and one source `wms` that owns
 /// every inventory type everywhere.
 pub fn policy(locations: &[&str]) -> std::sync::Arc<crossdock_ledger::Policy> {
+    std::sync::Arc::new(plain_policy(locations, false))
+}
+
+/// [`policy`] with source `wms` resequenced, giving up a gap after `gap_wait_s`.
+pub fn sequenced_policy(
+    locations: &[&str],
+    gap_wait_s: u64,
+) -> std::sync::Arc<crossdock_ledger::Policy> {
+    let mut p = plain_policy(locations, true);
+    p.gap_wait_s = gap_wait_s;
+    std::sync::Arc::new(p)
+}
+
+fn plain_policy(locations: &[&str], sequenced: bool) -> crossdock_ledger::Policy {
     use crossdock_ledger::{ChannelPolicy, LocIdx, OwnershipRule, Policy, SourcePolicy};
     use crossdock_model::{ChannelId, LocationId, SourceId};
     let sources = std::collections::HashMap::from([(
@@ -66,10 +80,10 @@ pub fn policy(locations: &[&str]) -> std::sync::Arc<crossdock_ledger::Policy> {
                 types: vec!["inventory.*".into()],
                 locations: None,
             }],
-            sequenced: false,
+            sequenced,
         },
     )]);
-    std::sync::Arc::new(Policy::new(
+    Policy::new(
         None,
         locations
             .iter()
@@ -80,5 +94,5 @@ pub fn policy(locations: &[&str]) -> std::sync::Arc<crossdock_ledger::Policy> {
             (0..locations.len() as u16).map(LocIdx).collect(),
         )],
         sources,
-    ))
+    )
 }
