@@ -119,8 +119,7 @@ fn what_if(args: &WhatIfArgs) -> Result<Comparison, Failure> {
             Failure::Usage(lines)
         })?;
     let mut store = open_store(&config)?;
-    let mut replay = WhatIf::new(config.policy.clone(), alternative, from, to)
-        .with_partitions(config.partitions);
+    let mut replay = WhatIf::new(config.policy.clone(), alternative, from, to);
     let mut log = LogMerge::new(config.partitions, |partition, after| {
         store.read_events(partition, after, PAGE_ROWS)
     });
@@ -130,7 +129,7 @@ fn what_if(args: &WhatIfArgs) -> Result<Comparison, Failure> {
             break;
         }
         let event = event_from_row(&row).map_err(failed)?;
-        if !replay.apply(row.partition, &event) {
+        if !replay.apply(&event) {
             break;
         }
     }

@@ -1,6 +1,9 @@
 //! Workflows end to end through the real binary over loopback HTTP: orders (sourcing, credit
 //! check, backorders, partial shipment, cancel), returns, transfers and purchase orders (ack
 //! timeout, ASN matching and decisions), their history, and restarts in the middle of each.
+//! Every test runs with one partition and with four, where a workflow's items (SKU-1 ..) hash
+//! to different partitions, so it runs wide (`crossdock_engine`'s `wide` module): the answers
+//! must be the same.
 
 mod common;
 
@@ -17,16 +20,16 @@ const WORKFLOWS: &str = r#"
 id = "erp"
 "#;
 
-fn workflow_config(extra: &str) -> String {
+fn workflow_config(extra: &str, partitions: u32) -> String {
     // `regions` on DC-WEST make west-coast orders prefer it.
-    common::config(extra).replace(
+    common::config(&format!("{extra}\n[engine]\npartitions = {partitions}\n")).replace(
         "[[locations]]\nid = \"DC-WEST\"",
         "[[locations]]\nid = \"DC-WEST\"\nregions = [\"CA\", \"WA\"]",
     )
 }
 
-async fn hub(name: &str, workflows: &str) -> Hub {
-    Hub::start_with(name, &workflow_config(workflows)).await
+async fn hub(name: &str, workflows: &str, partitions: u32) -> Hub {
+    Hub::start_with(name, &workflow_config(workflows, partitions)).await
 }
 
 async fn stock(hub: &Hub, source: &str, item: &str, location: &str, qty: i64) {
@@ -93,8 +96,7 @@ fn alloc(p: &[(String, i64, i64, i64, i64)], loc: &str) -> i64 {
     p.iter().find(|x| x.0 == loc).map_or(0, |x| x.3)
 }
 
-#[tokio::test]
-async fn an_order_is_sourced_allocated_released_shipped_in_parts_and_closed() {
+async fn an_order_is_sourced_allocated_released_shipped_in_parts_and_closed(partitions: u32) {
     let erp = WebhookSim::start(WebhookConfig::default()).await.unwrap();
     let wms_east = WebhookSim::start(WebhookConfig::default()).await.unwrap();
     let extra = format!(
@@ -124,7 +126,7 @@ endpoint = "wms-east-releases"
     );
     let hub = Hub::start_full(
         "wf-order",
-        &workflow_config(&extra),
+        &workflow_config(&extra, partitions),
         &[],
         &[],
         &[("HOOK_SECRET", "whsec_simulator")],
@@ -257,8 +259,9 @@ endpoint = "wms-east-releases"
     assert_eq!(release["lines"].as_array().unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn sourcing_prefers_the_region_splits_within_the_limit_and_backorders_what_is_missing() {
+async fn sourcing_prefers_the_region_splits_within_the_limit_and_backorders_what_is_missing(
+    partitions: u32,
+) {
     let rules = format!(
         r#"{WORKFLOWS}
 [workflows]
@@ -268,7 +271,7 @@ max_splits = 1
 backorder = true
 "#
     );
-    let hub = hub("wf-source", &rules).await;
+    let hub = hub("wf-source", &rules, partitions).await;
     let mut admin = hub.client(ADMIN).await;
     for (source, loc, qty) in [("wms-east", "DC-EAST", 3), ("wms-west", "DC-WEST", 2)] {
         let (s, v) = post(
@@ -353,8 +356,7 @@ backorder = true
     );
 }
 
-#[tokio::test]
-async fn the_credit_check_falls_back_on_timeout_and_holds_what_it_cannot_approve() {
+async fn the_credit_check_falls_back_on_timeout_and_holds_what_it_cannot_approve(partitions: u32) {
     let credit = CreditSim::start(CreditConfig {
         latency: Duration::from_millis(5),
         limit_minor: 20_000,
@@ -372,7 +374,7 @@ approve_up_to_minor = 10000
 "#,
         credit.url()
     );
-    let hub = hub("wf-credit", &rules).await;
+    let hub = hub("wf-credit", &rules, partitions).await;
     stock(&hub, "wms-east", "SKU-5", "DC-EAST", 50).await;
     let mut shop = hub.client(RESERVE).await;
     let mut body = order("SO-C1", "shopify", &[("SKU-5", 1)], "NY");
@@ -456,9 +458,8 @@ approve_up_to_minor = 10000
     credit.set_hang(false);
 }
 
-#[tokio::test]
-async fn a_damaged_return_is_credited_and_never_sellable() {
-    let hub = hub("wf-return", WORKFLOWS).await;
+async fn a_damaged_return_is_credited_and_never_sellable(partitions: u32) {
+    let hub = hub("wf-return", WORKFLOWS, partitions).await;
     let mut admin = hub.client(ADMIN).await;
     let (s, v) = post(&mut admin, "/v1/returns", &json!({"rma": "RMA-1", "order": "SO-9", "location": "DC-EAST", "lines": [{"item": "SKU-6", "qty": 3}], "reason": "broken in transit"})).await;
     assert_eq!((s, v["state"].as_str()), (201, Some("authorized")), "{v}");
@@ -503,9 +504,10 @@ async fn a_damaged_return_is_credited_and_never_sellable() {
     assert_eq!(r["lines"][0]["damaged"], 2);
 }
 
-#[tokio::test]
-async fn stock_in_transit_is_not_sold_at_either_end_and_a_short_receipt_is_a_variance() {
-    let hub = hub("wf-transfer", WORKFLOWS).await;
+async fn stock_in_transit_is_not_sold_at_either_end_and_a_short_receipt_is_a_variance(
+    partitions: u32,
+) {
+    let hub = hub("wf-transfer", WORKFLOWS, partitions).await;
     stock(&hub, "wms-east", "SKU-7", "DC-EAST", 10).await;
     let mut admin = hub.client(ADMIN).await;
     let (s, v) = post(&mut admin, "/v1/transfers", &json!({"transfer": "TR-1", "from": "DC-EAST", "to": "DC-WEST", "lines": [{"item": "SKU-7", "qty": 6}]})).await;
@@ -562,11 +564,13 @@ async fn stock_in_transit_is_not_sold_at_either_end_and_a_short_receipt_is_a_var
     assert_eq!((west_pos.1, west_pos.4), (5, 5));
 }
 
-#[tokio::test]
-async fn a_purchase_order_times_out_unacknowledged_and_a_substituted_asn_waits_for_a_decision() {
+async fn a_purchase_order_times_out_unacknowledged_and_a_substituted_asn_waits_for_a_decision(
+    partitions: u32,
+) {
     let hub = hub(
         "wf-po",
         &format!("{WORKFLOWS}\n[workflows]\nack_timeout_s = 1\n"),
+        partitions,
     )
     .await;
     let mut admin = hub.client(ADMIN).await;
@@ -656,10 +660,9 @@ async fn a_purchase_order_times_out_unacknowledged_and_a_substituted_asn_waits_f
     );
 }
 
-#[tokio::test]
-async fn workflows_continue_after_a_kill_and_their_deadlines_fire_once() {
+async fn workflows_continue_after_a_kill_and_their_deadlines_fire_once(partitions: u32) {
     let rules = format!("{WORKFLOWS}\n[workflows]\nshipment_sla_s = 3\nack_timeout_s = 3\n");
-    let mut hub = hub("wf-restart", &rules).await;
+    let mut hub = hub("wf-restart", &rules, partitions).await;
     stock(&hub, "wms-east", "SKU-10", "DC-EAST", 5).await;
     let mut shop = hub.client(RESERVE).await;
     let (s, v) = post(
@@ -753,8 +756,7 @@ async fn workflows_continue_after_a_kill_and_their_deadlines_fire_once() {
     assert_eq!(r["state"], "credited", "{r}");
 }
 
-#[tokio::test]
-async fn a_short_line_is_filled_with_a_configured_substitute() {
+async fn a_short_line_is_filled_with_a_configured_substitute(partitions: u32) {
     let rules = format!(
         r#"{WORKFLOWS}
 [workflows]
@@ -766,7 +768,7 @@ item = "SKU-11"
 with = ["SKU-12"]
 "#
     );
-    let hub = hub("wf-substitute", &rules).await;
+    let hub = hub("wf-substitute", &rules, partitions).await;
     stock(&hub, "wms-east", "SKU-11", "DC-EAST", 1).await;
     stock(&hub, "wms-east", "SKU-12", "DC-EAST", 5).await;
     let mut shop = hub.client(RESERVE).await;
@@ -799,3 +801,31 @@ with = ["SKU-12"]
     .await;
     assert_eq!(s, 409, "{v}");
 }
+
+macro_rules! on_one_and_four_partitions {
+    ($($name:ident),* $(,)?) => {
+        mod one_partition {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(1).await
+            })*
+        }
+        mod four_partitions {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(4).await
+            })*
+        }
+    };
+}
+
+on_one_and_four_partitions!(
+    an_order_is_sourced_allocated_released_shipped_in_parts_and_closed,
+    sourcing_prefers_the_region_splits_within_the_limit_and_backorders_what_is_missing,
+    the_credit_check_falls_back_on_timeout_and_holds_what_it_cannot_approve,
+    a_damaged_return_is_credited_and_never_sellable,
+    stock_in_transit_is_not_sold_at_either_end_and_a_short_receipt_is_a_variance,
+    a_purchase_order_times_out_unacknowledged_and_a_substituted_asn_waits_for_a_decision,
+    workflows_continue_after_a_kill_and_their_deadlines_fire_once,
+    a_short_line_is_filled_with_a_configured_substitute,
+);

@@ -70,6 +70,10 @@ pub(crate) struct Work {
     pub part_commands: Vec<crossdock_ledger::cross::PartCommand>,
     /// Events of resequenced sources this batch put in line, for the partitions of their items.
     pub forwards: Vec<crate::sequence::Forward>,
+    /// A wide input's rows for the partitions that lent it items, committed with `batch`.
+    pub extras: Vec<CommitBatch>,
+    /// The lenders to give their items back to once committed.
+    pub settles: Vec<crate::wide::Settle>,
     pub partition: u32,
     /// Told once the batch is committed (or failed), so the writer bounds what is in flight.
     pub done: Option<Sender<()>>,
@@ -158,7 +162,7 @@ impl Committer {
         .entered();
         let batches: Vec<&CommitBatch> = live
             .iter()
-            .map(|w| &*w.batch)
+            .flat_map(|w| std::iter::once(&*w.batch).chain(w.extras.iter()))
             .filter(|b| !b.is_empty())
             .collect();
         let result = match batches.as_slice() {
@@ -232,6 +236,9 @@ impl Committer {
             // Gone with the engine: the row stays `forwarding` and the next start sends it.
             let _ = self.forwards.send(f);
         }
+        for s in std::mem::take(&mut work.settles) {
+            s.committed();
+        }
         finish(work, None);
     }
 }
@@ -239,7 +246,11 @@ impl Committer {
 /// Answers a batch's callers and tells its writer it is done.
 fn finish(work: Work, err: Option<&EngineError>) {
     work.pending.into_iter().for_each(|p| p.answer(err));
-    // Left here only when the batch failed: the forwards' callers get its error.
+    // Left here only when the batch failed: lenders take their items back unchanged, and the
+    // forwards' callers get its error.
+    for s in work.settles {
+        s.failed();
+    }
     for f in work.forwards {
         if let (Some(tx), Some(e)) = (f.reply, err) {
             let _ = tx.send(Err(e.clone()));

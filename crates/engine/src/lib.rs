@@ -12,6 +12,7 @@ mod cross;
 mod persist;
 mod sequence;
 mod timers;
+mod wide;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
@@ -20,7 +21,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crossdock_ledger::state::hub_command;
-use crossdock_ledger::workflow::workflow_key;
+use crossdock_ledger::workflow::{creation_hash, workflow_key};
 use crossdock_ledger::{ItemState, Policy, PostTo, Rejection, Reservation, Shortfall, Workflow};
 use crossdock_model::event::{ReservationRef, ReservationRequested};
 use crossdock_model::{
@@ -254,8 +255,25 @@ pub(crate) enum Command {
     Timer { event: Event },
     /// The copies of forwarded event `seq` answered: its log row becomes `status`.
     Forwarded { seq: u64, status: EventStatus },
+    /// Lend these items to a wide input and wait until it is settled ([`wide`]).
+    Lend {
+        items: Vec<ItemId>,
+        reply: oneshot::Sender<wide::Loan>,
+    },
+    /// Apply a wide input with the items lent to it ([`wide`]).
+    Wide {
+        event: Event,
+        answer: WideAnswer,
+        loans: Vec<wide::Loan>,
+    },
     /// Finish what is queued before this, then stop.
     Stop,
+}
+
+/// Who waits for a wide input's answer: a workflow command's caller or an event's.
+pub(crate) enum WideAnswer {
+    Workflow(oneshot::Sender<Result<WorkflowReply, EngineError>>),
+    Event(oneshot::Sender<Result<EventReply, EngineError>>),
 }
 
 /// A command with the span of whoever sent it (a request's `http` span): the writer enters it
@@ -293,6 +311,10 @@ pub struct Engine {
     reader: StoreThread,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     timers: timers::TimerHandle,
+    /// Live workflows whose items span partitions, by key ([`wide`]).
+    wide: RwLock<HashMap<String, wide::WideEntry>>,
+    /// One wide input at a time.
+    wide_lock: tokio::sync::Mutex<()>,
 }
 
 /// Partition of an item: a stable hash, so it never changes between runs.
@@ -329,7 +351,7 @@ impl Engine {
                 config.batch_max,
                 config.outbox.clone(),
                 part_sink.clone(),
-                config.partitions > 1,
+                config.partitions,
             )?;
             writers.push((writer, rx));
             senders.push(tx);
@@ -363,6 +385,22 @@ impl Engine {
             let _ = part_sink.send(cmd);
         }
         drop(part_sink);
+        // Live workflows whose items span partitions: their inputs run wide.
+        let mut wide_workflows = HashMap::new();
+        for (p, (w, _)) in writers.iter().enumerate() {
+            for wf in w.ledger().workflows() {
+                let items = crossdock_ledger::workflow::workflow_items(&policy, wf);
+                if !wide::lenders(&items, p as u32, config.partitions).is_empty() {
+                    wide_workflows.insert(
+                        wf.key(),
+                        wide::WideEntry {
+                            home: p as u32,
+                            items,
+                        },
+                    );
+                }
+            }
+        }
         // Events of resequenced sources put in line before a stop and not yet applied by the
         // partitions of their items go first, in each source's order.
         for (p, (w, _)) in writers.iter_mut().enumerate() {
@@ -444,6 +482,8 @@ impl Engine {
             reader: StoreThread::spawn("store-reader", reader),
             threads: Mutex::new(threads),
             timers: timers.clone(),
+            wide: RwLock::new(wide_workflows),
+            wide_lock: tokio::sync::Mutex::new(()),
         });
         drop(forward_sink);
         cross::Driver::spawn(Arc::downgrade(&engine), part_work);
@@ -498,6 +538,11 @@ impl Engine {
     /// Submits an event; resolves once it is durable.
     pub async fn submit(&self, event: Event) -> Result<EventReply, EngineError> {
         if !self.sequenced_elsewhere(&event)
+            && let Some(plan) = self.wide_plan_of(&event)
+        {
+            return self.submit_wide(plan, event).await;
+        }
+        if !self.sequenced_elsewhere(&event)
             && self.partitions() > 1
             && event.data.items().is_empty()
             && let Some(key) = workflow_key(&event.data)
@@ -513,15 +558,35 @@ impl Engine {
 
     /// Submits many events; each answer comes once its batch is durable. Order is kept per partition.
     pub async fn submit_many(&self, events: Vec<Event>) -> Vec<Result<EventReply, EngineError>> {
-        let waiting: Vec<_> = events.into_iter().map(|e| self.dispatch(e)).collect();
-        let mut out = Vec::with_capacity(waiting.len());
+        let mut out = Vec::with_capacity(events.len());
+        let mut waiting = Vec::with_capacity(events.len());
+        for e in events {
+            // An event naming a wide workflow runs after the events before it, and before
+            // those after it are queued.
+            if !self.sequenced_elsewhere(&e)
+                && let Some(plan) = self.wide_plan_of(&e)
+            {
+                for w in waiting.drain(..) {
+                    out.push(Self::settled(w).await);
+                }
+                out.push(self.submit_wide(plan, e).await);
+                continue;
+            }
+            waiting.push(self.dispatch(e));
+        }
         for w in waiting {
-            out.push(match w {
-                Ok(parts) => Self::combine(parts).await,
-                Err(e) => Err(e),
-            });
+            out.push(Self::settled(w).await);
         }
         out
+    }
+
+    async fn settled(
+        w: Result<Vec<EventReceiver>, EngineError>,
+    ) -> Result<EventReply, EngineError> {
+        match w {
+            Ok(parts) => Self::combine(parts).await,
+            Err(e) => Err(e),
+        }
     }
 
     /// Queues an event with the writer that owns its items. A shipment whose lines belong to
@@ -584,6 +649,17 @@ impl Engine {
         &self,
         event: Event,
     ) -> Result<Vec<EventReceiver>, EngineError> {
+        if let Some(plan) = self.wide_plan_of(&event) {
+            // Rare (a resequenced feed naming a workflow across partitions): run it here.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .map_err(|e| EngineError::Store(format!("cannot run a wide input: {e}")))?;
+            let reply = runtime.block_on(self.submit_wide(plan, event));
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(reply);
+            return Ok(vec![rx]);
+        }
         if self.partitions() > 1
             && event.data.items().is_empty()
             && let Some(key) = workflow_key(&event.data)
@@ -686,27 +762,44 @@ impl Engine {
     /// Runs a workflow command (see [`crossdock_model::workflow`]) with the writer that owns the
     /// workflow: the partition of its items when it creates one, else where it lives.
     pub async fn workflow_command(&self, mut event: Event) -> Result<WorkflowReply, EngineError> {
-        let items = event.data.items();
-        let partition = match items.first() {
-            Some(first) => {
-                let p = partition_of(first, self.partitions());
-                if items
-                    .iter()
-                    .any(|i| partition_of(i, self.partitions()) != p)
-                {
-                    return Ok(WorkflowReply::Rejected(Rejection::Invalid {
-                        field: "lines".into(),
-                        reason: "with more than one partition configured, one workflow's items must share a partition; \
-                                 split it or set engine.partitions = 1"
-                            .into(),
-                    }));
-                }
-                p
+        if let Some(key) = workflow_key(&event.data)
+            && let Some(plan) = self.wide_command_plan(&key, &event.data)
+        {
+            let home = plan.home;
+            let (tx, rx) = oneshot::channel();
+            self.run_wide(plan, event, WideAnswer::Workflow(tx)).await?;
+            let reply = rx.await.map_err(|_| EngineError::Stopped)??;
+            self.note_wide(home, &reply);
+            return Ok(reply);
+        }
+        let live = match workflow_key(&event.data) {
+            Some(key) if self.partitions() > 1 && creation_hash(&event.data).is_none() => {
+                self.workflow(&key).await?.map(|(row, _)| row)
             }
-            None => match workflow_key(&event.data) {
-                Some(key) => self.workflow_partition(&key).await?,
-                None => 0,
-            },
+            _ => None,
+        };
+        let partition = match (&live, event.data.items().first()) {
+            // A workflow lives where it started; an input that would take it to items of other
+            // partitions (an ASN's substitute) makes it wide from now on.
+            (Some(row), _) => {
+                let wf = persist::workflow_from_row(row)
+                    .map_err(|e| EngineError::Store(e.to_string()))?;
+                let key = wf.key();
+                if let Some(plan) =
+                    self.wide_if_spanning(&key, &event.data, Some(&wf), row.partition)
+                {
+                    let home = plan.home;
+                    let (tx, rx) = oneshot::channel();
+                    self.run_wide(plan, event, WideAnswer::Workflow(tx)).await?;
+                    let reply = rx.await.map_err(|_| EngineError::Stopped)??;
+                    self.note_wide(home, &reply);
+                    return Ok(reply);
+                }
+                row.partition
+            }
+            // A new workflow whose items share a partition.
+            (None, Some(first)) => partition_of(first, self.partitions()),
+            (None, None) => 0,
         };
         event.received_at = Timestamp::now();
         let (tx, rx) = oneshot::channel();

@@ -6,11 +6,12 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use crossdock_ledger::ItemState;
 use crossdock_ledger::reservation::request_hash;
 use crossdock_ledger::state::{channel_name, expiry_timer};
 use crossdock_ledger::{Effects, Ledger, Outcome, Policy, Rejection, ResStatus};
 use crossdock_model::event::ReservationRequested;
-use crossdock_model::{Envelope, Event};
+use crossdock_model::{Envelope, Event, ItemId};
 use crossdock_model::{EventData, ExceptionKind, ExceptionRecord, ExceptionStatus, Timestamp};
 use crossdock_store::{
     AtsRow, ChangeRow, CommitBatch, EventRow, EventStatus, ExceptionStatusChange, OutboxKind,
@@ -53,6 +54,8 @@ pub(crate) struct Writer {
     /// Events of resequenced sources this partition put in line before the last stop and whose
     /// copies have not answered (`forwarding` rows), to forward again at start.
     forwarding: Vec<(u64, Event)>,
+    /// How many partitions the engine runs (a wide input's rows go to each item's own).
+    partitions: u32,
 }
 
 /// Most batches that can be in the pipeline behind the one being applied: one committing, one queued.
@@ -79,11 +82,11 @@ impl Writer {
         batch_max: usize,
         outbox: OutboxHook,
         parts: crate::cross::PartSink,
-        forward_sequenced: bool,
+        partitions: u32,
     ) -> Result<Self, StoreError> {
         let snapshot = store.load_partition(partition)?;
         let mut ledger = ledger_from_snapshot(&policy, &snapshot)?;
-        ledger.forward_sequenced = forward_sequenced;
+        ledger.forward_sequenced = partitions > 1;
         let forwarding = snapshot
             .held_events
             .iter()
@@ -135,6 +138,7 @@ impl Writer {
             posting_seqs: Vec::new(),
             parts,
             forwarding,
+            partitions,
         };
         writer.publish_all();
         Ok(writer)
@@ -190,16 +194,10 @@ impl Writer {
                 Err(_) => return,
             }
             if self.poisoned.load(Ordering::Acquire) {
-                // Drain the pipeline, then start again from what the store has.
-                let (done, wait) = std::sync::mpsc::channel();
-                if to_committer.send(ToCommitter::Barrier(done)).is_err() || wait.recv().is_err() {
+                if !self.drain(to_committer, &done_rx) {
                     return;
                 }
-                while done_rx.try_recv().is_ok() {}
                 in_flight = 0;
-                self.reload();
-                self.recent.clear();
-                self.poisoned.store(false, Ordering::Release);
             }
             while cmds.len() < self.batch_max {
                 match rx.try_recv() {
@@ -207,28 +205,106 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let stop = cmds.iter().any(|c| matches!(c.0, Command::Stop));
-            let mut work = self.process(std::mem::take(&mut cmds));
-            work.done = Some(done_tx.clone());
-            if to_committer
-                .send(ToCommitter::Work(Box::new(work)))
-                .is_err()
-            {
-                return;
-            }
-            if stop {
-                return;
-            }
-            in_flight += 1;
-            while done_rx.try_recv().is_ok() {
-                in_flight -= 1;
-            }
-            while in_flight > IN_FLIGHT_MAX {
-                if done_rx.recv().is_err() {
+            // Lending for a wide input and applying one are steps of their own: what came
+            // before them is a batch, and so is what comes after.
+            let mut rest = std::mem::take(&mut cmds).into_iter().peekable();
+            while rest.peek().is_some() {
+                let (mut work, stop) = match rest.peek().map(|c| &c.0) {
+                    Some(Command::Lend { .. }) => {
+                        let Some(Traced(Command::Lend { items, reply }, _)) = rest.next() else {
+                            unreachable!("peeked")
+                        };
+                        if !self.drain(to_committer, &done_rx) {
+                            return;
+                        }
+                        in_flight = 0;
+                        self.lend(items, reply);
+                        continue;
+                    }
+                    Some(Command::Wide { .. }) => {
+                        let Some(Traced(cmd, span)) = rest.next() else {
+                            unreachable!("peeked")
+                        };
+                        let _sender = span.enter();
+                        (self.process_wide(cmd), false)
+                    }
+                    _ => {
+                        let mut batch = Vec::new();
+                        while let Some(c) = rest.next_if(|c| {
+                            !matches!(c.0, Command::Lend { .. } | Command::Wide { .. })
+                        }) {
+                            batch.push(c);
+                        }
+                        let stop = batch.iter().any(|c| matches!(c.0, Command::Stop));
+                        (self.process(batch), stop)
+                    }
+                };
+                work.done = Some(done_tx.clone());
+                if to_committer
+                    .send(ToCommitter::Work(Box::new(work)))
+                    .is_err()
+                {
                     return;
                 }
-                in_flight -= 1;
+                if stop {
+                    return;
+                }
+                in_flight += 1;
+                while done_rx.try_recv().is_ok() {
+                    in_flight -= 1;
+                }
+                while in_flight > IN_FLIGHT_MAX {
+                    if done_rx.recv().is_err() {
+                        return;
+                    }
+                    in_flight -= 1;
+                }
             }
+        }
+    }
+
+    /// Waits until everything handed to the committer is settled; after a failed commit,
+    /// starts again from what the store has. False once the committer is gone.
+    fn drain(&mut self, to_committer: &SyncSender<ToCommitter>, done_rx: &Receiver<()>) -> bool {
+        let (done, wait) = std::sync::mpsc::channel();
+        if to_committer.send(ToCommitter::Barrier(done)).is_err() || wait.recv().is_err() {
+            return false;
+        }
+        while done_rx.try_recv().is_ok() {}
+        if self.poisoned.load(Ordering::Acquire) {
+            self.reload();
+            self.poisoned.store(false, Ordering::Release);
+        }
+        self.recent.clear();
+        true
+    }
+
+    /// Lends `items` to a wide input (everything applied is committed) and waits, applying
+    /// nothing, until it is settled; then takes back their new state.
+    fn lend(&mut self, items: Vec<ItemId>, reply: tokio::sync::oneshot::Sender<crate::wide::Loan>) {
+        let (back, settled) = std::sync::mpsc::channel();
+        let loan = crate::wide::Loan {
+            partition: self.partition,
+            seq: self.ledger.seq,
+            items: items
+                .iter()
+                .filter_map(|id| self.ledger.item(id).map(|s| (id.clone(), s.clone())))
+                .collect(),
+            asked: items,
+            view: self.view.clone(),
+            back,
+        };
+        if reply.send(loan).is_err() {
+            return;
+        }
+        match settled.recv() {
+            Ok(crate::wide::Return::Install { items, seq }) => {
+                for (id, state) in items {
+                    self.ledger.lend_item(id, state);
+                }
+                self.ledger.seq = self.ledger.seq.max(seq);
+            }
+            Ok(crate::wide::Return::Unchanged) | Err(_) => {}
         }
     }
 
@@ -285,6 +361,9 @@ impl Writer {
                     Pending::Unit(reply)
                 }
                 Command::Stop => Pending::None,
+                Command::Lend { .. } | Command::Wide { .. } => {
+                    unreachable!("the pipeline takes them apart from batches")
+                }
             };
             pending.push(p);
             self.stamp_postings(&fx);
@@ -348,6 +427,136 @@ impl Writer {
             started_at,
             part_commands,
             forwards,
+            extras: Vec::new(),
+            settles: Vec::new(),
+            partition: self.partition,
+            done: None,
+        }
+    }
+
+    /// The partition whose rows an item's are (its own; another's only in a wide input).
+    fn partition_of_item(&self, item: &ItemId) -> u32 {
+        if self.partitions > 1 {
+            crate::partition_of(item, self.partitions)
+        } else {
+            self.partition
+        }
+    }
+
+    /// Applies one wide input with the items its lenders lent (see [`crate::wide`]): the rows of
+    /// each lent item go in its partition's batch, committed with this one.
+    fn process_wide(&mut self, cmd: Command) -> Work {
+        let Command::Wide {
+            event,
+            answer,
+            loans,
+        } = cmd
+        else {
+            unreachable!("only wide inputs come here")
+        };
+        let started_at = Instant::now();
+        let mut fx = Effects::default();
+        let mut batch = CommitBatch {
+            partition: self.partition,
+            ..Default::default()
+        };
+        let mut batch_keys = BatchKeys::new();
+        self.posting_seqs.clear();
+        for loan in &loans {
+            for (id, state) in &loan.items {
+                self.ledger.lend_item(id.clone(), state.clone());
+            }
+            // Logged past every lender's sequence, so each lent item's rows stay in order.
+            self.ledger.seq = self.ledger.seq.max(loan.seq);
+        }
+        let pending = match answer {
+            crate::WideAnswer::Workflow(reply) => Pending::Workflow(
+                reply,
+                self.apply_workflow(&event, &mut fx, &mut batch, &mut batch_keys),
+            ),
+            crate::WideAnswer::Event(reply) => Pending::Event(
+                reply,
+                self.apply_event(&event, &mut fx, &mut batch, &mut batch_keys),
+            ),
+        };
+        self.stamp_postings(&fx);
+        self.ledger.finish_batch(&self.policy, &mut fx);
+        self.stamp_postings(&fx);
+        self.collect(&fx, &mut batch);
+        let seq = self.ledger.seq;
+        let logged = batch.events.iter().any(|e| e.id == event.id);
+        let mut extras = Vec::new();
+        let mut settles = Vec::new();
+        for loan in loans {
+            let q = loan.partition;
+            let items: Vec<(ItemId, Arc<ItemState>)> = loan
+                .asked
+                .iter()
+                .filter_map(|id| self.ledger.take_item(id).map(|s| (id.clone(), s)))
+                .collect();
+            let mut part = CommitBatch {
+                partition: q,
+                last_seq: seq,
+                ..Default::default()
+            };
+            move_rows(&mut batch, &mut part, q, |item| {
+                self.partition_of_item(item)
+            });
+            if logged {
+                let mut row = event_row(q, seq, &event, EventStatus::Applied);
+                row.id = crossdock_model::event::wide_part_id(&event.id, q);
+                part.events.push(row);
+            }
+            extras.push(part);
+            settles.push(crate::wide::Settle {
+                back: loan.back,
+                view: loan.view,
+                items,
+                seq,
+            });
+        }
+        let strays: Vec<ItemId> = fx
+            .touched_items
+            .iter()
+            .filter(|id| self.partition_of_item(id) != self.partition)
+            .filter(|id| self.ledger.item(id).is_some())
+            .cloned()
+            .collect();
+        for id in strays {
+            error!(partition = self.partition, item = %id, "a wide input touched an item no partition lent; dropped from memory");
+            self.ledger.take_item(&id);
+        }
+        self.keys.extend(batch_keys.keys().copied());
+        let batch = Arc::new(batch);
+        if self.recent.len() == IN_FLIGHT_MAX {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Recent {
+            batch: batch.clone(),
+            keys: batch_keys,
+        });
+        let publish = fx
+            .touched_items
+            .iter()
+            .filter_map(|id| self.ledger.item(id).map(|s| (id.clone(), s.clone())))
+            .collect();
+        Work {
+            batch,
+            pending: vec![pending],
+            publish,
+            seq,
+            timers_set: fx.timers_set,
+            timers_done: fx
+                .timers_done
+                .into_iter()
+                .chain(fx.timers_cancelled)
+                .collect(),
+            applied_at: Instant::now(),
+            started_at,
+            part_commands: Vec::new(),
+            forwards: Vec::new(),
+            extras,
+            settles,
             partition: self.partition,
             done: None,
         }
@@ -869,7 +1078,8 @@ impl Writer {
         let p = self.partition;
         for id in &fx.touched_items {
             if let Some(state) = self.ledger.item(id) {
-                let (positions, item) = item_rows(&self.policy, p, id, state);
+                let (positions, item) =
+                    item_rows(&self.policy, self.partition_of_item(id), id, state);
                 batch.positions.extend(positions);
                 batch.items.push(item);
             }
@@ -890,7 +1100,7 @@ impl Writer {
         batch
             .changes
             .extend(fx.changes.iter().enumerate().map(|(n, c)| ChangeRow {
-                partition: p,
+                partition: self.partition_of_item(&c.item),
                 seq: c.seq,
                 n: n as u32,
                 item: c.item.to_string(),
@@ -923,7 +1133,7 @@ impl Writer {
                 ledger_seq: c.seq,
             };
             batch.outbox.push(OutboxRow {
-                partition: p,
+                partition: self.partition_of_item(&c.item),
                 endpoint: channel.to_string(),
                 key: c.item.to_string(),
                 ledger_seq: c.seq,
@@ -1049,4 +1259,29 @@ fn correlation_at(events: &[EventRow], seq: u64) -> Option<String> {
         .get(i)
         .filter(|e| e.seq == seq)
         .map(|e| e.correlation_id.clone())
+}
+
+/// Moves the rows of partition `q`'s items out of a wide input's batch into `part`.
+fn move_rows(
+    batch: &mut CommitBatch,
+    part: &mut CommitBatch,
+    q: u32,
+    partition_of: impl Fn(&ItemId) -> u32,
+) {
+    fn split<T>(from: &mut Vec<T>, to: &mut Vec<T>, theirs: impl Fn(&T) -> bool) {
+        let (moved, kept): (Vec<T>, Vec<T>) = std::mem::take(from).into_iter().partition(theirs);
+        *from = kept;
+        to.extend(moved);
+    }
+    split(&mut batch.positions, &mut part.positions, |r| {
+        r.partition == q
+    });
+    split(&mut batch.items, &mut part.items, |r| r.partition == q);
+    split(&mut batch.changes, &mut part.changes, |r| r.partition == q);
+    split(&mut batch.ats, &mut part.ats, |r| {
+        ItemId::new(&r.item).is_ok_and(|i| partition_of(&i) == q)
+    });
+    split(&mut batch.outbox, &mut part.outbox, |r| {
+        r.kind == OutboxKind::Latest && r.partition == q
+    });
 }

@@ -19,6 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::mem::discriminant;
 
+use crossdock_model::event::{is_forward_copy, is_wide_part};
 use crossdock_model::{ChannelId, Event, ItemId, Timestamp};
 
 use crate::policy::{ChannelPolicy, Policy};
@@ -129,25 +130,20 @@ impl WhatIf {
         }
     }
 
-    /// Replays a log written with `partitions` partitions: with more than one, an event of a
-    /// resequenced source was put in line by its source's partition and applied, as a forwarded
-    /// copy, by the partitions of its items, so the replay does the same (the copies are in the log).
-    pub fn with_partitions(mut self, partitions: u32) -> Self {
-        self.baseline.forward_sequenced = partitions > 1;
-        self.alternative.forward_sequenced = partitions > 1;
-        self
-    }
-
-    /// Applies one logged event of `partition` to both sides and measures the items it touched.
+    /// Applies one logged event to both sides and measures the items it touched; a forwarded
+    /// copy or a wide input's part row is skipped (see [`Side`]).
     ///
     /// Events come in the order of their `received_at` (ties by partition, then log sequence),
     /// and always in log order within a partition; a received time earlier than one already seen
     /// (requests stamped concurrently) counts as the later one. An event received after the window
     /// is not applied and `false` is returned: the replay ends there, since a partition's later
     /// events must not be applied without it.
-    pub fn apply(&mut self, partition: u32, ev: &Event) -> bool {
+    pub fn apply(&mut self, ev: &Event) -> bool {
         if ev.received_at > self.to {
             return false;
+        }
+        if is_forward_copy(&ev.id) || is_wide_part(&ev.id) {
+            return true;
         }
         self.clock = self.clock.max(ev.received_at);
         let in_window = self.clock >= self.from;
@@ -155,8 +151,8 @@ impl WhatIf {
             self.open_window();
         }
         let window = in_window.then_some(self.from);
-        let a = self.baseline.apply(partition, ev, self.clock, window);
-        let b = self.alternative.apply(partition, ev, self.clock, window);
+        let a = self.baseline.apply(ev, self.clock, window);
+        let b = self.alternative.apply(ev, self.clock, window);
         if discriminant(&a) != discriminant(&b) || a.is_logged() != b.is_logged() {
             self.outcomes_differing += 1;
         }
@@ -244,16 +240,17 @@ impl Tally {
     }
 }
 
-/// One policy's ledgers (one per partition, as the engine keeps them) and what it measured.
+/// One policy's ledger and what it measured. One ledger holds every partition's state, so an
+/// input is applied once whatever partitions took part: the log's forwarded copies of a
+/// resequenced source's events and the part rows of wide inputs are skipped (their originals
+/// are in the log, and this ledger puts them in line and applies them itself).
 struct Side {
     policy: Policy,
-    ledgers: HashMap<u32, Ledger>,
+    ledger: Ledger,
     /// Per item, per channel (policy order).
     levels: HashMap<ItemId, Vec<Level>>,
     /// Per channel.
     tallies: Vec<Tally>,
-    /// See [`WhatIf::with_partitions`].
-    forward_sequenced: bool,
 }
 
 impl Side {
@@ -261,28 +258,16 @@ impl Side {
         let tallies = policy.channels.iter().map(|_| Tally::default()).collect();
         Side {
             policy,
-            ledgers: HashMap::new(),
+            ledger: Ledger::default(),
             levels: HashMap::new(),
             tallies,
-            forward_sequenced: false,
         }
     }
 
     /// Applies `ev` as the engine would in a batch of its own and records what every item it
     /// touched shows and has from `now`; in the window (starting at `window`), measures the change.
-    fn apply(
-        &mut self,
-        partition: u32,
-        ev: &Event,
-        now: Timestamp,
-        window: Option<Timestamp>,
-    ) -> Outcome {
-        let forward_sequenced = self.forward_sequenced;
-        let ledger = self.ledgers.entry(partition).or_insert_with(|| {
-            let mut ledger = Ledger::default();
-            ledger.forward_sequenced = forward_sequenced;
-            ledger
-        });
+    fn apply(&mut self, ev: &Event, now: Timestamp, window: Option<Timestamp>) -> Outcome {
+        let ledger = &mut self.ledger;
         let mut fx = Effects::default();
         let outcome = ledger.apply(&self.policy, ev, &mut fx);
         ledger.finish_batch(&self.policy, &mut fx);
@@ -485,7 +470,7 @@ mod tests {
             Timestamp::from_micros(to * S),
         );
         for ev in events {
-            if !w.apply(0, ev) {
+            if !w.apply(ev) {
                 break;
             }
         }

@@ -460,6 +460,16 @@ impl Ledger {
         self.items.insert(id, Arc::new(state));
     }
 
+    /// Puts an item's state in as it is (another partition's item, lent for one input).
+    pub fn lend_item(&mut self, id: ItemId, state: Arc<ItemState>) {
+        self.items.insert(id, state);
+    }
+
+    /// Takes an item's state out (a lent item going back to its partition).
+    pub fn take_item(&mut self, id: &ItemId) -> Option<Arc<ItemState>> {
+        self.items.remove(id)
+    }
+
     pub fn reservation(&self, id: &str) -> Option<&Reservation> {
         self.reservations.get(id)
     }

@@ -82,6 +82,31 @@ impl Workflow {
     pub fn key(&self) -> String {
         self.kind.key(&self.id)
     }
+
+    /// Every item the workflow names: its lines' and what they allocated (substitutes).
+    pub fn items(&self) -> Vec<ItemId> {
+        let mut out: Vec<ItemId> = match &self.doc {
+            Doc::Order(d) => d
+                .lines
+                .iter()
+                .flat_map(|l| {
+                    std::iter::once(l.item.clone())
+                        .chain(l.allocations.iter().map(|a| a.item.clone()))
+                })
+                .collect(),
+            Doc::Return(d) => d.lines.iter().map(|l| l.item.clone()).collect(),
+            Doc::Transfer(d) => d.lines.iter().map(|l| l.item.clone()).collect(),
+            Doc::PurchaseOrder(d) => d
+                .lines
+                .iter()
+                .map(|l| l.item.clone())
+                .chain(d.pending.iter().filter_map(|l| ItemId::new(&l.item).ok()))
+                .collect(),
+        };
+        out.sort();
+        out.dedup();
+        out
+    }
     /// No further step can change it: it may leave memory.
     pub fn is_final(&self) -> bool {
         let s = self.state.as_str();
@@ -2233,6 +2258,22 @@ pub fn workflow_key(data: &EventData) -> Option<String> {
     Some(kind.key(id))
 }
 
+/// The workflow an input changes: a workflow command's, or the one a physical event names (a
+/// pick or shipment of an order, a transfer's shipment or receipt, a return's receipt or
+/// inspection, a receipt against a purchase order).
+pub fn named_workflow(data: &EventData) -> Option<String> {
+    Some(match data {
+        EventData::Picked(d) => WorkflowKind::Order.key(&d.order),
+        EventData::Shipped(d) => WorkflowKind::Order.key(&d.order),
+        EventData::TransferShipped(d) => WorkflowKind::Transfer.key(&d.transfer),
+        EventData::TransferReceived(d) => WorkflowKind::Transfer.key(&d.transfer),
+        EventData::ReturnReceived(d) => WorkflowKind::Return.key(&d.rma),
+        EventData::ReturnInspected(d) => WorkflowKind::Return.key(&d.rma),
+        EventData::Received(d) => WorkflowKind::PurchaseOrder.key(d.reference.as_ref()?),
+        other => return workflow_key(other),
+    })
+}
+
 /// For a command that creates a workflow: the hash a repeat must match.
 pub fn creation_hash(data: &EventData) -> Option<u64> {
     match data {
@@ -2242,4 +2283,38 @@ pub fn creation_hash(data: &EventData) -> Option<u64> {
         EventData::PurchaseOrderCreated(p) => Some(data_hash(p)),
         _ => None,
     }
+}
+
+/// The items a workflow input may touch: those it names, the workflow's (when it exists) and,
+/// for an order, the substitutes the policy lists for them (sourcing may draw on them).
+pub fn items_touched(policy: &Policy, data: &EventData, wf: Option<&Workflow>) -> Vec<ItemId> {
+    let mut out: Vec<ItemId> = data.items().into_iter().cloned().collect();
+    if let Some(wf) = wf {
+        out.extend(wf.items());
+    }
+    let is_order = matches!(data, EventData::OrderCaptured(_))
+        || wf.is_some_and(|w| w.kind == WorkflowKind::Order);
+    with_substitutes(policy, &mut out, is_order);
+    out
+}
+
+/// The items a live workflow may touch: its own and, for an order, their substitutes.
+pub fn workflow_items(policy: &Policy, wf: &Workflow) -> Vec<ItemId> {
+    let mut out = wf.items();
+    with_substitutes(policy, &mut out, wf.kind == WorkflowKind::Order);
+    out
+}
+
+fn with_substitutes(policy: &Policy, items: &mut Vec<ItemId>, is_order: bool) {
+    if is_order {
+        let subs: Vec<ItemId> = items
+            .iter()
+            .filter_map(|i| policy.workflow.substitutions.get(i))
+            .flatten()
+            .cloned()
+            .collect();
+        items.extend(subs);
+    }
+    items.sort();
+    items.dedup();
 }

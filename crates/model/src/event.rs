@@ -430,6 +430,21 @@ pub fn is_forward_copy(id: &str) -> bool {
     id.contains(FORWARD_MARK)
 }
 
+/// What the id of a wide input's part row ends with: a workflow across partitions runs its
+/// inputs in its home partition with the items of the others lent to it, and each lender logs a
+/// part row (`<id>#at:<partition>`) at the same sequence for the changes to its items.
+pub const WIDE_PART_MARK: &str = "#at:";
+
+/// The id of the part row of wide input `id` in `partition`.
+pub fn wide_part_id(id: &str, partition: u32) -> String {
+    format!("{id}{WIDE_PART_MARK}{partition}")
+}
+
+/// Whether `id` names a part row of a wide input (the input itself is logged in its home).
+pub fn is_wide_part(id: &str) -> bool {
+    id.contains(WIDE_PART_MARK)
+}
+
 /// `sequence.gap_timeout.v1` (hub timer): stop waiting for `expected` from `source`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

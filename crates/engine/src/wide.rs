@@ -1,0 +1,295 @@
+//! Workflows across partitions ("wide" inputs).
+//!
+//! A workflow whose items hash to several partitions lives in the partition of its key
+//! (`partition_of_key("order:<id>")`, its home), and every input that changes it (its commands,
+//! and the physical events that name it: picks, shipments, receipts against it) runs there with
+//! the items it may touch lent by their partitions for that one input:
+//!
+//! 1. One wide input at a time (`Engine::wide_lock`): every other partition is untouched.
+//! 2. Each partition holding some of the items gets `Command::Lend`: its writer hands over what
+//!    it applied so far, waits until all of it is committed, sends the items' state
+//!    ([`Loan`]) and then waits, applying nothing, until the input is settled.
+//! 3. The home's writer gets `Command::Wide`: it puts the lent items in its ledger, moves its
+//!    sequence past every lender's, and applies the input with the ordinary pure ledger, exactly
+//!    as one partition would (sourcing, allocation, splits, backorders, cancel, picks,
+//!    shipments, invoices). The rows of each lent item go to its own partition, and each lender
+//!    logs a part row (`<id>#at:<partition>`) at the same sequence; the home's committer commits
+//!    all of them in one transaction.
+//! 4. After the commit the lenders' views are published and each lender gets its items back
+//!    ([`Return::Install`]) and goes on; if the commit failed they get [`Return::Unchanged`] and
+//!    the home reloads, as after any failed commit. The caller is answered after that.
+//!
+//! A lender never waits for another writer, and only the one wide input waits for lenders, so
+//! nothing can deadlock. The registry of live wide workflows ([`WideEntry`], rebuilt at start
+//! from the live workflows) tells the engine which inputs are wide.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{Sender, TrySendError};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crossdock_ledger::ItemState;
+use crossdock_ledger::workflow::{
+    Workflow, creation_hash, items_touched, named_workflow, workflow_items,
+};
+use crossdock_model::{Event, EventData, ItemId, Timestamp};
+use tokio::sync::oneshot;
+
+use crate::{Command, EngineError, View, WideAnswer};
+
+/// A live workflow whose items span partitions.
+#[derive(Debug, Clone)]
+pub(crate) struct WideEntry {
+    pub home: u32,
+    pub items: Vec<ItemId>,
+}
+
+/// What a partition lends for one wide input.
+pub(crate) struct Loan {
+    pub partition: u32,
+    /// Its ledger sequence when it lent.
+    pub seq: u64,
+    /// The items asked for that it has (an item it does not have yet is created by the input).
+    pub items: Vec<(ItemId, Arc<ItemState>)>,
+    /// Every item asked for of this partition, present or not.
+    pub asked: Vec<ItemId>,
+    pub view: Arc<RwLock<View>>,
+    pub back: Sender<Return>,
+}
+
+/// What a lender gets back once the wide input is settled.
+pub(crate) enum Return {
+    /// The input committed: these items' new state, and the sequence it was logged at.
+    Install {
+        items: Vec<(ItemId, Arc<ItemState>)>,
+        seq: u64,
+    },
+    /// Nothing changed (the commit failed or the input did not apply).
+    Unchanged,
+}
+
+/// A lender's share of a committed wide input, settled by the home's committer.
+pub(crate) struct Settle {
+    pub back: Sender<Return>,
+    pub view: Arc<RwLock<View>>,
+    pub items: Vec<(ItemId, Arc<ItemState>)>,
+    pub seq: u64,
+}
+
+impl Settle {
+    /// After the commit: publish the lender's view (so the caller reads its own writes), then
+    /// give the items back.
+    pub fn committed(self) {
+        {
+            let mut view = self.view.write().expect("view lock");
+            for (id, state) in &self.items {
+                view.items.insert(id.clone(), state.clone());
+            }
+            view.seq = view.seq.max(self.seq);
+        }
+        let _ = self.back.send(Return::Install {
+            items: self.items,
+            seq: self.seq,
+        });
+    }
+
+    pub fn failed(self) {
+        let _ = self.back.send(Return::Unchanged);
+    }
+}
+
+/// The partitions of `items` other than `home`, in order.
+pub(crate) fn lenders(items: &[ItemId], home: u32, partitions: u32) -> BTreeSet<u32> {
+    items
+        .iter()
+        .map(|i| crate::partition_of(i, partitions))
+        .filter(|p| *p != home)
+        .collect()
+}
+
+/// Where a wide input runs and the items it may touch.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub home: u32,
+    pub items: Vec<ItemId>,
+}
+
+impl crate::Engine {
+    /// The plan of a workflow command when it is wide: its workflow is a live wide one, or it
+    /// starts one whose items (and, for an order, their substitutes) span partitions.
+    pub(crate) fn wide_command_plan(&self, key: &str, data: &EventData) -> Option<Plan> {
+        let n = self.partitions();
+        if n <= 1 {
+            return None;
+        }
+        if let Some(plan) = self.wide_event_plan(key, data) {
+            return Some(plan);
+        }
+        creation_hash(data)?;
+        self.wide_if_spanning(key, data, None, crate::partition_of_key(key, n))
+    }
+
+    /// A plan for `data` (on live workflow `wf` living in `home`, or starting one there) when the
+    /// items it may touch are not all on one partition.
+    pub(crate) fn wide_if_spanning(
+        &self,
+        key: &str,
+        data: &EventData,
+        wf: Option<&Workflow>,
+        home: u32,
+    ) -> Option<Plan> {
+        let n = self.partitions();
+        let _ = key;
+        let items = items_touched(self.policy(), data, wf);
+        let first = crate::partition_of(items.first()?, n);
+        if wf.is_none() && lenders(&items, first, n).is_empty() {
+            // A new workflow whose items share a partition lives there.
+            return None;
+        }
+        if wf.is_some() && lenders(&items, home, n).is_empty() {
+            return None;
+        }
+        Some(Plan { home, items })
+    }
+
+    /// The plan of an input naming live wide workflow `key`.
+    pub(crate) fn wide_event_plan(&self, key: &str, data: &EventData) -> Option<Plan> {
+        let wide = self.wide.read().expect("wide registry lock");
+        let entry = wide.get(key)?;
+        let mut items = entry.items.clone();
+        items.extend(data.items().into_iter().cloned());
+        items.sort();
+        items.dedup();
+        Some(Plan {
+            home: entry.home,
+            items,
+        })
+    }
+
+    /// The plan of an event, when it names a live wide workflow.
+    pub(crate) fn wide_plan_of(&self, event: &Event) -> Option<Plan> {
+        if self.partitions() <= 1 {
+            return None;
+        }
+        let key = named_workflow(&event.data)?;
+        self.wide_event_plan(&key, &event.data)
+    }
+
+    /// Keeps the registry as a wide command left its workflow.
+    pub(crate) fn note_wide(&self, home: u32, reply: &crate::WorkflowReply) {
+        let crate::WorkflowReply::Done { workflow, .. } = reply else {
+            return;
+        };
+        let mut wide = self.wide.write().expect("wide registry lock");
+        if workflow.is_final() {
+            wide.remove(&workflow.key());
+        } else {
+            wide.insert(
+                workflow.key(),
+                WideEntry {
+                    home,
+                    items: workflow_items(self.policy(), workflow),
+                },
+            );
+        }
+    }
+
+    /// Runs one wide input (see the module docs); `answer` gets its reply.
+    pub(crate) async fn run_wide(
+        &self,
+        plan: Plan,
+        mut event: Event,
+        answer: WideAnswer,
+    ) -> Result<(), EngineError> {
+        let _one_at_a_time = self.wide_lock.lock().await;
+        let n = self.partitions();
+        let mut by_partition: BTreeMap<u32, Vec<ItemId>> = BTreeMap::new();
+        for item in plan.items {
+            let q = crate::partition_of(&item, n);
+            if q != plan.home {
+                by_partition.entry(q).or_default().push(item);
+            }
+        }
+        let mut asked = Vec::with_capacity(by_partition.len());
+        let mut failed = None;
+        for (q, items) in by_partition {
+            let (tx, rx) = oneshot::channel();
+            match self
+                .send_waiting(q, Command::Lend { items, reply: tx })
+                .await
+            {
+                Ok(()) => asked.push(rx),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut loans = Vec::with_capacity(asked.len());
+        for rx in asked {
+            match rx.await {
+                Ok(loan) => loans.push(loan),
+                Err(_) => failed = Some(EngineError::Stopped),
+            }
+        }
+        if let Some(e) = failed {
+            for loan in loans {
+                let _ = loan.back.send(Return::Unchanged);
+            }
+            return Err(e);
+        }
+        event.received_at = Timestamp::now();
+        let cmd = Command::Wide {
+            event,
+            answer,
+            loans,
+        };
+        if let Err((e, cmd)) = self.send_waiting_back(plan.home, cmd).await {
+            if let Command::Wide { loans, .. } = cmd {
+                for loan in loans {
+                    let _ = loan.back.send(Return::Unchanged);
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Queues `cmd`, waiting while the partition's queue is full.
+    async fn send_waiting(&self, partition: u32, cmd: Command) -> Result<(), EngineError> {
+        self.send_waiting_back(partition, cmd)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    async fn send_waiting_back(
+        &self,
+        partition: u32,
+        mut cmd: Command,
+    ) -> Result<(), (EngineError, Command)> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let traced = crate::Traced(cmd, tracing::Span::current());
+            match self.partitions[partition as usize].try_send(traced) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(t)) => {
+                    cmd = t.0;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(TrySendError::Disconnected(t)) => return Err((EngineError::Stopped, t.0)),
+            }
+        }
+    }
+
+    /// An event naming a live wide workflow, run wide.
+    pub(crate) async fn submit_wide(
+        &self,
+        plan: Plan,
+        event: Event,
+    ) -> Result<crate::EventReply, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.run_wide(plan, event, WideAnswer::Event(tx)).await?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+}
