@@ -802,6 +802,89 @@ with = ["SKU-12"]
     assert_eq!(s, 409, "{v}");
 }
 
+/// Two items of different partitions (with four), so an order of both runs wide.
+fn two_partitions_apart() -> (String, String) {
+    let p = |i: usize| {
+        crossdock_engine::partition_of(
+            &crossdock_model::ItemId::new(&format!("SKU-{i}")).unwrap(),
+            4,
+        )
+    };
+    let b = (2..=100).find(|&i| p(i) != p(1)).unwrap();
+    ("SKU-1".to_string(), format!("SKU-{b}"))
+}
+
+async fn a_backordered_line_of_an_order_across_partitions_is_filled_when_stock_arrives(
+    partitions: u32,
+) {
+    let rules = format!(
+        r#"{WORKFLOWS}
+[workflows]
+[[workflows.sourcing]]
+channel = "shopify"
+backorder = true
+"#
+    );
+    let hub = hub("wf-wide-fill", &rules, partitions).await;
+    let (a, b) = two_partitions_apart();
+    stock(&hub, "wms-east", &a, "DC-EAST", 5).await;
+    stock(&hub, "wms-east", &b, "DC-EAST", 1).await;
+    let mut shop = hub.client(RESERVE).await;
+    let (s, v) = post(
+        &mut shop,
+        "/v1/orders",
+        &order(
+            "SO-WIDE",
+            "shopify",
+            &[(a.as_str(), 2), (b.as_str(), 3)],
+            "NY",
+        ),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["lines"][0]["backordered"], 0, "{v}");
+    assert_eq!(v["lines"][1]["backordered"], 2, "{v}");
+    let mut q = hub.client(QUERY).await;
+    assert_eq!(alloc(&positions(&mut q, &a).await, "DC-EAST"), 2);
+    assert_eq!(alloc(&positions(&mut q, &b).await, "DC-EAST"), 1);
+
+    // Stock of the backordered item arrives in its own partition: the order, living in
+    // another, is filled.
+    stock(&hub, "wms-east", &b, "DC-EAST", 5).await;
+    wait_for(
+        "the backorder to be filled",
+        Duration::from_secs(15),
+        || async {
+            let mut q = hub.client(QUERY).await;
+            let (_, o) = get(&mut q, "/v1/orders/SO-WIDE").await;
+            o["lines"][1]["backordered"] == 0
+        },
+    )
+    .await;
+    let (_, o) = get(&mut q, "/v1/orders/SO-WIDE").await;
+    assert!(
+        o["history"].as_array().unwrap().iter().any(|h| h["note"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("backorder filled: 2 {b}"))),
+        "{o}"
+    );
+    let pb = positions(&mut q, &b).await;
+    assert_eq!((alloc(&pb, "DC-EAST"), pb[0].4), (3, 3), "{pb:?}");
+
+    // Cancelled: every allocation, in both partitions, is given back.
+    let (s, v) = post(
+        &mut shop,
+        "/v1/orders/SO-WIDE/cancel",
+        &json!({"reason": "customer changed their mind"}),
+    )
+    .await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("cancelled")), "{v}");
+    let (pa, pb) = (positions(&mut q, &a).await, positions(&mut q, &b).await);
+    assert_eq!((alloc(&pa, "DC-EAST"), pa[0].4), (0, 5), "{pa:?}");
+    assert_eq!((alloc(&pb, "DC-EAST"), pb[0].4), (0, 6), "{pb:?}");
+}
+
 macro_rules! on_one_and_four_partitions {
     ($($name:ident),* $(,)?) => {
         mod one_partition {
@@ -828,4 +911,5 @@ on_one_and_four_partitions!(
     a_purchase_order_times_out_unacknowledged_and_a_substituted_asn_waits_for_a_decision,
     workflows_continue_after_a_kill_and_their_deadlines_fire_once,
     a_short_line_is_filled_with_a_configured_substitute,
+    a_backordered_line_of_an_order_across_partitions_is_filled_when_stock_arrives,
 );

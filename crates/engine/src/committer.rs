@@ -74,6 +74,8 @@ pub(crate) struct Work {
     pub extras: Vec<CommitBatch>,
     /// The lenders to give their items back to once committed.
     pub settles: Vec<crate::wide::Settle>,
+    /// Items whose stock changed, for orders of other partitions waiting for them.
+    pub fills: Vec<crate::wide::Fill>,
     pub partition: u32,
     /// Told once the batch is committed (or failed), so the writer bounds what is in flight.
     pub done: Option<Sender<()>>,
@@ -104,6 +106,7 @@ pub(crate) struct Committer {
     pub on_committed: Option<crate::CommitObserver>,
     pub parts: crate::cross::PartSink,
     pub forwards: crate::sequence::ForwardSink,
+    pub fills: crate::wide::FillSink,
 }
 
 impl Committer {
@@ -238,6 +241,10 @@ impl Committer {
         }
         for s in std::mem::take(&mut work.settles) {
             s.committed();
+        }
+        let fills = std::mem::take(&mut work.fills);
+        if !fills.is_empty() {
+            let _ = self.fills.send(fills);
         }
         finish(work, None);
     }

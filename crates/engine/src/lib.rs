@@ -315,6 +315,8 @@ pub struct Engine {
     wide: RwLock<HashMap<String, wide::WideEntry>>,
     /// One wide input at a time.
     wide_lock: tokio::sync::Mutex<()>,
+    /// Items orders of other partitions wait for ([`wide::Filler`]).
+    backordered: wide::Backordered,
 }
 
 /// Partition of an item: a stable hash, so it never changes between runs.
@@ -334,6 +336,8 @@ impl Engine {
         let timers = timers::TimerHandle::new();
         let (part_sink, part_work) = std::sync::mpsc::channel();
         let (forward_sink, forward_work) = std::sync::mpsc::channel();
+        let (fill_sink, fill_work) = std::sync::mpsc::channel();
+        let backordered = wide::Backordered::default();
         let mut senders = Vec::new();
         let mut views = Vec::new();
         let mut threads = Vec::new();
@@ -385,9 +389,26 @@ impl Engine {
             let _ = part_sink.send(cmd);
         }
         drop(part_sink);
-        // Live workflows whose items span partitions: their inputs run wide.
+        // Live workflows whose items span partitions: their inputs run wide; and the items
+        // their orders wait for.
         let mut wide_workflows = HashMap::new();
-        for (p, (w, _)) in writers.iter().enumerate() {
+        let mut fills = Vec::new();
+        for (p, (w, _)) in writers.iter_mut().enumerate() {
+            w.share_backordered(backordered.clone());
+            for item in w.ledger().backordered_items() {
+                if partition_of(item, config.partitions) != p as u32 {
+                    backordered
+                        .write()
+                        .expect("backordered lock")
+                        .entry(item.clone())
+                        .or_default()
+                        .insert(p as u32);
+                    fills.push(wide::Fill {
+                        item: item.clone(),
+                        from: None,
+                    });
+                }
+            }
             for wf in w.ledger().workflows() {
                 let items = crossdock_ledger::workflow::workflow_items(&policy, wf);
                 if !wide::lenders(&items, p as u32, config.partitions).is_empty() {
@@ -438,6 +459,7 @@ impl Engine {
                 on_committed: outbox.on_committed.clone(),
                 parts,
                 forwards: forward_sink.clone(),
+                fills: fill_sink.clone(),
             };
             let (tx, rx) = std::sync::mpsc::sync_channel(2 * group.len());
             for &p in &group {
@@ -484,10 +506,17 @@ impl Engine {
             timers: timers.clone(),
             wide: RwLock::new(wide_workflows),
             wide_lock: tokio::sync::Mutex::new(()),
+            backordered,
         });
         drop(forward_sink);
         cross::Driver::spawn(Arc::downgrade(&engine), part_work);
         sequence::Forwarder::spawn(Arc::downgrade(&engine), forward_work);
+        // Stock that came in before a stop is offered again to orders of other partitions.
+        if !fills.is_empty() {
+            let _ = fill_sink.send(fills);
+        }
+        drop(fill_sink);
+        wide::Filler::spawn(Arc::downgrade(&engine), fill_work);
         let weak = Arc::downgrade(&engine);
         timers.start(move |event| match weak.upgrade() {
             Some(engine) => engine.fire_timer(event),
@@ -711,7 +740,8 @@ impl Engine {
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
-    /// Holds stock for a channel. All lines come from one partition's writer so the hold is atomic.
+    /// Holds stock for a channel, all lines or none: on one partition's writer directly, or
+    /// across partitions with [`cross`]'s protocol.
     pub async fn reserve(
         &self,
         id: String,

@@ -23,9 +23,9 @@
 //! nothing can deadlock. The registry of live wide workflows ([`WideEntry`], rebuilt at start
 //! from the live workflows) tells the engine which inputs are wide.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::mpsc::{Sender, TrySendError};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::mpsc::{Receiver, Sender, TrySendError};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use crossdock_ledger::ItemState;
@@ -34,6 +34,7 @@ use crossdock_ledger::workflow::{
 };
 use crossdock_model::{Event, EventData, ItemId, Timestamp};
 use tokio::sync::oneshot;
+use tracing::{error, warn};
 
 use crate::{Command, EngineError, View, WideAnswer};
 
@@ -293,3 +294,116 @@ impl crate::Engine {
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 }
+
+/// Items that orders of other partitions wait for (backordered lines of wide orders), with the
+/// partitions those orders live in: stock of them arriving or freed elsewhere is offered to
+/// them by a [`Filler`].
+pub(crate) type Backordered = Arc<RwLock<HashMap<ItemId, BTreeSet<u32>>>>;
+
+/// Stock of `item` changed in a commit of partition `from` (`None`: at start, unknown).
+pub(crate) struct Fill {
+    pub item: ItemId,
+    pub from: Option<u32>,
+}
+
+/// Where committers hand fills once durable.
+pub(crate) type FillSink = Sender<Vec<Fill>>;
+
+/// Offers stock to orders waiting in other partitions, off the writers' threads: for each item
+/// whose stock changed, an `order.backorders_due.v1` runs wide in every partition with orders
+/// waiting for it, and in the item's own partition when the change came from elsewhere (a wide
+/// input freed or added its stock), each filling what it can, oldest order first.
+///
+/// Orders in the item's own partition are filled in the same apply as the receipt; those in
+/// other partitions just after its commit, so in between another input may take the stock.
+pub(crate) struct Filler {
+    engine: Weak<crate::Engine>,
+    work: Receiver<Vec<Fill>>,
+}
+
+impl Filler {
+    pub fn spawn(engine: Weak<crate::Engine>, work: Receiver<Vec<Fill>>) {
+        let filler = Filler { engine, work };
+        std::thread::Builder::new()
+            .name("backorder-filler".into())
+            .spawn(move || filler.run())
+            .expect("spawn the backorder filler");
+    }
+
+    fn run(self) {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        else {
+            error!(
+                "cannot start the backorder filler; backorders across partitions wait for the next receipt"
+            );
+            return;
+        };
+        while let Ok(first) = self.work.recv() {
+            // Whatever else is waiting, each item once.
+            let mut due: BTreeMap<ItemId, bool> = BTreeMap::new();
+            for fill in first.into_iter().chain(self.work.try_iter().flatten()) {
+                let own = crate::partition_of(
+                    &fill.item,
+                    self.engine.upgrade().map_or(1, |e| e.partitions()),
+                );
+                *due.entry(fill.item).or_default() |= fill.from != Some(own);
+            }
+            for (item, elsewhere) in due {
+                let Some(engine) = self.engine.upgrade() else {
+                    return;
+                };
+                runtime.block_on(engine.offer(item, elsewhere));
+            }
+        }
+    }
+}
+
+impl crate::Engine {
+    /// Offers `item`'s stock to the orders waiting for it in other partitions (and in its own
+    /// when `elsewhere`: the change came from a wide input).
+    async fn offer(&self, item: ItemId, elsewhere: bool) {
+        let homes: Vec<u32> = self
+            .backordered
+            .read()
+            .expect("backordered lock")
+            .get(&item)
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default();
+        let own = crate::partition_of(&item, self.partitions());
+        let due = || {
+            crossdock_ledger::state::hub_command(
+                format!(
+                    "backorders:{item}:{}:{}",
+                    Timestamp::now().as_micros(),
+                    FILLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ),
+                Timestamp::now(),
+                format!("backorders:{item}"),
+                EventData::BackordersDue(crossdock_model::event::BackordersDue {
+                    item: item.clone(),
+                }),
+            )
+        };
+        if elsewhere && let Err(e) = self.submit(due()).await {
+            warn!(%item, error = %e, "could not offer stock to the orders waiting in its partition");
+        }
+        for home in homes {
+            let plan = Plan {
+                home,
+                items: vec![item.clone()],
+            };
+            let result = if home == own {
+                self.submit(due()).await
+            } else {
+                self.submit_wide(plan, due()).await
+            };
+            if let Err(e) = result {
+                warn!(%item, home, error = %e, "could not offer stock to the orders waiting in another partition");
+            }
+        }
+    }
+}
+
+static FILLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

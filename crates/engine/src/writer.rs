@@ -56,6 +56,8 @@ pub(crate) struct Writer {
     forwarding: Vec<(u64, Event)>,
     /// How many partitions the engine runs (a wide input's rows go to each item's own).
     partitions: u32,
+    /// Items orders of other partitions wait for, shared by the writers ([`crate::wide`]).
+    backordered: crate::wide::Backordered,
 }
 
 /// Most batches that can be in the pipeline behind the one being applied: one committing, one queued.
@@ -139,6 +141,7 @@ impl Writer {
             parts,
             forwarding,
             partitions,
+            backordered: Default::default(),
         };
         writer.publish_all();
         Ok(writer)
@@ -146,6 +149,28 @@ impl Writer {
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Shares the engine's registry of items orders of other partitions wait for.
+    pub fn share_backordered(&mut self, backordered: crate::wide::Backordered) {
+        self.backordered = backordered;
+    }
+
+    /// Items this batch changed that orders of other partitions wait for (`all`: every item of
+    /// another partition too, changed by a wide input here).
+    fn fills(&self, fx: &Effects, all_foreign: bool) -> Vec<crate::wide::Fill> {
+        let waiting = self.backordered.read().expect("backordered lock");
+        fx.touched_items
+            .iter()
+            .filter(|id| {
+                waiting.contains_key(*id)
+                    || (all_foreign && self.partition_of_item(id) != self.partition)
+            })
+            .map(|id| crate::wide::Fill {
+                item: id.clone(),
+                from: Some(self.partition),
+            })
+            .collect()
     }
 
     /// The `forwarding` rows found at start, in log order (taken once).
@@ -407,6 +432,7 @@ impl Writer {
             batch: batch.clone(),
             keys: batch_keys,
         });
+        let fills = self.fills(&fx, false);
         let publish = fx
             .touched_items
             .iter()
@@ -429,6 +455,7 @@ impl Writer {
             forwards,
             extras: Vec::new(),
             settles: Vec::new(),
+            fills,
             partition: self.partition,
             done: None,
         }
@@ -485,6 +512,24 @@ impl Writer {
         self.collect(&fx, &mut batch);
         let seq = self.ledger.seq;
         let logged = batch.events.iter().any(|e| e.id == event.id);
+        {
+            // Which lent items this partition's orders now wait for.
+            let mut waiting = self.backordered.write().expect("backordered lock");
+            for id in loans.iter().flat_map(|l| l.asked.iter()) {
+                if self.ledger.waits_for(id) {
+                    waiting
+                        .entry(id.clone())
+                        .or_default()
+                        .insert(self.partition);
+                } else if let Some(homes) = waiting.get_mut(id) {
+                    homes.remove(&self.partition);
+                    if homes.is_empty() {
+                        waiting.remove(id);
+                    }
+                }
+            }
+        }
+        let fills = self.fills(&fx, true);
         let mut extras = Vec::new();
         let mut settles = Vec::new();
         for loan in loans {
@@ -557,6 +602,7 @@ impl Writer {
             forwards: Vec::new(),
             extras,
             settles,
+            fills,
             partition: self.partition,
             done: None,
         }

@@ -1053,6 +1053,7 @@ impl Ledger {
             | EventData::OrderApproved(_)
             | EventData::OrderCancelled(_)
             | EventData::OrderShipmentDue(_)
+            | EventData::BackordersDue(_)
             | EventData::ReturnAuthorized(_)
             | EventData::TransferRequested(_)
             | EventData::PurchaseOrderCreated(_)

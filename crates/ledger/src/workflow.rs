@@ -506,6 +506,16 @@ impl Ledger {
         self.workflows.values().map(|w| &**w)
     }
 
+    /// The items some order in this ledger waits for (backordered lines).
+    pub fn backordered_items(&self) -> impl Iterator<Item = &ItemId> {
+        self.backorders.keys()
+    }
+
+    /// Whether some order in this ledger waits for `item`.
+    pub fn waits_for(&self, item: &ItemId) -> bool {
+        self.backorders.get(item).is_some_and(|w| !w.is_empty())
+    }
+
     /// Workflow hub commands. `None`: not a workflow command.
     pub(crate) fn apply_workflow_command(
         &mut self,
@@ -579,6 +589,15 @@ impl Ledger {
                 let state = wf.state.clone();
                 self.step(&mut wf, &state, ev, seq, fx, reason);
                 self.finish(wf, fx)
+            }
+            EventData::BackordersDue(d) => {
+                let before = fx.workflows.len();
+                self.fill_backorders(policy, &d.item, ev, seq, fx);
+                if fx.workflows.len() > before {
+                    Outcome::Applied
+                } else {
+                    Outcome::Noop
+                }
             }
             EventData::ReturnAuthorized(r) => self.authorize_return(policy, ev, r, seq, fx),
             EventData::TransferRequested(t) => self.request_transfer(policy, ev, t, seq, fx),

@@ -521,6 +521,7 @@ event_types! {
     OrderApproved(OrderApproved) = "order.approved.v1", public: false;
     OrderCancelled(OrderCancelled) = "order.cancelled.v1", public: false;
     OrderShipmentDue(OrderShipmentDue) = "order.shipment_due.v1", public: false;
+    BackordersDue(BackordersDue) = "order.backorders_due.v1", public: false;
     ReturnAuthorized(ReturnAuthorized) = "return.authorized.v1", public: false;
     TransferRequested(TransferRequested) = "transfer.requested.v1", public: false;
     PurchaseOrderCreated(PurchaseOrderCreated) = "purchase_order.created.v1", public: false;
@@ -913,6 +914,7 @@ impl EventData {
             EventData::OrderApproved(d) => check_ref("data.order", &d.order),
             EventData::OrderCancelled(d) => check_ref("data.order", &d.order),
             EventData::OrderShipmentDue(d) => check_ref("data.order", &d.order),
+            EventData::BackordersDue(_) => Ok(()),
             EventData::ReturnAuthorized(d) => {
                 check_ref("data.rma", &d.rma)?;
                 check_lines("data.lines", &d.lines)
@@ -981,6 +983,7 @@ impl EventData {
             EventData::ReturnAuthorized(d) => out.extend(d.lines.iter().map(|l| &l.item)),
             EventData::TransferRequested(d) => out.extend(d.lines.iter().map(|l| &l.item)),
             EventData::PurchaseOrderCreated(d) => out.extend(d.lines.iter().map(|l| &l.item)),
+            EventData::BackordersDue(d) => out.push(&d.item),
             // Workflow commands that name only their workflow: routed by it, not by an item.
             // ASN lines name the supplier's items, which may be unknown: the workflow checks them.
             EventData::OrderApproved(_)

@@ -102,6 +102,14 @@ pub struct OrderShipmentDue {
     pub order: String,
 }
 
+/// `order.backorders_due.v1` (hub command): stock of `item` may have come in or been freed for
+/// orders waiting for it in another partition than the one it changed in; fill what can be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackordersDue {
+    pub item: ItemId,
+}
+
 /// `return.authorized.v1` (hub command; from the API or an X12 180).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
