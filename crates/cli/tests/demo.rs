@@ -68,8 +68,30 @@ fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 
 #[test]
 fn a_short_demo_oversells_nothing_and_every_injected_fault_is_visible() {
-    let dir = temp_dir("demo");
-    let out = demo(&["--duration", "20", "--seed", "7"], &dir);
+    short_demo(1);
+}
+
+/// The same demo on four partitions: orders, EDI 850s, the 3PL's sequenced feed and every fault
+/// run across partitions, with the same outcome.
+#[test]
+fn a_short_demo_on_four_partitions_oversells_nothing_and_every_fault_is_visible() {
+    short_demo(4);
+}
+
+fn short_demo(partitions: u32) {
+    let dir = temp_dir(&format!("demo-{partitions}"));
+    let partitions = partitions.to_string();
+    let out = demo(
+        &[
+            "--duration",
+            "20",
+            "--seed",
+            "7",
+            "--partitions",
+            &partitions,
+        ],
+        &dir,
+    );
     let s = summary(&out);
     let progress = String::from_utf8_lossy(&out.stderr);
 

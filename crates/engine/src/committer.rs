@@ -221,10 +221,14 @@ impl Committer {
                 self.timers.set(t.id, t.due_at, t.command);
             }
         }
-        if let Some(sink) = &self.on_commit
-            && !work.batch.outbox.is_empty()
-        {
-            sink(&work.batch.outbox);
+        // A wide input's lenders' rows (their items' availability) go out with the home's; the
+        // input counts once, in its home.
+        for batch in std::iter::once(&*work.batch).chain(work.extras.iter()) {
+            if let Some(sink) = &self.on_commit
+                && !batch.outbox.is_empty()
+            {
+                sink(&batch.outbox);
+            }
         }
         if let Some(observe) = &self.on_committed
             && !work.batch.is_empty()

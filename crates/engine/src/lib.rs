@@ -592,13 +592,16 @@ impl Engine {
         for e in events {
             // An event naming a wide workflow runs after the events before it, and before
             // those after it are queued.
-            if !self.sequenced_elsewhere(&e)
-                && let Some(plan) = self.wide_plan_of(&e)
-            {
+            // So does one that names only its workflow, which is looked up to find where it
+            // lives.
+            let looked_up = self.partitions() > 1
+                && e.data.items().is_empty()
+                && workflow_key(&e.data).is_some();
+            if !self.sequenced_elsewhere(&e) && (looked_up || self.wide_plan_of(&e).is_some()) {
                 for w in waiting.drain(..) {
                     out.push(Self::settled(w).await);
                 }
-                out.push(self.submit_wide(plan, e).await);
+                out.push(self.submit(e).await);
                 continue;
             }
             waiting.push(self.dispatch(e));

@@ -67,6 +67,9 @@ pub struct DemoArgs {
     /// Keep the hub running after the summary, to browse the dashboard, until Ctrl-C.
     #[arg(long)]
     keep_running: bool,
+    /// The hub's partitions (`[engine] partitions`): every feature works the same with any.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    partitions: u32,
 }
 
 /// Items in the demo's master.
@@ -332,6 +335,7 @@ async fn demo(args: &DemoArgs, plan: demand::Plan, dir: &Path, keep: bool) -> Ex
         &tokens,
         &targets,
         recon_interval_s,
+        args.partitions,
     ) {
         Ok(p) => p,
         Err(e) => {

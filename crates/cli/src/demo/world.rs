@@ -218,6 +218,7 @@ pub fn write(
     tokens: &Tokens,
     targets: &Targets,
     recon_interval_s: u64,
+    partitions: u32,
 ) -> io::Result<PathBuf> {
     let mut csv = String::from("item,description,gtin\n");
     for i in items {
@@ -262,7 +263,10 @@ pub fn write(
         write_secret(&secrets.join(name), value)?;
     }
     let path = dir.join("crossdock.toml");
-    std::fs::write(&path, config_text(listen, targets, recon_interval_s))?;
+    std::fs::write(
+        &path,
+        config_text(listen, targets, recon_interval_s, partitions),
+    )?;
     Ok(path)
 }
 
@@ -280,7 +284,12 @@ fn write_secret(path: &Path, value: &str) -> io::Result<()> {
 
 /// The hub's config. Paths are relative to the config's folder; every secret is a file under
 /// `secrets/`.
-pub fn config_text(listen: &str, targets: &Targets, recon_interval_s: u64) -> String {
+pub fn config_text(
+    listen: &str,
+    targets: &Targets,
+    recon_interval_s: u64,
+    partitions: u32,
+) -> String {
     let mut c = String::new();
     let w = &mut c;
     let line = |w: &mut String, s: &str| {
@@ -295,10 +304,7 @@ pub fn config_text(listen: &str, targets: &Targets, recon_interval_s: u64) -> St
     line(w, "[server]");
     line(w, &format!("listen = \"{listen}\""));
     line(w, "data_dir = \"data\"\n");
-    line(
-        w,
-        "[engine]\npartitions = 1          # the 3PL's sequenced feed needs one writer\n",
-    );
+    line(w, &format!("[engine]\npartitions = {partitions}\n"));
     line(w, "[master]\nitems_file = \"items.csv\"\n");
     line(w, "[resequencer]\ngap_wait_s = 30\n");
     for dc in &DCS {
