@@ -120,7 +120,12 @@ fn what_if(args: &WhatIfArgs) -> Result<Comparison, Failure> {
         })?;
     let mut store = open_store(&config)?;
     let mut replay = WhatIf::new(config.policy.clone(), alternative, from, to);
-    let mut log = LogMerge::new(config.partitions, |partition, after| {
+    // The log has the partitions the store was written with.
+    let partitions = store
+        .recorded_partitions()
+        .map_err(|e| Failure::Store(format!("cannot read the store: {e}")))?
+        .unwrap_or(config.partitions);
+    let mut log = LogMerge::new(partitions, |partition, after| {
         store.read_events(partition, after, PAGE_ROWS)
     });
     let failed = |e: StoreError| Failure::Store(format!("cannot read the event log: {e}"));

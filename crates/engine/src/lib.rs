@@ -76,6 +76,9 @@ impl StoreSpec {
 pub struct EngineConfig {
     pub store: StoreSpec,
     pub partitions: u32,
+    /// `partitions` was configured: a store written with another count is refused. Otherwise it
+    /// is only the default for a new store, and a store keeps the count it was written with.
+    pub partitions_fixed: bool,
     /// Commands waiting per partition before callers are told to back off.
     pub queue_max: usize,
     /// Commands applied and committed together at most.
@@ -166,6 +169,7 @@ impl EngineConfig {
         EngineConfig {
             store,
             partitions: 1,
+            partitions_fixed: true,
             queue_max: 100_000,
             batch_max: 10_000,
             outbox: OutboxHook::default(),
@@ -329,9 +333,14 @@ pub fn partition_of(item: &ItemId, partitions: u32) -> u32 {
 
 impl Engine {
     /// Opens the store, loads every partition and starts the writers and the timer wheel.
-    pub fn start(config: EngineConfig, policy: Arc<Policy>) -> Result<Arc<Engine>, StoreError> {
+    pub fn start(mut config: EngineConfig, policy: Arc<Policy>) -> Result<Arc<Engine>, StoreError> {
         assert!(config.partitions >= 1 && config.batch_max >= 1 && config.queue_max >= 1);
         let mut reader = config.store.open()?;
+        if !config.partitions_fixed
+            && let Some(recorded) = reader.recorded_partitions()?
+        {
+            config.partitions = recorded;
+        }
         reader.migrate(config.partitions)?;
         let timers = timers::TimerHandle::new();
         let (part_sink, part_work) = std::sync::mpsc::channel();

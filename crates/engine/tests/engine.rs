@@ -297,6 +297,18 @@ async fn partitions_split_items_and_keep_each_item_whole() {
         .expect("partition count is fixed")
         .to_string();
     assert!(err.contains("4 partitions"), "{err}");
+    // Without a configured count the store keeps the one it was written with.
+    let default = EngineConfig {
+        partitions: 2,
+        partitions_fixed: false,
+        ..EngineConfig::new(fresh.spec.clone())
+    };
+    let engine = Engine::start(default, policy()).unwrap();
+    assert_eq!(engine.partitions(), 4);
+    let kept: Vec<i64> = items.iter().map(|i| on_hand(&engine, i)).collect();
+    assert_eq!(kept, after);
+    engine.shutdown();
+    drop(engine);
     (fresh.cleanup)();
 }
 
@@ -610,6 +622,9 @@ mod commit_failure {
     impl Store for Flaky {
         fn migrate(&mut self, partitions: u32) -> crossdock_store::Result<()> {
             self.inner.migrate(partitions)
+        }
+        fn recorded_partitions(&mut self) -> crossdock_store::Result<Option<u32>> {
+            self.inner.recorded_partitions()
         }
         fn load_partition(&mut self, partition: u32) -> crossdock_store::Result<PartitionSnapshot> {
             self.inner.load_partition(partition)

@@ -205,6 +205,19 @@ pub enum StoreChoice {
     Postgres { url: String, schema: Option<String> },
 }
 
+/// The partition count of a new store when `[engine] partitions` is not set: one per two cores
+/// of this machine, at most 8. Partitions apply in parallel but share the cores with the HTTP
+/// edge and the committers: on this project's 2-core machines one partition ingested fastest on
+/// SQLite and reserved hot items fastest on PostgreSQL (BENCHMARKS.md), while larger machines
+/// have cores to spare for more writers. A store keeps the count it was written with.
+pub fn default_partitions() -> u32 {
+    (cores() / 2).clamp(1, 8)
+}
+
+fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+}
+
 #[derive(Debug, Clone)]
 pub enum Scope {
     Ingest(SourceId),
@@ -229,7 +242,12 @@ pub struct Config {
     pub batch_lines_max: usize,
     /// `[server]`: the body budget, read timeouts and the connection cap.
     pub http: server::HttpLimits,
+    /// `[engine] partitions`, or the default for this machine and store
+    /// ([`default_partitions`]) when not configured.
     pub partitions: u32,
+    /// `partitions` was configured (a store written with another count is refused); otherwise
+    /// a store keeps the count it was written with.
+    pub partitions_fixed: bool,
     pub queue_max: usize,
     pub batch_max: usize,
     pub store: StoreChoice,
@@ -709,6 +727,7 @@ impl Checker<'_> {
             self.problem("engine.event_horizon_days", "must be at least 1");
         }
         let partitions = raw.engine.partitions.unwrap_or(1);
+        let partitions_fixed = raw.engine.partitions.is_some();
         if !(1..=256).contains(&partitions) {
             self.problem("engine.partitions", "must be between 1 and 256");
         }
@@ -1050,7 +1069,12 @@ impl Checker<'_> {
                 .batch_lines_max
                 .unwrap_or(BATCH_LINES_MAX_DEFAULT),
             http,
-            partitions,
+            partitions: if partitions_fixed {
+                partitions
+            } else {
+                default_partitions()
+            },
+            partitions_fixed,
             queue_max: raw.engine.queue_max.unwrap_or(100_000).max(1),
             batch_max: raw.engine.batch_max.unwrap_or(10_000).max(1),
             store,
@@ -1181,7 +1205,10 @@ locations = ["DC-EAST"]
         let c = parse(OK, Path::new(".")).unwrap();
         assert_eq!(c.policy.locations.len(), 2);
         assert_eq!(c.policy.channels[1].buffer, Buffer::Percent(10));
-        assert_eq!(c.partitions, 1);
+        assert_eq!(c.partitions, default_partitions());
+        assert!(!c.partitions_fixed, "a default, not a demand");
+        let c = parse(&format!("{OK}\n[engine]\npartitions = 3\n"), Path::new(".")).unwrap();
+        assert_eq!((c.partitions, c.partitions_fixed), (3, true));
     }
 
     #[test]

@@ -150,6 +150,7 @@ pub fn start_observed(
     let engine_config = EngineConfig {
         store,
         partitions: config.partitions,
+        partitions_fixed: config.partitions_fixed,
         queue_max: config.queue_max,
         batch_max: config.batch_max,
         outbox: OutboxHook {

@@ -52,10 +52,14 @@ pub(crate) fn last_seq_key(partition: u32) -> String {
 }
 
 /// Checks the stored partition count (if any) against the configured one.
-pub(crate) fn check_partitions(stored: &str, configured: u32) -> Result<()> {
-    let stored: u32 = stored
+pub(crate) fn parse_partitions(stored: &str) -> Result<u32> {
+    stored
         .parse()
-        .map_err(|_| StoreError::Corrupt(format!("meta {PARTITIONS_KEY} is {stored:?}")))?;
+        .map_err(|_| StoreError::Corrupt(format!("meta {PARTITIONS_KEY} is {stored:?}")))
+}
+
+pub(crate) fn check_partitions(stored: &str, configured: u32) -> Result<()> {
+    let stored = parse_partitions(stored)?;
     if stored == configured {
         return Ok(());
     }

@@ -344,6 +344,9 @@ pub trait Store: DeliveryStore + ExceptionStore + ReconStore + TraceStore + Send
     /// Commits several batches (of several partitions) in one transaction: all or none.
     /// Stores whose writers serialize on one lock (SQLite) commit partitions together this way.
     fn commit_all(&mut self, batches: &[&CommitBatch]) -> Result<()>;
+    /// The partition count the data was written with (`None`: a new store). Reads only: it
+    /// never creates or migrates the schema.
+    fn recorded_partitions(&mut self) -> Result<Option<u32>>;
     /// The idempotency key lookup.
     fn find_event(&mut self, source: &str, id: &str) -> Result<Option<EventRow>>;
     /// Fingerprints `key_hash(source, id)` of every logged event of a partition.

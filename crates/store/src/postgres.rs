@@ -293,6 +293,20 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn recorded_partitions(&mut self) -> Result<Option<u32>> {
+        let has_meta: bool = self
+            .client
+            .query_one("SELECT to_regclass('meta') IS NOT NULL", &[])?
+            .try_get(0)?;
+        if !has_meta {
+            return Ok(None);
+        }
+        match self.client.query_opt(SELECT_META, &[&PARTITIONS_KEY])? {
+            Some(row) => Ok(Some(common::parse_partitions(row.try_get(0)?)?)),
+            None => Ok(None),
+        }
+    }
+
     fn load_partition(&mut self, partition: u32) -> Result<PartitionSnapshot> {
         let p = i64::from(partition);
         let statements = &mut self.statements;

@@ -351,6 +351,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn recorded_partitions(&mut self) -> Result<Option<u32>> {
+        let has_meta: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+            [],
+            |row| row.get(0),
+        )?;
+        if !has_meta {
+            return Ok(None);
+        }
+        let stored: Option<String> = self
+            .conn
+            .query_row(SELECT_META, [PARTITIONS_KEY], |row| row.get(0))
+            .optional()?;
+        stored.map(|s| common::parse_partitions(&s)).transpose()
+    }
+
     fn load_partition(&mut self, partition: u32) -> Result<PartitionSnapshot> {
         let p = i64::from(partition);
         let tx = self.conn.transaction()?;
