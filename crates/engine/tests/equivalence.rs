@@ -241,7 +241,9 @@ fn workflow_answer(reply: WorkflowReply) -> Answer {
 }
 
 /// Every position: (item, location, on_hand, reserved, allocated, available).
-fn positions(engine: &Engine) -> Vec<(String, String, i64, i64, i64, i64)> {
+type Positions = Vec<(String, String, i64, i64, i64, i64)>;
+
+fn positions(engine: &Engine) -> Positions {
     let mut out = Vec::new();
     for i in 0..ITEMS {
         if let Some((state, _)) = engine.item(&item(i)) {
@@ -263,15 +265,7 @@ fn positions(engine: &Engine) -> Vec<(String, String, i64, i64, i64, i64)> {
 
 /// Runs `ops` on a fresh engine with `partitions`: the answers, the positions, and (when
 /// `restart`) the positions after a restart.
-fn play(
-    ops: &[Op],
-    partitions: u32,
-    restart: bool,
-) -> (
-    Vec<Answer>,
-    Vec<(String, String, i64, i64, i64, i64)>,
-    Option<Vec<(String, String, i64, i64, i64, i64)>>,
-) {
+fn play(ops: &[Op], partitions: u32, restart: bool) -> (Vec<Answer>, Positions, Option<Positions>) {
     let fresh = sqlite("equivalence");
     let config = EngineConfig {
         partitions,
