@@ -259,6 +259,11 @@ pub(crate) enum Command {
 /// while it applies the command, so the engine's spans are children of the request's.
 pub(crate) struct Traced(pub Command, pub tracing::Span);
 
+/// What a partition's queue holds. Boxed: a bounded queue allocates every slot when it is made,
+/// and a command is hundreds of bytes, so `queue_max` commands inline would hold tens of MiB
+/// from the start whether or not anything is queued.
+pub(crate) type Queued = Box<Traced>;
+
 /// Committed state of one partition, as queries see it.
 #[derive(Default)]
 pub(crate) struct View {
@@ -285,7 +290,7 @@ pub struct Engine {
     /// The embedded store's WAL checkpoints, off the commit path.
     checkpointer: Mutex<Option<crossdock_store::sqlite::Checkpointer>>,
     policy: Arc<Policy>,
-    partitions: Vec<SyncSender<Traced>>,
+    partitions: Vec<SyncSender<Queued>>,
     views: Vec<Arc<RwLock<View>>>,
     reader: StoreThread,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -445,7 +450,7 @@ impl Engine {
     }
 
     fn send(&self, partition: u32, cmd: Command) -> Result<(), EngineError> {
-        let traced = Traced(cmd, tracing::Span::current());
+        let traced = Box::new(Traced(cmd, tracing::Span::current()));
         match self.partitions[partition as usize].try_send(traced) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
@@ -914,7 +919,7 @@ impl Engine {
     pub fn shutdown(&self) {
         self.timers.stop();
         for tx in &self.partitions {
-            let _ = tx.send(Traced(Command::Stop, tracing::Span::none()));
+            let _ = tx.send(Box::new(Traced(Command::Stop, tracing::Span::none())));
         }
         let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
         for t in threads {

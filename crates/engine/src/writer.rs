@@ -21,11 +21,13 @@ use tracing::{error, warn};
 use crate::committer::{Pending, ToCommitter, Work};
 
 use crate::persist::{
-    event_row, item_rows, ledger_from_snapshot, reservation_from_row, reservation_row, step_row,
+    event_row, item_rows, load_ledger, reservation_from_row, reservation_row, step_row,
     workflow_row,
 };
 use crate::timers::TimerHandle;
-use crate::{Command, EventReply, OutboxHook, ReservationReply, Traced, View, WorkflowReply};
+use crate::{
+    Command, EventReply, OutboxHook, Queued, ReservationReply, Traced, View, WorkflowReply,
+};
 use crossdock_ledger::workflow::{creation_hash, workflow_key};
 
 pub(crate) struct Writer {
@@ -77,8 +79,7 @@ impl Writer {
         outbox: OutboxHook,
         parts: crate::cross::PartSink,
     ) -> Result<Self, StoreError> {
-        let snapshot = store.load_partition(partition)?;
-        let ledger = ledger_from_snapshot(&policy, &snapshot)?;
+        let (ledger, snapshot) = load_ledger(&policy, store.as_mut(), partition)?;
         let keys: HashSet<u64> = store.key_hashes(partition)?.into_iter().collect();
         for t in &snapshot.timers {
             let env: Envelope = serde_json::from_str(&t.command)
@@ -157,11 +158,11 @@ impl Writer {
 
     /// Applies batches and hands them to the committer (a thread of its own, shared with other
     /// partitions on SQLite), so the next batch is applied while this one is written.
-    pub fn run(mut self, rx: Receiver<Traced>, to_committer: SyncSender<ToCommitter>) {
+    pub fn run(mut self, rx: Receiver<Queued>, to_committer: SyncSender<ToCommitter>) {
         self.pipeline(rx, &to_committer);
     }
 
-    fn pipeline(&mut self, rx: Receiver<Traced>, to_committer: &SyncSender<ToCommitter>) {
+    fn pipeline(&mut self, rx: Receiver<Queued>, to_committer: &SyncSender<ToCommitter>) {
         let mut cmds = Vec::with_capacity(self.batch_max);
         // Batches handed over and not yet committed: at most IN_FLIGHT_MAX when the next one is
         // applied, so `recent` holds every batch the store may not have yet.
@@ -216,7 +217,7 @@ impl Writer {
     }
 
     /// Applies a batch and turns it into work for the committer.
-    fn process(&mut self, cmds: Vec<Traced>) -> Work {
+    fn process(&mut self, cmds: Vec<Queued>) -> Work {
         let started_at = Instant::now();
         let mut fx = Effects::default();
         let mut batch = CommitBatch {
@@ -227,7 +228,8 @@ impl Writer {
         let mut pending = Vec::with_capacity(cmds.len());
         self.posting_seqs.clear();
         let mut part_commands = Vec::new();
-        for Traced(cmd, span) in cmds {
+        for queued in cmds {
+            let Traced(cmd, span) = *queued;
             let _sender = span.enter();
             let parts_before = fx.part_commands.len();
             let by_timer = matches!(cmd, Command::Timer { .. });
@@ -315,12 +317,8 @@ impl Writer {
     /// store refused.
     fn reload(&mut self) {
         loop {
-            match self
-                .store
-                .load_partition(self.partition)
-                .and_then(|snap| ledger_from_snapshot(&self.policy, &snap))
-            {
-                Ok(ledger) => {
+            match load_ledger(&self.policy, self.store.as_mut(), self.partition) {
+                Ok((ledger, _)) => {
                     self.ledger = ledger;
                     self.publish_all();
                     // A commit that reported failure may have landed after all; its outbox rows

@@ -17,6 +17,7 @@ use crossdock_model::{
     Timestamp,
 };
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::ats::{channel_ats, priority};
 use crate::policy::{ChanIdx, LocIdx, Policy};
@@ -48,12 +49,13 @@ pub struct TransferLine {
     pub open: i64,
 }
 
-/// Everything the ledger knows about one item.
+/// Everything the ledger knows about one item. A million items are held in memory, most with
+/// one to a few positions and channels, so both are stored inline up to two.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ItemState {
-    pub positions: Vec<Position>,
+    pub positions: SmallVec<[Position; 2]>,
     /// Indexed by channel; `None` until first published.
-    pub published: Vec<Option<Published>>,
+    pub published: SmallVec<[Option<Published>; 2]>,
     /// Open supply, transfers in transit and the oversell hold: most items have none, so they
     /// live behind one pointer (a million items are held in memory).
     pub extras: Option<Box<ItemExtras>>,
@@ -119,7 +121,7 @@ impl ItemState {
     }
 
     fn any_negative(&self) -> bool {
-        self.positions.iter().any(|p| p.b.available() < 0)
+        self.positions.iter().any(|p| p.b().available() < 0)
     }
 }
 
@@ -231,8 +233,7 @@ impl Effects {
             return;
         };
         for (id, old) in journal.before {
-            let empty = Vec::new();
-            let new = items.get(&id).map_or(&empty, |s| &s.positions);
+            let new = items.get(&id).map_or(&[][..], |s| &s.positions[..]);
             let keys = old
                 .iter()
                 .map(|(l, lot, _)| (*l, lot.as_ref()))
@@ -251,7 +252,7 @@ impl Effects {
                 let now = new
                     .iter()
                     .find(|p| (p.location, p.lot.as_ref()) == key)
-                    .map(|p| p.b)
+                    .map(|p| p.b())
                     .unwrap_or_default();
                 let delta = now.minus(&was);
                 if delta != Default::default() {
@@ -437,6 +438,11 @@ impl Ledger {
         self.items.insert(id, Arc::new(state));
     }
 
+    /// The state of `id` to fill in from the store while loading, empty if it is new.
+    pub fn restore_item(&mut self, id: &ItemId) -> &mut ItemState {
+        Arc::make_mut(self.items.entry(id.clone()).or_default())
+    }
+
     pub fn reservation(&self, id: &str) -> Option<&Reservation> {
         self.reservations.get(id)
     }
@@ -476,7 +482,7 @@ impl Ledger {
             let buckets = self.items.get(id).map_or_else(Vec::new, |s| {
                 s.positions
                     .iter()
-                    .map(|p| (p.location, p.lot.clone(), p.b))
+                    .map(|p| (p.location, p.lot.clone(), p.b()))
                     .collect()
             });
             journal.before.push((id.clone(), buckets));
@@ -740,14 +746,14 @@ impl Ledger {
                 continue;
             };
             for p in &new.positions {
-                let Some((bucket, value)) = p.b.out_of_bound() else {
+                let Some((bucket, value)) = p.b().out_of_bound() else {
                     continue;
                 };
                 let was = old
                     .as_ref()
                     .and_then(|o| o.position(p.location, p.lot.as_ref()))
                     .map_or(0, |o| {
-                        o.b.named()
+                        o.b().named()
                             .into_iter()
                             .find(|(n, _)| *n == bucket)
                             .map_or(0, |(_, v)| v)
@@ -783,7 +789,7 @@ impl Ledger {
                 {
                     let closes = line.open.min(d.qty);
                     line.open -= closes;
-                    item.position_mut(l, None).b.incoming -= closes;
+                    item.position_mut(l, None).b_mut().incoming -= closes;
                     item.extras_mut().supply.retain(|s| s.open > 0);
                 }
             }
@@ -832,13 +838,14 @@ impl Ledger {
                 to,
                 lot,
             }) => {
-                let p = self
+                let mut b = self
                     .item_mut(item, fx)
-                    .position_mut(loc(location), lot.as_ref());
-                if let Some(b) = status_bucket(&mut p.b, *from) {
+                    .position_mut(loc(location), lot.as_ref())
+                    .b_mut();
+                if let Some(b) = status_bucket(&mut b, *from) {
                     *b -= qty;
                 }
-                if let Some(b) = status_bucket(&mut p.b, *to) {
+                if let Some(b) = status_bucket(&mut b, *to) {
                     *b += qty;
                 }
             }
@@ -849,15 +856,15 @@ impl Ledger {
                 ..
             }) => {
                 let p = self.item_mut(item, fx).position_mut(loc(location), None);
-                p.b.allocated -= qty;
-                p.b.picked += qty;
+                p.b_mut().allocated -= qty;
+                p.b_mut().picked += qty;
             }
             EventData::Shipped(Shipped { lines, .. }) => {
                 for line in lines {
                     let p = self
                         .item_mut(&line.item, fx)
                         .position_mut(loc(&line.location), None);
-                    p.b.picked -= line.qty;
+                    p.b_mut().picked -= line.qty;
                     p.on_hand_delta(t, -line.qty);
                 }
             }
@@ -870,7 +877,7 @@ impl Ledger {
             }) => {
                 let state = self.item_mut(item, fx);
                 state.position_mut(loc(from), None).on_hand_delta(t, -qty);
-                state.position_mut(loc(to), None).b.in_transit += qty;
+                state.position_mut(loc(to), None).b_mut().in_transit += qty;
                 state.extras_mut().transfers.push(TransferLine {
                     transfer: transfer.clone(),
                     to: loc(to),
@@ -901,7 +908,7 @@ impl Ledger {
                 }
                 state.extras_mut().transfers.retain(|x| x.open > 0);
                 let p = state.position_mut(l, None);
-                p.b.in_transit -= closes;
+                p.b_mut().in_transit -= closes;
                 p.on_hand_delta(t, *qty);
                 let variance = match open {
                     None => Some(format!(
@@ -929,7 +936,7 @@ impl Ledger {
             }) => {
                 let p = self.item_mut(item, fx).position_mut(loc(location), None);
                 p.on_hand_delta(t, *qty);
-                p.b.returns_pending += qty;
+                p.b_mut().returns_pending += qty;
             }
             EventData::ReturnInspected(ReturnInspected {
                 item,
@@ -939,10 +946,10 @@ impl Ledger {
                 ..
             }) => {
                 let p = self.item_mut(item, fx).position_mut(loc(location), None);
-                p.b.returns_pending -= qty;
+                p.b_mut().returns_pending -= qty;
                 match disposition {
                     Disposition::Restock => {}
-                    Disposition::Damaged => p.b.damaged += qty,
+                    Disposition::Damaged => p.b_mut().damaged += qty,
                     Disposition::Scrap => {
                         p.on_hand_delta(t, -qty);
                     }
@@ -968,7 +975,7 @@ impl Ledger {
                 } else {
                     *qty
                 };
-                state.position_mut(l, None).b.incoming += change;
+                state.position_mut(l, None).b_mut().incoming += change;
                 match state
                     .extras_mut()
                     .supply
@@ -1064,9 +1071,9 @@ impl Ledger {
             let item = self.item_mut(&line.item, fx);
             item.last_seq = seq;
             let p = item.position_mut(l, line.lot.as_ref());
-            p.b.reserved += line.qty;
+            p.b_mut().reserved += line.qty;
             debug_assert!(
-                p.b.available() >= 0,
+                p.b().available() >= 0,
                 "a reservation never drives available below zero"
             );
         }
@@ -1149,16 +1156,17 @@ impl Ledger {
             if from == ResStatus::Committed {
                 // What was already picked against the allocation is not allocated any more;
                 // give back only what still is.
-                p.b.allocated -= line.qty.min(p.b.allocated.max(0));
+                let mut b = p.b_mut();
+                b.allocated -= line.qty.min(b.allocated.max(0));
                 continue;
             }
             assert!(
-                p.b.reserved >= line.qty,
+                p.b().reserved >= line.qty,
                 "a held reservation's quantity is in its position's reserved bucket"
             );
-            p.b.reserved -= line.qty;
+            p.b_mut().reserved -= line.qty;
             if to == ResStatus::Committed {
-                p.b.allocated += line.qty;
+                p.b_mut().allocated += line.qty;
             }
         }
         let res = self
