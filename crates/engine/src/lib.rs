@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crossdock_ledger::state::hub_command;
 use crossdock_ledger::workflow::workflow_key;
-use crossdock_ledger::{ItemState, Policy, PostTo, Rejection, Reservation, Shortfall, Workflow};
+use crossdock_ledger::{
+    ItemMap, ItemState, Policy, PostTo, Rejection, Reservation, Shortfall, Workflow,
+};
 use crossdock_model::event::{ReservationRef, ReservationRequested};
 use crossdock_model::{
     ChannelId, Event, EventData, ExceptionKind, ExceptionRecord, ItemId, Timestamp,
@@ -267,7 +269,8 @@ pub(crate) type Queued = Box<Traced>;
 /// Committed state of one partition, as queries see it.
 #[derive(Default)]
 pub(crate) struct View {
-    pub items: HashMap<ItemId, Arc<ItemState>>,
+    /// The same states as the writer's ledger where they have not changed since (shared `Arc`s).
+    pub items: ItemMap,
     pub seq: u64,
 }
 
@@ -843,7 +846,7 @@ impl Engine {
                     items: view
                         .items
                         .iter()
-                        .map(|(id, s)| (id.clone(), s.clone()))
+                        .map(|s| (s.id().clone(), s.clone()))
                         .collect(),
                 }
             })

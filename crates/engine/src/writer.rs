@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Instant;
 
 use crossdock_ledger::reservation::request_hash;
@@ -57,9 +57,11 @@ pub(crate) struct Writer {
 /// Most batches that can be in the pipeline behind the one being applied: one committing, one queued.
 const IN_FLIGHT_MAX: usize = 2;
 
-/// A batch handed to the committer, shared with it rather than copied.
+/// A batch handed to the committer, shared with it rather than copied. Held weakly: the committer
+/// drops a batch once it is committed, and from then on the store has all of it (or the partition
+/// is poisoned and reloads), so an idle writer does not keep its last batches alive.
 struct Recent {
-    batch: Arc<CommitBatch>,
+    batch: Weak<CommitBatch>,
     /// Its events by key fingerprint.
     keys: BatchKeys,
 }
@@ -135,11 +137,7 @@ impl Writer {
 
     fn publish_all(&mut self) {
         let mut view = self.view.write().expect("view lock");
-        view.items = self
-            .ledger
-            .items()
-            .map(|(id, s)| (id.clone(), s.clone()))
-            .collect();
+        view.items = self.ledger.item_map().clone();
         view.seq = self.ledger.seq;
     }
 
@@ -279,13 +277,13 @@ impl Writer {
             self.recent.pop_front();
         }
         self.recent.push_back(Recent {
-            batch: batch.clone(),
+            batch: Arc::downgrade(&batch),
             keys: batch_keys,
         });
         let publish = fx
             .touched_items
             .iter()
-            .filter_map(|id| self.ledger.item(id).map(|s| (id.clone(), s.clone())))
+            .filter_map(|id| self.ledger.item(id).cloned())
             .collect();
         Work {
             batch,
@@ -304,6 +302,14 @@ impl Writer {
             partition: self.partition,
             done: None,
         }
+    }
+
+    /// The batches handed to the committer and not yet committed, oldest first.
+    fn in_pipeline(&self) -> Vec<Arc<CommitBatch>> {
+        self.recent
+            .iter()
+            .filter_map(|r| r.batch.upgrade())
+            .collect()
     }
 
     /// Notes the current ledger sequence for the postings the last input made.
@@ -344,22 +350,23 @@ impl Writer {
         batch_keys: &BatchKeys,
     ) -> Option<EventReply> {
         let fingerprint = event.key_hash();
-        let in_batch = batch_keys.get(&fingerprint).and_then(|rows| {
+        let logged = |events: &[EventRow], rows: &[usize]| {
             rows.iter()
-                .map(|&i| &batch.events[i])
+                .map(|&i| &events[i])
                 .find(|row| row.id == event.id && row.source == event.source.as_str())
-        });
+                .map(|row| (row.status, row.seq, row.payload_hash))
+        };
+        let in_batch = batch_keys
+            .get(&fingerprint)
+            .and_then(|rows| logged(&batch.events, rows));
         let in_flight = || {
             self.recent.iter().rev().find_map(|r| {
-                r.keys
-                    .get(&fingerprint)?
-                    .iter()
-                    .map(|&i| &r.batch.events[i])
-                    .find(|row| row.id == event.id && row.source == event.source.as_str())
+                let rows = r.keys.get(&fingerprint)?;
+                logged(&r.batch.upgrade()?.events, rows)
             })
         };
         let earlier: Option<(EventStatus, u64, u64)> = match in_batch.or_else(in_flight) {
-            Some(row) => Some((row.status, row.seq, row.payload_hash)),
+            Some(found) => Some(found),
             None if self.keys.contains(&fingerprint) => {
                 match self.store.find_event(event.source.as_str(), &event.id) {
                     Ok(found) => found.map(|row| (row.status, row.seq, row.payload_hash)),
@@ -445,10 +452,10 @@ impl Writer {
         if self.outbox.feeds.is_empty() {
             return;
         }
-        let in_flight = self
-            .recent
+        let pipeline = self.in_pipeline();
+        let in_flight = pipeline
             .iter()
-            .flat_map(|r| r.batch.events.iter())
+            .flat_map(|b| b.events.iter())
             .chain(batch.events.iter())
             .find(|e| e.seq == seq)
             .cloned();
@@ -617,10 +624,10 @@ impl Writer {
         if creation_hash(&event.data).is_some() && !self.keys.contains(&event.key_hash()) {
             return None;
         }
-        let in_flight = self
-            .recent
+        let pipeline = self.in_pipeline();
+        let in_flight = pipeline
             .iter()
-            .map(|r| &*r.batch)
+            .map(|b| &**b)
             .chain(std::iter::once(batch))
             .flat_map(|b| b.workflows.iter())
             .rev()
@@ -734,8 +741,9 @@ impl Writer {
                 return None;
             }
         }
+        let pipeline = self.in_pipeline();
         let in_flight = std::iter::once(batch)
-            .chain(self.recent.iter().rev().map(|r| &*r.batch))
+            .chain(pipeline.iter().rev().map(|b| &**b))
             .find_map(|b| {
                 b.reservations
                     .iter()

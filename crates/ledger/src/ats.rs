@@ -76,7 +76,7 @@ mod tests {
     use crossdock_model::ChannelId;
 
     fn item(avail: &[(u16, i64, i64)]) -> ItemState {
-        let mut it = ItemState::default();
+        let mut it = ItemState::new(crossdock_model::ItemId::new("i").unwrap());
         for &(loc, on_hand, reserved) in avail {
             let mut p = Position::new(LocIdx(loc), None);
             p.b_mut().on_hand = on_hand;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::ats::{channel_ats, priority};
+use crate::items::ItemMap;
 use crate::policy::{ChanIdx, LocIdx, Policy};
 use crate::position::{CountMark, Position, TimeEffect};
 use crate::reservation::{ResStatus, Reservation, Shortfall, plan_reservation, request_hash};
@@ -51,8 +52,10 @@ pub struct TransferLine {
 
 /// Everything the ledger knows about one item. A million items are held in memory, most with
 /// one to a few positions and channels, so both are stored inline up to two.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemState {
+    /// Which item: tables of items ([`crate::ItemMap`]) find a state by the id it holds.
+    id: ItemId,
     pub positions: SmallVec<[Position; 2]>,
     /// Indexed by channel; `None` until first published.
     pub published: SmallVec<[Option<Published>; 2]>,
@@ -64,6 +67,21 @@ pub struct ItemState {
 }
 
 impl ItemState {
+    /// An item with nothing yet.
+    pub fn new(id: ItemId) -> Self {
+        ItemState {
+            id,
+            positions: SmallVec::new(),
+            published: SmallVec::new(),
+            extras: None,
+            last_seq: 0,
+        }
+    }
+
+    pub fn id(&self) -> &ItemId {
+        &self.id
+    }
+
     pub fn position(&self, loc: LocIdx, lot: Option<&Lot>) -> Option<&Position> {
         self.positions
             .iter()
@@ -228,7 +246,7 @@ impl Effects {
 
     /// Records what the input changed since `open_journal`, comparing each touched item with
     /// its state before.
-    fn close_journal(&mut self, items: &HashMap<ItemId, Arc<ItemState>>) {
+    fn close_journal(&mut self, items: &ItemMap) {
         let Some(journal) = self.journal.take() else {
             return;
         };
@@ -407,7 +425,7 @@ pub struct SourceSeq {
 pub struct Ledger {
     /// Sequence of the last logged input.
     pub seq: u64,
-    pub(crate) items: HashMap<ItemId, Arc<ItemState>>,
+    pub(crate) items: ItemMap,
     pub(crate) reservations: HashMap<String, Reservation>,
     sources: HashMap<SourceId, SourceSeq>,
     /// Workflows still in progress, by key (`order:<id>`, ...); finished ones live in the store.
@@ -427,20 +445,25 @@ impl Ledger {
     }
 
     pub fn items(&self) -> impl Iterator<Item = (&ItemId, &Arc<ItemState>)> {
-        self.items.iter()
+        self.items.iter().map(|s| (s.id(), s))
+    }
+
+    /// Every item's state, as a table to share (cloning it copies pointers).
+    pub fn item_map(&self) -> &ItemMap {
+        &self.items
     }
 
     pub fn item_count(&self) -> usize {
         self.items.len()
     }
 
-    pub fn insert_item(&mut self, id: ItemId, state: ItemState) {
-        self.items.insert(id, Arc::new(state));
+    pub fn insert_item(&mut self, state: ItemState) {
+        self.items.insert(Arc::new(state));
     }
 
     /// The state of `id` to fill in from the store while loading, empty if it is new.
     pub fn restore_item(&mut self, id: &ItemId) -> &mut ItemState {
-        Arc::make_mut(self.items.entry(id.clone()).or_default())
+        Arc::make_mut(self.items.get_or_insert(id))
     }
 
     pub fn reservation(&self, id: &str) -> Option<&Reservation> {
@@ -487,7 +510,7 @@ impl Ledger {
             });
             journal.before.push((id.clone(), buckets));
         }
-        Arc::make_mut(self.items.entry(id.clone()).or_default())
+        Arc::make_mut(self.items.get_or_insert(id))
     }
 
     /// Applies one input. The caller logs it at `self.seq` when `is_logged()`.
@@ -704,7 +727,7 @@ impl Ledger {
         if let Some(breach) = self.breach(policy, &saved) {
             for (id, state) in saved {
                 match state {
-                    Some(state) => self.items.insert(id, state),
+                    Some(state) => self.items.insert(state),
                     None => self.items.remove(&id),
                 };
             }
