@@ -776,7 +776,8 @@ impl Ledger {
                     .as_ref()
                     .and_then(|o| o.position(p.location, p.lot.as_ref()))
                     .map_or(0, |o| {
-                        o.b().named()
+                        o.b()
+                            .named()
                             .into_iter()
                             .find(|(n, _)| *n == bucket)
                             .map_or(0, |(_, v)| v)
