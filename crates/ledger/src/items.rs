@@ -86,6 +86,15 @@ mod tests {
         ItemId::new(s).unwrap()
     }
 
+    /// What a million items cost in memory rests on these (see BENCHMARKS.md, `bench memory`):
+    /// an item with two positions and two channels is one allocation of this size (plus the
+    /// `Arc`'s two counts), with no other allocation while only `on_hand` and counts are kept.
+    #[test]
+    fn states_stay_compact() {
+        assert!(std::mem::size_of::<crate::Position>() <= 72);
+        assert!(std::mem::size_of::<ItemState>() <= 240);
+    }
+
     #[test]
     fn finds_replaces_and_removes_by_the_id_each_state_holds() {
         let mut items = ItemMap::default();
