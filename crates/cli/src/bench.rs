@@ -87,7 +87,7 @@ pub enum BenchWhat {
         #[command(flatten)]
         common: Common,
     },
-    /// Resident memory of the hub holding N positions.
+    /// Resident memory of the hub holding N positions, and the peak of a restart loading them.
     Memory {
         #[arg(long, default_value_t = 1_000_000)]
         positions: usize,
@@ -862,7 +862,8 @@ fn pg_args(pg: &str) -> Vec<String> {
 }
 
 async fn memory(positions: usize, common: &Common) -> Result<()> {
-    let mut rss = Vec::new();
+    let (mut rss, mut restart_peaks, mut ratios, mut restart_rss) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..common.runs {
         let dir = run_dir(common, "memory", run);
         let (hub, _) = Hub::start(&dir).await?;
@@ -886,11 +887,31 @@ async fn memory(positions: usize, common: &Common) -> Result<()> {
         );
         rss.push(after);
         hub.stop();
+        // The restart: the same data loaded by a new process. Its peak (`VmHWM` once ready)
+        // is the load's, since nothing else has run yet.
+        let (hub, ready) = Hub::start(&dir).await?;
+        let load_peak = hub.memory_mib("VmHWM")?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let loaded = hub.memory_mib("VmRSS")?;
+        println!(
+            "run {run}: restart ready in {:.2} s, peak {load_peak:.0} MiB during the load \
+             ({:.2}x the steady {after:.0} MiB), RSS {loaded:.0} MiB after it",
+            ready.as_secs_f64(),
+            load_peak / after,
+        );
+        restart_peaks.push(load_peak);
+        ratios.push(load_peak / after);
+        restart_rss.push(loaded);
+        hub.stop();
         cleanup(common, &dir);
     }
     println!(
-        "memory median: {:.0} MiB RSS with {positions} positions",
-        median(rss)
+        "memory median: {:.0} MiB RSS with {positions} positions; restart peak {:.0} MiB \
+         ({:.2}x the steady RSS), {:.0} MiB RSS after the restart",
+        median(rss),
+        median(restart_peaks),
+        median(ratios),
+        median(restart_rss),
     );
     Ok(())
 }

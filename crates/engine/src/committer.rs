@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use crossdock_ledger::ItemState;
 use crossdock_ledger::state::TimerSet;
-use crossdock_model::ItemId;
 use crossdock_store::{CommitBatch, Store};
 use tokio::sync::oneshot;
 use tracing::{debug, error};
@@ -60,7 +59,7 @@ pub(crate) struct Work {
     pub batch: Arc<CommitBatch>,
     pub pending: Vec<Pending>,
     /// The touched items as applied, to publish once durable.
-    pub publish: Vec<(ItemId, Arc<ItemState>)>,
+    pub publish: Vec<Arc<ItemState>>,
     pub seq: u64,
     pub timers_set: Vec<TimerSet>,
     pub timers_done: Vec<String>,
@@ -208,8 +207,8 @@ impl Committer {
                 .view
                 .write()
                 .expect("view lock");
-            for (id, state) in std::mem::take(&mut work.publish) {
-                view.items.insert(id, state);
+            for state in std::mem::take(&mut work.publish) {
+                view.items.insert(state);
             }
             view.seq = work.seq;
         }

@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crossdock_ledger::state::hub_command;
 use crossdock_ledger::workflow::{creation_hash, workflow_key};
-use crossdock_ledger::{ItemState, Policy, PostTo, Rejection, Reservation, Shortfall, Workflow};
+use crossdock_ledger::{
+    ItemMap, ItemState, Policy, PostTo, Rejection, Reservation, Shortfall, Workflow,
+};
 use crossdock_model::event::{ReservationRef, ReservationRequested};
 use crossdock_model::{
     ChannelId, Event, EventData, ExceptionKind, ExceptionRecord, ItemId, Timestamp,
@@ -284,10 +286,16 @@ pub(crate) enum WideAnswer {
 /// while it applies the command, so the engine's spans are children of the request's.
 pub(crate) struct Traced(pub Command, pub tracing::Span);
 
+/// What a partition's queue holds. Boxed: a bounded queue allocates every slot when it is made,
+/// and a command is hundreds of bytes, so `queue_max` commands inline would hold tens of MiB
+/// from the start whether or not anything is queued.
+pub(crate) type Queued = Box<Traced>;
+
 /// Committed state of one partition, as queries see it.
 #[derive(Default)]
 pub(crate) struct View {
-    pub items: HashMap<ItemId, Arc<ItemState>>,
+    /// The same states as the writer's ledger where they have not changed since (shared `Arc`s).
+    pub items: ItemMap,
     pub seq: u64,
 }
 
@@ -310,7 +318,7 @@ pub struct Engine {
     /// The embedded store's WAL checkpoints, off the commit path.
     checkpointer: Mutex<Option<crossdock_store::sqlite::Checkpointer>>,
     policy: Arc<Policy>,
-    partitions: Vec<SyncSender<Traced>>,
+    partitions: Vec<SyncSender<Queued>>,
     views: Vec<Arc<RwLock<View>>>,
     reader: StoreThread,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -543,7 +551,7 @@ impl Engine {
     }
 
     fn send(&self, partition: u32, cmd: Command) -> Result<(), EngineError> {
-        let traced = Traced(cmd, tracing::Span::current());
+        let traced = Box::new(Traced(cmd, tracing::Span::current()));
         match self.partitions[partition as usize].try_send(traced) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
@@ -1034,7 +1042,7 @@ impl Engine {
                     items: view
                         .items
                         .iter()
-                        .map(|(id, s)| (id.clone(), s.clone()))
+                        .map(|s| (s.id().clone(), s.clone()))
                         .collect(),
                 }
             })
@@ -1110,7 +1118,7 @@ impl Engine {
     pub fn shutdown(&self) {
         self.timers.stop();
         for tx in &self.partitions {
-            let _ = tx.send(Traced(Command::Stop, tracing::Span::none()));
+            let _ = tx.send(Box::new(Traced(Command::Stop, tracing::Span::none())));
         }
         let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
         for t in threads {

@@ -1,15 +1,15 @@
 //! Conversion between ledger state and store rows. Locations and channels are stored by name, so
 //! reordering the config never scrambles stored state.
 
-use crossdock_ledger::position::{CountMark, Delta, DeltaWindow, TimeRule};
+use crossdock_ledger::position::{Buckets, CountMark, Delta, DeltaWindow, TimeRule};
 use crossdock_ledger::state::{Published, SupplyLine, TransferLine};
 use crossdock_ledger::{
     ItemState, Ledger, Policy, Position, ResStatus, Reservation, Step, Workflow,
 };
 use crossdock_model::{ChannelId, Envelope, Event, ItemId, LocationId, Lot, Timestamp};
 use crossdock_store::{
-    EventRow, EventStatus, ItemStateRow, PartitionSnapshot, PositionRow, ReservationRow, StepRow,
-    StoreError, WorkflowRow,
+    EventRow, EventStatus, ItemStateRow, PartitionSnapshot, PositionRow, ReservationRow, StateRow,
+    StepRow, Store, StoreError, WorkflowRow,
 };
 use serde::{Deserialize, Serialize};
 
@@ -103,27 +103,30 @@ pub fn item_rows(
     let positions = item
         .positions
         .iter()
-        .map(|p| PositionRow {
-            partition,
-            item: id.to_string(),
-            location: policy.location_name(p.location).to_string(),
-            lot: p.lot.as_ref().map(|l| l.to_string()).unwrap_or_default(),
-            on_hand: p.b.on_hand,
-            quarantined: p.b.quarantined,
-            damaged: p.b.damaged,
-            returns_pending: p.b.returns_pending,
-            picked: p.b.picked,
-            allocated: p.b.allocated,
-            reserved: p.b.reserved,
-            in_transit: p.b.in_transit,
-            incoming: p.b.incoming,
-            safety_stock: p.b.safety_stock,
-            extra: if p.rule == TimeRule::default() {
-                String::new()
-            } else {
-                serde_json::to_string(&RuleRow::from(&p.rule)).expect("time rule serializes")
-            },
-            updated_seq: item.last_seq,
+        .map(|p| {
+            let b = p.b();
+            PositionRow {
+                partition,
+                item: id.to_string(),
+                location: policy.location_name(p.location).to_string(),
+                lot: p.lot.as_ref().map(|l| l.to_string()).unwrap_or_default(),
+                on_hand: b.on_hand,
+                quarantined: b.quarantined,
+                damaged: b.damaged,
+                returns_pending: b.returns_pending,
+                picked: b.picked,
+                allocated: b.allocated,
+                reserved: b.reserved,
+                in_transit: b.in_transit,
+                incoming: b.incoming,
+                safety_stock: b.safety_stock,
+                extra: if p.rule == TimeRule::default() {
+                    String::new()
+                } else {
+                    serde_json::to_string(&RuleRow::from(&p.rule)).expect("time rule serializes")
+                },
+                updated_seq: item.last_seq,
+            }
         })
         .collect();
     let extra = ItemExtra {
@@ -250,90 +253,129 @@ pub fn event_from_row(row: &EventRow) -> Result<Event, StoreError> {
     .map_err(|e| corrupt(format!("logged event {}/{}: {e}", row.source, row.id)))
 }
 
-/// Rebuilds a partition's ledger from its snapshot.
-pub fn ledger_from_snapshot(
+/// Loads a partition's ledger from the store. Positions and item states are built into the
+/// ledger row by row as the store reads them (see [`Store::load_partition_with`]), so a restart
+/// never holds every row beside the state made of them. Returns the rest of the snapshot too
+/// (its timers and reservations arm timers).
+pub fn load_ledger(
     policy: &Policy,
-    snap: &PartitionSnapshot,
-) -> Result<Ledger, StoreError> {
-    let mut items: std::collections::HashMap<ItemId, ItemState> = std::collections::HashMap::new();
-    for row in &snap.positions {
-        let id = ItemId::new(&row.item).map_err(corrupt)?;
-        let location = LocationId::new(&row.location).map_err(corrupt)?;
-        let Some(loc) = policy.location(&location) else {
-            return Err(StoreError::Config(format!(
-                "stored stock at location {location} which the config no longer has; add it back to [[locations]]"
-            )));
-        };
-        let lot = if row.lot.is_empty() {
-            None
-        } else {
-            Some(Lot::new(&row.lot).map_err(corrupt)?)
-        };
-        let mut p = Position::new(loc, lot);
-        p.b.on_hand = row.on_hand;
-        p.b.quarantined = row.quarantined;
-        p.b.damaged = row.damaged;
-        p.b.returns_pending = row.returns_pending;
-        p.b.picked = row.picked;
-        p.b.allocated = row.allocated;
-        p.b.reserved = row.reserved;
-        p.b.in_transit = row.in_transit;
-        p.b.incoming = row.incoming;
-        p.b.safety_stock = row.safety_stock;
-        if !row.extra.is_empty() {
-            p.rule = serde_json::from_str::<RuleRow>(&row.extra)
-                .map_err(corrupt)?
-                .into();
-        }
-        items.entry(id).or_default().positions.push(p);
-    }
-    for row in &snap.items {
-        let id = ItemId::new(&row.item).map_err(corrupt)?;
-        let extra: ItemExtra = serde_json::from_str(&row.state).map_err(corrupt)?;
-        let item = items.entry(id).or_default();
-        item.published = vec![None; policy.channels.len()];
-        for (name, ats, seq) in extra.published {
-            // A channel removed from the config simply stops being tracked.
-            if let Some(c) = ChannelId::new(&name).ok().and_then(|c| policy.channel(&c)) {
-                item.published[c.0 as usize] = Some(Published { ats, seq });
-            }
-        }
-        let loc = |name: &str| {
-            LocationId::new(name)
-                .ok()
-                .and_then(|l| policy.location(&l))
-                .ok_or_else(|| {
-                    StoreError::Config(format!(
-                        "stored state names location {name} which the config no longer has"
-                    ))
-                })
-        };
-        for s in extra.supply {
-            item.extras_mut().supply.push(SupplyLine {
-                reference: s.reference,
-                location: loc(&s.location)?,
-                open: s.open,
-                expected_at: s.expected_at,
-            });
-        }
-        for t in extra.transfers {
-            item.extras_mut().transfers.push(TransferLine {
-                transfer: t.transfer,
-                to: loc(&t.to)?,
-                open: t.open,
-            });
-        }
-        item.extras_mut().oversell_hold = extra.oversell_hold;
-        item.tidy();
-        item.last_seq = extra.last_seq;
-    }
+    store: &mut dyn Store,
+    partition: u32,
+) -> Result<(Ledger, PartitionSnapshot), StoreError> {
     let mut ledger = Ledger::new();
+    // Rows come in item order: the id of the item being filled is reused for its next rows.
+    let mut current: Option<ItemId> = None;
+    let snap = store.load_partition_with(partition, &mut |row| {
+        let name = match &row {
+            StateRow::Position(row) => &row.item,
+            StateRow::Item(row) => &row.item,
+        };
+        let id = match current.take() {
+            Some(id) if id.as_str() == name => id,
+            _ => ItemId::new(name).map_err(corrupt)?,
+        };
+        let item = ledger.restore_item(&id);
+        current = Some(id);
+        match row {
+            StateRow::Position(row) => restore_position(policy, item, &row),
+            StateRow::Item(row) => restore_item_state(policy, item, &row),
+        }
+    })?;
     ledger.seq = snap.last_seq;
-    for (id, mut item) in items {
-        item.positions
-            .sort_by(|a, b| (a.location, &a.lot).cmp(&(b.location, &b.lot)));
-        ledger.insert_item(id, item);
+    restore_rest(&mut ledger, &snap)?;
+    Ok((ledger, snap))
+}
+
+/// Adds a stored position to its item, keeping the item's positions in (location, lot) order.
+fn restore_position(
+    policy: &Policy,
+    item: &mut ItemState,
+    row: &PositionRow,
+) -> Result<(), StoreError> {
+    let location = LocationId::new(&row.location).map_err(corrupt)?;
+    let Some(loc) = policy.location(&location) else {
+        return Err(StoreError::Config(format!(
+            "stored stock at location {location} which the config no longer has; add it back to [[locations]]"
+        )));
+    };
+    let lot = if row.lot.is_empty() {
+        None
+    } else {
+        Some(Lot::new(&row.lot).map_err(corrupt)?)
+    };
+    let mut p = Position::new(loc, lot);
+    p.set_b(Buckets {
+        on_hand: row.on_hand,
+        quarantined: row.quarantined,
+        damaged: row.damaged,
+        returns_pending: row.returns_pending,
+        picked: row.picked,
+        allocated: row.allocated,
+        reserved: row.reserved,
+        in_transit: row.in_transit,
+        incoming: row.incoming,
+        safety_stock: row.safety_stock,
+    });
+    if !row.extra.is_empty() {
+        p.rule = serde_json::from_str::<RuleRow>(&row.extra)
+            .map_err(corrupt)?
+            .into();
     }
+    let at = item
+        .positions
+        .partition_point(|q| (q.location, &q.lot) < (p.location, &p.lot));
+    item.positions.insert(at, p);
+    Ok(())
+}
+
+/// Fills in an item's published values, supply, transfers, hold and sequence from its stored row.
+fn restore_item_state(
+    policy: &Policy,
+    item: &mut ItemState,
+    row: &ItemStateRow,
+) -> Result<(), StoreError> {
+    let extra: ItemExtra = serde_json::from_str(&row.state).map_err(corrupt)?;
+    item.published = std::iter::repeat_n(None, policy.channels.len()).collect();
+    for (name, ats, seq) in extra.published {
+        // A channel removed from the config simply stops being tracked.
+        if let Some(c) = ChannelId::new(&name).ok().and_then(|c| policy.channel(&c)) {
+            item.published[c.0 as usize] = Some(Published { ats, seq });
+        }
+    }
+    let loc = |name: &str| {
+        LocationId::new(name)
+            .ok()
+            .and_then(|l| policy.location(&l))
+            .ok_or_else(|| {
+                StoreError::Config(format!(
+                    "stored state names location {name} which the config no longer has"
+                ))
+            })
+    };
+    for s in extra.supply {
+        item.extras_mut().supply.push(SupplyLine {
+            reference: s.reference,
+            location: loc(&s.location)?,
+            open: s.open,
+            expected_at: s.expected_at,
+        });
+    }
+    for t in extra.transfers {
+        item.extras_mut().transfers.push(TransferLine {
+            transfer: t.transfer,
+            to: loc(&t.to)?,
+            open: t.open,
+        });
+    }
+    item.extras_mut().oversell_hold = extra.oversell_hold;
+    item.tidy();
+    item.last_seq = extra.last_seq;
+    Ok(())
+}
+
+/// Everything of a partition's ledger but its items: reservations, source sequences, held
+/// events and live workflows.
+fn restore_rest(ledger: &mut Ledger, snap: &PartitionSnapshot) -> Result<(), StoreError> {
     for row in &snap.reservations {
         ledger.insert_reservation(reservation_from_row(row)?);
     }
@@ -360,7 +402,7 @@ pub fn ledger_from_snapshot(
     for wf in workflows {
         ledger.insert_workflow(wf);
     }
-    Ok(ledger)
+    Ok(())
 }
 
 pub fn workflow_row(partition: u32, wf: &Workflow) -> WorkflowRow {

@@ -83,8 +83,8 @@ impl Settle {
     pub fn committed(self) {
         {
             let mut view = self.view.write().expect("view lock");
-            for (id, state) in &self.items {
-                view.items.insert(id.clone(), state.clone());
+            for (_, state) in &self.items {
+                view.items.insert(state.clone());
             }
             view.seq = view.seq.max(self.seq);
         }
@@ -270,7 +270,7 @@ impl crate::Engine {
     ) -> Result<(), (EngineError, Command)> {
         let mut pause = Duration::from_millis(1);
         loop {
-            let traced = crate::Traced(cmd, tracing::Span::current());
+            let traced = Box::new(crate::Traced(cmd, tracing::Span::current()));
             match self.partitions[partition as usize].try_send(traced) {
                 Ok(()) => return Ok(()),
                 Err(TrySendError::Full(t)) => {

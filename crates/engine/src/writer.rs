@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Instant;
 
 use crossdock_ledger::ItemState;
@@ -22,11 +22,13 @@ use tracing::{error, warn};
 use crate::committer::{Pending, ToCommitter, Work};
 
 use crate::persist::{
-    event_row, item_rows, ledger_from_snapshot, reservation_from_row, reservation_row, step_row,
+    event_row, item_rows, load_ledger, reservation_from_row, reservation_row, step_row,
     workflow_row,
 };
 use crate::timers::TimerHandle;
-use crate::{Command, EventReply, OutboxHook, ReservationReply, Traced, View, WorkflowReply};
+use crate::{
+    Command, EventReply, OutboxHook, Queued, ReservationReply, Traced, View, WorkflowReply,
+};
 use crossdock_ledger::workflow::{creation_hash, workflow_key};
 
 pub(crate) struct Writer {
@@ -63,9 +65,11 @@ pub(crate) struct Writer {
 /// Most batches that can be in the pipeline behind the one being applied: one committing, one queued.
 const IN_FLIGHT_MAX: usize = 2;
 
-/// A batch handed to the committer, shared with it rather than copied.
+/// A batch handed to the committer, shared with it rather than copied. Held weakly: the committer
+/// drops a batch once it is committed, and from then on the store has all of it (or the partition
+/// is poisoned and reloads), so an idle writer does not keep its last batches alive.
 struct Recent {
-    batch: Arc<CommitBatch>,
+    batch: Weak<CommitBatch>,
     /// Its events by key fingerprint.
     keys: BatchKeys,
 }
@@ -86,8 +90,7 @@ impl Writer {
         parts: crate::cross::PartSink,
         partitions: u32,
     ) -> Result<Self, StoreError> {
-        let snapshot = store.load_partition(partition)?;
-        let mut ledger = ledger_from_snapshot(&policy, &snapshot)?;
+        let (mut ledger, snapshot) = load_ledger(&policy, store.as_mut(), partition)?;
         ledger.forward_sequenced = partitions > 1;
         let forwarding = snapshot
             .held_events
@@ -180,11 +183,7 @@ impl Writer {
 
     fn publish_all(&mut self) {
         let mut view = self.view.write().expect("view lock");
-        view.items = self
-            .ledger
-            .items()
-            .map(|(id, s)| (id.clone(), s.clone()))
-            .collect();
+        view.items = self.ledger.item_map().clone();
         view.seq = self.ledger.seq;
     }
 
@@ -203,11 +202,11 @@ impl Writer {
 
     /// Applies batches and hands them to the committer (a thread of its own, shared with other
     /// partitions on SQLite), so the next batch is applied while this one is written.
-    pub fn run(mut self, rx: Receiver<Traced>, to_committer: SyncSender<ToCommitter>) {
+    pub fn run(mut self, rx: Receiver<Queued>, to_committer: SyncSender<ToCommitter>) {
         self.pipeline(rx, &to_committer);
     }
 
-    fn pipeline(&mut self, rx: Receiver<Traced>, to_committer: &SyncSender<ToCommitter>) {
+    fn pipeline(&mut self, rx: Receiver<Queued>, to_committer: &SyncSender<ToCommitter>) {
         let mut cmds = Vec::with_capacity(self.batch_max);
         // Batches handed over and not yet committed: at most IN_FLIGHT_MAX when the next one is
         // applied, so `recent` holds every batch the store may not have yet.
@@ -236,7 +235,9 @@ impl Writer {
             while rest.peek().is_some() {
                 let (mut work, stop) = match rest.peek().map(|c| &c.0) {
                     Some(Command::Lend { .. }) => {
-                        let Some(Traced(Command::Lend { items, reply }, _)) = rest.next() else {
+                        let Some(Traced(Command::Lend { items, reply }, _)) =
+                            rest.next().map(|queued| *queued)
+                        else {
                             unreachable!("peeked")
                         };
                         if !self.drain(to_committer, &done_rx) {
@@ -247,7 +248,7 @@ impl Writer {
                         continue;
                     }
                     Some(Command::Wide { .. }) => {
-                        let Some(Traced(cmd, span)) = rest.next() else {
+                        let Some(Traced(cmd, span)) = rest.next().map(|queued| *queued) else {
                             unreachable!("peeked")
                         };
                         let _sender = span.enter();
@@ -324,8 +325,8 @@ impl Writer {
         }
         match settled.recv() {
             Ok(crate::wide::Return::Install { items, seq }) => {
-                for (id, state) in items {
-                    self.ledger.lend_item(id, state);
+                for (_, state) in items {
+                    self.ledger.lend_item(state);
                 }
                 self.ledger.seq = self.ledger.seq.max(seq);
             }
@@ -334,7 +335,7 @@ impl Writer {
     }
 
     /// Applies a batch and turns it into work for the committer.
-    fn process(&mut self, cmds: Vec<Traced>) -> Work {
+    fn process(&mut self, cmds: Vec<Queued>) -> Work {
         let started_at = Instant::now();
         let mut fx = Effects::default();
         let mut batch = CommitBatch {
@@ -347,7 +348,8 @@ impl Writer {
         let mut part_commands = Vec::new();
         // Callers of events this batch forwards, by log sequence: answered with the copies' answer.
         let mut forward_replies = HashMap::new();
-        for Traced(cmd, span) in cmds {
+        for queued in cmds {
+            let Traced(cmd, span) = *queued;
             let _sender = span.enter();
             let parts_before = fx.part_commands.len();
             let by_timer = matches!(cmd, Command::Timer { .. });
@@ -429,14 +431,14 @@ impl Writer {
             self.recent.pop_front();
         }
         self.recent.push_back(Recent {
-            batch: batch.clone(),
+            batch: Arc::downgrade(&batch),
             keys: batch_keys,
         });
         let fills = self.fills(&fx, false);
         let publish = fx
             .touched_items
             .iter()
-            .filter_map(|id| self.ledger.item(id).map(|s| (id.clone(), s.clone())))
+            .filter_map(|id| self.ledger.item(id).cloned())
             .collect();
         Work {
             batch,
@@ -490,8 +492,8 @@ impl Writer {
         let mut batch_keys = BatchKeys::new();
         self.posting_seqs.clear();
         for loan in &loans {
-            for (id, state) in &loan.items {
-                self.ledger.lend_item(id.clone(), state.clone());
+            for (_, state) in &loan.items {
+                self.ledger.lend_item(state.clone());
             }
             // Logged past every lender's sequence, so each lent item's rows stay in order.
             self.ledger.seq = self.ledger.seq.max(loan.seq);
@@ -577,13 +579,13 @@ impl Writer {
             self.recent.pop_front();
         }
         self.recent.push_back(Recent {
-            batch: batch.clone(),
+            batch: Arc::downgrade(&batch),
             keys: batch_keys,
         });
         let publish = fx
             .touched_items
             .iter()
-            .filter_map(|id| self.ledger.item(id).map(|s| (id.clone(), s.clone())))
+            .filter_map(|id| self.ledger.item(id).cloned())
             .collect();
         Work {
             batch,
@@ -608,6 +610,14 @@ impl Writer {
         }
     }
 
+    /// The batches handed to the committer and not yet committed, oldest first.
+    fn in_pipeline(&self) -> Vec<Arc<CommitBatch>> {
+        self.recent
+            .iter()
+            .filter_map(|r| r.batch.upgrade())
+            .collect()
+    }
+
     /// Notes the current ledger sequence for the postings the last input made.
     fn stamp_postings(&mut self, fx: &Effects) {
         if self.posting_seqs.len() < fx.postings.len() {
@@ -619,12 +629,8 @@ impl Writer {
     /// store refused.
     fn reload(&mut self) {
         loop {
-            match self
-                .store
-                .load_partition(self.partition)
-                .and_then(|snap| ledger_from_snapshot(&self.policy, &snap))
-            {
-                Ok(mut ledger) => {
+            match load_ledger(&self.policy, self.store.as_mut(), self.partition) {
+                Ok((mut ledger, _)) => {
                     // Its `forwarding` rows are with the forwarder already.
                     ledger.forward_sequenced = self.ledger.forward_sequenced;
                     self.ledger = ledger;
@@ -652,22 +658,23 @@ impl Writer {
         batch_keys: &BatchKeys,
     ) -> Option<EventReply> {
         let fingerprint = event.key_hash();
-        let in_batch = batch_keys.get(&fingerprint).and_then(|rows| {
+        let logged = |events: &[EventRow], rows: &[usize]| {
             rows.iter()
-                .map(|&i| &batch.events[i])
+                .map(|&i| &events[i])
                 .find(|row| row.id == event.id && row.source == event.source.as_str())
-        });
+                .map(|row| (row.status, row.seq, row.payload_hash))
+        };
+        let in_batch = batch_keys
+            .get(&fingerprint)
+            .and_then(|rows| logged(&batch.events, rows));
         let in_flight = || {
             self.recent.iter().rev().find_map(|r| {
-                r.keys
-                    .get(&fingerprint)?
-                    .iter()
-                    .map(|&i| &r.batch.events[i])
-                    .find(|row| row.id == event.id && row.source == event.source.as_str())
+                let rows = r.keys.get(&fingerprint)?;
+                logged(&r.batch.upgrade()?.events, rows)
             })
         };
         let earlier: Option<(EventStatus, u64, u64)> = match in_batch.or_else(in_flight) {
-            Some(row) => Some((row.status, row.seq, row.payload_hash)),
+            Some(found) => Some(found),
             None if self.keys.contains(&fingerprint) => {
                 match self.store.find_event(event.source.as_str(), &event.id) {
                     Ok(found) => found.map(|row| (row.status, row.seq, row.payload_hash)),
@@ -753,10 +760,10 @@ impl Writer {
         if self.outbox.feeds.is_empty() {
             return;
         }
-        let in_flight = self
-            .recent
+        let pipeline = self.in_pipeline();
+        let in_flight = pipeline
             .iter()
-            .flat_map(|r| r.batch.events.iter())
+            .flat_map(|b| b.events.iter())
             .chain(batch.events.iter())
             .find(|e| e.seq == seq)
             .cloned();
@@ -933,10 +940,10 @@ impl Writer {
         if creation_hash(&event.data).is_some() && !self.keys.contains(&event.key_hash()) {
             return None;
         }
-        let in_flight = self
-            .recent
+        let pipeline = self.in_pipeline();
+        let in_flight = pipeline
             .iter()
-            .map(|r| &*r.batch)
+            .map(|b| &**b)
             .chain(std::iter::once(batch))
             .flat_map(|b| b.workflows.iter())
             .rev()
@@ -1050,8 +1057,9 @@ impl Writer {
                 return None;
             }
         }
+        let pipeline = self.in_pipeline();
         let in_flight = std::iter::once(batch)
-            .chain(self.recent.iter().rev().map(|r| &*r.batch))
+            .chain(pipeline.iter().rev().map(|b| &**b))
             .find_map(|b| {
                 b.reservations
                     .iter()

@@ -93,7 +93,7 @@ async fn receive(engine: &Engine, n: u32, item: &ItemId, qty: i64) {
 fn buckets(engine: &Engine, item: &ItemId) -> (i64, i64, i64) {
     let (state, _) = engine.item(item).expect("the item has stock");
     let p = &state.positions[0];
-    (p.b.reserved, p.b.allocated, p.b.available())
+    (p.b().reserved, p.b().allocated, p.b().available())
 }
 
 fn lines(items: &[ItemId], qty: &[i64]) -> Vec<ReserveLine> {

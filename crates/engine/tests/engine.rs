@@ -76,7 +76,7 @@ fn snapshot(engine: &Engine) -> Vec<(String, u16, Buckets)> {
                 state
                     .positions
                     .iter()
-                    .map(|p| (id.to_string(), p.location.0, p.b)),
+                    .map(|p| (id.to_string(), p.location.0, p.b())),
             );
         }
     }
@@ -184,7 +184,7 @@ async fn restart_and_replay_reproduce_state(fresh: Fresh, partitions: u32) {
         replayed.extend(ledger.items().flat_map(|(id, s)| {
             s.positions
                 .iter()
-                .map(move |p| (id.to_string(), p.location.0, p.b))
+                .map(move |p| (id.to_string(), p.location.0, p.b()))
         }));
     }
     replayed.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
@@ -250,7 +250,7 @@ async fn partitions_split_items_and_keep_each_item_whole() {
         .collect();
     let on_hand = |e: &Engine, i: &ItemId| {
         e.item(i).map_or(0, |(s, _)| {
-            s.positions.iter().map(|p| p.b.on_hand).sum::<i64>()
+            s.positions.iter().map(|p| p.b().on_hand).sum::<i64>()
         })
     };
     let engine = Engine::start(config.clone(), policy()).unwrap();
@@ -374,7 +374,7 @@ mod idempotency {
             prop_assert_eq!(duplicates, stream.len() - events.len());
             let mut want: Vec<_> = expected
                 .items()
-                .flat_map(|(id, s)| s.positions.iter().map(move |p| (id.to_string(), p.location.0, p.b)))
+                .flat_map(|(id, s)| s.positions.iter().map(move |p| (id.to_string(), p.location.0, p.b())))
                 .collect();
             want.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
             prop_assert_eq!(got, want);
@@ -629,6 +629,13 @@ mod commit_failure {
         fn load_partition(&mut self, partition: u32) -> crossdock_store::Result<PartitionSnapshot> {
             self.inner.load_partition(partition)
         }
+        fn load_partition_with(
+            &mut self,
+            partition: u32,
+            rows: &mut dyn FnMut(crossdock_store::StateRow) -> crossdock_store::Result<()>,
+        ) -> crossdock_store::Result<PartitionSnapshot> {
+            self.inner.load_partition_with(partition, rows)
+        }
         fn commit(&mut self, batch: &CommitBatch) -> crossdock_store::Result<()> {
             let slow = self.slow_ms.load(Ordering::SeqCst);
             if slow > 0 {
@@ -728,7 +735,7 @@ mod commit_failure {
     fn on_hand(engine: &Engine) -> i64 {
         engine
             .item(&ItemId::new("I0").unwrap())
-            .map_or(0, |(s, _)| s.positions[0].b.on_hand)
+            .map_or(0, |(s, _)| s.positions[0].b().on_hand)
     }
 
     /// A failed commit answers its callers with an error, leaves nothing applied (not in the view,

@@ -251,10 +251,10 @@ fn positions(engine: &Engine) -> Positions {
                 out.push((
                     item(i).to_string(),
                     LOCATIONS[p.location.0 as usize].to_string(),
-                    p.b.on_hand,
-                    p.b.reserved,
-                    p.b.allocated,
-                    p.b.available(),
+                    p.b().on_hand,
+                    p.b().reserved,
+                    p.b().allocated,
+                    p.b().available(),
                 ));
             }
         }

@@ -85,7 +85,11 @@ fn expected(applied: &[u64]) -> Vec<i64> {
 fn on_hand(engine: &Engine) -> Vec<i64> {
     items()
         .iter()
-        .map(|i| engine.item(i).map_or(0, |(s, _)| s.positions[0].b.on_hand))
+        .map(|i| {
+            engine
+                .item(i)
+                .map_or(0, |(s, _)| s.positions[0].b().on_hand)
+        })
         .collect()
 }
 

@@ -112,7 +112,7 @@ fn capture(order: &str, items: &[ItemId], qty: i64) -> Event {
 fn buckets(engine: &Engine, item: &ItemId) -> (i64, i64) {
     let (state, _) = engine.item(item).expect("the item has stock");
     let p = &state.positions[0];
-    (p.b.on_hand, p.b.allocated)
+    (p.b().on_hand, p.b().allocated)
 }
 
 fn state_of(reply: &WorkflowReply) -> String {

@@ -19,9 +19,9 @@ pub fn channel_ats(item: &ItemState, channel: &ChannelPolicy, now: Timestamp) ->
     for &loc in &channel.locations {
         let mut available: i64 = 0;
         for p in item.positions.iter().filter(|p| p.location == loc) {
-            available = available.saturating_add(p.b.available());
+            available = available.saturating_add(p.b().available());
             if !channel.counts_soft_reservations {
-                available = available.saturating_add(p.b.reserved);
+                available = available.saturating_add(p.b().reserved);
             }
         }
         pool = pool.saturating_add(available.max(0));
@@ -76,11 +76,11 @@ mod tests {
     use crossdock_model::ChannelId;
 
     fn item(avail: &[(u16, i64, i64)]) -> ItemState {
-        let mut it = ItemState::default();
+        let mut it = ItemState::new(crossdock_model::ItemId::new("i").unwrap());
         for &(loc, on_hand, reserved) in avail {
             let mut p = Position::new(LocIdx(loc), None);
-            p.b.on_hand = on_hand;
-            p.b.reserved = reserved;
+            p.b_mut().on_hand = on_hand;
+            p.b_mut().reserved = reserved;
             it.positions.push(p);
         }
         it

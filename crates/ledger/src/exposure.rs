@@ -338,7 +338,7 @@ pub fn sellable(item: &ItemState, channel: &ChannelPolicy) -> i64 {
     item.positions
         .iter()
         .filter(|p| channel.locations.contains(&p.location))
-        .map(|p| p.b.available().max(0))
+        .map(|p| p.b().available().max(0))
         .sum()
 }
 

@@ -5,12 +5,14 @@
 pub mod ats;
 pub mod cross;
 pub mod exposure;
+pub mod items;
 pub mod policy;
 pub mod position;
 pub mod reservation;
 pub mod state;
 pub mod workflow;
 
+pub use items::ItemMap;
 pub use policy::{
     Buffer, ChanIdx, ChannelPolicy, LocIdx, OwnershipRule, Policy, SourcePolicy, SourcingRule,
     WorkflowPolicy,

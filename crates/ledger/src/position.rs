@@ -138,8 +138,68 @@ impl TimeRule {
 pub struct Position {
     pub location: LocIdx,
     pub lot: Option<Lot>,
-    pub b: Buckets,
+    /// The buckets, read with [`Position::b`] and changed through [`Position::b_mut`].
+    stored: StoredBuckets,
     pub rule: TimeRule,
+}
+
+/// The buckets as held in memory. Most positions only ever see counts and receipts, so
+/// `on_hand` alone is kept inline while every other bucket is zero; the first other bucket that
+/// is not moves all ten behind one pointer (a million positions are held in memory).
+/// Normalised on every write, so equal buckets are always stored alike (`PartialEq` holds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StoredBuckets {
+    OnHand(i64),
+    All(Box<Buckets>),
+}
+
+impl StoredBuckets {
+    fn get(&self) -> Buckets {
+        match self {
+            StoredBuckets::OnHand(on_hand) => Buckets {
+                on_hand: *on_hand,
+                ..Buckets::default()
+            },
+            StoredBuckets::All(b) => **b,
+        }
+    }
+
+    fn set(&mut self, b: Buckets) {
+        let on_hand_only = Buckets {
+            on_hand: b.on_hand,
+            ..Buckets::default()
+        };
+        match self {
+            _ if b == on_hand_only => *self = StoredBuckets::OnHand(b.on_hand),
+            StoredBuckets::All(stored) => **stored = b,
+            StoredBuckets::OnHand(_) => *self = StoredBuckets::All(Box::new(b)),
+        }
+    }
+}
+
+/// The buckets of a position being changed: a copy, stored back (compactly) when dropped.
+pub struct BucketsMut<'a> {
+    stored: &'a mut StoredBuckets,
+    b: Buckets,
+}
+
+impl std::ops::Deref for BucketsMut<'_> {
+    type Target = Buckets;
+    fn deref(&self) -> &Buckets {
+        &self.b
+    }
+}
+
+impl std::ops::DerefMut for BucketsMut<'_> {
+    fn deref_mut(&mut self) -> &mut Buckets {
+        &mut self.b
+    }
+}
+
+impl Drop for BucketsMut<'_> {
+    fn drop(&mut self) {
+        self.stored.set(self.b);
+    }
 }
 
 /// What the event-time rule did with an on_hand delta or a count.
@@ -159,8 +219,42 @@ impl Position {
         Position {
             location,
             lot,
-            b: Buckets::default(),
+            stored: StoredBuckets::OnHand(0),
             rule: TimeRule::default(),
+        }
+    }
+
+    /// Every bucket.
+    pub fn b(&self) -> Buckets {
+        self.stored.get()
+    }
+
+    /// The buckets to change in place; the change is stored when the returned guard is dropped.
+    pub fn b_mut(&mut self) -> BucketsMut<'_> {
+        BucketsMut {
+            b: self.stored.get(),
+            stored: &mut self.stored,
+        }
+    }
+
+    /// Replaces every bucket.
+    pub fn set_b(&mut self, b: Buckets) {
+        self.stored.set(b);
+    }
+
+    /// `on_hand`, without copying the other buckets.
+    pub fn on_hand(&self) -> i64 {
+        match &self.stored {
+            StoredBuckets::OnHand(on_hand) => *on_hand,
+            StoredBuckets::All(b) => b.on_hand,
+        }
+    }
+
+    fn set_on_hand(&mut self, on_hand: i64) {
+        match &mut self.stored {
+            StoredBuckets::OnHand(stored) => *stored = on_hand,
+            // Some other bucket is not zero, so the buckets stay boxed.
+            StoredBuckets::All(b) => b.on_hand = on_hand,
         }
     }
 
@@ -171,7 +265,7 @@ impl Position {
         {
             return TimeEffect::AbsorbedByCount;
         }
-        self.b.on_hand = self.b.on_hand.saturating_add(qty);
+        self.set_on_hand(self.on_hand().saturating_add(qty));
         let window = self.rule.window.get_or_insert_default();
         let at = window.recent.partition_point(|d| d.time <= time);
         window.recent.insert(at, Delta { time, qty });
@@ -212,7 +306,7 @@ impl Position {
             }
         }
         self.rule.count = Some(mark);
-        self.b.on_hand = qty.saturating_add(later);
+        self.set_on_hand(qty.saturating_add(later));
         TimeEffect::Applied
     }
 }
@@ -258,11 +352,11 @@ mod tests {
             ),
             TimeEffect::Applied
         );
-        assert_eq!(p.b.on_hand, 100);
+        assert_eq!(p.on_hand(), 100);
         assert_eq!(p.on_hand_delta(t(15), 7), TimeEffect::AbsorbedByCount);
         assert_eq!(p.on_hand_delta(t(20), 7), TimeEffect::AbsorbedByCount);
         assert_eq!(p.on_hand_delta(t(30), -4), TimeEffect::Applied);
-        assert_eq!(p.b.on_hand, 96);
+        assert_eq!(p.on_hand(), 96);
         // A count between the first count and the later delta: the later delta stays on top.
         assert_eq!(
             p.count(
@@ -274,7 +368,7 @@ mod tests {
             ),
             TimeEffect::Applied
         );
-        assert_eq!(p.b.on_hand, 46);
+        assert_eq!(p.on_hand(), 46);
         assert_eq!(
             p.count(
                 CountMark {
@@ -285,7 +379,7 @@ mod tests {
             ),
             TimeEffect::Superseded
         );
-        assert_eq!(p.b.on_hand, 46);
+        assert_eq!(p.on_hand(), 46);
     }
 
     #[test]
@@ -314,6 +408,6 @@ mod tests {
             ),
             TimeEffect::Applied
         );
-        assert_eq!(p.b.on_hand, 10);
+        assert_eq!(p.on_hand(), 10);
     }
 }

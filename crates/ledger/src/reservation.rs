@@ -134,7 +134,7 @@ pub fn plan_reservation<'a>(
         if let Some(state) = item(&line.item) {
             for &loc in &channel.locations {
                 for p in state.positions.iter().filter(|p| p.location == loc) {
-                    let free = p.b.free();
+                    let free = p.b().free();
                     available = available.saturating_add(free);
                     let take = free.min(remaining);
                     if take > 0 {

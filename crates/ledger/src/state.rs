@@ -17,8 +17,10 @@ use crossdock_model::{
     Timestamp,
 };
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::ats::{channel_ats, priority};
+use crate::items::ItemMap;
 use crate::policy::{ChanIdx, LocIdx, Policy};
 use crate::position::{CountMark, Position, TimeEffect};
 use crate::reservation::{ResStatus, Reservation, Shortfall, plan_reservation, request_hash};
@@ -48,12 +50,15 @@ pub struct TransferLine {
     pub open: i64,
 }
 
-/// Everything the ledger knows about one item.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Everything the ledger knows about one item. A million items are held in memory, most with
+/// one to a few positions and channels, so both are stored inline up to two.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemState {
-    pub positions: Vec<Position>,
+    /// Which item: tables of items ([`crate::ItemMap`]) find a state by the id it holds.
+    id: ItemId,
+    pub positions: SmallVec<[Position; 2]>,
     /// Indexed by channel; `None` until first published.
-    pub published: Vec<Option<Published>>,
+    pub published: SmallVec<[Option<Published>; 2]>,
     /// Open supply, transfers in transit and the oversell hold: most items have none, so they
     /// live behind one pointer (a million items are held in memory).
     pub extras: Option<Box<ItemExtras>>,
@@ -62,6 +67,21 @@ pub struct ItemState {
 }
 
 impl ItemState {
+    /// An item with nothing yet.
+    pub fn new(id: ItemId) -> Self {
+        ItemState {
+            id,
+            positions: SmallVec::new(),
+            published: SmallVec::new(),
+            extras: None,
+            last_seq: 0,
+        }
+    }
+
+    pub fn id(&self) -> &ItemId {
+        &self.id
+    }
+
     pub fn position(&self, loc: LocIdx, lot: Option<&Lot>) -> Option<&Position> {
         self.positions
             .iter()
@@ -119,7 +139,7 @@ impl ItemState {
     }
 
     fn any_negative(&self) -> bool {
-        self.positions.iter().any(|p| p.b.available() < 0)
+        self.positions.iter().any(|p| p.b().available() < 0)
     }
 }
 
@@ -240,13 +260,12 @@ impl Effects {
 
     /// Records what the input changed since `open_journal`, comparing each touched item with
     /// its state before.
-    fn close_journal(&mut self, items: &HashMap<ItemId, Arc<ItemState>>) {
+    fn close_journal(&mut self, items: &ItemMap) {
         let Some(journal) = self.journal.take() else {
             return;
         };
         for (id, old) in journal.before {
-            let empty = Vec::new();
-            let new = items.get(&id).map_or(&empty, |s| &s.positions);
+            let new = items.get(&id).map_or(&[][..], |s| &s.positions[..]);
             let keys = old
                 .iter()
                 .map(|(l, lot, _)| (*l, lot.as_ref()))
@@ -265,7 +284,7 @@ impl Effects {
                 let now = new
                     .iter()
                     .find(|p| (p.location, p.lot.as_ref()) == key)
-                    .map(|p| p.b)
+                    .map(|p| p.b())
                     .unwrap_or_default();
                 let delta = now.minus(&was);
                 if delta != Default::default() {
@@ -425,7 +444,7 @@ pub struct SourceSeq {
 pub struct Ledger {
     /// Sequence of the last logged input.
     pub seq: u64,
-    pub(crate) items: HashMap<ItemId, Arc<ItemState>>,
+    pub(crate) items: ItemMap,
     pub(crate) reservations: HashMap<String, Reservation>,
     sources: HashMap<SourceId, SourceSeq>,
     /// Workflows still in progress, by key (`order:<id>`, ...); finished ones live in the store.
@@ -449,20 +468,30 @@ impl Ledger {
     }
 
     pub fn items(&self) -> impl Iterator<Item = (&ItemId, &Arc<ItemState>)> {
-        self.items.iter()
+        self.items.iter().map(|s| (s.id(), s))
+    }
+
+    /// Every item's state, as a table to share (cloning it copies pointers).
+    pub fn item_map(&self) -> &ItemMap {
+        &self.items
     }
 
     pub fn item_count(&self) -> usize {
         self.items.len()
     }
 
-    pub fn insert_item(&mut self, id: ItemId, state: ItemState) {
-        self.items.insert(id, Arc::new(state));
+    pub fn insert_item(&mut self, state: ItemState) {
+        self.items.insert(Arc::new(state));
+    }
+
+    /// The state of `id` to fill in from the store while loading, empty if it is new.
+    pub fn restore_item(&mut self, id: &ItemId) -> &mut ItemState {
+        Arc::make_mut(self.items.get_or_insert(id))
     }
 
     /// Puts an item's state in as it is (another partition's item, lent for one input).
-    pub fn lend_item(&mut self, id: ItemId, state: Arc<ItemState>) {
-        self.items.insert(id, state);
+    pub fn lend_item(&mut self, state: Arc<ItemState>) {
+        self.items.insert(state);
     }
 
     /// Takes an item's state out (a lent item going back to its partition).
@@ -509,12 +538,12 @@ impl Ledger {
             let buckets = self.items.get(id).map_or_else(Vec::new, |s| {
                 s.positions
                     .iter()
-                    .map(|p| (p.location, p.lot.clone(), p.b))
+                    .map(|p| (p.location, p.lot.clone(), p.b()))
                     .collect()
             });
             journal.before.push((id.clone(), buckets));
         }
-        Arc::make_mut(self.items.entry(id.clone()).or_default())
+        Arc::make_mut(self.items.get_or_insert(id))
     }
 
     /// Applies one input. The caller logs it at `self.seq` when `is_logged()`.
@@ -749,7 +778,7 @@ impl Ledger {
         if let Some(breach) = self.breach(policy, &saved) {
             for (id, state) in saved {
                 match state {
-                    Some(state) => self.items.insert(id, state),
+                    Some(state) => self.items.insert(state),
                     None => self.items.remove(&id),
                 };
             }
@@ -791,14 +820,15 @@ impl Ledger {
                 continue;
             };
             for p in &new.positions {
-                let Some((bucket, value)) = p.b.out_of_bound() else {
+                let Some((bucket, value)) = p.b().out_of_bound() else {
                     continue;
                 };
                 let was = old
                     .as_ref()
                     .and_then(|o| o.position(p.location, p.lot.as_ref()))
                     .map_or(0, |o| {
-                        o.b.named()
+                        o.b()
+                            .named()
                             .into_iter()
                             .find(|(n, _)| *n == bucket)
                             .map_or(0, |(_, v)| v)
@@ -834,7 +864,7 @@ impl Ledger {
                 {
                     let closes = line.open.min(d.qty);
                     line.open -= closes;
-                    item.position_mut(l, None).b.incoming -= closes;
+                    item.position_mut(l, None).b_mut().incoming -= closes;
                     item.extras_mut().supply.retain(|s| s.open > 0);
                 }
             }
@@ -883,13 +913,14 @@ impl Ledger {
                 to,
                 lot,
             }) => {
-                let p = self
+                let mut b = self
                     .item_mut(item, fx)
-                    .position_mut(loc(location), lot.as_ref());
-                if let Some(b) = status_bucket(&mut p.b, *from) {
+                    .position_mut(loc(location), lot.as_ref())
+                    .b_mut();
+                if let Some(b) = status_bucket(&mut b, *from) {
                     *b -= qty;
                 }
-                if let Some(b) = status_bucket(&mut p.b, *to) {
+                if let Some(b) = status_bucket(&mut b, *to) {
                     *b += qty;
                 }
             }
@@ -900,15 +931,15 @@ impl Ledger {
                 ..
             }) => {
                 let p = self.item_mut(item, fx).position_mut(loc(location), None);
-                p.b.allocated -= qty;
-                p.b.picked += qty;
+                p.b_mut().allocated -= qty;
+                p.b_mut().picked += qty;
             }
             EventData::Shipped(Shipped { lines, .. }) => {
                 for line in lines {
                     let p = self
                         .item_mut(&line.item, fx)
                         .position_mut(loc(&line.location), None);
-                    p.b.picked -= line.qty;
+                    p.b_mut().picked -= line.qty;
                     p.on_hand_delta(t, -line.qty);
                 }
             }
@@ -921,7 +952,7 @@ impl Ledger {
             }) => {
                 let state = self.item_mut(item, fx);
                 state.position_mut(loc(from), None).on_hand_delta(t, -qty);
-                state.position_mut(loc(to), None).b.in_transit += qty;
+                state.position_mut(loc(to), None).b_mut().in_transit += qty;
                 state.extras_mut().transfers.push(TransferLine {
                     transfer: transfer.clone(),
                     to: loc(to),
@@ -952,7 +983,7 @@ impl Ledger {
                 }
                 state.extras_mut().transfers.retain(|x| x.open > 0);
                 let p = state.position_mut(l, None);
-                p.b.in_transit -= closes;
+                p.b_mut().in_transit -= closes;
                 p.on_hand_delta(t, *qty);
                 let variance = match open {
                     None => Some(format!(
@@ -980,7 +1011,7 @@ impl Ledger {
             }) => {
                 let p = self.item_mut(item, fx).position_mut(loc(location), None);
                 p.on_hand_delta(t, *qty);
-                p.b.returns_pending += qty;
+                p.b_mut().returns_pending += qty;
             }
             EventData::ReturnInspected(ReturnInspected {
                 item,
@@ -990,10 +1021,10 @@ impl Ledger {
                 ..
             }) => {
                 let p = self.item_mut(item, fx).position_mut(loc(location), None);
-                p.b.returns_pending -= qty;
+                p.b_mut().returns_pending -= qty;
                 match disposition {
                     Disposition::Restock => {}
-                    Disposition::Damaged => p.b.damaged += qty,
+                    Disposition::Damaged => p.b_mut().damaged += qty,
                     Disposition::Scrap => {
                         p.on_hand_delta(t, -qty);
                     }
@@ -1019,7 +1050,7 @@ impl Ledger {
                 } else {
                     *qty
                 };
-                state.position_mut(l, None).b.incoming += change;
+                state.position_mut(l, None).b_mut().incoming += change;
                 match state
                     .extras_mut()
                     .supply
@@ -1116,9 +1147,9 @@ impl Ledger {
             let item = self.item_mut(&line.item, fx);
             item.last_seq = seq;
             let p = item.position_mut(l, line.lot.as_ref());
-            p.b.reserved += line.qty;
+            p.b_mut().reserved += line.qty;
             debug_assert!(
-                p.b.available() >= 0,
+                p.b().available() >= 0,
                 "a reservation never drives available below zero"
             );
         }
@@ -1201,16 +1232,17 @@ impl Ledger {
             if from == ResStatus::Committed {
                 // What was already picked against the allocation is not allocated any more;
                 // give back only what still is.
-                p.b.allocated -= line.qty.min(p.b.allocated.max(0));
+                let mut b = p.b_mut();
+                b.allocated -= line.qty.min(b.allocated.max(0));
                 continue;
             }
             assert!(
-                p.b.reserved >= line.qty,
+                p.b().reserved >= line.qty,
                 "a held reservation's quantity is in its position's reserved bucket"
             );
-            p.b.reserved -= line.qty;
+            p.b_mut().reserved -= line.qty;
             if to == ResStatus::Committed {
-                p.b.allocated += line.qty;
+                p.b_mut().allocated += line.qty;
             }
         }
         let res = self

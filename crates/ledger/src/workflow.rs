@@ -288,7 +288,7 @@ fn free_at(state: Option<&ItemState>, loc: LocIdx) -> Vec<(Option<Lot>, i64)> {
             s.positions
                 .iter()
                 .filter(|p| p.location == loc)
-                .map(|p| (p.lot.clone(), p.b.free()))
+                .map(|p| (p.lot.clone(), p.b().free()))
                 .filter(|(_, q)| *q > 0)
                 .collect()
         })
@@ -782,7 +782,10 @@ impl Ledger {
                         let loc = policy
                             .location(&location)
                             .expect("allocated at a configured location");
-                        let b = &mut self.item_mut(&item, fx).position_mut(loc, lot.as_ref()).b;
+                        let mut b = self
+                            .item_mut(&item, fx)
+                            .position_mut(loc, lot.as_ref())
+                            .b_mut();
                         b.allocated -= n;
                         b.picked += n;
                     }
@@ -871,7 +874,7 @@ impl Ledger {
                             {
                                 let gone = line.open.min(lost);
                                 line.open -= gone;
-                                state.position_mut(loc, None).b.in_transit -= gone;
+                                state.position_mut(loc, None).b_mut().in_transit -= gone;
                             }
                             state.extras_mut().transfers.retain(|x| x.open > 0);
                             let reason = format!(
@@ -1328,9 +1331,9 @@ impl Ledger {
         let item = self.item_mut(&a.item, fx);
         item.last_seq = seq;
         let p = item.position_mut(loc, a.lot.as_ref());
-        p.b.allocated += a.qty;
+        p.b_mut().allocated += a.qty;
         debug_assert!(
-            p.b.available() >= 0,
+            p.b().available() >= 0,
             "an allocation never drives available below zero"
         );
     }
@@ -1487,9 +1490,9 @@ impl Ledger {
             let state = self.item_mut(&item, fx);
             state.last_seq = seq;
             let p = state.position_mut(loc, lot.as_ref());
-            p.b.allocated -= allocated;
+            p.b_mut().allocated -= allocated;
             // Picked but not shipped: back on the shelf.
-            p.b.picked -= picked;
+            p.b_mut().picked -= picked;
         }
         fx.timers_done.push(shipment_timer_id(order));
         wf.deadline = None;
@@ -1749,7 +1752,7 @@ impl Ledger {
                 .items
                 .get(&line.item)
                 .and_then(|s| s.position(l, None))
-                .map_or(0, |pos| pos.b.incoming);
+                .map_or(0, |pos| pos.b().incoming);
             let added = p.lines[..=i]
                 .iter()
                 .filter(|x| x.item == line.item)
@@ -1794,7 +1797,7 @@ impl Ledger {
         let l = policy.location(location).expect("checked");
         let state = self.item_mut(item, fx);
         state.last_seq = seq;
-        state.position_mut(l, None).b.incoming += qty;
+        state.position_mut(l, None).b_mut().incoming += qty;
         match state
             .extras_mut()
             .supply
@@ -1830,7 +1833,7 @@ impl Ledger {
         {
             let n = line.open.min(qty.max(0));
             line.open -= n;
-            state.position_mut(l, None).b.incoming -= n;
+            state.position_mut(l, None).b_mut().incoming -= n;
         }
         state.extras_mut().supply.retain(|s| s.open > 0);
     }

@@ -94,7 +94,7 @@ fn reserve(n: usize, qty: i64) -> Event {
 
 fn on_hand(l: &Ledger) -> i64 {
     l.item(&item())
-        .map_or(0, |s| s.positions.iter().map(|p| p.b.on_hand).sum())
+        .map_or(0, |s| s.positions.iter().map(|p| p.b().on_hand).sum())
 }
 
 fn apply(l: &mut Ledger, policy: &Policy, ev: &Event) -> (Outcome, Effects) {
@@ -218,7 +218,7 @@ fn a_multi_line_event_is_refused_whole() {
         .iter()
         .find(|p| p.location.0 == 1)
         .unwrap()
-        .b;
+        .b();
     assert_eq!((b.on_hand, b.picked), (-QTY_MAX, -QTY_MAX));
     assert_eq!(on_hand(&l), 30 - QTY_MAX);
 }
@@ -400,7 +400,7 @@ proptest! {
             }
             for (id, s) in live.items() {
                 for p in &s.positions {
-                    prop_assert!(p.b.out_of_bound().is_none(), "{} {:?}: {:?}", id, p.location, p.b);
+                    prop_assert!(p.b().out_of_bound().is_none(), "{} {:?}: {:?}", id, p.location, p.b());
                 }
             }
         }
@@ -409,7 +409,7 @@ proptest! {
             apply(&mut replayed, &policy, ev);
         }
         let all = |l: &Ledger| -> Vec<_> {
-            let mut v: Vec<_> = l.items().flat_map(|(_, s)| s.positions.iter().map(|p| (p.location, p.b))).collect();
+            let mut v: Vec<_> = l.items().flat_map(|(_, s)| s.positions.iter().map(|p| (p.location, p.b()))).collect();
             v.sort_by_key(|x| x.0);
             v
         };

@@ -248,7 +248,7 @@ fn positions(l: &Ledger) -> Vec<(String, u16, crossdock_ledger::Buckets)> {
         .flat_map(|(id, s)| {
             s.positions
                 .iter()
-                .map(move |p| (id.to_string(), p.location.0, p.b))
+                .map(move |p| (id.to_string(), p.location.0, p.b()))
         })
         .collect();
     out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
@@ -347,8 +347,8 @@ proptest! {
             }
             for (id, s) in ledger.items() {
                 for p in &s.positions {
-                    prop_assert!(p.b.available() >= 0, "{} at {:?}: {:?} after {:?}", id, p.location, p.b, op);
-                    prop_assert!(p.b.reserved >= 0 && p.b.allocated >= 0);
+                    prop_assert!(p.b().available() >= 0, "{} at {:?}: {:?} after {:?}", id, p.location, p.b(), op);
+                    prop_assert!(p.b().reserved >= 0 && p.b().allocated >= 0);
                 }
             }
         }
@@ -432,7 +432,7 @@ fn multi_line_reservation_is_all_or_nothing_and_commit_allocates() {
         other => panic!("expected shortfall, got {other:?}"),
     }
     assert_eq!(
-        l.item(&item(0)).unwrap().positions[0].b.reserved,
+        l.item(&item(0)).unwrap().positions[0].b().reserved,
         0,
         "nothing held on failure"
     );
@@ -457,7 +457,7 @@ fn multi_line_reservation_is_all_or_nothing_and_commit_allocates() {
         l.apply(&policy, &to_event(7, &Op::Commit { res: 0 }), &mut fx),
         Outcome::Reservation { .. }
     ));
-    let p = &l.item(&item(0)).unwrap().positions[0].b;
+    let p = &l.item(&item(0)).unwrap().positions[0].b();
     assert_eq!((p.reserved, p.allocated, p.available()), (0, 5, 5));
     assert_eq!(
         l.apply(&policy, &to_event(8, &Op::Expire { res: 0 }), &mut fx),
@@ -468,7 +468,7 @@ fn multi_line_reservation_is_all_or_nothing_and_commit_allocates() {
         l.apply(&policy, &to_event(9, &Op::Release { res: 0 }), &mut fx),
         Outcome::Reservation { repeat: false, .. }
     ));
-    let p = &l.item(&item(0)).unwrap().positions[0].b;
+    let p = &l.item(&item(0)).unwrap().positions[0].b();
     assert_eq!((p.reserved, p.allocated, p.available()), (0, 0, 10));
     assert!(!matches!(
         l.apply(&policy, &to_event(10, &Op::Release { res: 0 }), &mut fx),

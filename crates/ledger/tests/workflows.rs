@@ -264,8 +264,8 @@ proptest! {
             l.finish_batch(&p, &mut fx);
             for (_, state) in l.items() {
                 for pos in &state.positions {
-                    prop_assert!(pos.b.available() >= 0, "available {} after {:?}", pos.b.available(), e.data);
-                    prop_assert!(pos.b.allocated >= 0);
+                    prop_assert!(pos.b().available() >= 0, "available {} after {:?}", pos.b().available(), e.data);
+                    prop_assert!(pos.b().allocated >= 0);
                 }
             }
         }
@@ -274,7 +274,7 @@ proptest! {
         let positions = |l: &Ledger| {
             let mut v: Vec<(String, u16, crossdock_ledger::Buckets)> = l
                 .items()
-                .flat_map(|(i, s)| s.positions.iter().map(move |p| (i.to_string(), p.location.0, p.b)))
+                .flat_map(|(i, s)| s.positions.iter().map(move |p| (i.to_string(), p.location.0, p.b())))
                 .collect();
             v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
             v

@@ -845,22 +845,25 @@ pub fn item_positions(st: &AppState, caller: &Caller, raw: &str) -> Result<ItemP
     let positions = state
         .positions
         .iter()
-        .map(|p| PositionView {
-            location: policy.location_name(p.location).to_string(),
-            lot: p.lot.as_ref().map(|l| l.to_string()),
-            on_hand: p.b.on_hand,
-            quarantined: p.b.quarantined,
-            damaged: p.b.damaged,
-            returns_pending: p.b.returns_pending,
-            picked: p.b.picked,
-            allocated: p.b.allocated,
-            reserved: p.b.reserved,
-            in_transit: p.b.in_transit,
-            incoming: p.b.incoming,
-            safety_stock: p.b.safety_stock,
-            committed: p.b.committed(),
-            unsellable: p.b.unsellable(),
-            available: p.b.available(),
+        .map(|p| {
+            let b = p.b();
+            PositionView {
+                location: policy.location_name(p.location).to_string(),
+                lot: p.lot.as_ref().map(|l| l.to_string()),
+                on_hand: b.on_hand,
+                quarantined: b.quarantined,
+                damaged: b.damaged,
+                returns_pending: b.returns_pending,
+                picked: b.picked,
+                allocated: b.allocated,
+                reserved: b.reserved,
+                in_transit: b.in_transit,
+                incoming: b.incoming,
+                safety_stock: b.safety_stock,
+                committed: b.committed(),
+                unsellable: b.unsellable(),
+                available: b.available(),
+            }
         })
         .collect();
     let channels = policy

@@ -522,7 +522,8 @@ impl Reconciler {
             for (item, state) in &part.items {
                 for pos in &state.positions {
                     let location = &policy.locations[pos.location.0 as usize];
-                    let mut b = [pos.b.on_hand, pos.b.quarantined, pos.b.damaged];
+                    let held = pos.b();
+                    let mut b = [held.on_hand, held.quarantined, held.damaged];
                     if !back.is_empty()
                         && let Some(d) = back.remove(&(
                             item.to_string(),
@@ -1050,7 +1051,7 @@ pub async fn history(
     let mut positions: BTreeMap<(String, String), [i64; 10]> = BTreeMap::new();
     if let Some(state) = &state {
         for p in &state.positions {
-            let b = p.b;
+            let b = p.b();
             positions.insert(
                 (
                     policy.locations[p.location.0 as usize].to_string(),

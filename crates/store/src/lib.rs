@@ -313,7 +313,9 @@ impl CommitBatch {
 #[derive(Debug, Clone, Default)]
 pub struct PartitionSnapshot {
     pub last_seq: u64,
+    /// Empty from [`Store::load_partition_with`], which hands these rows over as it reads them.
     pub positions: Vec<PositionRow>,
+    /// Empty from [`Store::load_partition_with`], like `positions`.
     pub items: Vec<ItemStateRow>,
     /// Only reservations in status `held` or `committed`.
     pub reservations: Vec<ReservationRow>,
@@ -323,6 +325,13 @@ pub struct PartitionSnapshot {
     pub timers: Vec<TimerRow>,
     /// Workflows still in progress.
     pub workflows: Vec<WorkflowRow>,
+}
+
+/// One row of a partition's item state, as [`Store::load_partition_with`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateRow {
+    Position(PositionRow),
+    Item(ItemStateRow),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -337,7 +346,32 @@ pub struct ExceptionFilter {
 pub trait Store: DeliveryStore + ExceptionStore + ReconStore + TraceStore + Send {
     /// Creates or upgrades the schema and checks the partition count the data was written with.
     fn migrate(&mut self, partitions: u32) -> Result<()>;
-    fn load_partition(&mut self, partition: u32) -> Result<PartitionSnapshot>;
+    /// A partition's state as of its last commit, one consistent read. Its positions and item
+    /// states are not collected but handed to `rows` one at a time as they are read, every
+    /// position first, then every item state, each in item order, so a million positions never
+    /// sit in memory as rows beside the state built from them. An error from `rows` ends the
+    /// load with that error.
+    fn load_partition_with(
+        &mut self,
+        partition: u32,
+        rows: &mut dyn FnMut(StateRow) -> Result<()>,
+    ) -> Result<PartitionSnapshot>;
+
+    /// [`Store::load_partition_with`] with the positions and item states collected into the
+    /// snapshot.
+    fn load_partition(&mut self, partition: u32) -> Result<PartitionSnapshot> {
+        let (mut positions, mut items) = (Vec::new(), Vec::new());
+        let mut snapshot = self.load_partition_with(partition, &mut |row| {
+            match row {
+                StateRow::Position(row) => positions.push(row),
+                StateRow::Item(row) => items.push(row),
+            }
+            Ok(())
+        })?;
+        snapshot.positions = positions;
+        snapshot.items = items;
+        Ok(snapshot)
+    }
     /// Writes the whole batch in one transaction, durably, or nothing.
     fn commit(&mut self, batch: &CommitBatch) -> Result<()>;
 

@@ -22,8 +22,8 @@ mod workflow;
 use crate::common::{self, Migration, PARTITIONS_KEY};
 use crate::{
     CommitBatch, EventRow, ExceptionFilter, ItemStateRow, OutboxRow, PartitionSnapshot,
-    PositionRow, ReservationRow, Result, SourceSeqRow, StepRow, Store, StoredOutbox, TimerRow,
-    WorkflowFilter, WorkflowRow, parse_exception_kind, parse_exception_status,
+    PositionRow, ReservationRow, Result, SourceSeqRow, StateRow, StepRow, Store, StoredOutbox,
+    TimerRow, WorkflowFilter, WorkflowRow, parse_exception_kind, parse_exception_status,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -307,7 +307,11 @@ impl Store for PgStore {
         }
     }
 
-    fn load_partition(&mut self, partition: u32) -> Result<PartitionSnapshot> {
+    fn load_partition_with(
+        &mut self,
+        partition: u32,
+        rows: &mut dyn FnMut(StateRow) -> Result<()>,
+    ) -> Result<PartitionSnapshot> {
         let p = i64::from(partition);
         let statements = &mut self.statements;
         // One snapshot for every table, so the parts agree with each other.
@@ -322,10 +326,16 @@ impl Store for PgStore {
             Some(row) => common::parse_u64(row.try_get(0)?, "last_seq")?,
             None => 0,
         };
+        for_each(&mut tx, statements, SELECT_POSITIONS, &[&p], |row| {
+            rows(StateRow::Position(position_row(row)?))
+        })?;
+        for_each(&mut tx, statements, SELECT_ITEMS, &[&p], |row| {
+            rows(StateRow::Item(item_row(row)?))
+        })?;
         let snapshot = PartitionSnapshot {
             last_seq,
-            positions: select(&mut tx, statements, SELECT_POSITIONS, &[&p], position_row)?,
-            items: select(&mut tx, statements, SELECT_ITEMS, &[&p], item_row)?,
+            positions: Vec::new(),
+            items: Vec::new(),
             reservations: select(
                 &mut tx,
                 statements,
@@ -704,6 +714,22 @@ fn select<T>(
 ) -> Result<Vec<T>> {
     let stmt = statements.get(client, sql)?;
     client.query(&stmt, params)?.iter().map(decode).collect()
+}
+
+/// Runs a prepared query and hands every row to `f` as it arrives, without collecting them.
+fn for_each(
+    client: &mut impl GenericClient,
+    statements: &mut Statements,
+    sql: &'static str,
+    params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    mut f: impl FnMut(&Row) -> Result<()>,
+) -> Result<()> {
+    let stmt = statements.get(client, sql)?;
+    let mut rows = client.query_raw(&stmt, params.iter().copied())?;
+    while let Some(row) = rows.next()? {
+        f(&row)?;
+    }
+    Ok(())
 }
 
 /// One column of a batch, as an array parameter.

@@ -21,8 +21,8 @@ mod workflow;
 use crate::common::{self, Migration, PARTITIONS_KEY};
 use crate::{
     CommitBatch, EventRow, ExceptionFilter, ItemStateRow, OutboxRow, PartitionSnapshot,
-    PositionRow, ReservationRow, Result, SourceSeqRow, StepRow, Store, StoredOutbox, TimerRow,
-    WorkflowFilter, WorkflowRow, parse_exception_kind, parse_exception_status,
+    PositionRow, ReservationRow, Result, SourceSeqRow, StateRow, StepRow, Store, StoredOutbox,
+    TimerRow, WorkflowFilter, WorkflowRow, parse_exception_kind, parse_exception_status,
 };
 
 /// How long a statement waits for another connection's lock before failing with `SQLITE_BUSY`.
@@ -73,6 +73,11 @@ const MIGRATIONS: &[Migration] = &[
 
 /// Enough for every statement this module prepares, so none is ever evicted and re-prepared.
 const STATEMENT_CACHE: usize = 96;
+
+/// Page cache of a connection, in KiB (`cache_size` takes a negative number for KiB).
+const CACHE_KIB: i64 = -32768;
+/// Page cache while a whole table is read once (see [`SqliteStore::bulk_read`]).
+const BULK_CACHE_KIB: i64 = -2048;
 
 const INSERT_EVENT: &str = concat!(
     "INSERT INTO events (",
@@ -278,6 +283,17 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Runs a read of a whole table (a partition's load, every event key) through a small page
+    /// cache: it reads each page once, and the 32 MiB a full cache takes would stay with the
+    /// process after (SQLite's memory comes from the C allocator, which keeps what is freed).
+    fn bulk_read<T>(&mut self, read: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        self.conn
+            .pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
+        let result = read(&mut self.conn);
+        self.conn.pragma_update(None, "cache_size", CACHE_KIB)?;
+        result
+    }
+
     /// Opens (creating if needed) the database file and configures the connection. Call
     /// [`Store::migrate`] before anything else on a new file.
     pub fn open(path: &Path) -> Result<Self> {
@@ -295,7 +311,7 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", false)?;
-        conn.pragma_update(None, "cache_size", -32768)?;
+        conn.pragma_update(None, "cache_size", CACHE_KIB)?;
         // The WAL is copied back by a [`Checkpointer`] thread, off the commit path: a
         // checkpoint in the committing connection (copy back + fsync of tens of MiB) stalled
         // every commit behind it for tens of milliseconds. Under steady writes that thread never
@@ -367,28 +383,12 @@ impl Store for SqliteStore {
         stored.map(|s| common::parse_partitions(&s)).transpose()
     }
 
-    fn load_partition(&mut self, partition: u32) -> Result<PartitionSnapshot> {
-        let p = i64::from(partition);
-        let tx = self.conn.transaction()?;
-        let last_seq: Option<String> = tx
-            .prepare_cached(SELECT_META)?
-            .query_row([common::last_seq_key(partition)], |row| row.get(0))
-            .optional()?;
-        let snapshot = PartitionSnapshot {
-            last_seq: last_seq
-                .map(|raw| common::parse_u64(&raw, "last_seq"))
-                .transpose()?
-                .unwrap_or(0),
-            positions: select(&tx, SELECT_POSITIONS, [p], position_row)?,
-            items: select(&tx, SELECT_ITEMS, [p], item_row)?,
-            reservations: select(&tx, SELECT_LIVE_RESERVATIONS, [p], reservation_row)?,
-            source_seqs: select(&tx, SELECT_SOURCE_SEQS, [p], source_seq_row)?,
-            held_events: select(&tx, SELECT_HELD_EVENTS, [p], event_row)?,
-            timers: select(&tx, SELECT_TIMERS, [p], timer_row)?,
-            workflows: workflow::live(&tx, p)?,
-        };
-        tx.commit()?;
-        Ok(snapshot)
+    fn load_partition_with(
+        &mut self,
+        partition: u32,
+        rows: &mut dyn FnMut(StateRow) -> Result<()>,
+    ) -> Result<PartitionSnapshot> {
+        self.bulk_read(|conn| load_partition(conn, partition, rows))
     }
 
     /// An empty batch (see [`CommitBatch::is_empty`]) writes nothing, not even `last_seq`.
@@ -423,15 +423,14 @@ impl Store for SqliteStore {
     }
 
     fn key_hashes(&mut self, partition: u32) -> Result<Vec<u64>> {
-        let mut stmt = self.conn.prepare_cached(SELECT_EVENT_KEYS)?;
-        let mut rows = stmt.query([i64::from(partition)])?;
-        let mut hashes = Vec::new();
-        while let Some(row) = rows.next()? {
-            let source = text(row, 0)?;
-            let id = text(row, 1)?;
-            hashes.push(key_hash(source, id));
-        }
-        Ok(hashes)
+        self.bulk_read(|conn| {
+            let mut hashes = Vec::new();
+            for_each(conn, SELECT_EVENT_KEYS, [i64::from(partition)], |row| {
+                hashes.push(key_hash(text(row, 0)?, text(row, 1)?));
+                Ok(())
+            })?;
+            Ok(hashes)
+        })
     }
 
     fn read_events(&mut self, partition: u32, after_seq: u64, limit: u32) -> Result<Vec<EventRow>> {
@@ -674,6 +673,56 @@ fn select<T, P: Params>(
         out.push(decode(row)?);
     }
     Ok(out)
+}
+
+/// A partition's snapshot, its positions and item states handed to `rows` as read.
+fn load_partition(
+    conn: &mut Connection,
+    partition: u32,
+    rows: &mut dyn FnMut(StateRow) -> Result<()>,
+) -> Result<PartitionSnapshot> {
+    let p = i64::from(partition);
+    let tx = conn.transaction()?;
+    for_each(&tx, SELECT_POSITIONS, [p], |row| {
+        rows(StateRow::Position(position_row(row)?))
+    })?;
+    for_each(&tx, SELECT_ITEMS, [p], |row| {
+        rows(StateRow::Item(item_row(row)?))
+    })?;
+    let last_seq: Option<String> = tx
+        .prepare_cached(SELECT_META)?
+        .query_row([common::last_seq_key(partition)], |row| row.get(0))
+        .optional()?;
+    let snapshot = PartitionSnapshot {
+        last_seq: last_seq
+            .map(|raw| common::parse_u64(&raw, "last_seq"))
+            .transpose()?
+            .unwrap_or(0),
+        positions: Vec::new(),
+        items: Vec::new(),
+        reservations: select(&tx, SELECT_LIVE_RESERVATIONS, [p], reservation_row)?,
+        source_seqs: select(&tx, SELECT_SOURCE_SEQS, [p], source_seq_row)?,
+        held_events: select(&tx, SELECT_HELD_EVENTS, [p], event_row)?,
+        timers: select(&tx, SELECT_TIMERS, [p], timer_row)?,
+        workflows: workflow::live(&tx, p)?,
+    };
+    tx.commit()?;
+    Ok(snapshot)
+}
+
+/// Runs a cached query and hands every row to `f`, without collecting them.
+fn for_each<P: Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    mut f: impl FnMut(&Row<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    while let Some(row) = rows.next()? {
+        f(row)?;
+    }
+    Ok(())
 }
 
 /// Borrows a TEXT column without copying it.
