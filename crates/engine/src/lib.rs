@@ -815,12 +815,7 @@ impl Engine {
         if let Some(key) = workflow_key(&event.data)
             && let Some(plan) = self.wide_command_plan(&key, &event.data)
         {
-            let home = plan.home;
-            let (tx, rx) = oneshot::channel();
-            self.run_wide(plan, event, WideAnswer::Workflow(tx)).await?;
-            let reply = rx.await.map_err(|_| EngineError::Stopped)??;
-            self.note_wide(home, &reply);
-            return Ok(reply);
+            return self.wide_command(plan, event).await;
         }
         let live = match workflow_key(&event.data) {
             Some(key) if self.partitions() > 1 && creation_hash(&event.data).is_none() => {
@@ -838,12 +833,7 @@ impl Engine {
                 if let Some(plan) =
                     self.wide_if_spanning(&key, &event.data, Some(&wf), row.partition)
                 {
-                    let home = plan.home;
-                    let (tx, rx) = oneshot::channel();
-                    self.run_wide(plan, event, WideAnswer::Workflow(tx)).await?;
-                    let reply = rx.await.map_err(|_| EngineError::Stopped)??;
-                    self.note_wide(home, &reply);
-                    return Ok(reply);
+                    return self.wide_command(plan, event).await;
                 }
                 row.partition
             }

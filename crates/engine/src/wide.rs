@@ -283,6 +283,20 @@ impl crate::Engine {
         }
     }
 
+    /// A workflow command run wide; the registry follows the workflow it left.
+    pub(crate) async fn wide_command(
+        &self,
+        plan: Plan,
+        event: Event,
+    ) -> Result<crate::WorkflowReply, EngineError> {
+        let home = plan.home;
+        let (tx, rx) = oneshot::channel();
+        self.run_wide(plan, event, WideAnswer::Workflow(tx)).await?;
+        let reply = rx.await.map_err(|_| EngineError::Stopped)??;
+        self.note_wide(home, &reply);
+        Ok(reply)
+    }
+
     /// An event naming a live wide workflow, run wide.
     pub(crate) async fn submit_wide(
         &self,

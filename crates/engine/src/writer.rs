@@ -425,21 +425,9 @@ impl Writer {
             })
             .collect();
         self.collect(&fx, &mut batch);
-        self.keys.extend(batch_keys.keys().copied());
-        let batch = Arc::new(batch);
-        if self.recent.len() == IN_FLIGHT_MAX {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(Recent {
-            batch: Arc::downgrade(&batch),
-            keys: batch_keys,
-        });
+        let batch = self.remember(batch, batch_keys);
         let fills = self.fills(&fx, false);
-        let publish = fx
-            .touched_items
-            .iter()
-            .filter_map(|id| self.ledger.item(id).cloned())
-            .collect();
+        let publish = self.touched(&fx);
         Work {
             batch,
             pending,
@@ -573,20 +561,8 @@ impl Writer {
             error!(partition = self.partition, item = %id, "a wide input touched an item no partition lent; dropped from memory");
             self.ledger.take_item(&id);
         }
-        self.keys.extend(batch_keys.keys().copied());
-        let batch = Arc::new(batch);
-        if self.recent.len() == IN_FLIGHT_MAX {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(Recent {
-            batch: Arc::downgrade(&batch),
-            keys: batch_keys,
-        });
-        let publish = fx
-            .touched_items
-            .iter()
-            .filter_map(|id| self.ledger.item(id).cloned())
-            .collect();
+        let batch = self.remember(batch, batch_keys);
+        let publish = self.touched(&fx);
         Work {
             batch,
             pending: vec![pending],
@@ -615,6 +591,28 @@ impl Writer {
         self.recent
             .iter()
             .filter_map(|r| r.batch.upgrade())
+            .collect()
+    }
+
+    /// Keeps what a batch logged, so repeats are recognised before the store has it.
+    fn remember(&mut self, batch: CommitBatch, batch_keys: BatchKeys) -> Arc<CommitBatch> {
+        self.keys.extend(batch_keys.keys().copied());
+        let batch = Arc::new(batch);
+        if self.recent.len() == IN_FLIGHT_MAX {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Recent {
+            batch: Arc::downgrade(&batch),
+            keys: batch_keys,
+        });
+        batch
+    }
+
+    /// The items a batch touched, as applied here, to publish once durable.
+    fn touched(&self, fx: &Effects) -> Vec<Arc<ItemState>> {
+        fx.touched_items
+            .iter()
+            .filter_map(|id| self.ledger.item(id).cloned())
             .collect()
     }
 

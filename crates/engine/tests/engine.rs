@@ -11,27 +11,14 @@ use crossdock_engine::{
 };
 use crossdock_ledger::{Buckets, Effects, Ledger, Policy};
 use crossdock_model::event::{Adjusted, Counted, Received, ReserveLine, ShipLine, Shipped};
-use crossdock_model::{ChannelId, Event, EventData, ItemId, LocationId, SourceId, Timestamp};
+use crossdock_model::{ChannelId, Event, EventData, ItemId, LocationId, Timestamp};
 
 fn policy() -> Arc<Policy> {
     common::policy(&["A", "B"])
 }
 
-/// 2026-11-01T00:00:00Z.
-const BASE_US: i64 = 1_793_491_200_000_000;
-
 fn ev(n: u64, data: EventData) -> Event {
-    Event {
-        id: format!("e{n}"),
-        source: SourceId::new("wms").unwrap(),
-        // Second n of a day shortly before the tests run (inside the hub's time bounds).
-        time: Timestamp::from_micros(BASE_US + n as i64 * 1_000_000),
-        sequence: None,
-        correlation_id: format!("c{n}"),
-        causation_id: None,
-        data,
-        received_at: Timestamp::now(),
-    }
+    common::wms_event(n, data)
 }
 
 fn random_event(n: u64) -> Event {

@@ -12,18 +12,13 @@ use std::sync::Arc;
 
 use common::{blocking, sqlite};
 use crossdock_engine::{Engine, EngineConfig, ReservationReply, WorkflowReply};
-use crossdock_ledger::state::hub_command;
 use crossdock_model::event::{Adjusted, Counted, Received, ReserveLine};
-use crossdock_model::workflow::{
-    Credit, CreditDecision, OrderCancelled, OrderCaptured, OrderLine, ShipTo,
-};
-use crossdock_model::{ChannelId, Event, EventData, ItemId, LocationId, SourceId, Timestamp};
+use crossdock_model::workflow::OrderLine;
+use crossdock_model::{ChannelId, Event, EventData, ItemId, LocationId};
 use proptest::prelude::*;
 
 const ITEMS: u8 = 8;
 const LOCATIONS: [&str; 2] = ["A", "B"];
-/// Shortly before the tests run, inside the hub's time bounds.
-const BASE_US: i64 = 1_796_083_200_000_000;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -56,16 +51,7 @@ fn item(i: u8) -> ItemId {
 }
 
 fn physical(n: usize, data: EventData) -> Event {
-    Event {
-        id: format!("e{n}"),
-        source: SourceId::new("wms").unwrap(),
-        time: Timestamp::from_micros(BASE_US + n as i64 * 1_000_000),
-        sequence: None,
-        correlation_id: format!("c{n}"),
-        causation_id: None,
-        data,
-        received_at: Timestamp::now(),
-    }
+    common::wms_event(n as u64, data)
 }
 
 /// What a step answered, in terms that do not depend on partitions.
@@ -157,43 +143,14 @@ async fn run(engine: &Engine, n: usize, op: &Op) -> Answer {
             }
             let order = format!("O{k}-{n}");
             ORDERS.with(|o| o.borrow_mut().insert(*k, order.clone()));
-            let capture = hub_command(
-                format!("order:{order}:capture"),
-                Timestamp::now(),
-                format!("c{n}"),
-                EventData::OrderCaptured(OrderCaptured {
-                    order,
-                    channel: ChannelId::new("web").unwrap(),
-                    lines: merged,
-                    ship_to: ShipTo {
-                        region: "NY".into(),
-                        ..ShipTo::default()
-                    },
-                    amount_minor: 0,
-                    credit: Credit {
-                        decision: CreditDecision::NotRequired,
-                        note: "test".into(),
-                    },
-                    sold: false,
-                    backorder: false,
-                    origin: "api".into(),
-                }),
-            );
+            let capture = common::capture_order(&order, merged, &format!("c{n}"));
             workflow_answer(engine.workflow_command(capture).await.unwrap())
         }
         Op::Cancel(k) => {
             let Some(order) = ORDERS.with(|o| o.borrow().get(k).cloned()) else {
                 return Answer::Refused;
             };
-            let cancel = hub_command(
-                format!("order:{order}:cancel"),
-                Timestamp::now(),
-                format!("c{n}"),
-                EventData::OrderCancelled(OrderCancelled {
-                    order,
-                    reason: "test".into(),
-                }),
-            );
+            let cancel = common::cancel_order(&order, &format!("c{n}"));
             workflow_answer(engine.workflow_command(cancel).await.unwrap())
         }
     }

@@ -9,12 +9,9 @@ use std::sync::Arc;
 
 use common::{Fresh, blocking, postgres, sqlite};
 use crossdock_engine::{Engine, EngineConfig, EventReply, WorkflowReply, partition_of};
-use crossdock_ledger::state::hub_command;
 use crossdock_model::event::{Received, ShipLine, Shipped, is_wide_part};
-use crossdock_model::workflow::{
-    Credit, CreditDecision, OrderCancelled, OrderCaptured, OrderLine, ShipTo,
-};
-use crossdock_model::{ChannelId, Event, EventData, ItemId, LocationId, SourceId, Timestamp};
+use crossdock_model::workflow::OrderLine;
+use crossdock_model::{Event, EventData, ItemId, LocationId, SourceId, Timestamp};
 
 const PARTITIONS: u32 = 4;
 
@@ -78,34 +75,14 @@ async fn receive(engine: &Engine, item: &ItemId, qty: i64) {
 }
 
 fn capture(order: &str, items: &[ItemId], qty: i64) -> Event {
-    hub_command(
-        format!("order:{order}:capture"),
-        Timestamp::now(),
-        format!("corr-{order}"),
-        EventData::OrderCaptured(OrderCaptured {
-            order: order.into(),
-            channel: ChannelId::new("web").unwrap(),
-            lines: items
-                .iter()
-                .map(|i| OrderLine {
-                    item: i.clone(),
-                    qty,
-                })
-                .collect(),
-            ship_to: ShipTo {
-                region: "NY".into(),
-                ..ShipTo::default()
-            },
-            amount_minor: 0,
-            credit: Credit {
-                decision: CreditDecision::NotRequired,
-                note: "test".into(),
-            },
-            sold: false,
-            backorder: false,
-            origin: "api".into(),
-        }),
-    )
+    let lines = items
+        .iter()
+        .map(|i| OrderLine {
+            item: i.clone(),
+            qty,
+        })
+        .collect();
+    common::capture_order(order, lines, &format!("corr-{order}"))
 }
 
 /// (on_hand, allocated) of an item.
@@ -202,15 +179,7 @@ async fn across(fresh: Fresh) {
     assert_eq!(state_of(&reply), "released");
     stop(engine);
     let engine = start(&fresh).await;
-    let cancel = hub_command(
-        "order:O2:cancel".into(),
-        Timestamp::now(),
-        "corr-O2".into(),
-        EventData::OrderCancelled(OrderCancelled {
-            order: "O2".into(),
-            reason: "test".into(),
-        }),
-    );
+    let cancel = common::cancel_order("O2", "corr-O2");
     let reply = engine.workflow_command(cancel).await.unwrap();
     assert_eq!(state_of(&reply), "cancelled", "{reply:?}");
     for item in &items {

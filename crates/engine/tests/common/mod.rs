@@ -96,3 +96,69 @@ fn plain_policy(locations: &[&str], sequenced: bool) -> crossdock_ledger::Policy
         sources,
     )
 }
+
+/// 2026-11-01T00:00:00Z: event times are seconds after it (inside the hub's time bounds).
+pub const BASE_US: i64 = 1_793_491_200_000_000;
+
+/// Event `n` of source `wms`, at second `n` after [`BASE_US`], so a resend is the same event.
+pub fn wms_event(n: u64, data: crossdock_model::EventData) -> crossdock_model::Event {
+    use crossdock_model::{Event, SourceId, Timestamp};
+    Event {
+        id: format!("e{n}"),
+        source: SourceId::new("wms").unwrap(),
+        time: Timestamp::from_micros(BASE_US + n as i64 * 1_000_000),
+        sequence: None,
+        correlation_id: format!("c{n}"),
+        causation_id: None,
+        data,
+        received_at: Timestamp::now(),
+    }
+}
+
+/// The hub command capturing order `order` of channel `web`, shipped to NY, no credit check,
+/// nothing backordered.
+pub fn capture_order(
+    order: &str,
+    lines: Vec<crossdock_model::workflow::OrderLine>,
+    correlation_id: &str,
+) -> crossdock_model::Event {
+    use crossdock_model::workflow::{Credit, CreditDecision, OrderCaptured, ShipTo};
+    use crossdock_model::{ChannelId, EventData, Timestamp};
+    crossdock_ledger::state::hub_command(
+        format!("order:{order}:capture"),
+        Timestamp::now(),
+        correlation_id.into(),
+        EventData::OrderCaptured(OrderCaptured {
+            order: order.into(),
+            channel: ChannelId::new("web").unwrap(),
+            lines,
+            ship_to: ShipTo {
+                region: "NY".into(),
+                ..ShipTo::default()
+            },
+            amount_minor: 0,
+            credit: Credit {
+                decision: CreditDecision::NotRequired,
+                note: "test".into(),
+            },
+            sold: false,
+            backorder: false,
+            origin: "api".into(),
+        }),
+    )
+}
+
+/// The hub command cancelling order `order`.
+pub fn cancel_order(order: &str, correlation_id: &str) -> crossdock_model::Event {
+    use crossdock_model::workflow::OrderCancelled;
+    use crossdock_model::{EventData, Timestamp};
+    crossdock_ledger::state::hub_command(
+        format!("order:{order}:cancel"),
+        Timestamp::now(),
+        correlation_id.into(),
+        EventData::OrderCancelled(OrderCancelled {
+            order: order.into(),
+            reason: "test".into(),
+        }),
+    )
+}
