@@ -1,6 +1,7 @@
-//! The real binary with `engine.partitions = 4`: reservations whose lines hash to different
-//! partitions, from many clients at once, with a SIGKILL in the middle; after a restart every
-//! request is sent again, and each item's `reserved` is exactly the lines granted.
+//! The real binary with `engine.partitions = 4`: reservations and orders whose lines hash to
+//! different partitions, from many clients at once, with a SIGKILL in the middle; after a
+//! restart every request is sent again, and each item's `reserved` (or `allocated`) is exactly
+//! the lines granted. And a sequenced 3PL feed across the partitions, with a kill.
 
 mod common;
 
@@ -332,4 +333,170 @@ async fn a_sequenced_feed_spans_partitions_through_duplicates_disorder_a_gap_and
         );
     }
     assert_eq!(on_hand(&hub).await, expected(&applied));
+}
+
+/// Order `k` of client `client`: three distinct items (on different partitions as often as
+/// not), 1 to 3 units each.
+fn order_request(client: usize, k: usize) -> (String, Value) {
+    let id = format!("so-{client}-{k}");
+    let mut rng = fastrand::Rng::with_seed((client * 7919 + k) as u64);
+    let mut items: Vec<usize> = Vec::new();
+    while items.len() < 3 {
+        let i = rng.usize(1..=ITEMS);
+        if !items.contains(&i) {
+            items.push(i);
+        }
+    }
+    let lines: Vec<Value> = items
+        .iter()
+        .map(|i| json!({"item": format!("SKU-{i}"), "qty": rng.i64(1..=3)}))
+        .collect();
+    let body = json!({"id": id, "channel": "shopify", "lines": lines,
+        "ship_to": {"name": "Acme", "region": "NY"}, "amount_minor": 1000});
+    (id, body)
+}
+
+/// Places one order until the hub answers: `Some(order)` when accepted (or a repeat of an
+/// accepted one), `None` when refused for stock.
+async fn order_until_answered(hub_addr: &Arc<Mutex<String>>, body: &Value) -> Option<Value> {
+    for _ in 0..600 {
+        let addr = hub_addr.lock().await.clone();
+        let Ok(mut c) = crossdock_cli::client::Client::connect(&addr, RESERVE).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(r) = c
+            .post_json("/v1/orders", serde_json::to_vec(body).unwrap())
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        match r.status {
+            200 | 201 => return Some(v),
+            409 if v["type"] == "urn:crossdock:problem:insufficient-stock" => return None,
+            503 => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("unexpected answer {other}: {v}"),
+        }
+    }
+    panic!("no answer for {body}");
+}
+
+/// Units each accepted order allocated, per item.
+fn allocated_by_item(orders: &HashMap<String, Value>) -> HashMap<String, i64> {
+    let mut out: HashMap<String, i64> = HashMap::new();
+    for o in orders.values() {
+        for line in o["lines"].as_array().unwrap() {
+            for a in line["allocations"].as_array().unwrap() {
+                *out.entry(a["item"].as_str().unwrap().to_string())
+                    .or_default() += a["qty"].as_i64().unwrap();
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_across_partitions_survive_a_kill_and_allocate_once() {
+    const CLIENTS: usize = 12;
+    const PER_CLIENT: usize = 8;
+    let mut hub = Hub::start("partitions-orders", "[engine]\npartitions = 4\n").await;
+    let mut east = hub.client(EAST).await;
+    for i in 1..=ITEMS {
+        let qty = if i <= 3 { 8 } else { 1000 };
+        let (s, v) = post(
+            &mut east,
+            "/v1/events",
+            &event(
+                &format!("open-{i}"),
+                "wms-east",
+                "inventory.received.v1",
+                json!({"item": format!("SKU-{i}"), "location": "DC-EAST", "qty": qty}),
+            ),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    let addr = Arc::new(Mutex::new(hub.addr.clone()));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let addr = addr.clone();
+        let answered = answered.clone();
+        tasks.push(tokio::spawn(async move {
+            for k in 0..PER_CLIENT {
+                let (_, body) = order_request(client, k);
+                order_until_answered(&addr, &body).await;
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    while answered.load(Ordering::Relaxed) < CLIENTS * PER_CLIENT / 4 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    hub.kill();
+    assert!(
+        answered.load(Ordering::Relaxed) < CLIENTS * PER_CLIENT,
+        "killed while orders were in flight"
+    );
+    hub.restart().await;
+    *addr.lock().await = hub.addr.clone();
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    // Every order again: an accepted one is answered as it was, the rest are decided now.
+    let mut accepted: HashMap<String, Value> = HashMap::new();
+    for client in 0..CLIENTS {
+        for k in 0..PER_CLIENT {
+            let (id, body) = order_request(client, k);
+            if let Some(order) = order_until_answered(&addr, &body).await {
+                accepted.insert(id, order);
+            }
+        }
+    }
+    assert!(
+        accepted.len() > CLIENTS,
+        "most orders accepted: {}",
+        accepted.len()
+    );
+    assert!(
+        accepted.len() < CLIENTS * PER_CLIENT,
+        "the scarce items refused some orders"
+    );
+    let want = allocated_by_item(&accepted);
+    let mut query = hub.client(ADMIN).await;
+    for i in 1..=ITEMS {
+        let item = format!("SKU-{i}");
+        let (_, v) = get(&mut query, &format!("/v1/items/{item}/positions")).await;
+        let p = &v["positions"][0];
+        assert_eq!(
+            p["allocated"].as_i64().unwrap(),
+            want.get(&item).copied().unwrap_or(0),
+            "{item}: allocated is exactly what the accepted orders hold: {v}"
+        );
+        assert!(p["available"].as_i64().unwrap() >= 0, "{item}: {v}");
+    }
+
+    // Cancelling every order gives every allocation back, in every partition.
+    let mut shop = hub.client(RESERVE).await;
+    for id in accepted.keys() {
+        let (s, v) = post(
+            &mut shop,
+            &format!("/v1/orders/{id}/cancel"),
+            &json!({"reason": "test"}),
+        )
+        .await;
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (200, Some("cancelled")),
+            "{id}: {v}"
+        );
+    }
+    for i in 1..=ITEMS {
+        let (_, v) = get(&mut query, &format!("/v1/items/SKU-{i}/positions")).await;
+        assert_eq!(v["positions"][0]["allocated"], 0, "SKU-{i}: {v}");
+    }
 }
