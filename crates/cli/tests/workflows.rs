@@ -885,6 +885,91 @@ backorder = true
     assert_eq!((alloc(&pb, "DC-EAST"), pb[0].4), (0, 6), "{pb:?}");
 }
 
+async fn returns_transfers_and_purchase_orders_across_partitions_go_on_after_a_kill(
+    partitions: u32,
+) {
+    let mut hub = hub("wf-wide-kill", WORKFLOWS, partitions).await;
+    let (a, b) = two_partitions_apart();
+    stock(&hub, "wms-east", &a, "DC-EAST", 5).await;
+    stock(&hub, "wms-east", &b, "DC-EAST", 5).await;
+    let mut admin = hub.client(ADMIN).await;
+    let (s, v) = post(&mut admin, "/v1/purchase-orders", &json!({"po": "PO-W", "location": "DC-EAST", "lines": [{"item": a, "qty": 4}, {"item": b, "qty": 3}], "expected_at": "2026-12-01T00:00:00Z"})).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = post(&mut admin, "/v1/transfers", &json!({"transfer": "TR-W", "from": "DC-EAST", "to": "DC-WEST", "lines": [{"item": a, "qty": 1}, {"item": b, "qty": 2}]})).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = post(
+        &mut admin,
+        "/v1/returns",
+        &json!({"rma": "RMA-W", "location": "DC-EAST", "lines": [{"item": a, "qty": 1}, {"item": b, "qty": 1}]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = wms(
+        &hub,
+        "trw-a",
+        "transfer.shipped.v1",
+        json!({"transfer": "TR-W", "item": a, "from": "DC-EAST", "to": "DC-WEST", "qty": 1}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+
+    hub.kill();
+    hub.restart().await;
+
+    let mut q = hub.client(QUERY).await;
+    let (_, t) = get(&mut q, "/v1/transfers/TR-W").await;
+    assert_eq!(t["state"], "shipping", "{t}");
+    let (s, v) = wms(
+        &hub,
+        "trw-b",
+        "transfer.shipped.v1",
+        json!({"transfer": "TR-W", "item": b, "from": "DC-EAST", "to": "DC-WEST", "qty": 2}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, t) = get(&mut q, "/v1/transfers/TR-W").await;
+    assert_eq!(t["state"], "shipped", "{t}");
+    let in_transit = |p: &Value| {
+        p["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["location"] == "DC-WEST")
+            .map_or(0, |x| x["in_transit"].as_i64().unwrap())
+    };
+    let (_, pa) = get(&mut q, &format!("/v1/items/{a}/positions")).await;
+    let (_, pb) = get(&mut q, &format!("/v1/items/{b}/positions")).await;
+    assert_eq!((in_transit(&pa), in_transit(&pb)), (1, 2), "{pa} {pb}");
+
+    for (item, qty) in [(&a, 4), (&b, 3)] {
+        let (s, v) = wms(
+            &hub,
+            &format!("pow-{item}"),
+            "inventory.received.v1",
+            json!({"item": item, "location": "DC-EAST", "qty": qty, "reference": "PO-W"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (_, po) = get(&mut q, "/v1/purchase-orders/PO-W").await;
+    assert_eq!(po["state"], "closed", "{po}");
+    let (_, pa) = get(&mut q, &format!("/v1/items/{a}/positions")).await;
+    assert_eq!(pa["positions"][0]["incoming"], 0, "{pa}");
+
+    for item in [&a, &b] {
+        for (id, ty) in [("rr", "return.received.v1"), ("ri", "return.inspected.v1")] {
+            let mut data = json!({"rma": "RMA-W", "item": item, "location": "DC-EAST", "qty": 1});
+            if ty == "return.inspected.v1" {
+                data["disposition"] = json!("restock");
+            }
+            let (s, v) = wms(&hub, &format!("{id}-{item}"), ty, data).await;
+            assert_eq!(s, 200, "{v}");
+        }
+    }
+    let (_, r) = get(&mut q, "/v1/returns/RMA-W").await;
+    assert_eq!(r["state"], "credited", "{r}");
+}
+
 macro_rules! on_one_and_four_partitions {
     ($($name:ident),* $(,)?) => {
         mod one_partition {
@@ -912,4 +997,5 @@ on_one_and_four_partitions!(
     workflows_continue_after_a_kill_and_their_deadlines_fire_once,
     a_short_line_is_filled_with_a_configured_substitute,
     a_backordered_line_of_an_order_across_partitions_is_filled_when_stock_arrives,
+    returns_transfers_and_purchase_orders_across_partitions_go_on_after_a_kill,
 );
