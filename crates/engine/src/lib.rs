@@ -9,6 +9,7 @@
 
 mod committer;
 mod cross;
+mod keys;
 mod persist;
 mod sequence;
 mod timers;
@@ -329,6 +330,8 @@ pub struct Engine {
     wide_lock: tokio::sync::Mutex<()>,
     /// Items orders of other partitions wait for ([`wide::Filler`]).
     backordered: wide::Backordered,
+    /// Every logged input's fingerprint, whatever partition logged it ([`keys`]).
+    keys: Arc<keys::Keys>,
 }
 
 /// Partition of an item: a stable hash, so it never changes between runs.
@@ -354,6 +357,7 @@ impl Engine {
         let (part_sink, part_work) = std::sync::mpsc::channel();
         let (forward_sink, forward_work) = std::sync::mpsc::channel();
         let (fill_sink, fill_work) = std::sync::mpsc::channel();
+        let keys = Arc::new(keys::Keys::new());
         let backordered = wide::Backordered::default();
         let mut senders = Vec::new();
         let mut views = Vec::new();
@@ -373,6 +377,7 @@ impl Engine {
                 config.outbox.clone(),
                 part_sink.clone(),
                 config.partitions,
+                keys.clone(),
             )?;
             writers.push((writer, rx));
             senders.push(tx);
@@ -524,6 +529,7 @@ impl Engine {
             wide: RwLock::new(wide_workflows),
             wide_lock: tokio::sync::Mutex::new(()),
             backordered,
+            keys,
         });
         drop(forward_sink);
         cross::Driver::spawn(Arc::downgrade(&engine), part_work);
@@ -581,8 +587,51 @@ impl Engine {
         self.partitions() > 1 && event.sequence.is_some() && self.policy.is_sequenced(&event.source)
     }
 
+    /// Whether `event` was logged before whole, in any partition: its fingerprint is known
+    /// ([`keys`]) and the store has it with the same payload. Such an input is a repeat wherever
+    /// it goes, so it goes whole to one writer, which answers it from the store, however it was
+    /// run the first time (wide, or forwarded: that may differ now, a workflow it named having
+    /// finished). One logged in parts (a shipment split by partition) is split again and each
+    /// part answered as the repeat it is.
+    async fn logged_before(&self, event: &Event) -> Result<bool, EngineError> {
+        if self.partitions() <= 1 || !self.keys.contains(event.key_hash()) {
+            return Ok(false);
+        }
+        let (source, id) = (event.source.to_string(), event.id.clone());
+        let hash = event.payload_hash();
+        self.reader
+            .call(move |s| s.find_event(&source, &id))
+            .await?
+            .map(|row| row.is_some_and(|r| r.payload_hash == hash))
+            .map_err(|e| EngineError::Store(e.to_string()))
+    }
+
+    /// [`Engine::logged_before`] off the async executor.
+    fn logged_before_blocking(&self, event: &Event) -> Result<bool, EngineError> {
+        if self.partitions() <= 1 || !self.keys.contains(event.key_hash()) {
+            return Ok(false);
+        }
+        let (source, id) = (event.source.to_string(), event.id.clone());
+        let hash = event.payload_hash();
+        self.reader
+            .call_blocking(move |s| s.find_event(&source, &id))
+            .map_err(|_| EngineError::Stopped)?
+            .map(|row| row.is_some_and(|r| r.payload_hash == hash))
+            .map_err(|e| EngineError::Store(e.to_string()))
+    }
+
+    /// A repeat, whole, to the writer of its first item (or key).
+    fn send_repeat(&self, event: Event) -> Result<Vec<EventReceiver>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(self.route(&event.data), Command::Event { event, reply: tx })?;
+        Ok(vec![rx])
+    }
+
     /// Submits an event; resolves once it is durable.
     pub async fn submit(&self, event: Event) -> Result<EventReply, EngineError> {
+        if self.logged_before(&event).await? {
+            return Self::combine(self.send_repeat(event)?).await;
+        }
         if !self.sequenced_elsewhere(&event)
             && let Some(plan) = self.wide_plan_of(&event)
         {
@@ -614,7 +663,10 @@ impl Engine {
             let looked_up = self.partitions() > 1
                 && e.data.items().is_empty()
                 && workflow_key(&e.data).is_some();
-            if !self.sequenced_elsewhere(&e) && (looked_up || self.wide_plan_of(&e).is_some()) {
+            let maybe_repeat = self.partitions() > 1 && self.keys.contains(e.key_hash());
+            if maybe_repeat
+                || !self.sequenced_elsewhere(&e) && (looked_up || self.wide_plan_of(&e).is_some())
+            {
                 for w in waiting.drain(..) {
                     out.push(Self::settled(w).await);
                 }
@@ -698,6 +750,9 @@ impl Engine {
         &self,
         event: Event,
     ) -> Result<Vec<EventReceiver>, EngineError> {
+        if self.logged_before_blocking(&event)? {
+            return self.send_repeat(event);
+        }
         if let Some(plan) = self.wide_plan_of(&event) {
             // Rare (a resequenced feed naming a workflow across partitions): run it here.
             let runtime = tokio::runtime::Builder::new_current_thread()

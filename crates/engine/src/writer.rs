@@ -1,6 +1,6 @@
 //! The writer of one partition: drain the queue, apply, group-commit, answer, publish.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, RwLock, Weak};
@@ -37,7 +37,7 @@ pub(crate) struct Writer {
     policy: Arc<Policy>,
     ledger: Ledger,
     /// Fingerprints of every logged `(source, id)`; a hit is confirmed against the store.
-    keys: HashSet<u64>,
+    keys: Arc<crate::keys::Keys>,
     view: Arc<RwLock<View>>,
     batch_max: usize,
     /// Batches handed to the committer that may not be durable yet, newest last: what they
@@ -89,6 +89,7 @@ impl Writer {
         outbox: OutboxHook,
         parts: crate::cross::PartSink,
         partitions: u32,
+        keys: Arc<crate::keys::Keys>,
     ) -> Result<Self, StoreError> {
         let (mut ledger, snapshot) = load_ledger(&policy, store.as_mut(), partition)?;
         ledger.forward_sequenced = partitions > 1;
@@ -98,7 +99,7 @@ impl Writer {
             .filter(|row| row.status == EventStatus::Forwarding)
             .map(|row| Ok((row.seq, crate::persist::event_from_row(row)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let keys: HashSet<u64> = store.key_hashes(partition)?.into_iter().collect();
+        keys.extend(store.key_hashes(partition)?);
         for t in &snapshot.timers {
             let env: Envelope = serde_json::from_str(&t.command)
                 .map_err(|e| StoreError::Corrupt(format!("timer {}: {e}", t.id)))?;
@@ -673,7 +674,7 @@ impl Writer {
         };
         let earlier: Option<(EventStatus, u64, u64)> = match in_batch.or_else(in_flight) {
             Some(found) => Some(found),
-            None if self.keys.contains(&fingerprint) => {
+            None if self.keys.contains(fingerprint) => {
                 match self.store.find_event(event.source.as_str(), &event.id) {
                     Ok(found) => found.map(|row| (row.status, row.seq, row.payload_hash)),
                     Err(e) => {
@@ -935,7 +936,7 @@ impl Writer {
         }
         // A start whose command was never logged creates a new workflow: no need to ask the
         // store (every start of an id uses the same command id, so its fingerprint is known).
-        if creation_hash(&event.data).is_some() && !self.keys.contains(&event.key_hash()) {
+        if creation_hash(&event.data).is_some() && !self.keys.contains(event.key_hash()) {
             return None;
         }
         let pipeline = self.in_pipeline();
@@ -1051,7 +1052,7 @@ impl Writer {
                 crossdock_model::HUB_SOURCE,
                 &crossdock_ledger::state::reserve_command_id(id),
             );
-            if !self.keys.contains(&created) && !batch_keys.contains_key(&created) {
+            if !self.keys.contains(created) && !batch_keys.contains_key(&created) {
                 return None;
             }
         }

@@ -138,24 +138,22 @@ async fn across(fresh: Fresh) {
     for item in &items {
         assert_eq!(buckets(&engine, item), (10, 3), "{item} after the restart");
     }
-    let shipped = engine
-        .submit(wms(
-            "ship-O1",
-            EventData::Shipped(Shipped {
-                order: "O1".into(),
-                shipment: Some("SH-1".into()),
-                lines: items
-                    .iter()
-                    .map(|i| ShipLine {
-                        item: i.clone(),
-                        location: LocationId::new("A").unwrap(),
-                        qty: 3,
-                    })
-                    .collect(),
-            }),
-        ))
-        .await
-        .unwrap();
+    let shipment = wms(
+        "ship-O1",
+        EventData::Shipped(Shipped {
+            order: "O1".into(),
+            shipment: Some("SH-1".into()),
+            lines: items
+                .iter()
+                .map(|i| ShipLine {
+                    item: i.clone(),
+                    location: LocationId::new("A").unwrap(),
+                    qty: 3,
+                })
+                .collect(),
+        }),
+    );
+    let shipped = engine.submit(shipment.clone()).await.unwrap();
     assert!(
         matches!(shipped, EventReply::Recorded { .. }),
         "{shipped:?}"
@@ -170,6 +168,16 @@ async fn across(fresh: Fresh) {
         states.ends_with(&["shipped", "invoiced", "closed"]),
         "{states:?}"
     );
+
+    // The shipment sent again after a restart (its order closed, so no longer live): a repeat,
+    // wherever the engine now routes it.
+    stop(engine);
+    let engine = start(&fresh).await;
+    let again = engine.submit(shipment.clone()).await.unwrap();
+    assert!(matches!(again, EventReply::Duplicate { .. }), "{again:?}");
+    for item in &items {
+        assert_eq!(buckets(&engine, item), (7, 0), "{item} shipped once");
+    }
 
     // Another order, cancelled after a restart: every allocation goes back.
     let reply = engine
