@@ -123,6 +123,10 @@ pub enum BenchWhat {
         /// The credit simulator's answer time.
         #[arg(long, default_value_t = 5)]
         credit_ms: u64,
+        /// The hub's partitions: above 1, an order whose lines are on several runs wide (its
+        /// partition borrows the others' items for each step).
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
         #[command(flatten)]
         common: Common,
     },
@@ -213,8 +217,14 @@ pub fn run(what: BenchWhat) -> ExitCode {
                 lines,
                 items,
                 credit_ms,
+                partitions,
                 common,
-            } => crate::bench_orders::orders(rate, seconds, lines, items, credit_ms, &common).await,
+            } => {
+                crate::bench_orders::orders(
+                    rate, seconds, lines, items, credit_ms, partitions, &common,
+                )
+                .await
+            }
             BenchWhat::DeliveryLatency {
                 rate,
                 seconds,
@@ -307,6 +317,15 @@ impl Hub {
     /// Like [`Hub::start`], with more config (appended to the benchmark's).
     pub(crate) async fn start_with(dir: &Path, extra: &str) -> Result<(Hub, Duration)> {
         Self::start_config(write_config(dir, extra)?).await
+    }
+
+    /// Like [`Hub::start_with`], with more `[engine]` keys.
+    pub(crate) async fn start_with_engine(
+        dir: &Path,
+        engine: &str,
+        extra: &str,
+    ) -> Result<(Hub, Duration)> {
+        Self::start_config(write_config_with(dir, engine, extra)?).await
     }
 
     /// A hub with `partitions` partitions.

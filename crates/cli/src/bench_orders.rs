@@ -29,6 +29,7 @@ pub async fn orders(
     lines: usize,
     items: usize,
     credit_ms: u64,
+    partitions: u32,
     common: &Common,
 ) -> Result<()> {
     let connections = common.connections.unwrap_or(64);
@@ -46,7 +47,8 @@ pub async fn orders(
             "[workflows]\n[workflows.credit]\nurl = \"{}\"\ntimeout_ms = 250\nfallback = \"hold\"\n",
             credit.url()
         );
-        let (hub, _) = Hub::start_with(&dir, &extra).await?;
+        let (hub, _) =
+            Hub::start_with_engine(&dir, &format!("partitions = {partitions}"), &extra).await?;
         let seed: Vec<String> = (0..items)
             .flat_map(|i| ["DC-EAST", "DC-WEST"].map(move |loc| (i, loc)))
             .map(|(i, loc)| {

@@ -73,6 +73,8 @@ pub(crate) struct Work {
     pub extras: Vec<CommitBatch>,
     /// The lenders to give their items back to once committed.
     pub settles: Vec<crate::wide::Settle>,
+    /// The lenders' poison flags: a wide input built on a batch that failed fails too.
+    pub lenders_poisoned: Vec<Arc<AtomicBool>>,
     /// Items whose stock changed, for orders of other partitions waiting for them.
     pub fills: Vec<crate::wide::Fill>,
     pub partition: u32,
@@ -143,6 +145,15 @@ impl Committer {
     }
 
     fn commit(&mut self, works: Vec<Work>) {
+        // A wide input built on a lender's batch that failed fails too, and its home, which
+        // applied it, starts again from the store like the lender.
+        for w in &works {
+            if w.lenders_poisoned.iter().any(|p| p.load(Ordering::Acquire)) {
+                self.handles(w.partition)
+                    .poisoned
+                    .store(true, Ordering::Release);
+            }
+        }
         let (live, dead): (Vec<Work>, Vec<Work>) = works
             .into_iter()
             .partition(|w| !self.handles(w.partition).poisoned.load(Ordering::Acquire));

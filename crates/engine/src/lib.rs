@@ -415,8 +415,10 @@ impl Engine {
         // their orders wait for.
         let mut wide_workflows = HashMap::new();
         let mut fills = Vec::new();
+        let shared_committer = matches!(config.store, StoreSpec::Sqlite(_));
         for (p, (w, _)) in writers.iter_mut().enumerate() {
             w.share_backordered(backordered.clone());
+            w.set_shared_committer(shared_committer);
             for item in w.ledger().backordered_items() {
                 if partition_of(item, config.partitions) != p as u32 {
                     backordered

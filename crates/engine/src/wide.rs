@@ -7,8 +7,11 @@
 //!
 //! 1. One wide input at a time (`Engine::wide_lock`): every other partition is untouched.
 //! 2. Each partition holding some of the items gets `Command::Lend`: its writer hands over what
-//!    it applied so far, waits until all of it is committed, sends the items' state
-//!    ([`Loan`]) and then waits, applying nothing, until the input is settled.
+//!    it applied so far (on PostgreSQL, where partitions commit on their own connections, it
+//!    waits until all of it is committed; on SQLite one committer takes every partition's
+//!    batches in order, so the wide input commits after them, and fails if one of them did),
+//!    sends the items' state ([`Loan`]) and then waits, applying nothing, until the input is
+//!    settled.
 //! 3. The home's writer gets `Command::Wide`: it puts the lent items in its ledger, moves its
 //!    sequence past every lender's, and applies the input with the ordinary pure ledger, exactly
 //!    as one partition would (sourcing, allocation, splits, backorders, cancel, picks,
@@ -55,6 +58,9 @@ pub(crate) struct Loan {
     /// Every item asked for of this partition, present or not.
     pub asked: Vec<ItemId>,
     pub view: Arc<RwLock<View>>,
+    /// The lender's poison flag: a batch it applied before lending failed to commit, so the
+    /// state it lent was never durable and the wide input fails too.
+    pub poisoned: Arc<std::sync::atomic::AtomicBool>,
     pub back: Sender<Return>,
 }
 

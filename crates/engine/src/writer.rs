@@ -60,6 +60,9 @@ pub(crate) struct Writer {
     partitions: u32,
     /// Items orders of other partitions wait for, shared by the writers ([`crate::wide`]).
     backordered: crate::wide::Backordered,
+    /// Every partition commits through one committer, in the order the writers hand it batches
+    /// (SQLite): a lender need not wait for its batches to commit before lending.
+    shared_committer: bool,
 }
 
 /// Most batches that can be in the pipeline behind the one being applied: one committing, one queued.
@@ -146,6 +149,7 @@ impl Writer {
             forwarding,
             partitions,
             backordered: Default::default(),
+            shared_committer: false,
         };
         writer.publish_all();
         Ok(writer)
@@ -153,6 +157,11 @@ impl Writer {
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Says that every partition commits through one committer.
+    pub fn set_shared_committer(&mut self, shared: bool) {
+        self.shared_committer = shared;
     }
 
     /// Shares the engine's registry of items orders of other partitions wait for.
@@ -241,10 +250,15 @@ impl Writer {
                         else {
                             unreachable!("peeked")
                         };
-                        if !self.drain(to_committer, &done_rx) {
-                            return;
+                        // With one committer for every partition, what this writer handed
+                        // over commits before the wide input (and should it fail, so does the
+                        // wide input); otherwise it must be durable before the items are lent.
+                        if !self.shared_committer || self.poisoned.load(Ordering::Acquire) {
+                            if !self.drain(to_committer, &done_rx) {
+                                return;
+                            }
+                            in_flight = 0;
                         }
-                        in_flight = 0;
                         self.lend(items, reply);
                         continue;
                     }
@@ -319,6 +333,7 @@ impl Writer {
                 .collect(),
             asked: items,
             view: self.view.clone(),
+            poisoned: self.poisoned.clone(),
             back,
         };
         if reply.send(loan).is_err() {
@@ -446,6 +461,7 @@ impl Writer {
             forwards,
             extras: Vec::new(),
             settles: Vec::new(),
+            lenders_poisoned: Vec::new(),
             fills,
             partition: self.partition,
             done: None,
@@ -523,6 +539,7 @@ impl Writer {
         let fills = self.fills(&fx, true);
         let mut extras = Vec::new();
         let mut settles = Vec::new();
+        let lenders_poisoned = loans.iter().map(|l| l.poisoned.clone()).collect();
         for loan in loans {
             let q = loan.partition;
             let items: Vec<(ItemId, Arc<ItemState>)> = loan
@@ -581,6 +598,7 @@ impl Writer {
             forwards: Vec::new(),
             extras,
             settles,
+            lenders_poisoned,
             fills,
             partition: self.partition,
             done: None,

@@ -223,6 +223,76 @@ async fn across(fresh: Fresh) {
     blocking(|| (fresh.cleanup)());
 }
 
+/// On SQLite a lender lends what it applied without waiting for it to commit (one committer
+/// commits every partition's batches in order): when such a batch fails, the wide input built on
+/// it fails too, and nothing of either is seen.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_a_wide_input_on_a_lender_batch_that_fails_fails_with_it() {
+    let fresh = sqlite("wide-fail");
+    let items = items();
+    let engine = start(&fresh).await;
+    for item in &items {
+        receive(&engine, item, 10).await;
+    }
+    // A real SQLite failure: the commit of the batch that logs event `boom` is refused, after
+    // a moment's work (so the order below is lent the receipt's state before it fails).
+    let Fresh { spec, .. } = &fresh;
+    let crossdock_engine::StoreSpec::Sqlite(path) = spec else {
+        unreachable!()
+    };
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.id = 'boom' BEGIN \
+             SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 \
+             FROM c WHERE x < 3000000) SELECT x FROM c); \
+             SELECT RAISE(ABORT, 'injected: the disk refused this batch'); END;",
+        )
+        .unwrap();
+    let boom = wms(
+        "boom",
+        EventData::Received(Received {
+            item: items[1].clone(),
+            location: LocationId::new("A").unwrap(),
+            qty: 100,
+            lot: None,
+            reference: None,
+        }),
+    );
+    // The receipt is queued first (a future's first poll queues it), then the order.
+    let (received, ordered) = tokio::join!(engine.submit(boom), async {
+        tokio::task::yield_now().await;
+        engine.workflow_command(capture("OF", &items, 2)).await
+    });
+    assert!(received.is_err(), "{received:?}");
+    assert!(
+        ordered.is_err(),
+        "built on a batch that failed: {ordered:?}"
+    );
+    for item in &items {
+        assert_eq!(buckets(&engine, item), (10, 0), "{item}: nothing of either");
+    }
+    // Tried again once the failing batch is behind: the order is held whole.
+    let mut reply = engine.workflow_command(capture("OF", &items, 2)).await;
+    for _ in 0..10 {
+        if reply.is_ok() {
+            break;
+        }
+        reply = engine.workflow_command(capture("OF", &items, 2)).await;
+    }
+    assert_eq!(state_of(&reply.unwrap()), "released");
+    for item in &items {
+        assert_eq!(buckets(&engine, item), (10, 2), "{item}");
+    }
+    stop(engine);
+    let engine = start(&fresh).await;
+    for item in &items {
+        assert_eq!(buckets(&engine, item), (10, 2), "{item} after a restart");
+    }
+    stop(engine);
+    blocking(|| (fresh.cleanup)());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_an_order_across_partitions_runs_as_on_one() {
     across(sqlite("wide")).await;
