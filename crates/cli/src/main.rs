@@ -25,6 +25,25 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// A worker about to sleep gives the memory it freed back to the system, at most once a second:
+/// mimalloc returns freed pages only when the thread that owns them allocates again, so a
+/// thread that parsed a large batch and then went idle would keep them.
+fn give_back_idle_memory() {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+    thread_local! {
+        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+    LAST.with(|last| {
+        let now = Instant::now();
+        if last.get().is_none_or(|t| now - t >= Duration::from_secs(1)) {
+            last.set(Some(now));
+            // SAFETY: mi_collect only walks this thread's own heap.
+            unsafe { libmimalloc_sys::mi_collect(false) };
+        }
+    });
+}
+
 #[derive(Parser)]
 #[command(name = "crossdock", version, about = "Inventory and order sync hub")]
 struct Cli {
@@ -153,6 +172,7 @@ fn serve(config_path: PathBuf, listen: Option<String>, data_dir: Option<PathBuf>
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(give_back_idle_memory)
         .build()
         .expect("tokio runtime");
     let config = Arc::new(config);
