@@ -556,9 +556,12 @@ impl Writer {
                 self.partition_of_item(item)
             });
             if logged {
-                let mut row = event_row(q, seq, &event, EventStatus::Applied);
-                row.id = crossdock_model::event::wide_part_id(&event.id, q);
-                part.events.push(row);
+                // Its own id (and envelope), caused by the input: a replay skips it.
+                let mut part_row = event.clone();
+                part_row.id = crossdock_model::event::wide_part_id(&event.id, q);
+                part_row.causation_id = Some(event.id.clone());
+                part.events
+                    .push(event_row(q, seq, &part_row, EventStatus::Applied));
             }
             extras.push(part);
             settles.push(crate::wide::Settle {

@@ -19,7 +19,6 @@
 use std::collections::{HashMap, HashSet};
 use std::mem::discriminant;
 
-use crossdock_model::event::{is_forward_copy, is_wide_part};
 use crossdock_model::{ChannelId, Event, ItemId, Timestamp};
 
 use crate::policy::{ChannelPolicy, Policy};
@@ -142,7 +141,7 @@ impl WhatIf {
         if ev.received_at > self.to {
             return false;
         }
-        if is_forward_copy(&ev.id) || is_wide_part(&ev.id) {
+        if ev.is_hub_copy() {
             return true;
         }
         self.clock = self.clock.max(ev.received_at);

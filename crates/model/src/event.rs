@@ -585,6 +585,39 @@ pub struct Event {
 }
 
 impl Event {
+    /// Whether this is a copy the hub logged of another input that is in the log too (a
+    /// forwarded copy of a resequenced source's event, or a wide input's part row): its id is
+    /// the original's (its cause) with the hub's mark. Replaying the log applies the original
+    /// and skips the copies.
+    #[cfg(test)]
+    fn hub_test(id: &str, cause: Option<&str>) -> Event {
+        Event {
+            id: id.into(),
+            source: crate::SourceId::new("wms").unwrap(),
+            time: Timestamp::from_micros(0),
+            sequence: None,
+            correlation_id: "c".into(),
+            causation_id: cause.map(str::to_string),
+            data: EventData::BackordersDue(BackordersDue {
+                item: crate::ItemId::new("I").unwrap(),
+            }),
+            received_at: Timestamp::from_micros(0),
+        }
+    }
+
+    pub fn is_hub_copy(&self) -> bool {
+        let Some(original) = self.causation_id.as_deref() else {
+            return false;
+        };
+        let Some(rest) = self.id.strip_prefix(original) else {
+            return false;
+        };
+        rest == FORWARD_MARK
+            || rest
+                .strip_prefix(WIDE_PART_MARK)
+                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    }
+
     /// Validates an envelope into an event. `correlation_id` is used when the envelope has none.
     pub fn from_envelope(
         env: &Envelope,
@@ -1000,6 +1033,26 @@ impl EventData {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_hub_copy_is_its_cause_with_the_hubs_mark() {
+        let mut ev = Event::hub_test("e1#fwd", Some("e1"));
+        assert!(ev.is_hub_copy());
+        ev.id = wide_part_id("e1", 3);
+        assert!(ev.is_hub_copy());
+        for (id, cause) in [
+            ("e1#fwd", None),
+            ("e1#fwd", Some("e2")),
+            ("e1#at:", Some("e1")),
+            ("e1#at:x", Some("e1")),
+            ("e1#fwdx", Some("e1")),
+            ("e1", Some("e1")),
+        ] {
+            let ev = Event::hub_test(id, cause);
+            assert!(!ev.is_hub_copy(), "{id} caused by {cause:?}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 
