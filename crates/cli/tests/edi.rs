@@ -34,6 +34,19 @@ fn folder(hub: &Hub, name: &str) -> PathBuf {
     hub.dir.join("data/partners/acme").join(name)
 }
 
+/// Whether `name` is filed (under `inbound/processed` or `inbound/rejected`): the report is
+/// written first and the file moved just after, so wait a moment for it.
+async fn filed(hub: &Hub, name: &str) -> bool {
+    let started = Instant::now();
+    while !folder(hub, name).is_file() {
+        if started.elapsed() > Duration::from_secs(10) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
 /// Drops a file (written beside, then renamed in, as a partner's client would).
 fn drop_file(hub: &Hub, name: &str, text: &str) {
     let inbound = folder(hub, "inbound");
@@ -361,7 +374,7 @@ async fn orders_are_acknowledged_availability_is_published_and_bad_files_are_rej
             .contains("EDIFACT is not supported yet"),
         "{r:#}"
     );
-    assert!(folder(&hub, "inbound/rejected/orders.edi").is_file());
+    assert!(filed(&hub, "inbound/rejected/orders.edi").await);
     drop_file(
         &hub,
         "other.x12",
@@ -386,7 +399,7 @@ async fn orders_are_acknowledged_availability_is_published_and_bad_files_are_rej
     assert_eq!(r["events"]["applied"], 0);
     assert_eq!(r["bad_rows"][0]["line"], 3, "{r:#}");
     assert_eq!(r["exceptions"][0]["kind"], "unknown_item");
-    assert!(folder(&hub, "inbound/rejected/counts.csv").is_file());
+    assert!(filed(&hub, "inbound/rejected/counts.csv").await);
     assert_eq!(on_hand(&hub, "SKU-1").await, 10);
     // Corrected, it applies.
     drop_file(&hub, "counts.csv", "item,location,qty\nA-1,DC-EAST,12\n");
@@ -624,7 +637,7 @@ async fn rejected_envelopes_apply_nothing_and_the_corrected_resend_applies_once(
     assert_eq!(r["status"], "rejected", "{r:#}");
     assert_eq!(r["events"]["applied"], 0, "{r:#}");
     assert_eq!(r["rejected"][0]["level"], "set", "{r:#}");
-    assert!(folder(&hub, "inbound/rejected/adjust-401.x12").is_file());
+    assert!(filed(&hub, "inbound/rejected/adjust-401.x12").await);
     assert_eq!(
         (on_hand(&hub, "SKU-1").await, on_hand(&hub, "SKU-2").await),
         (40, 20)
