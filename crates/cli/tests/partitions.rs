@@ -67,12 +67,11 @@ async fn reserve_until_answered(hub_addr: &Arc<Mutex<String>>, body: &Value) -> 
     panic!("no answer for {body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reservations_across_partitions_survive_a_kill_and_never_oversell() {
-    let mut hub = Hub::start("partitions", "[engine]\npartitions = 4\n").await;
+/// Opening stock: `scarce` units of SKU-1..=3, plenty of the others, all at DC-EAST.
+async fn seed(hub: &Hub, scarce: i64) {
     let mut east = hub.client(EAST).await;
     for i in 1..=ITEMS {
-        let qty = if i <= 3 { 6 } else { 1000 };
+        let qty = if i <= 3 { scarce } else { 1000 };
         let (s, v) = post(
             &mut east,
             "/v1/events",
@@ -86,30 +85,40 @@ async fn reservations_across_partitions_survive_a_kill_and_never_oversell() {
         .await;
         assert_eq!(s, 200, "{v}");
     }
+}
 
-    // 32 clients at once; the hub is killed while they are at it.
+/// `clients` clients each sending `per_client` requests (`send(addr, client, k)` until
+/// answered) at once; the hub is killed once `kill_after` are answered and restarted, and the
+/// clients go on against it. Returns once every request was answered.
+async fn clients_through_a_kill<F, Fut>(
+    hub: &mut Hub,
+    clients: usize,
+    per_client: usize,
+    kill_after: usize,
+    send: F,
+) -> Arc<Mutex<String>>
+where
+    F: Fn(Arc<Mutex<String>>, usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let addr = Arc::new(Mutex::new(hub.addr.clone()));
     let answered = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for client in 0..CLIENTS {
-        let addr = addr.clone();
-        let answered = answered.clone();
+    for client in 0..clients {
+        let (addr, answered, send) = (addr.clone(), answered.clone(), send.clone());
         tasks.push(tokio::spawn(async move {
-            for k in 0..PER_CLIENT {
-                let (_, body) = request(client, k);
-                reserve_until_answered(&addr, &body).await;
+            for k in 0..per_client {
+                send(addr.clone(), client, k).await;
                 answered.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
-    // Killed in the middle of it: a fifth of the requests answered.
-    while answered.load(Ordering::Relaxed) < CLIENTS * PER_CLIENT / 5 {
+    while answered.load(Ordering::Relaxed) < kill_after {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     hub.kill();
-    let at_kill = answered.load(Ordering::Relaxed);
     assert!(
-        at_kill < CLIENTS * PER_CLIENT,
+        answered.load(Ordering::Relaxed) < clients * per_client,
         "killed while requests were in flight"
     );
     hub.restart().await;
@@ -117,6 +126,25 @@ async fn reservations_across_partitions_survive_a_kill_and_never_oversell() {
     for t in tasks {
         t.await.unwrap();
     }
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reservations_across_partitions_survive_a_kill_and_never_oversell() {
+    let mut hub = Hub::start("partitions", "[engine]\npartitions = 4\n").await;
+    seed(&hub, 6).await;
+    // 32 clients at once; the hub is killed while they are at it, a fifth of the requests in.
+    let addr = clients_through_a_kill(
+        &mut hub,
+        CLIENTS,
+        PER_CLIENT,
+        CLIENTS * PER_CLIENT / 5,
+        |addr, client, k| async move {
+            let (_, body) = request(client, k);
+            reserve_until_answered(&addr, &body).await;
+        },
+    )
+    .await;
 
     // Every request again: a held one is answered as held with the same lines, the rest are
     // decided now. The last answer of each is what the hub holds.
@@ -402,50 +430,18 @@ async fn orders_across_partitions_survive_a_kill_and_allocate_once() {
     const CLIENTS: usize = 12;
     const PER_CLIENT: usize = 8;
     let mut hub = Hub::start("partitions-orders", "[engine]\npartitions = 4\n").await;
-    let mut east = hub.client(EAST).await;
-    for i in 1..=ITEMS {
-        let qty = if i <= 3 { 8 } else { 1000 };
-        let (s, v) = post(
-            &mut east,
-            "/v1/events",
-            &event(
-                &format!("open-{i}"),
-                "wms-east",
-                "inventory.received.v1",
-                json!({"item": format!("SKU-{i}"), "location": "DC-EAST", "qty": qty}),
-            ),
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
-    }
-
-    let addr = Arc::new(Mutex::new(hub.addr.clone()));
-    let answered = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for client in 0..CLIENTS {
-        let addr = addr.clone();
-        let answered = answered.clone();
-        tasks.push(tokio::spawn(async move {
-            for k in 0..PER_CLIENT {
-                let (_, body) = order_request(client, k);
-                order_until_answered(&addr, &body).await;
-                answered.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    while answered.load(Ordering::Relaxed) < CLIENTS * PER_CLIENT / 4 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    hub.kill();
-    assert!(
-        answered.load(Ordering::Relaxed) < CLIENTS * PER_CLIENT,
-        "killed while orders were in flight"
-    );
-    hub.restart().await;
-    *addr.lock().await = hub.addr.clone();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    seed(&hub, 8).await;
+    let addr = clients_through_a_kill(
+        &mut hub,
+        CLIENTS,
+        PER_CLIENT,
+        CLIENTS * PER_CLIENT / 4,
+        |addr, client, k| async move {
+            let (_, body) = order_request(client, k);
+            order_until_answered(&addr, &body).await;
+        },
+    )
+    .await;
 
     // Every order again: an accepted one is answered as it was, the rest are decided now.
     let mut accepted: HashMap<String, Value> = HashMap::new();
