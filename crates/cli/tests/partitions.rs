@@ -496,3 +496,106 @@ async fn orders_across_partitions_survive_a_kill_and_allocate_once() {
         assert_eq!(v["positions"][0]["allocated"], 0, "SKU-{i}: {v}");
     }
 }
+
+/// Values at the edges from a resequenced source on four partitions, one by one and as an
+/// NDJSON batch: refused at the door with a specific problem and an exception record, nothing
+/// applied, and the source's sequence goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn edge_values_from_a_sequenced_source_on_four_partitions_are_refused_and_recorded() {
+    let config = common::config("[engine]\npartitions = 4\n[resequencer]\ngap_wait_s = 1\n")
+        .replacen(
+            "id = \"wms-east\"\n",
+            "id = \"wms-east\"\nsequenced = true\n",
+            1,
+        );
+    let hub = Hub::start_with("partitions-edges", &config).await;
+    let mut east = hub.client(EAST).await;
+    let (s, v) = post(&mut east, "/v1/events", &sequenced(1)).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("applied")), "{v}");
+    let before = on_hand(&hub).await;
+
+    let mut min_qty = sequenced(2);
+    min_qty["id"] = json!("edge-min");
+    min_qty["type"] = json!("inventory.adjusted.v1");
+    min_qty["data"] =
+        json!({"item": "SKU-3", "location": "DC-EAST", "delta": i64::MIN, "reason": "x"});
+    let mut max_qty = sequenced(2);
+    max_qty["id"] = json!("edge-max");
+    max_qty["data"]["qty"] = json!(i64::MAX);
+    let mut future = sequenced(2);
+    future["id"] = json!("edge-future");
+    future["time"] = json!("9999-12-31T00:00:00Z");
+    let mut negative = sequenced(2);
+    negative["id"] = json!("edge-negative");
+    negative["data"]["qty"] = json!(-5);
+    for bad in [&min_qty, &max_qty, &future, &negative] {
+        let (s, v) = post(&mut east, "/v1/events", bad).await;
+        assert_eq!(s, 422, "{bad} -> {v}");
+        assert!(
+            v["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:crossdock:problem:"),
+            "{v}"
+        );
+    }
+    // The same as one NDJSON batch: each line refused on its own.
+    let body: String = [&min_qty, &max_qty, &future, &negative]
+        .iter()
+        .map(|e| format!("{e}\n"))
+        .collect();
+    let (s, v) = common::post_raw(
+        &mut east,
+        "/v1/events",
+        "application/x-ndjson",
+        body.into_bytes(),
+    )
+    .await;
+    assert!(s == 200 || s == 207 || s == 422, "{s} {v}");
+    assert!(
+        !v.to_string().contains("\"applied\""),
+        "nothing applied: {v}"
+    );
+
+    // Every refusal is a record an operator can see.
+    let mut admin = hub.client(ADMIN).await;
+    let (_, x) = get(&mut admin, "/v1/exceptions?limit=100").await;
+    let kinds: Vec<&str> = x["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"schema_violation"), "{kinds:?}");
+    assert!(kinds.contains(&"out_of_bounds"), "{kinds:?}");
+    assert_eq!(on_hand(&hub).await, before, "nothing applied");
+
+    // Sequence 2 was never taken: the good event 2 is next in line and applies.
+    let (s, v) = post(&mut east, "/v1/events", &sequenced(2)).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("applied")), "{v}");
+    // The last sequence number has no next one: refused. One just below it waits for the gap,
+    // then applies.
+    let mut last = sequenced(3);
+    last["sequence"] = json!(u64::MAX.to_string());
+    let (s, v) = post(&mut east, "/v1/events", &last).await;
+    assert_eq!((s, v["field"].as_str()), (422, Some("sequence")), "{v}");
+    let mut far = sequenced(3);
+    far["id"] = json!("edge-far");
+    far["sequence"] = json!((u64::MAX - 1).to_string());
+    let (s, v) = post(&mut east, "/v1/events", &far).await;
+    assert_eq!((s, v["status"].as_str()), (202, Some("held")), "{v}");
+    let mut want = before.clone();
+    want[2] += 2;
+    want[3] += 3;
+    for _ in 0..200 {
+        if on_hand(&hub).await == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        on_hand(&hub).await,
+        want,
+        "the far one applied after the wait"
+    );
+}

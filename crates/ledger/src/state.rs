@@ -613,7 +613,7 @@ impl Ledger {
         if let (Some(n), true) = (ev.sequence, sequenced) {
             let state = self.sources.get_mut(&ev.source).expect("created above");
             if n == state.next {
-                state.next = n + 1;
+                state.next = n.saturating_add(1);
                 fx.timers_done.push(gap_timer_id(&ev.source, n));
                 if !fx.touched_sources.contains(&ev.source) {
                     fx.touched_sources.push(ev.source.clone());
@@ -632,7 +632,7 @@ impl Ledger {
             let Some(held) = state.held.remove(&next) else {
                 break;
             };
-            state.next = next + 1;
+            state.next = next.saturating_add(1);
             if self.forward_sequenced {
                 fx.forwards.push(Forward {
                     log_seq: held.log_seq,

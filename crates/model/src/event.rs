@@ -670,6 +670,15 @@ impl Event {
         validate_id(&self.correlation_id)
             .map_err(|e| EventError::at("correlationid", e.to_string()))?;
         self.data.validate()?;
+        if self.sequence == Some(u64::MAX) {
+            return Err(EventError::at(
+                "sequence",
+                format!(
+                    "must be below {} (the number after it must exist)",
+                    u64::MAX
+                ),
+            ));
+        }
         if self.source.as_str() != HUB_SOURCE {
             self.check_time(bounds)?;
         }
