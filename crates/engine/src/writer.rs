@@ -442,13 +442,29 @@ impl Writer {
             .collect();
         self.collect(&fx, &mut batch);
         let batch = self.remember(batch, batch_keys);
-        let fills = self.fills(&fx, false);
-        let publish = self.touched(&fx);
+        let mut work = self.work(batch, pending, fx, started_at, false);
+        work.part_commands = part_commands;
+        work.forwards = forwards;
+        work
+    }
+
+    /// A batch's work for the committer: its rows, callers and timers, and the items it touched
+    /// as applied here (to publish) and for orders of other partitions (`wide`: every item of
+    /// another partition it touched too).
+    fn work(
+        &self,
+        batch: Arc<CommitBatch>,
+        pending: Vec<Pending>,
+        fx: Effects,
+        started_at: Instant,
+        wide: bool,
+    ) -> Work {
         Work {
             batch,
             pending,
-            publish,
+            publish: self.touched(&fx),
             seq: self.ledger.seq,
+            fills: self.fills(&fx, wide),
             timers_set: fx.timers_set,
             timers_done: fx
                 .timers_done
@@ -457,12 +473,11 @@ impl Writer {
                 .collect(),
             applied_at: Instant::now(),
             started_at,
-            part_commands,
-            forwards,
+            part_commands: Vec::new(),
+            forwards: Vec::new(),
             extras: Vec::new(),
             settles: Vec::new(),
             lenders_poisoned: Vec::new(),
-            fills,
             partition: self.partition,
             done: None,
         }
@@ -536,7 +551,6 @@ impl Writer {
                 }
             }
         }
-        let fills = self.fills(&fx, true);
         let mut extras = Vec::new();
         let mut settles = Vec::new();
         let lenders_poisoned = loans.iter().map(|l| l.poisoned.clone()).collect();
@@ -583,29 +597,11 @@ impl Writer {
             self.ledger.take_item(&id);
         }
         let batch = self.remember(batch, batch_keys);
-        let publish = self.touched(&fx);
-        Work {
-            batch,
-            pending: vec![pending],
-            publish,
-            seq,
-            timers_set: fx.timers_set,
-            timers_done: fx
-                .timers_done
-                .into_iter()
-                .chain(fx.timers_cancelled)
-                .collect(),
-            applied_at: Instant::now(),
-            started_at,
-            part_commands: Vec::new(),
-            forwards: Vec::new(),
-            extras,
-            settles,
-            lenders_poisoned,
-            fills,
-            partition: self.partition,
-            done: None,
-        }
+        let mut work = self.work(batch, vec![pending], fx, started_at, true);
+        work.extras = extras;
+        work.settles = settles;
+        work.lenders_poisoned = lenders_poisoned;
+        work
     }
 
     /// The batches handed to the committer and not yet committed, oldest first.
